@@ -1,0 +1,13 @@
+"""The one error type the library raises for anything a user can fix."""
+
+
+class KilnError(Exception):
+    """A user-actionable failure: what went wrong, where, and how to fix it."""
+
+    def __init__(self, what: str, where: str = "", fix: str = ""):
+        self.what, self.where, self.fix = what, where, fix
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        head = f"{self.where}: {self.what}" if self.where else self.what
+        return f"{head}; {self.fix}" if self.fix else head

@@ -1,0 +1,134 @@
+"""What the driver says about the GPU: NVML first, nvidia-smi as fallback."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+from typing import Any, Callable, Optional
+
+SMI_FIELDS = (
+    "count", "name", "driver_version", "memory.total",
+    "pcie.link.gen.current", "pcie.link.width.current",
+    "pcie.link.gen.max", "pcie.link.width.max",
+)
+
+
+@dataclasses.dataclass
+class DriverView:
+    source: str = ""
+    error: str = ""
+    count: Optional[int] = None
+    name: Optional[str] = None
+    driver: Optional[str] = None
+    total_bytes: Optional[int] = None
+    cc: Optional[tuple] = None
+    cur_gen: Optional[int] = None
+    cur_width: Optional[int] = None
+    max_gen: Optional[int] = None
+    max_width: Optional[int] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.count is not None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _safe(fn: Callable, *args) -> Any:
+    try:
+        return fn(*args)
+    except Exception:  # NVMLError_NotSupported and friends: field unknown
+        return None
+
+
+def read_nvml(pynvml: Any, uuid: Optional[str] = None) -> DriverView:
+    """Read device `uuid` (the one torch uses) or index 0 through NVML."""
+    if pynvml is None:
+        return DriverView(error="pynvml not importable")
+    try:
+        pynvml.nvmlInit()
+    except Exception as exc:
+        return DriverView(source="nvml", error=f"nvmlInit failed: {exc}")
+    try:
+        return _read_nvml_device(pynvml, uuid)
+    finally:
+        _safe(pynvml.nvmlShutdown)
+
+
+def _nvml_handle(pynvml: Any, uuid: Optional[str]) -> Any:
+    if uuid:
+        handle = _safe(pynvml.nvmlDeviceGetHandleByUUID, uuid)
+        if handle is not None:
+            return handle
+    return pynvml.nvmlDeviceGetHandleByIndex(0)
+
+
+def _read_nvml_device(pynvml: Any, uuid: Optional[str]) -> DriverView:
+    view = DriverView(source="nvml")
+    view.count = int(pynvml.nvmlDeviceGetCount())
+    driver = _safe(pynvml.nvmlSystemGetDriverVersion)
+    view.driver = _text(driver) if driver is not None else None
+    if view.count == 0:
+        return view
+    handle = _nvml_handle(pynvml, uuid)
+    name = _safe(pynvml.nvmlDeviceGetName, handle)
+    view.name = _text(name) if name is not None else None
+    memory = _safe(pynvml.nvmlDeviceGetMemoryInfo, handle)
+    view.total_bytes = int(memory.total) if memory is not None else None
+    cc = _safe(pynvml.nvmlDeviceGetCudaComputeCapability, handle)
+    view.cc = tuple(int(x) for x in cc) if cc is not None else None
+    view.cur_gen = _safe(pynvml.nvmlDeviceGetCurrPcieLinkGeneration, handle)
+    view.cur_width = _safe(pynvml.nvmlDeviceGetCurrPcieLinkWidth, handle)
+    view.max_gen = _safe(pynvml.nvmlDeviceGetMaxPcieLinkGeneration, handle)
+    view.max_width = _safe(pynvml.nvmlDeviceGetMaxPcieLinkWidth, handle)
+    return view
+
+
+def read_nvidia_smi(runner: Callable = subprocess.run) -> DriverView:
+    """Fallback when pynvml is absent: one nvidia-smi query, first GPU."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return DriverView(error="nvidia-smi not found")
+    cmd = [exe, "--query-gpu=" + ",".join(SMI_FIELDS), "--format=csv,noheader,nounits"]
+    try:
+        proc = runner(cmd, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return DriverView(source="nvidia-smi", error=str(exc))
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return DriverView(source="nvidia-smi", error=(proc.stderr or proc.stdout).strip()[:160])
+    return parse_smi_line(proc.stdout.strip().splitlines()[0])
+
+
+def _int_or_none(text: str) -> Optional[int]:
+    try:
+        return int(float(text))
+    except ValueError:
+        return None
+
+
+def parse_smi_line(line: str) -> DriverView:
+    fields = [f.strip() for f in line.split(",")]
+    if len(fields) != len(SMI_FIELDS):
+        return DriverView(source="nvidia-smi", error=f"unexpected output: {line[:120]}")
+    count, name, driver, mem_mib, cur_gen, cur_width, max_gen, max_width = fields
+    mib = _int_or_none(mem_mib)
+    return DriverView(
+        source="nvidia-smi", count=_int_or_none(count), name=name, driver=driver,
+        total_bytes=mib * 1024 * 1024 if mib is not None else None,
+        cur_gen=_int_or_none(cur_gen), cur_width=_int_or_none(cur_width),
+        max_gen=_int_or_none(max_gen), max_width=_int_or_none(max_width),
+    )
+
+
+def read_driver_view(pynvml: Any, uuid: Optional[str] = None) -> DriverView:
+    view = read_nvml(pynvml, uuid)
+    if view.ok:
+        return view
+    smi = read_nvidia_smi()
+    if smi.ok:
+        return smi
+    smi.error = f"{view.error}; {smi.error}"
+    return smi
