@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import platform
+import sys
+import time
 from typing import Any, Dict, Optional
 
 from .deps import Deps, one_line
@@ -29,6 +32,7 @@ class Context:
         self._gpu_reason: Optional[str] = None
         self._gpu_probed = False
         self._driver: Optional[DriverView] = None
+        self.memo: Dict[str, Any] = {}  # results shared between checks of a group
 
     # -- expectations
     @property
@@ -99,3 +103,31 @@ class Context:
                 uuid = None
             self._driver = read_driver_view(self.deps.get("pynvml"), uuid)
         return self._driver
+
+
+def environment(ctx: Context) -> Dict[str, Any]:
+    """What ran where: goes into the JSON report's "env"."""
+    env: Dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "mode": "host" if ctx.host else "image",
+        "profile": ctx.profile["name"],
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "missing_modules": dict(ctx.deps.errors),
+    }
+    if "torch" in sys.modules and ctx.torch is not None:
+        env.update(_torch_env(ctx))
+    view = ctx._driver
+    if view is not None and view.ok:
+        env.update({"driver": view.driver, "driver_source": view.source})
+    return env
+
+
+def _torch_env(ctx: Context) -> Dict[str, Any]:
+    torch = ctx.torch
+    env = {"torch": torch.__version__, "torch_cuda": getattr(torch.version, "cuda", None)}
+    if ctx.has_gpu():
+        env["device"] = torch.cuda.get_device_name(0)
+    else:
+        env["device"] = f"cpu ({ctx.gpu_reason()})"
+    return env

@@ -1,0 +1,58 @@
+"""A project checkout: where its data files live, and loading them into a gate subject."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .flags import flag_table
+from .gate import Finding, Subject, run_rules
+from .gpus import find_gpu, load_gpus
+from .images import image_path, load_image
+from .lockfile import load_lock
+from .rules import ALL_RULES
+
+DEFAULT_IMAGE = "comfyui"
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "versions.lock"
+
+    @property
+    def gpus_path(self) -> Path:
+        return self.root / "gpus.yaml"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / "templates"
+
+    @property
+    def payload_dir(self) -> Path:
+        return self.root / "provision" / "container"
+
+    def subject(self, gpu: str, image: str = DEFAULT_IMAGE) -> Subject:
+        lock = load_lock(self.lock_path)
+        profile = find_gpu(load_gpus(self.gpus_path), gpu)
+        path = image_path(self.images_dir, image)
+        spec = load_image(path, lock.default_base, _shown(path, self.root))
+        return Subject(lock=lock, gpu=profile, image=spec, flags=flag_table(lock.comfyui.version))
+
+    def check(self, gpu: str, image: str = DEFAULT_IMAGE, strict: bool = False) -> tuple[Subject, list[Finding]]:
+        subject = self.subject(gpu, image)
+        return subject, run_rules(subject, ALL_RULES, strict)
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,54 @@
+"""Run the check groups: time each check, turn exceptions into failures."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from typing import Callable, Iterable, List, Optional, Sequence
+
+from . import (checks_comfyui, checks_compile, checks_gpu, checks_numerics, checks_perf,
+               checks_versions)
+from .context import Context
+from .deps import one_line
+from .verdict import FAIL, Check
+
+MODULES = (checks_versions, checks_gpu, checks_numerics, checks_perf, checks_compile,
+           checks_comfyui)
+GROUPS = tuple(module.GROUP for module in MODULES)
+
+
+def selected_modules(only: Optional[Sequence[str]]) -> list:
+    if not only:
+        return list(MODULES)
+    return [module for module in MODULES if module.GROUP in only]
+
+
+def run_one(ctx: Context, group: str, name: str, fn: Callable[[Context], Check]) -> Check:
+    started = time.perf_counter()
+    try:
+        check = fn(ctx)
+    except Exception as exc:  # a crashing probe is a failed check, never a traceback
+        check = Check(FAIL, measured="error", note=one_line(exc, limit=200))
+    seconds = time.perf_counter() - started
+    return dataclasses.replace(check, group=group, name=name, seconds=seconds)
+
+
+def _release_gpu_memory(ctx: Context) -> None:
+    if "torch" not in sys.modules or not ctx.has_gpu():
+        return
+    torch = ctx.torch
+    if torch is not None:
+        try:
+            torch.cuda.empty_cache()
+        except Exception:
+            pass
+
+
+def run_checks(ctx: Context, modules: Iterable) -> List[Check]:
+    results = []
+    for module in modules:
+        for name, fn in module.CHECKS:
+            results.append(run_one(ctx, module.GROUP, name, fn))
+        _release_gpu_memory(ctx)
+    return results

@@ -1,0 +1,91 @@
+"""Invoke tasks: each parses arguments, calls one library function, and prints its result."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from pathlib import Path
+
+from invoke import Exit, task
+
+from kiln.errors import KilnError
+from kiln.gate import ERROR, errors
+from kiln.gpus import load_gpus
+from kiln.locking import check_lock, relock
+from kiln.project import DEFAULT_IMAGE, Project
+from kiln.render import write_context
+
+PROJECT = Project(Path(__file__).resolve().parent)
+
+
+def user_errors(fn):
+    """A KilnError becomes one line on stderr and exit code 2, never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except KilnError as exc:
+            raise Exit(f"error: {exc.line()}", code=2) from None
+    return wrapper
+
+
+def _print_findings(findings) -> None:
+    for finding in findings:
+        print(finding.line(), file=sys.stderr if finding.severity == ERROR else sys.stdout)
+
+
+def _gate(gpu: str, image: str, strict: bool):
+    subject, findings = PROJECT.check(gpu, image, strict)
+    _print_findings(findings)
+    bad = errors(findings)
+    if bad:
+        raise Exit(f"gate: {len(bad)} error(s) for image '{subject.image.name}' on {subject.gpu.name}; "
+                   "nothing rendered or built", code=2)
+    return subject
+
+
+@task(help={"check": "fail when versions.lock is stale or disagrees with itself (offline)",
+            "resolve": "with --check: also resolve again and compare (needs the package index)"})
+@user_errors
+def lock(c, check=False, resolve=False):
+    """Resolve versions.lock's [packages] from its inputs (or --check that it is current)."""
+    if check:
+        count = check_lock(PROJECT.lock_path, resolve=resolve)
+        print(f"versions.lock is current: {count} packages, inputs unchanged, pins consistent")
+        return
+    started = time.monotonic()
+    changed, count = relock(PROJECT.lock_path)
+    verb = "rewritten" if changed else "unchanged"
+    print(f"versions.lock {verb}: {count} packages resolved in {time.monotonic() - started:.1f} s")
+
+
+@task(help={"gpu": "GPU profile or spelling (4090, rtx4090, 'RTX 4090')", "image": "image spec name or path",
+            "strict": "treat warnings as errors"})
+@user_errors
+def check(c, gpu, image=DEFAULT_IMAGE, strict=False):
+    """Run the compatibility gate for one GPU and image; errors exit 2."""
+    subject = _gate(gpu, image, strict)
+    print(f"gate passed: image '{subject.image.name}' on {subject.gpu.display}")
+
+
+@task(help={"gpu": "GPU profile or spelling", "image": "image spec name or path",
+            "out": "output directory (default build/<image>-<gpu>)", "strict": "treat warnings as errors"})
+@user_errors
+def render(c, gpu, image=DEFAULT_IMAGE, out=None, strict=False):
+    """Gate, then render the build context (Dockerfile, start script, model paths, facts, manifest)."""
+    subject = _gate(gpu, image, strict)
+    target = Path(out) if out else PROJECT.root / "build" / f"{subject.image.name}-{subject.gpu.name}"
+    rendered = write_context(subject, PROJECT.templates_dir, PROJECT.payload_dir, target)
+    print(f"rendered {len(rendered.files)} files to {rendered.out}")
+
+
+@task
+@user_errors
+def gpus(c):
+    """List the GPU profiles with their hardware figures and serving defaults."""
+    head = f"{'profile':<14}{'card':<34}{'VRAM':>6}{'GB/s':>7}{'sm':>5}{'TFLOPS':>8}  {'PCIe':<7}{'mode':<13}confidence"
+    print(head)
+    for p in load_gpus(PROJECT.gpus_path).values():
+        print(f"{p.name:<14}{p.display:<34}{p.vram_gb:>6g}{p.bandwidth_gbs:>7g}{p.compute_capability.replace('.', ''):>5}"
+              f"{p.tflops_fp16:>8g}  {f'{p.pcie_gen} x{p.pcie_width}':<7}{p.serving.vram_mode:<13}{p.confidence}")
