@@ -116,13 +116,14 @@ def _shape(name: str, spec: dict, values: list[str], version: str) -> Problem | 
                        f"write {name} alone" + (" (feature names for --fast need a later ComfyUI)"
                                                 if name == "--fast" else ""))
     if takes in ("int", "float", "str", "choice", "list") and not values:
-        return Problem(name, f"{name} needs a value", f"write {name} <{takes}>")
+        return Problem(name, f"{name} needs a value", f"write {name} <{spec.get('type', takes)}>")
     if values and "choices" in spec and values[0] not in [str(c) for c in spec["choices"]]:
         return Problem(name, f"{name} '{values[0]}' is not one of {', '.join(map(str, spec['choices']))}",
                        "pick one of those")
     kind = spec.get("type", takes)
     if values and kind in ("int", "float") and not _number(values[0], kind):
-        return Problem(name, f"{name} needs a {kind}, got '{values[0]}'", f"write a {kind}")
+        noun = "an integer" if kind == "int" else "a number"
+        return Problem(name, f"{name} needs {noun}, got '{values[0]}'", f"write {noun}")
     return None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
+import time
 import urllib.error
 import urllib.request
 from functools import lru_cache
@@ -21,7 +22,22 @@ def _context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=bundle) if bundle else ssl.create_default_context()
 
 
+RETRIES = 4
+
+
 def fetch_bytes(url: str, byte_range: tuple[int, int] | None = None, accept: str | None = None) -> bytes:
+    """GET url, retrying transient failures (DNS hiccups, resets) with a short backoff."""
+    for attempt in range(RETRIES):
+        try:
+            return _fetch_once(url, byte_range, accept)
+        except KilnError:
+            if attempt == RETRIES - 1:
+                raise
+            time.sleep(0.5 * 2 ** attempt)
+    raise AssertionError("unreachable")
+
+
+def _fetch_once(url: str, byte_range: tuple[int, int] | None, accept: str | None) -> bytes:
     request = urllib.request.Request(url, headers={"User-Agent": "kiln"})
     if byte_range:
         request.add_header("Range", f"bytes={byte_range[0]}-{byte_range[1]}")

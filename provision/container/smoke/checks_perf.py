@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Optional, Tuple
 
 from .context import Context
+from .nvml import clock_state
 from .timing import best_ms
 from .verdict import (ATTENTION_WARN_FRACTION, XFORMERS_SLOWDOWN_WARN, Check, probe_expected,
                       probe_verdict, skip, speed_ratio_verdict)
@@ -15,7 +16,7 @@ GIB = 1 << 30
 COPY_BYTES = 2 * GIB          # per buffer; a copy reads and writes this much
 COPY_ITERS, COPY_RUNS = 20, 7
 MATMUL_N = 8192               # 2*n^3 = 1.1 TFLOP per product
-MATMUL_ITERS, MATMUL_RUNS = 10, 7
+MATMUL_ITERS, MATMUL_RUNS = 10, 10
 # DiT at 1024x1024: 64x64 latent patches = 4096 tokens, 24 heads of 128
 DIT_SHAPE = (1, 24, 4096, 128)
 ATTN_ITERS, ATTN_RUNS = 20, 5
@@ -74,9 +75,19 @@ def _matmul(ctx: Context, dtype_name: str) -> Check:
     b = torch.randn(n, n, device="cuda", dtype=dtype)
     c = torch.empty(n, n, device="cuda", dtype=dtype)
     ms = best_ms(torch, lambda: torch.matmul(a, b, out=c), MATMUL_ITERS, MATMUL_RUNS, WARMUP_S)
+    clocks = _clock_note(ctx)
     tflops = 2 * n ** 3 / (ms * 1e-3) / 1e12
     verdict, note = probe_verdict(tflops, spec, ceiling)
-    return Check(verdict, measured=round(tflops, 1), expected=expected, unit="TFLOPS", note=f"{note}; {n}^3, best of {MATMUL_RUNS}x{MATMUL_ITERS}, {ms:.3f} ms")
+    note = f"{note}; {n}^3 random, best of {MATMUL_RUNS}x{MATMUL_ITERS}, {ms:.3f} ms{clocks}"
+    return Check(verdict, measured=round(tflops, 1), expected=expected, unit="TFLOPS", note=note)
+
+
+def _clock_note(ctx: Context) -> str:
+    try:
+        state = clock_state(ctx.deps.get("pynvml"), ctx.torch_uuid())
+    except Exception:
+        return ""
+    return f"; after: {state}" if state else ""
 
 
 def check_matmul_fp16(ctx: Context) -> Check:
@@ -135,8 +146,8 @@ def check_xformers_vs_sdpa(ctx: Context) -> Check:
 
 CHECKS = [
     ("copy_bandwidth", check_copy_bandwidth),
-    ("matmul_fp16", check_matmul_fp16),
     ("matmul_bf16", check_matmul_bf16),
+    ("matmul_fp16", check_matmul_fp16),
     ("attention_dit", check_attention_dit),
     ("xformers_vs_sdpa", check_xformers_vs_sdpa),
 ]

@@ -132,3 +132,51 @@ def read_driver_view(pynvml: Any, uuid: Optional[str] = None) -> DriverView:
         return smi
     smi.error = f"{view.error}; {smi.error}"
     return smi
+
+
+# nvmlClocksEventReason* / nvmlClocksThrottleReason* bits
+THROTTLE_BITS = {
+    0x1: "idle", 0x2: "application clocks", 0x4: "power cap", 0x8: "HW slowdown",
+    0x20: "sync boost", 0x40: "SW thermal", 0x80: "HW thermal", 0x100: "power brake",
+    0x200: "display clocks",
+}
+
+
+def decode_throttle(mask: Optional[int]) -> list:
+    if not mask:
+        return []
+    return [name for bit, name in THROTTLE_BITS.items() if mask & bit]
+
+
+def clock_state(pynvml: Any, uuid: Optional[str] = None) -> str:
+    """One phrase on clocks and power right now, '' when NVML is unavailable.
+    Read just after a probe: explains a low number (e.g. power capping)."""
+    if pynvml is None:
+        return ""
+    try:
+        pynvml.nvmlInit()
+    except Exception:
+        return ""
+    try:
+        return _clock_phrase(pynvml, _nvml_handle(pynvml, uuid))
+    except Exception:
+        return ""
+    finally:
+        _safe(pynvml.nvmlShutdown)
+
+
+def _clock_phrase(pynvml: Any, handle: Any) -> str:
+    sm = _safe(pynvml.nvmlDeviceGetClockInfo, handle, pynvml.NVML_CLOCK_SM)
+    power = _safe(pynvml.nvmlDeviceGetPowerUsage, handle)
+    limit = _safe(pynvml.nvmlDeviceGetEnforcedPowerLimit, handle)
+    reasons_fn = (getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+                  or getattr(pynvml, "nvmlDeviceGetCurrentClocksThrottleReasons", None))
+    reasons = decode_throttle(_safe(reasons_fn, handle)) if reasons_fn else []
+    parts = []
+    if sm is not None:
+        parts.append(f"SM {sm} MHz")
+    if power is not None and limit:
+        parts.append(f"{power // 1000}/{limit // 1000} W")
+    if reasons:
+        parts.append("clocks held by " + ", ".join(reasons))
+    return " ".join(parts[:2]) + (f", {parts[2]}" if len(parts) > 2 else "")

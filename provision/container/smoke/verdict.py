@@ -255,27 +255,31 @@ def error_verdict(rel_err: float, bound: float, finite: bool = True) -> Tuple[st
 def probe_verdict(measured: float, spec: float, ceiling: Optional[float] = None,
                   spec_fraction: float = SPEC_WARN_FRACTION,
                   ceiling_fraction: float = CEILING_WARN_FRACTION) -> Tuple[str, str]:
-    """Throughput probe against the spec figure and, if known, the card's
-    measured practical ceiling (same unit for all three)."""
+    """Throughput probe (same unit for all three figures).
+
+    Without a measured ceiling the spec sheet is the reference: warn under
+    `spec_fraction` of it. With one, the ceiling is what a healthy card of
+    this model really reaches, so it decides (warn under `ceiling_fraction`
+    of it) and the share of the spec figure is reported beside it: for the
+    H200 the practical bf16 matmul ceiling is itself under 80 % of spec.
+    """
     if measured is None or not math.isfinite(measured) or measured <= 0:
         return FAIL, "probe produced no usable number"
     parts = [f"{measured / spec:.0%} of spec {spec:g}"]
-    verdict = PASS if measured >= spec * spec_fraction else WARN
     if ceiling:
         parts.append(f"{measured / ceiling:.0%} of measured ceiling {ceiling:g}")
-        if measured < ceiling * ceiling_fraction:
-            verdict = WARN
-    if verdict == WARN:
+        ok = measured >= ceiling * ceiling_fraction
+    else:
+        ok = measured >= spec * spec_fraction
+    if not ok:
         parts.append("below expected: throttled, shared or misconfigured GPU?")
-    return verdict, "; ".join(parts)
+    return (PASS if ok else WARN), "; ".join(parts)
 
 
 def probe_expected(spec: float, ceiling: Optional[float],
                    spec_fraction: float = SPEC_WARN_FRACTION,
                    ceiling_fraction: float = CEILING_WARN_FRACTION) -> str:
-    floor = spec * spec_fraction
-    if ceiling:
-        floor = max(floor, ceiling * ceiling_fraction)
+    floor = ceiling * ceiling_fraction if ceiling else spec * spec_fraction
     return f">= {floor:.0f}"
 
 

@@ -1,0 +1,43 @@
+"""Shared fixtures: the real project, a disposable copy of it, and running the CLI like a user."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kiln.project import Project
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+PROJECT_FILES = ("tasks.py", "versions.lock", "gpus.yaml", "images", "templates", "provision/container")
+
+
+@pytest.fixture
+def project() -> Project:
+    return Project(ROOT)
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """A copy of the project's data and tasks that a test may edit."""
+    root = tmp_path / "proj"
+    for name in PROJECT_FILES:
+        src, dest = ROOT / name, root / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest)
+    return root
+
+
+def invoke(*args: str, root: Path = ROOT, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `invoke` on a project's tasks.py as a user would, capturing both streams."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "invoke", "--search-root", str(root), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd or root, env=env, timeout=300)

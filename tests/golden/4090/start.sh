@@ -1,0 +1,13 @@
+#!/bin/sh
+# Exported values are literal data, single-quoted on purpose: nothing in them may expand.
+# shellcheck disable=SC2016,SC1003
+# Rendered by kiln 0.1.0 for comfyui on NVIDIA GeForce RTX 4090; do not edit.
+set -eu
+
+export TORCHINDUCTOR_CACHE_DIR=/cache/inductor
+export TRITON_CACHE_DIR=/cache/triton
+export CUDA_CACHE_PATH=/cache/cuda
+export HF_HOME=/cache/hf
+
+cd /opt/comfyui
+exec /opt/venv/bin/python main.py --listen 0.0.0.0 --port 8188 --extra-model-paths-config /opt/kiln/extra_model_paths.yaml --highvram --reserve-vram 0.5 --preview-method none --disable-auto-launch

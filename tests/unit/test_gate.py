@@ -1,0 +1,116 @@
+"""The gate's rules, each shown on the real data and on one edited copy that must trip it."""
+
+from dataclasses import replace
+
+
+from kiln.gate import ERROR, NOTE, WARNING, run_rules
+from kiln.images import load_image
+from kiln.rules import ALL_RULES
+from tests.conftest import FIXTURES
+
+
+def findings(subject, severity=None, rule=None):
+    return [f for f in run_rules(subject, ALL_RULES)
+            if (severity is None or f.severity == severity) and (rule is None or f.rule == rule)]
+
+
+def test_default_image_passes_on_every_profile(project):
+    from kiln.gpus import load_gpus
+    for name in load_gpus(project.gpus_path):
+        assert findings(project.subject(name), ERROR) == [], name
+
+
+def test_4070ti_cannot_hold_z_image_and_is_told_what_fits(project):
+    [vram] = findings(project.subject("4070ti", "z-image-turbo"), rule="vram")
+    assert vram.severity == ERROR
+    assert "22.2 GB with every model resident" in vram.message and "11.5 GB usable" in vram.message
+    assert "--fp8_e4m3fn-unet" in vram.fix and "8.0 GB" in vram.fix
+
+
+def test_16gb_card_swaps_the_text_encoder(project):
+    [vram] = findings(project.subject("4080", "z-image-turbo"), rule="vram")
+    assert vram.severity == WARNING and "swap" in vram.message
+
+
+def test_4090_holds_z_image_but_comfyui_0_3_18_cannot_load_it(project):
+    subject = project.subject("4090", "z-image-turbo")
+    assert findings(subject, rule="vram") == []
+    [model] = findings(subject, rule="model-comfyui")
+    assert model.severity == ERROR
+    assert "ComfyUI >= 0.3.75" in model.message and "0.3.18" in model.message
+    assert "invoke lock" in model.fix
+
+
+def test_article_flags_one_finding_per_bad_flag(project):
+    spec = load_image(FIXTURES / "images" / "article.yaml", "debian-bookworm", "article.yaml")
+    subject = replace(project.subject("4090"), image=spec)
+    flags = findings(subject, rule="flags")
+    assert [f.severity for f in flags] == [ERROR] * 4
+    text = "\n".join(f.message + " | " + f.fix for f in flags)
+    for expected in ("--listen 0.0.0.0 --port 8188", "--enable-xformers", "--use-torch-compile", "--cpu runs"):
+        assert expected in text
+    assert "--force-fp16" not in text and "--disable-auto-launch" not in text
+
+
+def test_article_env_and_workflow(project):
+    spec = load_image(FIXTURES / "images" / "article.yaml", "debian-bookworm", "article.yaml")
+    subject = replace(project.subject("4090"), image=spec)
+    [alloc] = findings(subject, rule="alloc-conf")
+    assert alloc.severity == WARNING and "cudaMallocAsync" in alloc.message and "max_split_size_mb" in alloc.message
+    [blocking] = findings(subject, rule="env")
+    assert blocking.severity == NOTE and "already the default" in blocking.message
+    [recipe] = findings(subject, rule="warmup-recipe")
+    assert "cfg=7 (recipe 1)" in recipe.message and "dpmpp_2m_sde_gpu" in recipe.message
+
+
+def test_unknown_alloc_key_is_an_error(project):
+    subject = project.subject("4090")
+    image = replace(subject.image, env={"PYTORCH_CUDA_ALLOC_CONF": "max_split_mb:512,expandable_segments:yes"})
+    errors = findings(replace(subject, image=image), ERROR, "alloc-conf")
+    assert [("max_split_mb" in e.message, "expandable_segments:yes" in e.message) for e in errors] == \
+        [(True, False), (False, True)]
+
+
+def test_strict_turns_warnings_into_errors(project):
+    subject = project.subject("4080", "z-image-turbo")
+    strict = run_rules(subject, ALL_RULES, strict=True)
+    assert [f for f in strict if f.rule == "vram"][0].severity == ERROR
+
+
+def test_sm89_runs_sm86_code_as_a_note(project):
+    [cc] = findings(project.subject("4090"), rule="compute-capability")
+    assert cc.severity == NOTE and "sm_86" in cc.message
+
+
+def test_blackwell_is_refused_with_the_reason(project):
+    subject = project.subject("h200")
+    blackwell = replace(subject.gpu, name="b200", display="NVIDIA B200", compute_capability="10.0")
+    [cc] = findings(replace(subject, gpu=blackwell), rule="compute-capability")
+    assert cc.severity == ERROR and "sm_100" in cc.message and "no kernel image" in cc.message
+
+
+def test_xformers_pin_read_from_the_lock_metadata(project):
+    subject = project.subject("4090")
+    article_stack = replace(subject.lock.stack, torch="2.3.0")
+    [finding] = findings(replace(subject, lock=replace(subject.lock, stack=article_stack)), rule="xformers-torch")
+    assert "torch==2.3.1" in finding.message and "2.3.0" in finding.message
+
+
+def test_wheel_for_another_platform_is_refused(project):
+    subject = project.subject("4090")
+    packages = dict(subject.lock.packages)
+    packages["torch"] = replace(packages["torch"], wheel="torch-2.3.1-cp311-none-macosx_11_0_arm64.whl")
+    [finding] = findings(replace(subject, lock=replace(subject.lock, packages=packages)), rule="wheel-platform")
+    assert "macosx" in finding.message
+
+
+def test_declared_cudnn_must_be_what_torch_carries(project):
+    subject = project.subject("4090")
+    lock = replace(subject.lock, stack=replace(subject.lock.stack, cudnn="9.1.0.70"))
+    [finding] = findings(replace(subject, lock=lock), rule="cuda-wheels")
+    assert "cuDNN 9.1.0.70" in finding.message and "8.9.2.26" in finding.message
+
+
+def test_driver_floor_is_reported(project):
+    [driver] = findings(project.subject("4090"), rule="driver")
+    assert "525.60.13" in driver.message and "cuda>=12.0" in driver.message

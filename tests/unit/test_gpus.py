@@ -1,0 +1,47 @@
+import pytest
+
+from kiln.errors import KilnError
+from kiln.gpus import find_gpu, load_gpus
+
+REQUIRED = ["4090", "4080", "4070ti", "4070ti-super", "3090", "l4", "l40s", "a100-40", "a100-80", "h100", "h800",
+            "h200"]
+
+
+@pytest.fixture
+def profiles(project):
+    return load_gpus(project.gpus_path)
+
+
+def test_every_required_profile_exists(profiles):
+    assert set(REQUIRED) <= set(profiles)
+
+
+@pytest.mark.parametrize("spelling", ["4090", "rtx4090", "RTX 4090", "NVIDIA GeForce RTX 4090", "rtx-4090"])
+def test_common_spellings_find_the_4090(profiles, spelling):
+    assert find_gpu(profiles, spelling).name == "4090"
+
+
+@pytest.mark.parametrize("spelling, name", [("RTX 4070 Ti", "4070ti"), ("4070 Ti SUPER", "4070ti-super"),
+                                            ("A100 80GB", "a100-80"), ("NVIDIA H200", "h200"), ("L40S", "l40s")])
+def test_spellings_do_not_cross_cards(profiles, spelling, name):
+    assert find_gpu(profiles, spelling).name == name
+
+
+def test_unknown_gpu_lists_valid_names(profiles):
+    with pytest.raises(KilnError) as err:
+        find_gpu(profiles, "rtx 5090")
+    assert "unknown GPU 'rtx 5090'" in err.value.line()
+    assert "4090" in err.value.fix and "h200" in err.value.fix
+
+
+def test_facts_the_article_gets_wrong(profiles):
+    ti, ti_super = profiles["4070ti"], profiles["4070ti-super"]
+    assert (ti.vram_gb, ti.bandwidth_gbs) == (12, 504)
+    assert (ti_super.vram_gb, ti_super.bandwidth_gbs) == (16, 672)
+
+
+def test_serving_defaults_are_merged(profiles):
+    assert profiles["4090"].serving.vram_mode == "--highvram"
+    assert profiles["4070ti"].serving.vram_mode == "--normalvram"
+    assert profiles["4070ti"].serving.resolution == 768
+    assert profiles["4090"].serving.resolution == 1024

@@ -1,0 +1,71 @@
+"""versions.lock: its writer reproduces it, --check catches hand edits, `invoke lock` re-resolves it."""
+
+import re
+
+from kiln.lockfile import load_lock
+from kiln.lockwrite import lock_text
+from tests.conftest import ROOT, invoke
+
+
+def test_writer_reproduces_the_committed_lock_byte_for_byte(project):
+    lock = load_lock(project.lock_path)
+    assert lock_text(lock.raw, lock.packages) == project.lock_path.read_text()
+
+
+def test_lock_holds_the_pinned_stack(project):
+    lock = load_lock(project.lock_path)
+    versions = {name: lock.package(name).version for name in
+                ("torch", "xformers", "torchvision", "torchaudio", "nvidia-cudnn-cu12", "nvidia-cuda-runtime-cu12",
+                 "nvidia-cublas-cu12", "triton")}
+    assert versions == {"torch": "2.3.1", "xformers": "0.0.27", "torchvision": "0.18.1", "torchaudio": "2.3.1",
+                        "nvidia-cudnn-cu12": "8.9.2.26", "nvidia-cuda-runtime-cu12": "12.1.105",
+                        "nvidia-cublas-cu12": "12.1.3.1", "triton": "2.3.1"}
+    assert "torch ==2.3.1" in lock.package("xformers").requires
+    assert all(re.fullmatch(r"[0-9a-f]{64}", p.sha256) for p in lock.packages.values())
+    assert all(p.wheel.endswith(".whl") for p in lock.packages.values())
+    assert lock.comfyui.commit == "b07f116dea4e00b42df3fbbe045f4c8c76c9d97b"
+
+
+def test_check_passes_on_the_committed_lock():
+    result = invoke("lock", "--check")
+    assert result.returncode == 0, result.stderr
+    assert "versions.lock is current: 61 packages" in result.stdout
+
+
+def _edit(root, old, new):
+    path = root / "versions.lock"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_check_fails_after_a_stack_pin_is_edited(project_copy):
+    _edit(project_copy, 'torch = "2.3.1"', 'torch = "2.3.0"')
+    result = invoke("lock", "--check", root=project_copy)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "changed since [packages] was resolved" in lines[0] and "invoke lock" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_check_fails_after_a_resolved_version_is_edited(project_copy):
+    _edit(project_copy, '[packages.torch]\nversion = "2.3.1"', '[packages.torch]\nversion = "2.3.0"')
+    result = invoke("lock", "--check", root=project_copy)
+    assert result.returncode == 2
+    assert "[packages.torch] version 2.3.0 disagrees with its wheel" in result.stderr
+
+
+def test_check_fails_on_a_malformed_hash(project_copy):
+    lock = load_lock(project_copy / "versions.lock")
+    digest = lock.package("numpy").sha256
+    _edit(project_copy, digest, digest[:-4] + "zzzz")
+    result = invoke("lock", "--check", root=project_copy)
+    assert result.returncode == 2 and "[packages.numpy] sha256 is not 64 lowercase hex digits" in result.stderr
+
+
+def test_relock_from_the_index_reproduces_the_lock(project_copy):
+    """Real resolution against the package index: same inputs, byte-identical lock."""
+    result = invoke("lock", root=project_copy)
+    assert result.returncode == 0, result.stderr
+    assert "versions.lock unchanged: 61 packages" in result.stdout
+    assert (project_copy / "versions.lock").read_bytes() == (ROOT / "versions.lock").read_bytes()

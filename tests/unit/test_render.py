@@ -1,0 +1,115 @@
+"""Rendering: golden files, determinism, linters, quoting, and refusing to clobber or half-write."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from kiln.errors import KilnError
+from kiln.images import load_image
+from kiln.render import render_texts, write_context
+
+GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+GOLDEN_FILES = ("Dockerfile", "start.sh", "extra_model_paths.yaml", "kiln.json")
+BIN = Path(sys.executable).parent
+
+
+def _render(project, gpu, out, image="comfyui"):
+    return write_context(project.subject(gpu, image), project.templates_dir, project.payload_dir, out)
+
+
+@pytest.mark.parametrize("gpu", ["4090", "4070ti", "h200"])
+def test_golden_files(project, tmp_path, gpu):
+    _render(project, gpu, tmp_path / "ctx")
+    for name in GOLDEN_FILES:
+        golden = GOLDEN / gpu / name
+        got = (tmp_path / "ctx" / name).read_text()
+        if os.environ.get("KILN_UPDATE_GOLDEN"):
+            golden.parent.mkdir(parents=True, exist_ok=True)
+            golden.write_text(got)
+        assert got == golden.read_text(), f"{gpu}/{name} differs; KILN_UPDATE_GOLDEN=1 rewrites goldens"
+
+
+def _tree(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_second_render_is_byte_identical(project, tmp_path):
+    out = tmp_path / "ctx"
+    _render(project, "4090", out)
+    first = _tree(out)
+    _render(project, "4090", out)
+    assert _tree(out) == first
+    assert os.access(out / "start.sh", os.X_OK)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["generator"] == "kiln" and set(manifest["files"]) == set(first) - {"manifest.json"}
+
+
+def test_profiles_share_the_heavy_part_of_the_dockerfile(project, tmp_path):
+    texts = {gpu: render_texts(project.subject(gpu), project.templates_dir) for gpu in ("4090", "h200")}
+    heavy = [t["Dockerfile"].split("COPY kiln.json")[0].split("\n", 1)[1] for t in texts.values()]
+    assert heavy[0] == heavy[1]
+    assert texts["4090"]["requirements.lock.txt"] == texts["h200"]["requirements.lock.txt"]
+
+
+def test_every_profile_passes_hadolint_and_shellcheck(project, tmp_path):
+    from kiln.gpus import load_gpus
+    for gpu in load_gpus(project.gpus_path):
+        out = tmp_path / gpu
+        _render(project, gpu, out)
+        lint = subprocess.run([BIN / "hadolint", out / "Dockerfile"], capture_output=True, text=True)
+        assert lint.returncode == 0, lint.stdout
+        sc = subprocess.run([BIN / "shellcheck", out / "start.sh"], capture_output=True, text=True)
+        assert sc.returncode == 0, sc.stdout
+
+
+def test_shell_metacharacters_are_quoted_not_rejected(project, tmp_path):
+    nasty = """a b 'c' "d" $(touch pwned) `id` ; & | * ~ \\"""
+    subject = project.subject("4090")
+    subject = replace(subject, image=replace(subject.image, env={"KILN_NASTY": nasty}))
+    start = render_texts(subject, project.templates_dir)["start.sh"]
+    exports = "\n".join(line for line in start.splitlines() if line.startswith("export "))
+    out = subprocess.run(["sh", "-c", exports + '\nprintf %s "$KILN_NASTY"'], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert out.stdout == nasty
+    assert not (tmp_path / "pwned").exists()
+    script = tmp_path / "start.sh"
+    script.write_text(start)
+    assert subprocess.run([BIN / "shellcheck", script]).returncode == 0
+
+
+def test_newline_in_a_value_is_rejected(project_copy):
+    spec = project_copy / "images" / "comfyui.yaml"
+    spec.write_text(spec.read_text().replace("env: {}", 'env: {EVIL: "line1\\nline2"}'))
+    with pytest.raises(KilnError) as err:
+        load_image(spec, "debian-bookworm")
+    assert "NUL or newline" in err.value.line() and "env.EVIL" in err.value.line()
+
+
+def test_out_dir_with_foreign_files_is_refused_untouched(project, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(KilnError) as err:
+        _render(project, "4090", out)
+    assert "not an earlier kiln render" in err.value.line()
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["mine"]
+
+
+def test_undefined_template_variable_names_template_and_line(project, tmp_path):
+    templates = tmp_path / "templates"
+    shutil.copytree(project.templates_dir, templates)
+    path = templates / "start.sh.j2"
+    text = path.read_text().replace("set -eu", "set -eu\n{{ no_such_value }}")
+    path.write_text(text)
+    line = text.splitlines().index("{{ no_such_value }}") + 1
+    with pytest.raises(KilnError) as err:
+        write_context(project.subject("4090"), templates, project.payload_dir, tmp_path / "ctx")
+    assert f"templates/start.sh.j2:{line}" in err.value.line() and "no_such_value" in err.value.line()
+    assert not (tmp_path / "ctx").exists()
