@@ -11,6 +11,8 @@ import yaml
 
 from .errors import KilnError
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster
+
 
 def read_toml(path: Path) -> dict[str, Any]:
     text = _read_text(path)
@@ -23,7 +25,7 @@ def read_toml(path: Path) -> dict[str, Any]:
 def read_yaml(path: Path) -> Any:
     text = _read_text(path)
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f"{path}:{mark.line + 1}" if mark else str(path)

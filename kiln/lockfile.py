@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -86,11 +87,7 @@ class Lock:
     default_base: str
     packages: dict[str, Package]
     inputs_sha256: str
-
-    @property
-    def digest(self) -> str:
-        """Content digest of the whole lock, carried by every image built from it."""
-        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+    digest: str  # sha256 of the whole file, carried by every image built from it
 
     def top_requirements(self) -> list[str]:
         return [f"{name}=={getattr(self.stack, name)}" for name in STACK_PACKAGES] + list(self.comfyui.requirements)
@@ -106,6 +103,7 @@ def inputs_digest(raw: dict[str, Any]) -> str:
 
 def load_lock(path: Path) -> Lock:
     raw = read_toml(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
     where = str(path)
     top = Fields(raw, where)
     meta = top.sub("lock")
@@ -113,7 +111,7 @@ def load_lock(path: Path) -> Lock:
         path=path, raw=raw,
         stack=_stack(top.sub("stack")), comfyui=_comfyui(top.sub("comfyui")), resolve=_resolve(top.sub("resolve")),
         bases=_bases(top.sub("bases")), default_base=meta.get("default_base", str),
-        packages=_packages(top.sub("packages", {})), inputs_sha256=meta.get("inputs_sha256", str),
+        packages=_packages(top.sub("packages", {})), inputs_sha256=meta.get("inputs_sha256", str), digest=digest,
     )
     if lock.default_base not in lock.bases:
         raise KilnError(f"lock.default_base '{lock.default_base}' is not one of [bases] ({', '.join(lock.bases)})",
@@ -188,10 +186,17 @@ def _package_problems(pkg: Package, lock: Lock, environment: dict[str, str]) -> 
     return problems
 
 
-def _requirement_problem(pkg: Package, text: str, lock: Lock, environment: dict[str, str]) -> list[str]:
+@lru_cache(maxsize=None)
+def _requirement(text: str) -> Requirement | None:
     try:
-        req = Requirement(text)
+        return Requirement(text)
     except InvalidRequirement:
+        return None
+
+
+def _requirement_problem(pkg: Package, text: str, lock: Lock, environment: dict[str, str]) -> list[str]:
+    req = _requirement(text)
+    if req is None:
         return [f"[packages.{pkg.name}] has an unreadable requirement '{text}'"]
     if req.marker and not req.marker.evaluate({**environment, "extra": ""}):
         return []
@@ -211,8 +216,8 @@ def requirement_pins(lock: Lock, package: str, dependency: str) -> str:
     """The specifier that a locked wheel puts on one dependency (e.g. xformers on torch), '' if none."""
     pkg = lock.package(package)
     for text in pkg.requires if pkg else ():
-        req = Requirement(text)
-        if canonicalize_name(req.name) == canonicalize_name(dependency):
+        req = _requirement(text)
+        if req and canonicalize_name(req.name) == canonicalize_name(dependency):
             return str(req.specifier)
     return ""
 

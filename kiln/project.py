@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from .flags import flag_table
 from .gate import Finding, Subject, run_rules
-from .gpus import find_gpu, load_gpus
+from .gpus import GpuProfile, find_gpu, load_gpus
 from .images import image_path, load_image
-from .lockfile import load_lock
+from .lockfile import Lock, load_lock
 from .rules import ALL_RULES
 
 DEFAULT_IMAGE = "comfyui"
@@ -39,9 +40,17 @@ class Project:
     def payload_dir(self) -> Path:
         return self.root / "provision" / "container"
 
+    @cached_property
+    def lock(self) -> Lock:
+        return load_lock(self.lock_path)
+
+    @cached_property
+    def gpus(self) -> dict[str, GpuProfile]:
+        return load_gpus(self.gpus_path)
+
     def subject(self, gpu: str, image: str = DEFAULT_IMAGE) -> Subject:
-        lock = load_lock(self.lock_path)
-        profile = find_gpu(load_gpus(self.gpus_path), gpu)
+        lock = self.lock
+        profile = find_gpu(self.gpus, gpu)
         path = image_path(self.images_dir, image)
         spec = load_image(path, lock.default_base, _shown(path, self.root))
         return Subject(lock=lock, gpu=profile, image=spec, flags=flag_table(lock.comfyui.version))

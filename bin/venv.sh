@@ -1,0 +1,14 @@
+# Sourced by bin/invoke and bin/test: make .venv with the pinned requirements, once per change.
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+VENV="$ROOT/.venv"
+STAMP="$VENV/.requirements.sha256"
+want=$(cat "$ROOT/requirements.txt" "$ROOT/requirements-test.txt" | sha256sum | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+    echo "setting up $VENV (Python 3.11, pinned requirements)..." >&2
+    python3.11 -m venv "$VENV" 2>/dev/null || python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/requirements-test.txt"
+    echo "$want" > "$STAMP"
+fi
+export PATH="$VENV/bin:$PATH"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"

@@ -1,0 +1,104 @@
+"""The command line as a user meets it: task list, one-line errors with exit 2, nothing written."""
+
+import pytest
+
+from tests.conftest import invoke
+
+TASKS = ("check", "gpus", "lock", "render")
+
+
+def test_every_task_is_listed_with_help():
+    out = invoke("--list").stdout
+    for name in TASKS:
+        line = next(line for line in out.splitlines() if line.strip().startswith(name + " "))
+        assert len(line.split()) > 2, f"{name} has no help line"
+
+
+def _one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0]
+    return errors[0]
+
+
+def test_unknown_gpu(project_copy):
+    _one_line_error(invoke("render", "--gpu", "rtx5090", root=project_copy), "unknown GPU 'rtx5090'", "4090, 4080")
+    assert not (project_copy / "build").exists()
+
+
+def test_unknown_image(project_copy):
+    _one_line_error(invoke("check", "--gpu", "4090", "--image", "sdxl", root=project_copy),
+                    "unknown image 'sdxl'", "comfyui, z-image-turbo")
+
+
+def test_malformed_toml_names_file_and_line(project_copy):
+    lock = project_copy / "versions.lock"
+    lines = lock.read_text().splitlines()
+    lines[6] = "torch = 2.3.1"
+    lock.write_text("\n".join(lines) + "\n")
+    _one_line_error(invoke("check", "--gpu", "4090", root=project_copy), "versions.lock", "malformed TOML", "line 7")
+
+
+def test_malformed_yaml_names_file_and_line(project_copy):
+    gpus = project_copy / "gpus.yaml"
+    gpus.write_text(gpus.read_text().replace("    vram_gb: 24\n", "    vram_gb: [24\n", 1))
+    _one_line_error(invoke("check", "--gpu", "4090", root=project_copy), "gpus.yaml:", "malformed YAML")
+
+
+def test_missing_key(project_copy):
+    gpus = project_copy / "gpus.yaml"
+    gpus.write_text(gpus.read_text().replace("    bandwidth_gbs: 1008\n", "", 1))
+    _one_line_error(invoke("check", "--gpu", "4090", root=project_copy), "gpus.yaml", "missing key 'profiles.4090.bandwidth_gbs'")
+
+
+def test_wrong_type(project_copy):
+    spec = project_copy / "images" / "comfyui.yaml"
+    spec.write_text(spec.read_text().replace("port: 8188", "port: eighty"))
+    _one_line_error(invoke("render", "--gpu", "4090", root=project_copy), "images/comfyui.yaml",
+                    "key 'server.port' must be int")
+    assert not (project_copy / "build").exists()
+
+
+def test_inconsistent_lock_stops_render(project_copy):
+    lock = project_copy / "versions.lock"
+    lock.write_text(lock.read_text().replace('[packages.xformers]\nversion = "0.0.27"',
+                                             '[packages.xformers]\nversion = "0.0.28"'))
+    result = invoke("render", "--gpu", "4090", root=project_copy)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "[packages.xformers] version 0.0.28 disagrees with its wheel" in result.stderr
+    assert not (project_copy / "build").exists()
+
+
+def test_gate_error_renders_nothing(project_copy):
+    result = invoke("render", "--gpu", "4090", "--image", "z-image-turbo", root=project_copy)
+    assert result.returncode == 2
+    assert "ComfyUI >= 0.3.75" in result.stderr and "nothing rendered" in result.stderr
+    assert not (project_copy / "build").exists()
+
+
+def test_foreign_out_dir_is_refused(project_copy):
+    out = project_copy / "elsewhere"
+    out.mkdir()
+    (out / "data.bin").write_bytes(b"precious")
+    _one_line_error(invoke("render", "--gpu", "4090", "--out", str(out), root=project_copy),
+                    "not an earlier kiln render")
+    assert (out / "data.bin").read_bytes() == b"precious"
+
+
+@pytest.mark.parametrize("gpu", ["4090", "RTX 4090", "rtx4090"])
+def test_render_writes_the_context(project_copy, gpu):
+    result = invoke("render", "--gpu", gpu, root=project_copy)
+    assert result.returncode == 0, result.stderr
+    assert "rendered 2" in result.stdout
+    assert (project_copy / "build" / "comfyui-4090" / "Dockerfile").is_file()
+
+
+def test_strict_refuses_warnings(project_copy):
+    spec = project_copy / "images" / "comfyui.yaml"
+    spec.write_text(spec.read_text().replace("env: {}", 'env: {PYTORCH_CUDA_ALLOC_CONF: "max_split_size_mb:512"}'))
+    assert invoke("check", "--gpu", "4090", root=project_copy).returncode == 0
+    strict = invoke("check", "--gpu", "4090", "--strict", root=project_copy)
+    assert strict.returncode == 2 and "(--strict)" in strict.stderr
