@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import time
 from pathlib import Path
 
 from invoke import Exit, task
 
+import console
+from kiln import source, wheels
+from kiln.base import ensure_base
+from kiln.buildjob import BuildRequest, run_build
+from kiln.engine import connect
 from kiln.errors import KilnError
 from kiln.gate import ERROR, errors
 from kiln.gpus import load_gpus
@@ -27,6 +33,8 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except KilnError as exc:
             raise Exit(f"error: {exc.line()}", code=2) from None
+        except KeyboardInterrupt:
+            raise Exit("error: interrupted; what was started has been removed", code=2) from None
     return wrapper
 
 
@@ -89,3 +97,57 @@ def gpus(c):
     for p in load_gpus(PROJECT.gpus_path).values():
         print(f"{p.name:<14}{p.display:<34}{p.vram_gb:>6g}{p.bandwidth_gbs:>7g}{p.compute_capability.replace('.', ''):>5}"
               f"{p.tflops_fp16:>8g}  {f'{p.pcie_gen} x{p.pcie_width}':<7}{p.serving.vram_mode:<13}{p.confidence}")
+
+
+@task(help={"name": "base from versions.lock [bases] (default: the lock's default_base)",
+            "plain": "plain log lines instead of a live view"})
+@user_errors
+def base(c, name=None, plain=False):
+    """Build the local base image (debootstrap + import); nothing to do when it is current."""
+    lock = PROJECT.lock
+    show = console.progress(plain)
+    try:
+        result = ensure_base(connect(), lock, name or lock.default_base, PROJECT.root / "build" / "bases", show)
+    finally:
+        show.close()
+    verb = "built" if result.built else "up to date, nothing to do"
+    print(f"base {result.ref} {verb}: {result.image_id[:19]}, {len(result.packages)} Debian packages")
+
+
+@task(help={"gpu": "GPU profile or spelling", "image": "image spec name or path",
+            "comfyui_src": "local ComfyUI checkout (verified against the pinned commit) or archive",
+            "allow_unverified_source": "accept a --comfyui-src that cannot be verified (labelled unverified)",
+            "ca_bundle": "extra CA bundle for the package index (also KILN_CA_BUNDLE); never enters the image",
+            "strict": "treat gate warnings as errors", "plain": "plain log lines instead of a live view"})
+@user_errors
+def build(c, gpu, image=DEFAULT_IMAGE, comfyui_src=None, allow_unverified_source=False, ca_bundle=None,
+          strict=False, plain=False):
+    """Gate, render and build the image through the Docker engine; tags it and writes a build record."""
+    _use_ca_bundle(ca_bundle)
+    subject = _gate(gpu, image, strict)
+    request = BuildRequest(
+        templates=PROJECT.templates_dir, payload=PROJECT.payload_dir,
+        out=PROJECT.root / "build" / f"{subject.image.name}-{subject.gpu.name}",
+        wheel_cache=wheels.default_cache(), source_cache=source.default_cache(),
+        comfyui_src=Path(comfyui_src) if comfyui_src else None, allow_unverified=allow_unverified_source)
+    show = console.progress(plain)
+    failed = True
+    try:
+        result, record = run_build(subject, request, show)
+        failed = False
+    finally:
+        show.close(failed)
+    print(f"built {result.image_id[:19]} ({result.size / 1e9:.2f} GB) in {result.durations['total_s']:.0f} s")
+    for tag in result.tags:
+        print(f"  tag {tag}")
+    if not result.verified_source:
+        print("  ComfyUI source is UNVERIFIED (labelled io.kiln.comfyui-source=unverified)")
+    print(f"  record {record}")
+
+
+def _use_ca_bundle(path):
+    bundle = path or os.environ.get("KILN_CA_BUNDLE")
+    if bundle and not Path(bundle).is_file():
+        raise KilnError("CA bundle not found", f"--ca-bundle {bundle}", "give a PEM file of CA certificates")
+    if bundle:
+        os.environ["KILN_CA_BUNDLE"] = str(Path(bundle).resolve())

@@ -17,7 +17,7 @@ SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 
 
 @lru_cache(maxsize=1)
-def _context() -> ssl.SSLContext:
+def ssl_context() -> ssl.SSLContext:
     bundle = os.environ.get("KILN_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
     return ssl.create_default_context(cafile=bundle) if bundle else ssl.create_default_context()
 
@@ -44,7 +44,7 @@ def _fetch_once(url: str, byte_range: tuple[int, int] | None, accept: str | None
     if accept:
         request.add_header("Accept", accept)
     try:
-        with urllib.request.urlopen(request, context=_context(), timeout=60) as response:
+        with urllib.request.urlopen(request, context=ssl_context(), timeout=60) as response:
             return response.read()
     except (urllib.error.URLError, TimeoutError, ssl.SSLError) as exc:
         raise KilnError(f"cannot fetch {url} ({exc})", "network",

@@ -18,6 +18,7 @@ from .errors import KilnError
 from .gate import Subject
 from .launch import launch_flags
 from .lockfile import Lock
+from .base import base_ref
 
 UID = 10001
 MANIFEST = "manifest.json"
@@ -32,13 +33,6 @@ EXECUTABLE = ("start.sh",)
 class Rendered:
     out: Path
     files: dict[str, str]  # relative path -> sha256
-
-
-def base_ref(lock: Lock, name: str) -> str:
-    base = lock.bases[name]
-    if base.kind == "registry":
-        return f"{base.settings['image']}@{base.settings['digest']}"
-    return f"kiln-base:{name}-py{base.python}"
 
 
 def image_facts(s: Subject) -> dict[str, Any]:
