@@ -1,0 +1,90 @@
+"""Engine tests: a real Docker Engine and the real local base; a small fixture stack and the ComfyUI
+stand-in keep each build to seconds. No engine is a failure here, not a skip."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kiln.base import ensure_base
+from kiln.buildjob import BuildRequest, run_build
+from kiln.engine import LABEL, connect
+from kiln.lockfile import load_lock
+from kiln.lockwrite import lock_text
+from kiln.project import Project
+from tests.conftest import ROOT
+
+SMALL_PACKAGES = ("packaging", "pyyaml", "typing-extensions")  # tiny wheels taken from the real lock
+TEST_IMAGE = "kiln-test"
+STANDIN = ROOT / "tests" / "standin" / "comfyui"
+
+
+@pytest.fixture(scope="session")
+def client():
+    return connect()
+
+
+@pytest.fixture(scope="session")
+def base(client):
+    lock = load_lock(ROOT / "versions.lock")
+    return ensure_base(client, lock, lock.default_base, ROOT / "build" / "bases")
+
+
+def git_checkout(dest: Path) -> str:
+    """The stand-in as a git checkout; returns its commit."""
+    shutil.copytree(STANDIN, dest)
+    for args in (["init", "-q"], ["add", "-A"],
+                 ["-c", "user.name=kiln", "-c", "user.email=kiln@localhost", "commit", "-qm", "stand-in"]):
+        subprocess.run(["git", "-C", str(dest), *args], check=True)
+    return subprocess.run(["git", "-C", str(dest), "rev-parse", "HEAD"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def small_project(root: Path, commit: str) -> Project:
+    """A project copy whose lock pins a few tiny wheels and the stand-in's commit."""
+    lock = load_lock(ROOT / "versions.lock")
+    raw = {**lock.raw, "comfyui": {**lock.raw["comfyui"], "commit": commit}}
+    packages = {name: lock.packages[name] for name in SMALL_PACKAGES}
+    for name in ("tasks.py", "console.py", "gpus.yaml", "templates", "provision/container", "images"):
+        src, dest = ROOT / name, root / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir() else shutil.copy2(src, dest)
+    spec = (root / "images" / "comfyui.yaml").read_text().replace("name: comfyui", f"name: {TEST_IMAGE}")
+    (root / "images" / f"{TEST_IMAGE}.yaml").write_text(spec)
+    (root / "versions.lock").write_text(lock_text(raw, packages))
+    return Project(root)
+
+
+@pytest.fixture
+def small(tmp_path, base):
+    commit = git_checkout(tmp_path / "comfyui")
+    return small_project(tmp_path / "proj", commit), tmp_path / "comfyui"
+
+
+def build_small(project: Project, src: Path, gpu: str = "4090", cache: Path | None = None, on_event=None, **kw):
+    subject = project.subject(gpu, TEST_IMAGE)
+    request = BuildRequest(templates=project.templates_dir, payload=project.payload_dir,
+                           out=project.root / "build" / f"{TEST_IMAGE}-{subject.gpu.name}",
+                           wheel_cache=cache or project.root.parent / "wheels",
+                           source_cache=project.root.parent / "sources", comfyui_src=src, **kw)
+    return run_build(subject, request, on_event or (lambda e: None))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def remove_test_images(client):
+    yield
+    for image in client.images.list(name=f"kiln/{TEST_IMAGE}"):
+        for tag in image.tags:
+            client.images.remove(tag, force=True)
+    client.images.prune(filters={"dangling": True})
+
+
+def run_in(client, image: str, command: str) -> str:
+    """Run a shell command in a throwaway container (no network, removed afterwards) and return its output."""
+    out = client.containers.run(image, ["/bin/sh", "-c", command], remove=True, network_mode="none",
+                                labels={LABEL: "test"},
+                                entrypoint=[], stderr=True)
+    return out.decode()
