@@ -32,11 +32,12 @@ class BaseResult:
     packages: tuple[str, ...]
 
 
-def base_ref(lock: Lock, name: str) -> str:
+def base_ref(lock: Lock, name: str, stage: str = "runtime") -> str:
+    """The runtime base, or (stage="build") the builder's: the runtime one plus what making a venv needs."""
     base = lock.bases[name]
     if base.kind == "registry":
         return f"{base.settings['image']}@{base.settings['digest']}"
-    return f"kiln-base:{name}-py{base.python}"
+    return f"kiln-base:{name}-py{base.python}" + ("-build" if stage == "build" else "")
 
 
 def recipe_digest(base: Base) -> str:
@@ -49,9 +50,9 @@ def ensure_base(client: docker.DockerClient, lock: Lock, name: str, records: Pat
     if base.kind == "registry":
         return _registry_base(client, ref)
     current = _current(client, ref, recipe_digest(base))
-    if current:
+    if current and _current(client, base_ref(lock, name, "build"), recipe_digest(base)):
         return BaseResult(ref, current.id, False, tuple(_recorded_packages(records, name)))
-    result = _debootstrap_base(client, base, ref, on_event)
+    result = _debootstrap_base(client, base, ref, base_ref(lock, name, "build"), on_event)
     records.mkdir(parents=True, exist_ok=True)
     (records / f"{name}.json").write_text(json.dumps(
         {"ref": ref, "image_id": result.image_id, "recipe_sha256": recipe_digest(base),
@@ -60,11 +61,11 @@ def ensure_base(client: docker.DockerClient, lock: Lock, name: str, records: Pat
 
 
 def require_base(client: docker.DockerClient, lock: Lock, name: str) -> str:
-    ref = base_ref(lock, name)
-    if not image_exists(client, ref):
-        how = "run `invoke base`" if lock.bases[name].kind == "debootstrap" else "load it with `docker pull`/`docker load`"
-        raise KilnError(f"base image {ref} is not in the engine", f"versions.lock [bases.{name}]", how)
-    return ref
+    for ref in (base_ref(lock, name, "build"), base_ref(lock, name)):
+        if not image_exists(client, ref):
+            how = "run `invoke base`" if lock.bases[name].kind == "debootstrap" else "load it with `docker pull`/`docker load`"
+            raise KilnError(f"base image {ref} is not in the engine", f"versions.lock [bases.{name}]", how)
+    return base_ref(lock, name)
 
 
 def _registry_base(client: docker.DockerClient, ref: str) -> BaseResult:
@@ -88,7 +89,8 @@ def _recorded_packages(records: Path, name: str) -> list[str]:
         return []
 
 
-def _debootstrap_base(client: docker.DockerClient, base: Base, ref: str, on_event: Listener) -> BaseResult:
+def _debootstrap_base(client: docker.DockerClient, base: Base, ref: str, build_ref: str,
+                      on_event: Listener) -> BaseResult:
     if shutil.which("debootstrap") is None:
         raise KilnError("debootstrap is not installed", "invoke base", "apt-get install debootstrap")
     if os.geteuid() != 0:
@@ -97,9 +99,12 @@ def _debootstrap_base(client: docker.DockerClient, base: Base, ref: str, on_even
     try:
         rootfs = work / "rootfs"
         _debootstrap(base, rootfs, on_event)
+        _prune(rootfs)
+        on_event(Event("phase", f"importing {build_ref} into the engine"))
+        _import(client, base, rootfs, work / "rootfs.tar", build_ref)
+        _purge(rootfs, base.settings.get("build_only", []))
         packages = _packages(rootfs)
-        for rel in PRUNE:
-            _empty(rootfs / rel)
+        _prune(rootfs)
         on_event(Event("phase", f"importing {ref} into the engine"))
         image_id = _import(client, base, rootfs, work / "rootfs.tar", ref)
     finally:
@@ -129,6 +134,17 @@ def _packages(rootfs: Path) -> list[str]:
     return sorted(out.stdout.split())
 
 
+def _purge(rootfs: Path, packages: list[str]) -> None:
+    """Remove what only the builder stage needs (venv support, pip/setuptools wheels) from the runtime base."""
+    if packages:
+        subprocess.run(["chroot", str(rootfs), "dpkg", "--purge", *packages], check=True, capture_output=True)
+
+
+def _prune(rootfs: Path) -> None:
+    for rel in PRUNE:
+        _empty(rootfs / rel)
+
+
 def _empty(path: Path) -> None:
     if path.is_dir():
         for child in path.iterdir():
@@ -136,6 +152,7 @@ def _empty(path: Path) -> None:
 
 
 def _import(client: docker.DockerClient, base: Base, rootfs: Path, tar: Path, ref: str) -> str:
+    tar.unlink(missing_ok=True)
     subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tar), "."], check=True)
     repository, tag = ref.split(":", 1)
     changes = [f"LABEL {LABEL}={__version__} {RECIPE_LABEL}={recipe_digest(base)}", "ENV LANG=C.UTF-8",

@@ -73,7 +73,8 @@ def render_texts(s: Subject, templates_dir: Path) -> dict[str, str]:
     cache = s.image.cache_mount
     values = {
         "toolkit_version": __version__, "lock": s.lock, "gpu": s.gpu, "image": s.image, "uid": UID,
-        "base_ref": base_ref(s.lock, s.image.base), "labels": labels(s), "cache_mount": cache,
+        "base_ref": base_ref(s.lock, s.image.base), "build_base_ref": base_ref(s.lock, s.image.base, "build"),
+        "labels": labels(s), "cache_mount": cache,
         "env": {**{k: f"{cache}/{v}" for k, v in CACHE_DIRS.items()}, **s.image.env},
         "flags": launch_flags(s.gpu, s.image, s.flags),
     }

@@ -23,6 +23,9 @@ from .http import ssl_context
 from .lockfile import Lock, Package
 
 CHUNK = 1 << 20
+# The builder's RUN sees the server's URL as a build argument, and a changed argument misses the
+# layer cache: a fixed port keeps the heavy layer cached across builds (a random one if it is taken).
+DEFAULT_PORT = int(os.environ.get("KILN_WHEEL_PORT", "47123"))
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,10 @@ class WheelServer:
                         for p in lock.packages.values())
         page = f"<!DOCTYPE html><html><body>\n{links}</body></html>\n".encode()
         handler = partial(_Handler, page, directory=str(cache))
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        try:
+            self._server = ThreadingHTTPServer(("127.0.0.1", DEFAULT_PORT), handler)
+        except OSError:
+            self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

@@ -14,7 +14,7 @@ from kiln.project import Project
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-PROJECT_FILES = ("tasks.py", "versions.lock", "gpus.yaml", "images", "templates", "provision/container")
+PROJECT_FILES = ("tasks.py", "console.py", "versions.lock", "gpus.yaml", "images", "templates", "provision/container")
 
 
 @pytest.fixture

@@ -1,25 +1,37 @@
-"""`invoke build` faults as a user meets them: one line, exit 2, nothing half-made left behind."""
+"""`invoke build` faults as a user meets them: one line, exit 2, nothing half-made left behind.
+These run the real project (real lock, so the gate passes) with the stand-in as an unverified source."""
 
 import os
 import signal
+import tempfile
+from pathlib import Path
 import subprocess
 import sys
 import time
 
 import pytest
 
+from kiln.project import Project
 from tests.conftest import ROOT
-from tests.engine.conftest import TEST_IMAGE
+from tests.engine.conftest import STANDIN, TEST_IMAGE
+
+
+@pytest.fixture
+def small(project_copy, base):
+    """(project, source) for the real lock, a test image name, and the stand-in as source."""
+    spec = (project_copy / "images" / "comfyui.yaml").read_text().replace("name: comfyui", f"name: {TEST_IMAGE}")
+    (project_copy / "images" / f"{TEST_IMAGE}.yaml").write_text(spec)
+    return Project(project_copy), STANDIN
 
 
 def _env(tmp_path, **extra):
-    return {**os.environ, "PYTHONPATH": str(ROOT), "KILN_WHEEL_CACHE": str(tmp_path / "wheels"),
-            "KILN_SOURCE_CACHE": str(tmp_path / "sources"), **extra}
+    """The user's wheel cache is shared (the real stack's wheels are big); sources are per test."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), "KILN_SOURCE_CACHE": str(tmp_path / "sources"), **extra}
 
 
 def _build_cmd(project, src, *extra):
     return [sys.executable, "-m", "invoke", "--search-root", str(project.root), "build", "--gpu", "4090",
-            "--image", TEST_IMAGE, "--plain", "--comfyui-src", str(src), *extra]
+            "--image", TEST_IMAGE, "--plain", "--comfyui-src", str(src), "--allow-unverified-source", *extra]
 
 
 def _one_error(result, *fragments):
@@ -48,16 +60,15 @@ def test_base_missing_names_invoke_base(small, tmp_path):
     lock.write_text(lock.read_text().replace('default_base = "debian-bookworm"', 'default_base = "debian-trixie"')
                     .replace("[bases.debian-bookworm]", "[bases.debian-trixie]"))
     result = subprocess.run(_build_cmd(project, src), capture_output=True, text=True, env=_env(tmp_path))
-    _one_error(result, "kiln-base:debian-trixie-py3.11 is not in the engine", "invoke base")
+    _one_error(result, "kiln-base:debian-trixie-py3.11-build is not in the engine", "invoke base")
 
 
 def test_default_source_without_git_host_points_at_comfyui_src(small, tmp_path):
     project, _ = small
-    lock = project.lock_path
-    lock.write_text(lock.read_text().replace("https://github.com/comfyanonymous/ComfyUI.git",
-                                             "https://git.invalid/ComfyUI.git"))
-    cmd = [c for c in _build_cmd(project, "x") if c not in ("--comfyui-src", "x")]
-    result = subprocess.run(cmd, capture_output=True, text=True, env=_env(tmp_path))
+    cmd = [c for c in _build_cmd(project, "x") if c not in ("--comfyui-src", "x", "--allow-unverified-source")]
+    unreachable = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "url.https://git.invalid/.insteadOf",
+                   "GIT_CONFIG_VALUE_0": "https://github.com/"}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=_env(tmp_path, **unreachable))
     _one_error(result, "cannot fetch ComfyUI 0.3.18", "--comfyui-src")
     assert not list((tmp_path / "sources").glob("*")) if (tmp_path / "sources").exists() else True
 
@@ -80,7 +91,8 @@ def test_ctrl_c_during_build_leaves_nothing(client, small, tmp_path):
     time.sleep(1)
     assert {c.id for c in client.containers.list(all=True)} == before
     assert _test_images(client) == tags_before
-    assert not list(project.root.parent.glob("**/*.part"))
+    assert not list(Path(os.environ.get("KILN_WHEEL_CACHE", Path.home() / ".cache/kiln/wheels")).rglob("*.part"))
+    assert not list(Path(tempfile.gettempdir()).glob("kiln-context-*"))
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tiny tmpfs needs root")
