@@ -14,7 +14,7 @@ import console
 from kiln import source, wheels
 from kiln.base import ensure_base
 from kiln.buildjob import BuildRequest, run_build
-from kiln.engine import connect
+from kiln.engine import connect, remove_made_containers, remove_made_images
 from kiln.errors import KilnError
 from kiln.gate import ERROR, errors
 from kiln.gpus import load_gpus
@@ -151,3 +151,15 @@ def _use_ca_bundle(path):
         raise KilnError("CA bundle not found", f"--ca-bundle {bundle}", "give a PEM file of CA certificates")
     if bundle:
         os.environ["KILN_CA_BUNDLE"] = str(Path(bundle).resolve())
+
+
+@task(help={"images": "also remove the images kiln built (bases stay unless --bases)",
+            "bases": "with --images: remove the local base images too"})
+@user_errors
+def clean(c, images=False, bases=False):
+    """Remove what kiln made: its containers, and with --images its images (found by label)."""
+    client = connect()
+    print(f"removed {remove_made_containers(client)} container(s)")
+    if images:
+        tags = remove_made_images(client, keep_bases=not bases)
+        print(f"removed {len(tags)} image tag(s)" + "".join(f"\n  {t}" for t in tags))

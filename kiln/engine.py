@@ -40,3 +40,16 @@ def remove_made_containers(client: docker.DockerClient, extra_filters: dict | No
         container.remove(force=True)
         gone += 1
     return gone
+
+
+def remove_made_images(client: docker.DockerClient, keep_bases: bool = True) -> list[str]:
+    """Remove the images the toolkit built (by label); bases stay unless asked. Returns removed tags."""
+    removed = []
+    for image in client.images.list(filters={"label": LABEL}):
+        if keep_bases and any(tag.startswith("kiln-base:") for tag in image.tags):
+            continue
+        for tag in image.tags:
+            client.images.remove(tag, force=True)
+            removed.append(tag)
+    client.images.prune(filters={"dangling": True})
+    return removed
