@@ -20,7 +20,10 @@ from kiln.gate import ERROR, errors
 from kiln.gpus import load_gpus
 from kiln.locking import check_lock, relock
 from kiln.project import DEFAULT_IMAGE, Project
-from kiln.render import write_context
+from kiln.render import image_facts, write_context
+from kiln.report_html import render_report
+from kiln.smoke import check_writable, resolve_tag, run_in_image, run_on_host
+from kiln.build import image_tags
 
 PROJECT = Project(Path(__file__).resolve().parent)
 
@@ -163,3 +166,51 @@ def clean(c, images=False, bases=False):
     if images:
         tags = remove_made_images(client, keep_bases=not bases)
         print(f"removed {len(tags)} image tag(s)" + "".join(f"\n  {t}" for t in tags))
+
+
+@task(help={"gpu": "GPU profile or spelling the image was built for", "image": "image spec name or a full tag",
+            "require_gpu": "GPU checks that cannot run fail instead of skipping",
+            "json": "also write the JSON report here", "html": "also write a one-page HTML report here",
+            "host": "run the payload on this host's Python instead of in the image"})
+@user_errors
+def smoke(c, gpu, image=DEFAULT_IMAGE, require_gpu=False, json=None, html=None, host=False):
+    """Run the GPU smoke suite inside the built image (or --host); table, JSON, HTML; exit 1 on failures."""
+    outputs = [Path(p) for p in (json, html) if p]
+    for path in outputs:
+        check_writable(path)
+    subject = PROJECT.subject(gpu, DEFAULT_IMAGE if ":" in image else image)
+    if host:
+        run = run_on_host(subject, PROJECT.payload_dir, require_gpu)
+        title = f"kiln smoke on this host against {subject.gpu.display}"
+    else:
+        client = connect()
+        tag = resolve_tag(client, image if ":" in image else image_tags(subject)[0])
+        run = run_in_image(client, tag, require_gpu)
+        title = f"kiln smoke of {tag}"
+    print(run.table)
+    print(f"({run.gpu_note})")
+    _write_reports(run.report, image_facts(subject), title, json, html)
+    if run.exit_code != 0:
+        raise Exit(code=1)
+
+
+@task(help={"gpu": "GPU profile the report was measured against", "json": "a smoke JSON report",
+            "html": "where to write the HTML page"})
+@user_errors
+def report(c, gpu, json, html):
+    """Turn a smoke JSON report into the one-page HTML report (chart + table)."""
+    check_writable(Path(html))
+    from kiln.loading import read_json
+    subject = PROJECT.subject(gpu)
+    _write_reports(read_json(Path(json)), image_facts(subject), f"kiln smoke report: {subject.gpu.display}",
+                   None, html)
+
+
+def _write_reports(data, facts, title, json_path, html_path):
+    import json as jsonlib
+    if json_path:
+        Path(json_path).write_text(jsonlib.dumps(data, indent=2) + "\n")
+        print(f"JSON report: {json_path}")
+    if html_path:
+        Path(html_path).write_text(render_report(data, facts, title, PROJECT.templates_dir))
+        print(f"HTML report: {html_path}")

@@ -16,7 +16,7 @@ import jinja2
 from . import __version__
 from .errors import KilnError
 from .gate import Subject
-from .launch import launch_flags
+from .launch import launch_flags, managed_flags, profile_flags
 from .lockfile import Lock
 from .base import base_ref
 
@@ -76,7 +76,7 @@ def render_texts(s: Subject, templates_dir: Path) -> dict[str, str]:
         "base_ref": base_ref(s.lock, s.image.base), "build_base_ref": base_ref(s.lock, s.image.base, "build"),
         "labels": labels(s), "cache_mount": cache,
         "env": {**{k: f"{cache}/{v}" for k, v in CACHE_DIRS.items()}, **s.image.env},
-        "flags": launch_flags(s.gpu, s.image, s.flags),
+        "managed_flags": managed_flags(s.image), "profile_flags": profile_flags(s.gpu, s.image, s.flags),
     }
     texts = {name: _render(env, template, values) for name, template in TEMPLATES.items()}
     texts["kiln.json"] = json.dumps(image_facts(s), indent=2, sort_keys=True) + "\n"

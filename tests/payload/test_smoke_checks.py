@@ -279,11 +279,19 @@ def test_comfyui_answers_with_cuda(comfy_server):
     assert device.verdict == PASS and "H200" in device.note
 
 
-def test_comfyui_started_with_cpu_fails(comfy_server):
+def test_comfyui_started_with_cpu_fails_where_a_gpu_is_usable(comfy_server):
     ctx = _comfy_ctx(comfy_server({"system": {}, "devices": [{"name": "cpu", "type": "cpu"}]}))
+    ctx._gpu_probed, ctx._gpu_reason = True, None  # this process can use a GPU
     assert checks_comfyui.check_system_stats(ctx).verdict == PASS
     device = checks_comfyui.check_cuda_device(ctx)
     assert device.verdict == FAIL and "--cpu" in device.note and device.measured == "cpu"
+
+
+def test_comfyui_on_the_cpu_skips_where_no_gpu_is_usable(comfy_server):
+    ctx = _comfy_ctx(comfy_server({"system": {}, "devices": [{"name": "cpu", "type": "cpu"}]}))
+    ctx._gpu_probed, ctx._gpu_reason = True, "torch.cuda.is_available() is False"
+    device = checks_comfyui.check_cuda_device(ctx)
+    assert device.verdict == SKIP and "no GPU is usable" in device.note and device.needs_gpu
 
 
 def test_comfyui_other_version_warns(comfy_server):

@@ -75,6 +75,9 @@ def check_cuda_device(ctx: Context) -> Check:
     if error:
         return Check(FAIL, measured="no answer", expected="cuda", note=error)
     found = cuda_devices(data)
+    if not found and ctx.gpu_reason():
+        return skip(f"server runs on the CPU because no GPU is usable here: {ctx.gpu_reason()}",
+                    expected="cuda", needs_gpu=True)
     if found:
         return Check(PASS, measured="cuda", expected="cuda", note=str(found[0].get("name", ""))[:100])
     kinds = sorted({str(d.get("type")) for d in data.get("devices") or [] if isinstance(d, dict)})

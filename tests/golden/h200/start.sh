@@ -9,5 +9,14 @@ export TRITON_CACHE_DIR=/cache/triton
 export CUDA_CACHE_PATH=/cache/cuda
 export HF_HOME=/cache/hf
 
+# The GPU profile's flags; KILN_CPU_MODE=1 swaps them for --cpu (tests on hosts without a GPU only).
+if [ "${KILN_CPU_MODE:-0}" = 1 ]; then
+    echo "kiln: KILN_CPU_MODE=1: ComfyUI runs every model on the CPU (for tests only)" >&2
+    set -- --cpu
+else
+    set -- --highvram --reserve-vram 0.5
+fi
+
 cd /opt/comfyui
-exec /opt/venv/bin/python main.py --listen 0.0.0.0 --port 8188 --extra-model-paths-config /opt/kiln/extra_model_paths.yaml --highvram --reserve-vram 0.5 --preview-method none --disable-auto-launch
+exec /opt/venv/bin/python main.py --listen 0.0.0.0 --port 8188 --extra-model-paths-config /opt/kiln/extra_model_paths.yaml "$@" --preview-method none --disable-auto-launch
+

@@ -1,0 +1,45 @@
+"""A one-page HTML smoke report: measured-vs-spec bars and the full table, no network needed to view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+# (check, label, unit, expect-profile key, scale from the spec key to the check's unit)
+BARS = (("perf.copy_bandwidth", "copy bandwidth", "GB/s", "bandwidth_gbs", 1.0),
+        ("perf.matmul_bf16", "bf16 matmul", "TFLOPS", "tflops_fp16", 1.0),
+        ("perf.matmul_fp16", "fp16 matmul", "TFLOPS", "tflops_fp16", 1.0),
+        ("perf.attention_dit", "DiT attention", "TFLOPS", "tflops_fp16", 1.0),
+        ("gpu.vram", "VRAM", "GB", "vram_gb", 1.0))
+
+
+def bars(report: dict[str, Any], profile: dict[str, Any]) -> list[dict[str, Any]]:
+    checks = {f"{c['group']}.{c['name']}": c for c in report.get("checks", [])}
+    out = []
+    for key, label, unit, spec_key, scale in BARS:
+        measured = _number(checks.get(key, {}).get("measured"))
+        spec = profile.get(spec_key)
+        if measured is None or not spec:
+            continue
+        share = measured / (spec * scale)
+        out.append({"label": label, "unit": unit, "measured": measured, "spec": spec * scale,
+                    "share": share, "width": min(share, 1.25) / 1.25, "verdict": checks[key]["verdict"]})
+    return out
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(str(value).split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def render_report(report: dict[str, Any], facts: dict[str, Any], title: str, templates: Path) -> str:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)), undefined=jinja2.StrictUndefined,
+                             autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    return env.get_template("smoke-report.html.j2").render(
+        title=title, report=report, facts=facts, bars=bars(report, facts["profile"]))

@@ -1,0 +1,59 @@
+"""`invoke smoke` on the real default-stack image, on this host without a GPU: versions exact, GPU
+checks skipped with reasons (failed with --require-gpu), the server in the container answering."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kiln.engine import connect
+from tests.conftest import ROOT
+from tests.slow.test_real_stack import TAG, built  # noqa: F401  (builds the image once per module)
+
+
+def _smoke(*args):
+    cmd = [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "smoke", "--gpu", "4090", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          timeout=900)
+
+
+@pytest.fixture(scope="module")
+def test_ca():
+    """built() needs a CA bundle; the host's own is enough here."""
+    return "/etc/ssl/certs/ca-certificates.crt", "unused"
+
+
+def test_smoke_in_the_image(built, tmp_path):
+    client = connect()
+    before = len(client.containers.list(all=True))
+    result = _smoke("--json", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "no GPU runtime on this engine" in result.stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    checks = {f"{c['group']}.{c['name']}": c for c in report["checks"]}
+    assert all(checks[f"versions.{n}"]["verdict"] == "pass" for n in ("python", "torch", "cuda", "cudnn", "xformers"))
+    assert checks["gpu.visible"]["verdict"] == "skip" and checks["perf.matmul_bf16"]["verdict"] == "skip"
+    assert checks["comfyui.system_stats"]["verdict"] == "pass"
+    assert checks["comfyui.cuda_device"]["verdict"] == "skip"
+    assert "<table>" in (tmp_path / "r.html").read_text()
+    assert len(client.containers.list(all=True)) == before
+
+
+def test_require_gpu_fails_without_one(built):
+    result = _smoke("--require-gpu")
+    assert result.returncode == 1
+    assert "gpu.visible" in result.stdout and "FAIL" in result.stdout
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("--image", "kiln/comfyui:not-built"), "is not in the engine"),
+    (("--image", "kiln-base:debian-bookworm-py3.11"), "carries no smoke payload"),
+    (("--json", "/nonexistent-dir/r.json"), "cannot write the report"),
+])
+def test_bad_input_is_one_line(built, args, fragment):
+    result = _smoke(*args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    [line] = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    assert fragment in line
