@@ -8,7 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from invoke import Exit, task
+import subprocess
+
+from invoke import Collection, Exit, task
 
 import console
 from kiln import source, wheels
@@ -24,6 +26,7 @@ from kiln.render import image_facts, write_context
 from kiln.report_html import render_report
 from kiln.smoke import check_writable, resolve_tag, run_in_image, run_on_host
 from kiln.build import image_tags
+from kiln.run import RunRequest, check_cache, start, stop as stop_containers
 
 PROJECT = Project(Path(__file__).resolve().parent)
 
@@ -214,3 +217,50 @@ def _write_reports(data, facts, title, json_path, html_path):
     if html_path:
         Path(html_path).write_text(render_report(data, facts, title, PROJECT.templates_dir))
         print(f"HTML report: {html_path}")
+
+
+@task(help={"gpu": "GPU profile or spelling the image was built for", "image": "image spec name or a full tag",
+            "cache": "cache directory mounted at /cache (see provision.cache)", "port": "host port (default 8188)",
+            "gpus": "all, or device ids like 0,1", "public": "publish on all interfaces instead of 127.0.0.1",
+            "cpu_mode": "no GPUs: ComfyUI on the CPU (tests only)", "timeout": "seconds to wait for healthy"})
+@user_errors
+def run(c, gpu, image=DEFAULT_IMAGE, cache=None, port=8188, gpus="all", public=False, cpu_mode=False, timeout=900):
+    """Start the image with GPUs, cache and port; wait until warm-up made it healthy; print URL and timings."""
+    subject = PROJECT.subject(gpu, DEFAULT_IMAGE if ":" in image else image)
+    client = connect()
+    tag = resolve_tag(client, image if ":" in image else image_tags(subject)[0])
+    request = RunRequest(tag=tag, name=f"kiln-{subject.image.name}-{subject.gpu.name}-{port}",
+                         container_port=subject.image.port, port=int(port), cache=Path(cache) if cache else None,
+                         gpus=gpus, public=public, cpu_mode=cpu_mode, timeout_s=float(timeout))
+    show = console.progress(plain=False)
+    try:
+        running = start(client, request, show)
+    finally:
+        show.close()
+    print(f"{running.name} is ready at {running.url} ({running.seconds_to_healthy:.1f} s to healthy)")
+    print("warm-up: " + ", ".join(f"{k}={v}" for k, v in sorted(running.warmup.items())))
+
+
+@task(help={"name": "only this container (default: every one `invoke run` started)"})
+@user_errors
+def stop(c, name=None):
+    """Stop (SIGTERM) and remove the containers `invoke run` started."""
+    names = stop_containers(connect(), name)
+    print(f"stopped {len(names)} container(s)" + "".join(f"\n  {n}" for n in names))
+
+
+@task(help={"path": "directory for models and compile caches, ideally on local NVMe"})
+@user_errors
+def cache(c, path):
+    """Prepare a cache directory on fast local disk (models/ inductor/ triton/ hf/ cuda/, owned by the image user)."""
+    script = PROJECT.root / "provision" / "host" / "cache.sh"
+    result = subprocess.run(["sh", str(script), path], text=True, capture_output=True)
+    sys.stdout.write(result.stdout)
+    if result.returncode != 0:
+        raise Exit("error: " + (result.stderr.strip().splitlines() or ["cache set-up failed"])[-1], code=2)
+    sys.stderr.write(result.stderr)
+    check_cache(Path(path))
+
+
+ns = Collection(lock, check, render, gpus, base, build, clean, smoke, report, run, stop)
+ns.add_collection(Collection("provision", cache))

@@ -38,7 +38,7 @@ NAIVE_DOCKERFILE = """\
 FROM {build_base}
 ARG KILN_WHEELS
 COPY requirements.txt /tmp/requirements.txt
-RUN python3.11 -m venv /opt/venv && /opt/venv/bin/pip install --find-links "$KILN_WHEELS" -r /tmp/requirements.txt
+RUN python3.11 -m venv /opt/venv && /opt/venv/bin/pip install --no-index --find-links "$KILN_WHEELS" -r /tmp/requirements.txt
 COPY comfyui/ /opt/comfyui/
 """
 

@@ -27,6 +27,7 @@ TEMPLATES = {"Dockerfile": "Dockerfile.j2", "start.sh": "start.sh.j2",
 CACHE_DIRS = {"TORCHINDUCTOR_CACHE_DIR": "inductor", "TRITON_CACHE_DIR": "triton", "CUDA_CACHE_PATH": "cuda",
               "HF_HOME": "hf"}
 EXECUTABLE = ("start.sh",)
+READY_MARKER = "/tmp/kiln/ready"  # written by the warm-up; the healthcheck reads it
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ def image_facts(s: Subject) -> dict[str, Any]:
                     **{f"measured_{k}": v for k, v in gpu.measured.items()}},
         "launch": {"port": s.image.port, "flags": launch_flags(s.gpu, s.image, s.flags)},
         "cache_mount": s.image.cache_mount,
+        "warmup": {"models": [{"folder": m.folder, "file": m.file} for m in s.image.models]},
     }
 
 
@@ -77,9 +79,11 @@ def render_texts(s: Subject, templates_dir: Path) -> dict[str, str]:
         "labels": labels(s), "cache_mount": cache,
         "env": {**{k: f"{cache}/{v}" for k, v in CACHE_DIRS.items()}, **s.image.env},
         "managed_flags": managed_flags(s.image), "profile_flags": profile_flags(s.gpu, s.image, s.flags),
+        "ready_marker": READY_MARKER, "cache_dirs": ["models", *CACHE_DIRS.values()],
     }
     texts = {name: _render(env, template, values) for name, template in TEMPLATES.items()}
     texts["kiln.json"] = json.dumps(image_facts(s), indent=2, sort_keys=True) + "\n"
+    texts["warmup.json"] = json.dumps(s.image.warmup.workflow or {}, indent=2, sort_keys=True) + "\n"
     texts["requirements.lock.txt"] = requirements_text(s.lock)
     return texts
 

@@ -4,7 +4,7 @@ import pytest
 
 from tests.conftest import invoke
 
-TASKS = ("check", "gpus", "lock", "render")
+TASKS = ("base", "build", "check", "clean", "gpus", "lock", "render", "report", "run", "smoke", "stop", "provision.cache")
 
 
 def test_every_task_is_listed_with_help():

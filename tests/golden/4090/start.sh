@@ -2,21 +2,43 @@
 # Exported values are literal data, single-quoted on purpose: nothing in them may expand.
 # shellcheck disable=SC2016,SC1003
 # Rendered by kiln 0.1.0 for comfyui on NVIDIA GeForce RTX 4090; do not edit.
+#
+# tini (PID 1, -g) forwards signals to this script and ComfyUI; on SIGTERM ComfyUI is stopped and
+# the container exits 0. Order: caches, GPU preflight, ComfyUI, warm-up; the healthcheck turns
+# healthy only when the warm-up has written its marker.
 set -eu
 
 export TORCHINDUCTOR_CACHE_DIR=/cache/inductor
 export TRITON_CACHE_DIR=/cache/triton
 export CUDA_CACHE_PATH=/cache/cuda
 export HF_HOME=/cache/hf
+PY=/opt/venv/bin/python
+READY=/tmp/kiln/ready
+rm -f "$READY"
+mkdir -p "$(dirname "$READY")"
+
+if [ -w /cache ]; then
+    mkdir -p  /cache/models /cache/inductor /cache/triton /cache/cuda /cache/hf
+fi
+if ! grep -q " /cache " /proc/mounts; then
+    echo "kiln: /cache is not a mount: models and compile caches will not persist across restarts" >&2
+fi
+
+(cd /opt/kiln/payload && "$PY" -m smoke.preflight --expect /opt/kiln/kiln.json)
 
 # The GPU profile's flags; KILN_CPU_MODE=1 swaps them for --cpu (tests on hosts without a GPU only).
 if [ "${KILN_CPU_MODE:-0}" = 1 ]; then
-    echo "kiln: KILN_CPU_MODE=1: ComfyUI runs every model on the CPU (for tests only)" >&2
     set -- --cpu
 else
     set -- --highvram --reserve-vram 0.5
 fi
 
 cd /opt/comfyui
-exec /opt/venv/bin/python main.py --listen 0.0.0.0 --port 8188 --extra-model-paths-config /opt/kiln/extra_model_paths.yaml "$@" --preview-method none --disable-auto-launch
+"$PY" main.py --listen 0.0.0.0 --port 8188 --extra-model-paths-config /opt/kiln/extra_model_paths.yaml "$@" --preview-method none --disable-auto-launch &
+comfyui=$!
+trap 'kill -TERM "$comfyui" 2>/dev/null || true; wait "$comfyui" || true; exit 0' TERM INT
 
+(cd /opt/kiln/payload && "$PY" -m serve.warmup --facts /opt/kiln/kiln.json \
+    --url http://127.0.0.1:8188 --marker "$READY") &
+
+wait "$comfyui"

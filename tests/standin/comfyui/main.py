@@ -54,12 +54,26 @@ class State:
                  "torch_vram_total": 0, "torch_vram_free": 0, "pytorch": version}]
 
     def submit(self, prompt):
+        self.compile_once()
         with self.lock:
             self.counter += 1
             prompt_id = str(uuid.uuid4())
             self.history[prompt_id] = {"prompt": [self.counter, prompt_id, prompt, {}, []], "outputs": {},
                                        "status": {"status_str": "success", "completed": True, "messages": []}}
             return {"prompt_id": prompt_id, "number": self.counter, "node_errors": {}}
+
+
+    @staticmethod
+    def compile_once():
+        """Imitates the first-prompt compile that lands in the persistent cache: slow once per cache."""
+        marker = os.path.join(os.environ.get("TORCHINDUCTOR_CACHE_DIR", "/tmp"), "standin-compiled")
+        if not os.path.exists(marker):
+            time.sleep(float(os.environ.get("STANDIN_COMPILE_S", "2")))
+            try:
+                with open(marker, "w") as handle:
+                    handle.write("compiled\n")
+            except OSError:
+                pass
 
 
 def handler_for(state):

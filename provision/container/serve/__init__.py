@@ -1,0 +1,1 @@
+"""What the container runs around ComfyUI while serving: the warm-up before ready."""

@@ -1,0 +1,134 @@
+"""Warm-up before ready: python3 -m serve.warmup --facts /opt/kiln/kiln.json --url URL --marker FILE
+
+1. wait until ComfyUI answers /system_stats;
+2. warm the device in this process: CUDA context, a cuBLAS matmul, a cuDNN convolution and the
+   caching allocator, so the driver's JIT cache (CUDA_CACHE_PATH) is filled on the persistent cache;
+3. when every model of the image's warm-up workflow is present under the cache, run that workflow
+   through the HTTP API twice (the first run compiles and fills the caches, the second is the
+   steady state);
+4. log one JSON line with the timings and write the readiness marker the healthcheck reads.
+Stdlib plus an optional torch; never imports the toolkit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+POLL_S = 0.25
+
+
+def http_json(url: str, body: Optional[dict] = None, timeout: float = 10.0) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def wait_for_server(url: str, limit_s: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        try:
+            http_json(url + "/system_stats", timeout=2)
+            return time.monotonic() - started
+        except (OSError, ValueError):
+            time.sleep(POLL_S)
+    raise TimeoutError(f"ComfyUI did not answer {url}/system_stats within {limit_s:.0f} s")
+
+
+def warm_device() -> Dict[str, Any]:
+    try:
+        import torch
+    except ImportError:
+        return {"device": "skipped: no torch"}
+    if os.environ.get("KILN_CPU_MODE") == "1" or not torch.cuda.is_available():
+        return {"device": "skipped: no GPU in use"}
+    started = time.monotonic()
+    x = torch.randn(1024, 1024, device="cuda", dtype=torch.float16)
+    (x @ x).sum().item()
+    conv = torch.nn.functional.conv2d(torch.randn(1, 16, 64, 64, device="cuda"), torch.randn(16, 16, 3, 3, device="cuda"))
+    conv.sum().item()
+    del x, conv
+    torch.cuda.synchronize()
+    return {"device": torch.cuda.get_device_name(0), "device_s": round(time.monotonic() - started, 3)}
+
+
+def missing_models(facts: Dict[str, Any], models_root: Path) -> List[str]:
+    return [f"{m['folder']}/{m['file']}" for m in facts.get("warmup", {}).get("models", [])
+            if not (models_root / m["folder"] / m["file"]).is_file()]
+
+
+def with_new_seed(workflow: Dict[str, Any]) -> Dict[str, Any]:
+    fresh = json.loads(json.dumps(workflow))
+    for node in fresh.values():
+        if "seed" in node.get("inputs", {}):
+            node["inputs"]["seed"] = random.randrange(2 ** 32)
+    return fresh
+
+
+def run_prompt(url: str, workflow: Dict[str, Any], limit_s: float) -> float:
+    started = time.monotonic()
+    answer = http_json(url + "/prompt", {"prompt": workflow, "client_id": "kiln-warmup"})
+    if "prompt_id" not in answer:
+        raise RuntimeError(f"ComfyUI refused the warm-up prompt: {json.dumps(answer)[:300]}")
+    prompt_id = answer["prompt_id"]
+    while time.monotonic() - started < limit_s:
+        entry = http_json(f"{url}/history/{prompt_id}").get(prompt_id)
+        status = (entry or {}).get("status", {})
+        if status.get("completed"):
+            return time.monotonic() - started
+        if status.get("status_str") == "error":
+            raise RuntimeError(f"the warm-up prompt failed: {json.dumps(status)[:300]}")
+        time.sleep(POLL_S)
+    raise TimeoutError(f"the warm-up prompt did not finish within {limit_s:.0f} s")
+
+
+def warm_workflow(url: str, facts: Dict[str, Any], workflow_path: Path, models_root: Path,
+                  limit_s: float) -> Dict[str, Any]:
+    workflow = json.loads(workflow_path.read_text()) if workflow_path.is_file() else {}
+    if not workflow:
+        return {"workflow": "none in this image"}
+    missing = missing_models(facts, models_root)
+    if missing:
+        return {"workflow": f"skipped: models not in the cache: {', '.join(missing)}"}
+    first = run_prompt(url, with_new_seed(workflow), limit_s)
+    second = run_prompt(url, with_new_seed(workflow), limit_s)
+    return {"workflow": workflow_path.name, "first_s": round(first, 3), "second_s": round(second, 3)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="serve.warmup")
+    parser.add_argument("--facts", required=True)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--marker", required=True)
+    parser.add_argument("--workflow", default="/opt/kiln/warmup.json")
+    parser.add_argument("--models", default="/cache/models")
+    parser.add_argument("--limit-s", type=float, default=float(os.environ.get("KILN_WARMUP_LIMIT_S", "900")))
+    args = parser.parse_args(argv)
+    facts = json.loads(Path(args.facts).read_text())
+    started = time.monotonic()
+    result: Dict[str, Any] = {"server_s": round(wait_for_server(args.url, args.limit_s), 3)}
+    result.update(warm_device())
+    result.update(warm_workflow(args.url, facts, Path(args.workflow), Path(args.models), args.limit_s))
+    result["total_s"] = round(time.monotonic() - started, 3)
+    print(json.dumps({"kiln_warmup": result}, sort_keys=True), flush=True)
+    marker = Path(args.marker)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (TimeoutError, RuntimeError, OSError) as exc:
+        print(json.dumps({"kiln_warmup": {"error": str(exc)}}), flush=True)
+        sys.exit(1)
