@@ -14,7 +14,7 @@ class PlainProgress:
     """One line per step and per finished download; all build output passes through."""
 
     def __init__(self, quiet: bool = False):
-        self.quiet, self.tail = quiet, []
+        self.quiet, self.tail, self.last_wait = quiet, [], ""
 
     def __call__(self, event: Event) -> None:
         self.tail = (self.tail + [event.text])[-15:] if event.kind == "log" else self.tail
@@ -23,6 +23,10 @@ class PlainProgress:
                 print(f"  downloaded {event.text} ({event.total / 1e6:.0f} MB)", flush=True)
         elif event.kind == "step":
             print(f"[{event.current}/{event.total}] {event.text}", flush=True)
+        elif event.kind == "wait":
+            if event.text != self.last_wait and event.current % 5 == 0:
+                print(event.text, flush=True)
+            self.last_wait = event.text
         elif event.kind == "phase" or (event.kind == "log" and not self.quiet):
             print(("  " if event.kind == "log" else "") + event.text, flush=True)
 
@@ -49,6 +53,8 @@ class RichProgress:
                                highlight=False)
         elif event.kind == "phase":
             self.console.print(event.text, highlight=False)
+        elif event.kind == "wait":
+            self.bars.update(self._log_task(), description=f"  {event.text}")
         elif event.kind == "log":
             self.tail = (self.tail + [event.text])[-15:]
             self.bars.update(self._log_task(), description=f"  {event.text.strip()[:100]}")

@@ -101,7 +101,9 @@ def start(client: docker.DockerClient, req: RunRequest, on_event: Listener = ign
 
 
 def _create(client: docker.DockerClient, req: RunRequest):
-    tmpfs = {"/tmp": "rw,exec,mode=1777,size=1g", **{p: f"rw,uid={UID},gid={UID},mode=0755" for p in WRITABLE}}
+    # Without a cache the start script still runs, on a tmpfs it reports as not persistent.
+    writable = WRITABLE if req.cache else (*WRITABLE, "/cache")
+    tmpfs = {"/tmp": "rw,exec,mode=1777,size=1g", **{p: f"rw,uid={UID},gid={UID},mode=0755" for p in writable}}
     env = {**req.env, **({"KILN_CPU_MODE": "1"} if req.cpu_mode else {})}
     return client.containers.create(
         req.tag, name=req.name, detach=True, environment=env, labels={LABEL: __version__, ROLE: "run"},
@@ -139,7 +141,8 @@ def _wait_healthy(container, req: RunRequest, on_event: Listener) -> None:
                             f"({_last_line(container)})", req.name, "see `docker logs` of a manual run, fix, run again")
         if health == "healthy":
             return
-        on_event(Event("wait", f"{health}: waiting for warm-up ({time.monotonic() - started:.0f} s)"))
+        waited = int(time.monotonic() - started)
+        on_event(Event("wait", f"{health}: waiting for the warm-up ({waited} s)", current=waited))
         time.sleep(0.5)
     raise KilnError(f"not healthy after {req.timeout_s:.0f} s ({_last_line(container)})", req.name,
                     "raise --timeout, or check the warm-up's models and the GPU")

@@ -64,10 +64,11 @@ def small(tmp_path, base):
     return small_project(tmp_path / "proj", commit), tmp_path / "comfyui"
 
 
-def build_small(project: Project, src: Path, gpu: str = "4090", cache: Path | None = None, on_event=None, **kw):
-    subject = project.subject(gpu, TEST_IMAGE)
+def build_small(project: Project, src: Path, gpu: str = "4090", cache: Path | None = None, on_event=None,
+                image: str = TEST_IMAGE, **kw):
+    subject = project.subject(gpu, image)
     request = BuildRequest(templates=project.templates_dir, payload=project.payload_dir,
-                           out=project.root / "build" / f"{TEST_IMAGE}-{subject.gpu.name}",
+                           out=project.root / "build" / f"{image}-{subject.gpu.name}",
                            wheel_cache=cache or project.root.parent / "wheels",
                            source_cache=project.root.parent / "sources", comfyui_src=src, **kw)
     return run_build(subject, request, on_event or (lambda e: None))
@@ -76,7 +77,7 @@ def build_small(project: Project, src: Path, gpu: str = "4090", cache: Path | No
 @pytest.fixture(autouse=True, scope="session")
 def remove_test_images(client):
     yield
-    for image in client.images.list(name=f"kiln/{TEST_IMAGE}"):
+    for image in client.images.list(name=f"kiln/{TEST_IMAGE}") + client.images.list(name=f"kiln/{TEST_IMAGE}-serve"):
         for tag in image.tags:
             client.images.remove(tag, force=True)
     client.images.prune(filters={"dangling": True})

@@ -20,8 +20,9 @@ mkdir -p "$(dirname "$READY")"
 if [ -w /cache ]; then
     mkdir -p  /cache/models /cache/inductor /cache/triton /cache/cuda /cache/hf
 fi
-if ! grep -q " /cache " /proc/mounts; then
-    echo "kiln: /cache is not a mount: models and compile caches will not persist across restarts" >&2
+cache_fs=$(awk '$2 == "/cache" { print $3 }' /proc/mounts)
+if [ -z "$cache_fs" ] || [ "$cache_fs" = tmpfs ]; then
+    echo "kiln: /cache is not a mount of a disk: models and compile caches will not persist across restarts" >&2
 fi
 
 (cd /opt/kiln/payload && "$PY" -m smoke.preflight --expect /opt/kiln/kiln.json)

@@ -1,0 +1,77 @@
+"""Container start to healthy with a cold cache vs a warm cache (ComfyUI stand-in, CPU mode).
+
+Usage: python bench/run_bench.py [--json FILE] [--compile-s S]
+Builds the small serving test image (tests' fixture stack) once, then starts it three times on one
+cache: cold (empty cache: the first prompt "compiles"), warm, warm again. Prints the ratio.
+The stand-in's compile time (STANDIN_COMPILE_S) stands for torch.compile/Triton work that a warm
+cache skips; on a GPU host the same measurement applies to the real server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kiln.engine import connect  # noqa: E402
+from kiln.run import RunRequest, start, stop  # noqa: E402
+from tests.engine import test_run as fixture  # noqa: E402
+from tests.engine.conftest import build_small, git_checkout, small_project  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--compile-s", type=float, default=5.0)
+    args = parser.parse_args()
+    client = connect()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        project = small_project(tmp / "proj", git_checkout(tmp / "comfyui"))
+        serve = fixture.SERVE
+        (project.images_dir / "workflows").mkdir(exist_ok=True)
+        (project.images_dir / "workflows" / "serve.json").write_text(json.dumps(fixture.WORKFLOW))
+        spec = (project.images_dir / "kiln-test.yaml").read_text().replace("name: kiln-test", f"name: {serve}")
+        spec = spec.replace("models: []", "models:\n  - {role: checkpoint, folder: checkpoints, file: "
+                                           "standin.safetensors, size_gb: 0.001, precision: bf16}")
+        (project.images_dir / f"{serve}.yaml").write_text(spec.replace("warmup: {}", "warmup: {workflow: workflows/serve.json}"))
+        result, _ = build_small(project, tmp / "comfyui", image=serve)
+        cache = fixture._cache(tmp)
+        rows = []
+        for label in ("cold cache", "warm cache", "warm cache"):
+            request = RunRequest(tag=result.tags[0], name="kiln-bench-run", container_port=8188, port=free_port(),
+                                 cache=cache, cpu_mode=True, timeout_s=300,
+                                 env={"STANDIN_COMPILE_S": str(args.compile_s)})
+            up = start(client, request)
+            stop(client, "kiln-bench-run")
+            rows.append((label, up.seconds_to_healthy, up.warmup))
+        for image in client.images.list(name=f"kiln/{serve}"):
+            for tag in image.tags:
+                client.images.remove(tag, force=True)
+    print(f"{'start':<12}{'to healthy':>12}{'first prompt':>14}{'second':>9}")
+    for label, seconds, warm in rows:
+        print(f"{label:<12}{seconds:>11.2f}s{warm.get('first_s', 0):>13.2f}s{warm.get('second_s', 0):>8.2f}s")
+    cold, warm = rows[0][1], min(r[1] for r in rows[1:])
+    print(f"\nwarm cache reaches healthy in {warm:.2f} s vs {cold:.2f} s cold: {cold / warm:.1f}x faster")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"cold_s": cold, "warm_s": warm, "ratio": cold / warm,
+                                         "runs": [{"label": r[0], "to_healthy_s": r[1], "warmup": r[2]} for r in rows]},
+                                        indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

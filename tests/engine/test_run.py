@@ -1,0 +1,168 @@
+"""`invoke run` with the ComfyUI stand-in in CPU mode: warm-up before healthy, a persistent cache that
+makes the next warm-up faster, clean SIGTERM, non-root on a read-only root, one-line bad input."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from kiln.run import RunRequest, start, stop
+from tests.conftest import ROOT
+from tests.engine.conftest import TEST_IMAGE, build_small, git_checkout, small_project
+
+SERVE = f"{TEST_IMAGE}-serve"
+WORKFLOW = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "standin.safetensors"}},
+            "2": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 2, "cfg": 1}}}
+COMPILE_S = 3.0
+
+
+@pytest.fixture(scope="module")
+def serve_image(tmp_path_factory, base):
+    tmp = tmp_path_factory.mktemp("serve")
+    project = small_project(tmp / "proj", git_checkout(tmp / "comfyui"))
+    (project.images_dir / "workflows").mkdir(exist_ok=True)
+    (project.images_dir / "workflows" / "serve.json").write_text(json.dumps(WORKFLOW))
+    spec = (project.images_dir / f"{TEST_IMAGE}.yaml").read_text().replace(f"name: {TEST_IMAGE}", f"name: {SERVE}")
+    spec = spec.replace("models: []", "models:\n  - {role: checkpoint, folder: checkpoints, file: standin.safetensors,"
+                                       " size_gb: 0.001, precision: bf16}")
+    spec = spec.replace("warmup: {}", "warmup: {workflow: workflows/serve.json}")
+    (project.images_dir / f"{SERVE}.yaml").write_text(spec)
+    result, _ = build_small(project, tmp / "comfyui", image=SERVE)
+    return project, result.tags[0]
+
+
+def _cache(tmp_path):
+    cache = tmp_path / "cache"
+    subprocess.run(["sh", str(ROOT / "provision/host/cache.sh"), str(cache)], check=True, capture_output=True)
+    (cache / "models" / "checkpoints").mkdir()
+    (cache / "models" / "checkpoints" / "standin.safetensors").write_bytes(b"stand-in weights")
+    return cache
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _request(tag, cache, port, name="kiln-test-run"):
+    return RunRequest(tag=tag, name=name, container_port=8188, port=port, cache=cache, cpu_mode=True,
+                      timeout_s=120, env={"STANDIN_COMPILE_S": str(COMPILE_S)})
+
+
+@pytest.fixture
+def running(client):
+    yield
+    stop(client, "kiln-test-run")
+
+
+def test_healthy_only_after_warmup_then_serves(client, serve_image, tmp_path, running):
+    _, tag = serve_image
+    port = _free_port()
+    up = start(client, _request(tag, _cache(tmp_path), port))
+    assert up.url == f"http://127.0.0.1:{port}"
+    assert up.warmup["first_s"] >= COMPILE_S and up.warmup["second_s"] < 1.0
+    health = client.containers.get(up.container_id).attrs["State"]["Health"]["Log"]
+    assert health[0]["ExitCode"] != 0 and health[-1]["ExitCode"] == 0
+    stats = json.loads(urllib.request.urlopen(f"{up.url}/system_stats", timeout=5).read())
+    assert stats["system"]["comfyui_version"] == "0.3.18"
+    assert "--cpu" in stats["system"]["argv"] and "--highvram" not in stats["system"]["argv"]
+
+
+def test_restart_with_the_same_cache_warms_up_faster(client, serve_image, tmp_path, running):
+    _, tag = serve_image
+    cache = _cache(tmp_path)
+    cold = start(client, _request(tag, cache, _free_port()))
+    stop(client, "kiln-test-run")
+    warm = start(client, _request(tag, cache, _free_port()))
+    assert cold.warmup["first_s"] >= COMPILE_S
+    assert warm.warmup["first_s"] < cold.warmup["first_s"] / 3
+    owners = {p.stat().st_uid for p in (cache / "inductor").iterdir()}
+    assert owners == {10001}
+
+
+def test_sigterm_stops_within_10s_with_exit_0(client, serve_image, tmp_path, running):
+    _, tag = serve_image
+    up = start(client, _request(tag, _cache(tmp_path), _free_port()))
+    container = client.containers.get(up.container_id)
+    started = time.monotonic()
+    container.kill(signal="SIGTERM")
+    code = container.wait(timeout=15)["StatusCode"]
+    assert time.monotonic() - started < 10 and code == 0
+
+
+def test_non_root_on_a_read_only_root(client, serve_image, tmp_path, running):
+    _, tag = serve_image
+    up = start(client, _request(tag, _cache(tmp_path), _free_port()))
+    container = client.containers.get(up.container_id)
+    assert container.exec_run("id -u").output.decode().strip() == "10001"
+    assert container.exec_run("touch /opt/comfyui/probe").exit_code != 0
+    assert container.exec_run("touch /opt/comfyui/output/probe /tmp/probe /cache/probe").exit_code == 0
+
+
+def test_without_a_cache_mount_it_says_so(client, serve_image, running):
+    _, tag = serve_image
+    up = start(client, _request(tag, None, _free_port()))
+    logs = client.containers.get(up.container_id).logs().decode()
+    assert "/cache is not a mount of a disk" in logs
+    assert "skipped: models not in the cache" in up.warmup["workflow"]
+
+
+def _run_cli(project, *args, env=None):
+    cmd = [sys.executable, "-m", "invoke", "--search-root", str(project.root), "run", "--gpu", "4090",
+           "--image", SERVE, "--cpu-mode", "--timeout", "60", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+def _one_error(result, fragment):
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    [line] = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    assert fragment in line, line
+
+
+@pytest.mark.parametrize("case, fragment", [("missing", "cache path does not exist"),
+                                            ("file", "cache path is not a directory"),
+                                            ("root-owned", "not writable by the image's user (uid 10001)")])
+def test_bad_cache_is_refused_before_any_container(client, serve_image, tmp_path, case, fragment):
+    project, _ = serve_image
+    path = tmp_path / case
+    if case == "file":
+        path.write_text("x")
+    elif case == "root-owned":
+        path.mkdir(mode=0o755)
+    before = len(client.containers.list(all=True))
+    _one_error(_run_cli(project, "--cache", str(path), "--port", str(_free_port())), fragment)
+    assert len(client.containers.list(all=True)) == before
+
+
+def test_port_in_use_is_refused(client, serve_image):
+    project, _ = serve_image
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        _one_error(_run_cli(project, "--port", str(sock.getsockname()[1])), "is in use")
+
+
+def test_image_not_built_names_invoke_build(client, serve_image):
+    project, _ = serve_image
+    cmd = [sys.executable, "-m", "invoke", "--search-root", str(project.root), "run", "--gpu", "l4",
+           "--image", SERVE, "--cpu-mode", "--port", str(_free_port())]
+    missing = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    _one_error(missing, "invoke build")
+
+
+def test_cli_run_prints_url_and_warmup(client, serve_image, tmp_path):
+    project, _ = serve_image
+    port = _free_port()
+    try:
+        result = _run_cli(project, "--cache", str(_cache(tmp_path)), "--port", str(port))
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert f"is ready at http://127.0.0.1:{port}" in result.stdout and "first_s=" in result.stdout
+    finally:
+        stop(client, f"kiln-{SERVE}-4090-{port}")
