@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json as jsonlib
 import os
 import sys
 import time
@@ -20,6 +21,7 @@ from kiln.engine import connect, remove_made_containers, remove_made_images
 from kiln.errors import KilnError
 from kiln.gate import ERROR, errors
 from kiln.gpus import load_gpus
+from kiln.loading import read_json
 from kiln.locking import check_lock, relock
 from kiln.project import DEFAULT_IMAGE, Project
 from kiln.render import image_facts, write_context
@@ -203,14 +205,12 @@ def smoke(c, gpu, image=DEFAULT_IMAGE, require_gpu=False, json=None, html=None, 
 def report(c, gpu, json, html):
     """Turn a smoke JSON report into the one-page HTML report (chart + table)."""
     check_writable(Path(html))
-    from kiln.loading import read_json
     subject = PROJECT.subject(gpu)
     _write_reports(read_json(Path(json)), image_facts(subject), f"kiln smoke report: {subject.gpu.display}",
                    None, html)
 
 
 def _write_reports(data, facts, title, json_path, html_path):
-    import json as jsonlib
     if json_path:
         Path(json_path).write_text(jsonlib.dumps(data, indent=2) + "\n")
         print(f"JSON report: {json_path}")

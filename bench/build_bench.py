@@ -29,7 +29,6 @@ from kiln.base import base_ref  # noqa: E402
 from kiln.buildjob import BuildRequest, run_build  # noqa: E402
 from kiln.engine import connect  # noqa: E402
 from kiln.project import Project  # noqa: E402
-from kiln.render import requirements_text  # noqa: E402
 from kiln.wheels import WheelServer, default_cache  # noqa: E402
 
 IMAGE = "bench"

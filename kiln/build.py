@@ -14,7 +14,6 @@ from pathlib import Path
 
 import docker
 
-from .engine import LABEL
 from .errors import KilnError
 from .events import Event, Listener, ignore
 from .gate import Subject
@@ -137,13 +136,14 @@ def write_record(result: BuildResult, path: Path, extra: dict) -> Path:
 
 
 def remove_build_leftovers(client: docker.DockerClient, before: set[str]) -> int:
-    """Remove containers that appeared during an interrupted build (intermediate build containers)."""
+    """Remove the intermediate build containers an interrupted build left: new since it began, made from
+    an untagged layer, running a Dockerfile step. Anyone else's containers are left alone."""
     gone = 0
     for container in client.containers.list(all=True):
-        if container.id not in before:
+        if container.id in before or container.image.tags:
+            continue
+        if "/bin/sh -c" in " ".join(container.attrs["Config"].get("Cmd") or []):
             container.remove(force=True)
             gone += 1
     return gone
 
-
-__all__ = ["BuildResult", "LABEL", "build_image", "image_tags", "remove_build_leftovers", "write_record"]

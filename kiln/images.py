@@ -69,7 +69,7 @@ def load_image(path: Path, default_base: str, where: str = "") -> ImageSpec:
         raise KilnError(f"server.port {port} is out of range", str(path), "use 1-65535")
     return ImageSpec(
         name=f.get("name", str), title=f.get("title", str), path=path, where=f.where, base=f.get("base", str, default_base),
-        port=port, flags=tuple(_safe(v, f"server.flags", path) for v in server.strings("flags", ())),
+        port=port, flags=tuple(_safe(v, "server.flags", path) for v in server.strings("flags", ())),
         env=_env(f.get("env", dict, {}), path), cache_mount=f.sub("cache").get("mount", str),
         models=tuple(_model(f, i) for i in range(len(f.get("models", list, [])))),
         working_gb=f.get("working_gb", float, 0.0), warmup=_warmup(f.sub("warmup", {}), path))

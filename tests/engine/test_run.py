@@ -3,7 +3,6 @@ makes the next warm-up faster, clean SIGTERM, non-root on a read-only root, one-
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys

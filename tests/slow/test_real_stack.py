@@ -3,10 +3,7 @@ built through `invoke build` like a user does. ComfyUI is the stand-in (the real
 host), so the image is labelled unverified; everything else is the real thing."""
 
 import json
-import subprocess
-import sys
 
-import pytest
 from packaging.utils import canonicalize_name
 
 from kiln.engine import connect
@@ -14,38 +11,7 @@ from kiln.lockfile import load_lock
 from tests.conftest import ROOT
 from tests.engine.conftest import run_in
 
-TAG = "kiln/comfyui:0.3.18-torch2.3.1-cu121-4090"
-
-
-@pytest.fixture(scope="module")
-def test_ca(tmp_path_factory):
-    """The host's CA bundle plus a CA made for this test, whose body must never reach the image."""
-    folder = tmp_path_factory.mktemp("ca")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=kiln-test-proxy-ca", "-keyout", str(folder / "key.pem"), "-out", str(folder / "ca.pem")],
-                   check=True, capture_output=True)
-    ca = (folder / "ca.pem").read_text()
-    bundle = folder / "bundle.pem"
-    bundle.write_text(open("/etc/ssl/certs/ca-certificates.crt").read() + ca)
-    marker = ca.splitlines()[5]
-    return bundle, marker
-
-
-@pytest.fixture(scope="module")
-def built(test_ca):
-    bundle, _ = test_ca
-    cmd = [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "build", "--gpu", "4090", "--plain",
-           "--comfyui-src", str(ROOT / "tests" / "standin" / "comfyui"), "--allow-unverified-source",
-           "--ca-bundle", str(bundle)]
-    result = subprocess.run(cmd, capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), **_env()})
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert f"tag {TAG}" in result.stdout
-    return json.loads((ROOT / "build" / "comfyui-4090.build.json").read_text())
-
-
-def _env():
-    import os
-    return {k: v for k, v in os.environ.items() if k != "KILN_CA_BUNDLE"}
+from tests.slow.conftest import TAG
 
 
 def test_stack_versions_are_exactly_the_lock(built):

@@ -10,19 +10,12 @@ import pytest
 
 from kiln.engine import connect
 from tests.conftest import ROOT
-from tests.slow.test_real_stack import TAG, built  # noqa: F401  (builds the image once per module)
 
 
 def _smoke(*args):
     cmd = [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "smoke", "--gpu", "4090", *args]
     return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
                           timeout=900)
-
-
-@pytest.fixture(scope="module")
-def test_ca():
-    """built() needs a CA bundle; the host's own is enough here."""
-    return "/etc/ssl/certs/ca-certificates.crt", "unused"
 
 
 def test_smoke_in_the_image(built, tmp_path):
