@@ -189,7 +189,7 @@ def smoke(c, gpu, image=DEFAULT_IMAGE, require_gpu=False, json=None, html=None, 
         title = f"kiln smoke on this host against {subject.gpu.display}"
     else:
         client = connect()
-        tag = resolve_tag(client, image if ":" in image else image_tags(subject)[0])
+        tag = resolve_tag(client, image if ":" in image else image_tags(subject)[0], subject.gpu.name)
         run = run_in_image(client, tag, require_gpu)
         title = f"kiln smoke of {tag}"
     print(run.table)
@@ -228,7 +228,7 @@ def run(c, gpu, image=DEFAULT_IMAGE, cache=None, port=8188, gpus="all", public=F
     """Start the image with GPUs, cache and port; wait until warm-up made it healthy; print URL and timings."""
     subject = PROJECT.subject(gpu, DEFAULT_IMAGE if ":" in image else image)
     client = connect()
-    tag = resolve_tag(client, image if ":" in image else image_tags(subject)[0])
+    tag = resolve_tag(client, image if ":" in image else image_tags(subject)[0], subject.gpu.name)
     request = RunRequest(tag=tag, name=f"kiln-{subject.image.name}-{subject.gpu.name}-{port}",
                          container_port=subject.image.port, port=int(port), cache=Path(cache) if cache else None,
                          gpus=gpus, public=public, cpu_mode=cpu_mode, timeout_s=float(timeout))

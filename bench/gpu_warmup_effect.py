@@ -20,8 +20,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "provision" / "container"))
-from serve.warmup import warm_device  # noqa: E402
+
+def warm_device() -> dict:
+    """What the image's KilnDeviceWarmup node does inside the server (cuBLAS, cuDNN, allocator)."""
+    started = time.perf_counter()
+    x = torch.randn(2048, 2048, device="cuda", dtype=torch.float16)
+    (x @ x).sum().item()
+    image = torch.randn(1, 16, 128, 128, device="cuda", dtype=torch.float16)
+    F.conv2d(image, torch.randn(16, 16, 3, 3, device="cuda", dtype=torch.float16)).sum().item()
+    torch.cuda.synchronize()
+    return {"device_s": round(time.perf_counter() - started, 3)}
 
 HIDDEN, HEADS, TOKENS, BLOCKS, STEPS = 3072, 24, 4096, 4, 8
 

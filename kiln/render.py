@@ -75,6 +75,7 @@ def render_texts(s: Subject, templates_dir: Path) -> dict[str, str]:
     cache = s.image.cache_mount
     values = {
         "toolkit_version": __version__, "lock": s.lock, "gpu": s.gpu, "image": s.image, "uid": UID,
+        "base": s.lock.bases[s.image.base],
         "base_ref": base_ref(s.lock, s.image.base), "build_base_ref": base_ref(s.lock, s.image.base, "build"),
         "labels": labels(s), "cache_mount": cache,
         "env": {**{k: f"{cache}/{v}" for k, v in CACHE_DIRS.items()}, **s.image.env},

@@ -32,12 +32,17 @@ class SmokeRun:
     gpu_note: str  # how GPUs were given to the run
 
 
-def resolve_tag(client: docker.DockerClient, tag: str) -> str:
+def resolve_tag(client: docker.DockerClient, tag: str, gpu: str | None = None) -> str:
+    """The tag, once it is known to be a kiln image (with the payload) baked for the profile asked for."""
     if not image_exists(client, tag):
         raise KilnError(f"image {tag} is not in the engine", "--image", "build it first with `invoke build --gpu=...`")
-    if "io.kiln.image" not in (client.images.get(tag).labels or {}):
+    labels = client.images.get(tag).labels or {}
+    if "io.kiln.image" not in labels:
         raise KilnError(f"image {tag} was not built by kiln and carries no smoke payload", "--image",
                         "smoke an image made by `invoke build`")
+    if gpu and labels.get("io.kiln.gpu") != gpu:
+        raise KilnError(f"image {tag} was built for the {labels.get('io.kiln.gpu')} profile, not {gpu}", "--gpu",
+                        f"pass --gpu={labels.get('io.kiln.gpu')}, or build the image for {gpu}")
     return tag
 
 

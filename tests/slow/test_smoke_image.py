@@ -12,10 +12,10 @@ from kiln.engine import connect
 from tests.conftest import ROOT
 
 
-def _smoke(*args):
-    cmd = [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "smoke", "--gpu", "4090", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          timeout=900)
+def _smoke(*args, gpu="4090", env=None):
+    cmd = [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "smoke", "--gpu", gpu, *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
 
 
 def test_smoke_in_the_image(built, tmp_path):
@@ -40,13 +40,15 @@ def test_require_gpu_fails_without_one(built):
     assert "gpu.visible" in result.stdout and "FAIL" in result.stdout
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (("--image", "kiln/comfyui:not-built"), "is not in the engine"),
-    (("--image", "kiln-base:debian-bookworm-py3.11"), "carries no smoke payload"),
-    (("--json", "/nonexistent-dir/r.json"), "cannot write the report"),
+@pytest.mark.parametrize("args, gpu, env, fragment", [
+    (("--image", "kiln/comfyui:not-built"), "4090", None, "is not in the engine"),
+    (("--image", "kiln-base:debian-bookworm-py3.11"), "4090", None, "carries no smoke payload"),
+    (("--json", "/nonexistent-dir/r.json"), "4090", None, "cannot write the report"),
+    (("--image", "kiln/comfyui:0.3.18-torch2.3.1-cu121-4090"), "h200", None, "built for the 4090 profile, not h200"),
+    ((), "4090", {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}, "no Docker Engine answers"),
 ])
-def test_bad_input_is_one_line(built, args, fragment):
-    result = _smoke(*args)
+def test_bad_input_is_one_line(built, args, gpu, env, fragment):
+    result = _smoke(*args, gpu=gpu, env=env)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     [line] = [l for l in result.stderr.splitlines() if l.startswith("error:")]
     assert fragment in line

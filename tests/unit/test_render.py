@@ -113,3 +113,18 @@ def test_undefined_template_variable_names_template_and_line(project, tmp_path):
         write_context(project.subject("4090"), templates, project.payload_dir, tmp_path / "ctx")
     assert f"templates/start.sh.j2:{line}" in err.value.line() and "no_such_value" in err.value.line()
     assert not (tmp_path / "ctx").exists()
+
+
+def test_registry_base_renders_pinned_by_digest_and_lints(project, tmp_path):
+    from tests.conftest import FIXTURES
+    spec = load_image(FIXTURES / "images" / "slim.yaml", "debian-bookworm", "slim.yaml")
+    subject = replace(project.subject("4090"), image=spec)
+    out = tmp_path / "slim"
+    write_context(subject, project.templates_dir, project.payload_dir, out)
+    dockerfile = (out / "Dockerfile").read_text()
+    digest = project.lock.bases["python-slim"].settings["digest"]
+    froms = [line for line in dockerfile.splitlines() if line.startswith("FROM ")]
+    assert froms == [f"FROM python:3.11-slim-bookworm@{digest} AS builder", f"FROM python:3.11-slim-bookworm@{digest}"]
+    assert "tini=0.19.0-1" in dockerfile
+    lint = subprocess.run([BIN / "hadolint", out / "Dockerfile"], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout

@@ -1,8 +1,8 @@
 """Warm-up before ready: python3 -m serve.warmup --facts /opt/kiln/kiln.json --url URL --marker FILE
 
 1. wait until ComfyUI answers /system_stats;
-2. warm the device in this process: CUDA context, a cuBLAS matmul, a cuDNN convolution and the
-   caching allocator, so the driver's JIT cache (CUDA_CACHE_PATH) is filled on the persistent cache;
+2. warm the device inside the server: a one-node prompt with the image's KilnDeviceWarmup custom
+   node creates the CUDA context, cuBLAS and cuDNN handles and primes the allocator, no models needed;
 3. when every model of the image's warm-up workflow is present under the cache, run that workflow
    through the HTTP API twice (the first run compiles and fills the caches, the second is the
    steady state);
@@ -44,21 +44,12 @@ def wait_for_server(url: str, limit_s: float) -> float:
     raise TimeoutError(f"ComfyUI did not answer {url}/system_stats within {limit_s:.0f} s")
 
 
-def warm_device() -> Dict[str, Any]:
-    try:
-        import torch
-    except ImportError:
-        return {"device": "skipped: no torch"}
-    if os.environ.get("KILN_CPU_MODE") == "1" or not torch.cuda.is_available():
-        return {"device": "skipped: no GPU in use"}
-    started = time.monotonic()
-    x = torch.randn(1024, 1024, device="cuda", dtype=torch.float16)
-    (x @ x).sum().item()
-    conv = torch.nn.functional.conv2d(torch.randn(1, 16, 64, 64, device="cuda"), torch.randn(16, 16, 3, 3, device="cuda"))
-    conv.sum().item()
-    del x, conv
-    torch.cuda.synchronize()
-    return {"device": torch.cuda.get_device_name(0), "device_s": round(time.monotonic() - started, 3)}
+DEVICE_PROMPT = {"1": {"class_type": "KilnDeviceWarmup", "inputs": {"size": 2048}}}
+
+
+def warm_device(url: str, limit_s: float) -> Dict[str, Any]:
+    """The server's own device warm-up, through its HTTP API (see comfyui_nodes/kiln_warmup)."""
+    return {"device_s": round(run_prompt(url, DEVICE_PROMPT, limit_s), 3)}
 
 
 def missing_models(facts: Dict[str, Any], models_root: Path) -> List[str]:
@@ -116,7 +107,7 @@ def main(argv=None) -> int:
     facts = json.loads(Path(args.facts).read_text())
     started = time.monotonic()
     result: Dict[str, Any] = {"server_s": round(wait_for_server(args.url, args.limit_s), 3)}
-    result.update(warm_device())
+    result.update(warm_device(args.url, args.limit_s))
     result.update(warm_workflow(args.url, facts, Path(args.workflow), Path(args.models), args.limit_s))
     result["total_s"] = round(time.monotonic() - started, 3)
     print(json.dumps({"kiln_warmup": result}, sort_keys=True), flush=True)

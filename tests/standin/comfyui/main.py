@@ -54,7 +54,8 @@ class State:
                  "torch_vram_total": 0, "torch_vram_free": 0, "pytorch": version}]
 
     def submit(self, prompt):
-        self.compile_once()
+        if any(node.get("class_type") == "KSampler" for node in prompt.values()):
+            self.compile_once()
         with self.lock:
             self.counter += 1
             prompt_id = str(uuid.uuid4())
