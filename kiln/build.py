@@ -21,6 +21,7 @@ from .source import Source
 from .context_tar import write_context_tar
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_CHATTER = re.compile(r"^\s*(---> |Removing intermediate container|Successfully (built|tagged)|Running in )")
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ def _handle(chunk: dict, steps: list[dict], tail: list[str], on_event: Listener)
                           "started": time.monotonic()})
             on_event(Event("step", match[3], int(match[1]), int(match[2])))
         elif line.strip():
-            tail[:] = (tail + [line.rstrip()])[-20:]
+            if not _CHATTER.match(line):
+                tail[:] = (tail + [line.rstrip()])[-20:]
             on_event(Event("log", line.rstrip()))
     return ""
 

@@ -110,3 +110,19 @@ def test_hash_mismatch_names_the_package_and_leaves_nothing(client, small, tmp_p
     assert "hash mismatch for pyyaml 6.0.2" in err.value.line()
     assert not list(cache.rglob("*PyYAML*"))
     assert not list(cache.rglob("*.part"))
+
+
+def test_failing_step_is_named_with_its_last_output(client, small):
+    project, src = small
+    template = project.templates_dir / "Dockerfile.j2"
+    text = template.read_text().replace("RUN groupadd", "RUN echo \"failing $((40 + 2))\" && exit 3\nRUN groupadd", 1)
+    template.write_text(text)
+    before = {c.id for c in client.containers.list(all=True)}
+    tags_before = [t for i in client.images.list(name=f"kiln/{TEST_IMAGE}") for t in i.tags]
+    with pytest.raises(KilnError) as err:
+        build_small(project, src, gpu="l4")
+    line = err.value.line()
+    assert line.startswith("build step 6/24 (RUN echo")
+    assert "returned a non-zero code: 3" in line and "[last output: failing 42]" in line
+    assert {c.id for c in client.containers.list(all=True)} == before
+    assert [t for i in client.images.list(name=f"kiln/{TEST_IMAGE}") for t in i.tags] == tags_before
