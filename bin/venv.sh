@@ -12,3 +12,12 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; 
 fi
 export PATH="$VENV/bin:$PATH"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+
+# A Docker Engine that answers, debootstrap, and the local base image (each only when missing).
+build_host() {
+    "$ROOT/provision/host/engine.sh"
+    if ! command -v debootstrap >/dev/null 2>&1; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    fi
+    "$VENV/bin/invoke" --search-root "$ROOT" base --plain >/dev/null
+}
