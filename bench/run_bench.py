@@ -1,10 +1,11 @@
 """Container start to healthy with a cold cache vs a warm cache (ComfyUI stand-in, CPU mode).
 
-Usage: python bench/run_bench.py [--json FILE] [--compile-s S]
+Usage: python bench/run_bench.py [--json FILE] [--compile-s S] [--comfyui CHECKOUT]
 Builds the small serving test image (tests' fixture stack) once, then starts it three times on one
 cache: cold (empty cache: the first prompt "compiles"), warm, warm again. Prints the ratio.
 The stand-in's compile time (STANDIN_COMPILE_S) stands for torch.compile/Triton work that a warm
-cache skips; on a GPU host the same measurement applies to the real server.
+cache skips; on a GPU host the same measurement applies to the real server. With --comfyui, the
+real default-stack image is built from that ComfyUI checkout (unverified) and measured instead.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from kiln.buildjob import BuildRequest, run_build  # noqa: E402
 from kiln.engine import connect  # noqa: E402
+from kiln.project import Project  # noqa: E402
+from kiln.wheels import default_cache  # noqa: E402
 from kiln.run import RunRequest, start, stop  # noqa: E402
 from tests.engine import test_run as fixture  # noqa: E402
 from tests.engine.conftest import build_small, git_checkout, small_project  # noqa: E402
@@ -31,35 +35,49 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def standin_image(tmp: Path) -> str:
+    project = small_project(tmp / "proj", git_checkout(tmp / "comfyui"))
+    serve = fixture.SERVE
+    (project.images_dir / "workflows").mkdir(exist_ok=True)
+    (project.images_dir / "workflows" / "serve.json").write_text(json.dumps(fixture.WORKFLOW))
+    spec = (project.images_dir / "kiln-test.yaml").read_text().replace("name: kiln-test", f"name: {serve}")
+    spec = spec.replace("models: []", "models:\n  - {role: checkpoint, folder: checkpoints, file: "
+                                       "standin.safetensors, size_gb: 0.001, precision: bf16}")
+    (project.images_dir / f"{serve}.yaml").write_text(spec.replace("warmup: {}", "warmup: {workflow: workflows/serve.json}"))
+    return build_small(project, tmp / "comfyui", image=serve)[0].tags[0]
+
+
+def real_image(tmp: Path, checkout: Path) -> str:
+    project = Project(ROOT)
+    request = BuildRequest(templates=project.templates_dir, payload=project.payload_dir,
+                           out=ROOT / "build" / "comfyui-4090", wheel_cache=default_cache(), source_cache=tmp,
+                           comfyui_src=checkout, allow_unverified=True)
+    return run_build(project.subject("4090"), request)[0].tags[0]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path)
     parser.add_argument("--compile-s", type=float, default=5.0)
+    parser.add_argument("--comfyui", type=Path, help="a real ComfyUI 0.3.18 checkout")
     args = parser.parse_args()
     client = connect()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        project = small_project(tmp / "proj", git_checkout(tmp / "comfyui"))
-        serve = fixture.SERVE
-        (project.images_dir / "workflows").mkdir(exist_ok=True)
-        (project.images_dir / "workflows" / "serve.json").write_text(json.dumps(fixture.WORKFLOW))
-        spec = (project.images_dir / "kiln-test.yaml").read_text().replace("name: kiln-test", f"name: {serve}")
-        spec = spec.replace("models: []", "models:\n  - {role: checkpoint, folder: checkpoints, file: "
-                                           "standin.safetensors, size_gb: 0.001, precision: bf16}")
-        (project.images_dir / f"{serve}.yaml").write_text(spec.replace("warmup: {}", "warmup: {workflow: workflows/serve.json}"))
-        result, _ = build_small(project, tmp / "comfyui", image=serve)
+        tag = real_image(tmp, args.comfyui) if args.comfyui else standin_image(tmp)
         cache = fixture._cache(tmp)
         rows = []
         for label in ("cold cache", "warm cache", "warm cache"):
-            request = RunRequest(tag=result.tags[0], name="kiln-bench-run", container_port=8188, port=free_port(),
+            request = RunRequest(tag=tag, name="kiln-bench-run", container_port=8188, port=free_port(),
                                  cache=cache, cpu_mode=True, timeout_s=300,
                                  env={"STANDIN_COMPILE_S": str(args.compile_s)})
             up = start(client, request)
             stop(client, "kiln-bench-run")
             rows.append((label, up.seconds_to_healthy, up.warmup))
-        for image in client.images.list(name=f"kiln/{serve}"):
-            for tag in image.tags:
-                client.images.remove(tag, force=True)
+        if not args.comfyui:
+            for tag_name in client.images.get(tag).tags:
+                client.images.remove(tag_name, force=True)
+    print(f"server: {'real ComfyUI from ' + str(args.comfyui) if args.comfyui else 'stand-in'}, CPU mode")
     print(f"{'start':<12}{'to healthy':>12}{'first prompt':>14}{'second':>9}")
     for label, seconds, warm in rows:
         print(f"{label:<12}{seconds:>11.2f}s{warm.get('first_s', 0):>13.2f}s{warm.get('second_s', 0):>8.2f}s")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -165,3 +166,31 @@ def test_cli_run_prints_url_and_warmup(client, serve_image, tmp_path):
         assert f"is ready at http://127.0.0.1:{port}" in result.stdout and "first_s=" in result.stdout
     finally:
         stop(client, f"kiln-{SERVE}-4090-{port}")
+
+
+def test_no_gpu_and_no_cpu_mode_refuses_to_start(client, serve_image):
+    _, tag = serve_image
+    container = client.containers.run(tag, detach=True, labels={"io.kiln.toolkit": "test"}, network_mode="none")
+    try:
+        code = container.wait(timeout=60)["StatusCode"]
+        logs = container.logs().decode()
+    finally:
+        container.remove(force=True)
+    assert code == 1
+    assert "kiln-preflight: no usable GPU" in logs and "KILN_CPU_MODE=1" in logs
+    assert "To see the GUI" not in logs  # ComfyUI never started
+
+
+def test_provision_cache_task(tmp_path):
+    target = tmp_path / "nvme-or-not"
+    cmd = [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "provision.cache", "--path", str(target)]
+    result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in target.iterdir()) == ["cuda", "hf", "inductor", "models", "triton"]
+    assert {p.stat().st_uid for p in [target, *target.iterdir()]} == {10001}
+    nvme = any(Path("/sys/block").glob("nvme*"))
+    assert ("is on NVMe" in result.stdout) if nvme else ("not NVMe" in result.stderr or "no NVMe" in result.stderr)
+    (tmp_path / "afile").write_text("x")
+    cmd[-1] = str(tmp_path / "afile")
+    bad = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert bad.returncode == 2 and "exists and is not a directory" in bad.stderr and "Traceback" not in bad.stderr

@@ -34,3 +34,11 @@ def test_uncovered_capability_or_small_vram_refuses():
 def test_pcie_is_advisory_even_when_strict():
     checks = _checks(visible=PASS, pcie=WARN)
     assert decide(checks, cpu_mode=False, strict=True)[0] == 0
+
+
+def test_a_card_that_does_not_fit_the_profile_is_a_warning_unless_strict():
+    checks = _checks(visible=PASS, name=FAIL, compute_capability=WARN, vram=PASS, driver=PASS)
+    code, lines = decide(checks, cpu_mode=False, strict=False)
+    assert code == 0 and lines[0].startswith("warning: gpu.name")
+    code, lines = decide(checks, cpu_mode=False, strict=True)
+    assert code == 1 and lines[0].startswith("error: gpu.name")

@@ -21,6 +21,7 @@ from .runner import run_checks
 from .verdict import FAIL, SKIP, WARN, Check
 
 ADVISORY = {"pcie"}  # reported, never blocks a start
+OTHER_CARD = {"name"}  # a card other than the baked profile's: a warning, an error with STRICT_GPU=1
 
 
 def decide(checks: List[Check], cpu_mode: bool, strict: bool) -> tuple[int, List[str]]:
@@ -34,10 +35,11 @@ def decide(checks: List[Check], cpu_mode: bool, strict: bool) -> tuple[int, List
         return 1, [f"no usable GPU ({reason}); start with --gpus all on a host with the NVIDIA Container "
                    "Toolkit, or KILN_CPU_MODE=1 for a CPU-only test run"]
     for check in checks:
-        blocking = check.verdict == FAIL or (strict and check.verdict == WARN and check.name not in ADVISORY)
+        verdict = WARN if check.name in OTHER_CARD and check.verdict == FAIL else check.verdict
+        blocking = verdict == FAIL or (strict and verdict == WARN and check.name not in ADVISORY)
         if blocking:
             code = 1
-        if check.verdict in (FAIL, WARN):
+        if verdict in (FAIL, WARN):
             level = "error" if blocking else "warning"
             lines.append(f"{level}: gpu.{check.name}: {check.measured} (expected {check.expected}): {check.note}")
     lines.append("GPU preflight passed" if code == 0 else "GPU preflight failed; ComfyUI not started")
