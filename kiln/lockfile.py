@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from .errors import KilnError
 from .loading import Fields, read_toml
@@ -179,7 +179,7 @@ def _package_problems(pkg: Package, lock: Lock, environment: dict[str, str]) -> 
     problems = []
     if not _SHA256.match(pkg.sha256):
         problems.append(f"[packages.{pkg.name}] sha256 is not 64 lowercase hex digits")
-    if f"-{pkg.version}-" not in pkg.wheel.replace("_", "-") and f"-{pkg.version}-" not in pkg.wheel:
+    if _wheel_version(pkg.wheel) != pkg.version:
         problems.append(f"[packages.{pkg.name}] version {pkg.version} disagrees with its wheel {pkg.wheel}")
     for text in pkg.requires:
         problems += _requirement_problem(pkg, text, lock, environment)
@@ -206,6 +206,13 @@ def _requirement_problem(pkg: Package, text: str, lock: Lock, environment: dict[
     if req.specifier and not req.specifier.contains(dep.version, prereleases=True):
         return [f"[packages.{pkg.name}] requires {req.name}{req.specifier} but the lock pins {dep.version}"]
     return []
+
+
+def _wheel_version(filename: str) -> str:
+    try:
+        return str(parse_wheel_filename(filename)[1])
+    except InvalidWheelFilename:
+        return "?"
 
 
 def _public(version: str) -> str:

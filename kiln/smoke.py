@@ -112,7 +112,13 @@ def run_on_host(s: Subject, payload: Path, require_gpu: bool, cache_dir: Path | 
 
 def check_writable(path: Path) -> None:
     """Refuse an output path before spending minutes on a run whose result could not be saved."""
-    target = path if path.exists() else path.parent
-    if path.is_dir() or not target.is_dir() and target == path.parent or not os.access(target, os.W_OK):
-        why = "is a directory" if path.is_dir() else "is not writable" if target.exists() else "has no such folder"
-        raise KilnError(f"cannot write the report: {target} {why}", str(path), "choose a writable file path")
+    folder = path.parent
+    if path.is_dir():
+        why = f"{path} is a directory"
+    elif not folder.is_dir():
+        why = f"{folder} does not exist"
+    elif not os.access(path if path.exists() else folder, os.W_OK):
+        why = f"{path if path.exists() else folder} is not writable"
+    else:
+        return
+    raise KilnError(f"cannot write the report: {why}", str(path), "choose a writable file path")
