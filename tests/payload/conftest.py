@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from smoke_helpers import fresh_expect
+from payload_env import fresh_expect
 
 
 @pytest.fixture

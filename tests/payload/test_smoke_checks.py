@@ -11,7 +11,7 @@ import types
 
 import pytest
 
-from smoke_helpers import fresh_expect
+from payload_env import fresh_expect
 from smoke import (checks_comfyui, checks_compile, checks_gpu, checks_numerics, checks_perf,
                    checks_versions, runner)
 from smoke.context import Context, Options

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from smoke_helpers import HAS_TORCH, SMOKE, checks_by_name, run_smoke
+from payload_env import HAS_TORCH, SMOKE, checks_by_name, run_smoke
 
 ALL_CHECKS = {
     "versions.python", "versions.torch", "versions.cuda", "versions.cudnn", "versions.xformers",
@@ -34,7 +34,7 @@ def full_run(tmp_path_factory):
     """The whole suite in image mode, once for this module (compile included)."""
     tmp = tmp_path_factory.mktemp("smoke")
     expect = tmp / "expect.json"
-    from smoke_helpers import EXPECT
+    from payload_env import EXPECT
     expect.write_text(json.dumps(EXPECT))
     out = tmp / "report.json"
     proc = run_smoke("--expect", str(expect), "--json", str(out), "--cache-dir", str(tmp / "cache"),
@@ -129,7 +129,7 @@ def test_payload_never_imports_kiln(tmp_path, expect_file):
     trap = tmp_path / "trap" / "kiln"
     trap.mkdir(parents=True)
     (trap / "__init__.py").write_text("raise SystemExit('the payload imported kiln')\n")
-    from smoke_helpers import PAYLOAD
+    from payload_env import PAYLOAD
     proc = run_smoke("--expect", str(expect_file), "--host", "--only", "versions",
                      env_extra={"PYTHONPATH": f"{PAYLOAD}:{trap.parent}"})
     assert proc.returncode == 0, proc.stderr

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from smoke_helpers import H200_EXPECT, fresh_expect
+from payload_env import H200_EXPECT, fresh_expect
 from smoke.expect import ExpectError, load_expect, validate_expect
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import types
 
-import smoke_helpers  # noqa: F401
+import payload_env  # noqa: F401
 from smoke import nvml
 
 

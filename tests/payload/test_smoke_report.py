@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-import smoke_helpers  # noqa: F401
+import payload_env  # noqa: F401
 from smoke import report
 from smoke.verdict import FAIL, PASS, SKIP, WARN, Check, summarize
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-import smoke_helpers  # noqa: F401  (puts the payload on sys.path)
+import payload_env  # noqa: F401  (puts the payload on sys.path)
 from smoke import verdict as v
 from smoke.verdict import FAIL, PASS, SKIP, WARN, Check
 
