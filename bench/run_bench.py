@@ -25,8 +25,7 @@ from kiln.engine import connect  # noqa: E402
 from kiln.project import Project  # noqa: E402
 from kiln.wheels import default_cache  # noqa: E402
 from kiln.run import RunRequest, start, stop  # noqa: E402
-from tests.engine import test_run as fixture  # noqa: E402
-from tests.engine.conftest import build_small, git_checkout, small_project  # noqa: E402
+from tests.engine.conftest import build_serve_image, serve_cache  # noqa: E402
 
 
 def free_port() -> int:
@@ -36,15 +35,7 @@ def free_port() -> int:
 
 
 def standin_image(tmp: Path) -> str:
-    project = small_project(tmp / "proj", git_checkout(tmp / "comfyui"))
-    serve = fixture.SERVE
-    (project.images_dir / "workflows").mkdir(exist_ok=True)
-    (project.images_dir / "workflows" / "serve.json").write_text(json.dumps(fixture.WORKFLOW))
-    spec = (project.images_dir / "kiln-test.yaml").read_text().replace("name: kiln-test", f"name: {serve}")
-    spec = spec.replace("models: []", "models:\n  - {role: checkpoint, folder: checkpoints, file: "
-                                       "standin.safetensors, size_gb: 0.001, precision: bf16}")
-    (project.images_dir / f"{serve}.yaml").write_text(spec.replace("warmup: {}", "warmup: {workflow: workflows/serve.json}"))
-    return build_small(project, tmp / "comfyui", image=serve)[0].tags[0]
+    return build_serve_image(tmp)[1]
 
 
 def real_image(tmp: Path, checkout: Path) -> str:
@@ -65,7 +56,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         tag = real_image(tmp, args.comfyui) if args.comfyui else standin_image(tmp)
-        cache = fixture._cache(tmp)
+        cache = serve_cache(tmp)
         rows = []
         for label in ("cold cache", "warm cache", "warm cache"):
             request = RunRequest(tag=tag, name="kiln-bench-run", container_port=8188, port=free_port(),

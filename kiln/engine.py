@@ -10,6 +10,8 @@ from docker.errors import DockerException
 from .errors import KilnError
 
 LABEL = "io.kiln.toolkit"  # every object the toolkit creates carries it
+# What an engine without the NVIDIA Container Toolkit answers when a container asks for GPUs.
+NO_GPU_RUNTIME = ("could not select device driver", "nvidia-container-cli", "unknown or invalid runtime")
 
 
 def connect() -> docker.DockerClient:

@@ -15,11 +15,10 @@ import docker
 from docker.types import DeviceRequest
 
 from . import __version__
-from .engine import LABEL
+from .engine import LABEL, NO_GPU_RUNTIME
 from .errors import KilnError
 from .events import Event, Listener, ignore
 from .render import UID
-from .smoke import NO_GPU_RUNTIME
 
 ROLE = "io.kiln.role"
 WRITABLE = ("/opt/comfyui/output", "/opt/comfyui/temp", "/opt/comfyui/user", "/home/comfy")

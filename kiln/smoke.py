@@ -14,14 +14,13 @@ from typing import Any
 import docker
 from docker.types import DeviceRequest
 
-from .engine import LABEL, image_exists
+from .engine import LABEL, NO_GPU_RUNTIME, image_exists
 from .errors import KilnError
 from .gate import Subject
 from .render import image_facts
 
 MARKER = "@@KILN-SMOKE-JSON@@"
 RUNNER = "/opt/kiln/payload/run-smoke.sh"
-NO_GPU_RUNTIME = ("could not select device driver", "nvidia-container-cli", "unknown or invalid runtime")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ stand-in keep each build to seconds. No engine is a failure here, not a skip."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -89,3 +90,32 @@ def run_in(client, image: str, command: str) -> str:
                                 labels={LABEL: "test"},
                                 entrypoint=[], stderr=True)
     return out.decode()
+
+
+SERVE_IMAGE = f"{TEST_IMAGE}-serve"
+SERVE_WORKFLOW = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "standin.safetensors"}},
+                  "2": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 2, "cfg": 1}}}
+
+
+def build_serve_image(tmp: Path) -> tuple[Project, str]:
+    """The small stack with a warm-up workflow whose one model lives in the cache; returns (project, tag)."""
+    project = small_project(tmp / "proj", git_checkout(tmp / "comfyui"))
+    (project.images_dir / "workflows").mkdir(exist_ok=True)
+    (project.images_dir / "workflows" / "serve.json").write_text(json.dumps(SERVE_WORKFLOW))
+    spec = (project.images_dir / f"{TEST_IMAGE}.yaml").read_text().replace(f"name: {TEST_IMAGE}",
+                                                                           f"name: {SERVE_IMAGE}")
+    spec = spec.replace("models: []", "models:\n  - {role: checkpoint, folder: checkpoints, file: standin.safetensors,"
+                                       " size_gb: 0.001, precision: bf16}")
+    spec = spec.replace("warmup: {}", "warmup: {workflow: workflows/serve.json}")
+    (project.images_dir / f"{SERVE_IMAGE}.yaml").write_text(spec)
+    result, _ = build_small(project, tmp / "comfyui", image=SERVE_IMAGE)
+    return project, result.tags[0]
+
+
+def serve_cache(tmp: Path) -> Path:
+    """A cache prepared as `invoke provision.cache` does, holding the warm-up workflow's model."""
+    cache = tmp / "cache"
+    subprocess.run(["sh", str(ROOT / "provision/host/cache.sh"), str(cache)], check=True, capture_output=True)
+    (cache / "models" / "checkpoints").mkdir()
+    (cache / "models" / "checkpoints" / "standin.safetensors").write_bytes(b"stand-in weights")
+    return cache

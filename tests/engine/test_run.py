@@ -14,35 +14,15 @@ import pytest
 
 from kiln.run import RunRequest, start, stop
 from tests.conftest import ROOT
-from tests.engine.conftest import TEST_IMAGE, build_small, git_checkout, small_project
+from tests.engine.conftest import SERVE_IMAGE, build_serve_image, serve_cache
 
-SERVE = f"{TEST_IMAGE}-serve"
-WORKFLOW = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "standin.safetensors"}},
-            "2": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 2, "cfg": 1}}}
+SERVE = SERVE_IMAGE
 COMPILE_S = 3.0
 
 
 @pytest.fixture(scope="module")
 def serve_image(tmp_path_factory, base):
-    tmp = tmp_path_factory.mktemp("serve")
-    project = small_project(tmp / "proj", git_checkout(tmp / "comfyui"))
-    (project.images_dir / "workflows").mkdir(exist_ok=True)
-    (project.images_dir / "workflows" / "serve.json").write_text(json.dumps(WORKFLOW))
-    spec = (project.images_dir / f"{TEST_IMAGE}.yaml").read_text().replace(f"name: {TEST_IMAGE}", f"name: {SERVE}")
-    spec = spec.replace("models: []", "models:\n  - {role: checkpoint, folder: checkpoints, file: standin.safetensors,"
-                                       " size_gb: 0.001, precision: bf16}")
-    spec = spec.replace("warmup: {}", "warmup: {workflow: workflows/serve.json}")
-    (project.images_dir / f"{SERVE}.yaml").write_text(spec)
-    result, _ = build_small(project, tmp / "comfyui", image=SERVE)
-    return project, result.tags[0]
-
-
-def _cache(tmp_path):
-    cache = tmp_path / "cache"
-    subprocess.run(["sh", str(ROOT / "provision/host/cache.sh"), str(cache)], check=True, capture_output=True)
-    (cache / "models" / "checkpoints").mkdir()
-    (cache / "models" / "checkpoints" / "standin.safetensors").write_bytes(b"stand-in weights")
-    return cache
+    return build_serve_image(tmp_path_factory.mktemp("serve"))
 
 
 def _free_port():
@@ -65,7 +45,7 @@ def running(client):
 def test_healthy_only_after_warmup_then_serves(client, serve_image, tmp_path, running):
     _, tag = serve_image
     port = _free_port()
-    up = start(client, _request(tag, _cache(tmp_path), port))
+    up = start(client, _request(tag, serve_cache(tmp_path), port))
     assert up.url == f"http://127.0.0.1:{port}"
     assert up.warmup["first_s"] >= COMPILE_S and up.warmup["second_s"] < 1.0
     health = client.containers.get(up.container_id).attrs["State"]["Health"]["Log"]
@@ -77,7 +57,7 @@ def test_healthy_only_after_warmup_then_serves(client, serve_image, tmp_path, ru
 
 def test_restart_with_the_same_cache_warms_up_faster(client, serve_image, tmp_path, running):
     _, tag = serve_image
-    cache = _cache(tmp_path)
+    cache = serve_cache(tmp_path)
     cold = start(client, _request(tag, cache, _free_port()))
     stop(client, "kiln-test-run")
     warm = start(client, _request(tag, cache, _free_port()))
@@ -89,7 +69,7 @@ def test_restart_with_the_same_cache_warms_up_faster(client, serve_image, tmp_pa
 
 def test_sigterm_stops_within_10s_with_exit_0(client, serve_image, tmp_path, running):
     _, tag = serve_image
-    up = start(client, _request(tag, _cache(tmp_path), _free_port()))
+    up = start(client, _request(tag, serve_cache(tmp_path), _free_port()))
     container = client.containers.get(up.container_id)
     started = time.monotonic()
     container.kill(signal="SIGTERM")
@@ -99,7 +79,7 @@ def test_sigterm_stops_within_10s_with_exit_0(client, serve_image, tmp_path, run
 
 def test_non_root_on_a_read_only_root(client, serve_image, tmp_path, running):
     _, tag = serve_image
-    up = start(client, _request(tag, _cache(tmp_path), _free_port()))
+    up = start(client, _request(tag, serve_cache(tmp_path), _free_port()))
     container = client.containers.get(up.container_id)
     assert container.exec_run("id -u").output.decode().strip() == "10001"
     assert container.exec_run("touch /opt/comfyui/probe").exit_code != 0
@@ -161,7 +141,7 @@ def test_cli_run_prints_url_and_warmup(client, serve_image, tmp_path):
     project, _ = serve_image
     port = _free_port()
     try:
-        result = _run_cli(project, "--cache", str(_cache(tmp_path)), "--port", str(port))
+        result = _run_cli(project, "--cache", str(serve_cache(tmp_path)), "--port", str(port))
         assert result.returncode == 0, result.stderr[-2000:]
         assert f"is ready at http://127.0.0.1:{port}" in result.stdout and "first_s=" in result.stdout
     finally:
