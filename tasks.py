@@ -14,21 +14,22 @@ import subprocess
 from invoke import Collection, Exit, task
 
 import console
-from kiln import source, wheels
-from kiln.base import ensure_base
-from kiln.buildjob import BuildRequest, run_build
-from kiln.engine import connect, remove_made_containers, remove_made_images
+from kiln.data.files import read_json
+from kiln.data.gpus import load_gpus
+from kiln.engine.bases import ensure_base
+from kiln.engine.client import connect, remove_made_containers, remove_made_images
+from kiln.engine.job import BuildRequest, run_build
+from kiln.engine.run import RunRequest, check_cache, start, stop as stop_containers
+from kiln.engine.smoke import check_writable, resolve_tag, run_in_image, run_on_host
 from kiln.errors import KilnError
-from kiln.gate import ERROR, errors
-from kiln.gpus import load_gpus
-from kiln.loading import read_json
-from kiln.locking import check_lock, relock
+from kiln.gate.findings import ERROR, errors
+from kiln.identity import image_tags, run_name
+from kiln.lock.relock import check_lock, relock
 from kiln.project import DEFAULT_IMAGE, Project
-from kiln.render import image_facts, write_context
-from kiln.report_html import render_report
-from kiln.smoke import check_writable, resolve_tag, run_in_image, run_on_host
-from kiln.build import image_tags
-from kiln.run import RunRequest, check_cache, start, stop as stop_containers
+from kiln.render.context import write_context
+from kiln.render.facts import image_facts
+from kiln.render.report import render_report
+from kiln.sources import comfyui as source, wheels
 
 PROJECT = Project(Path(__file__).resolve().parent)
 

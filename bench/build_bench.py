@@ -25,11 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kiln.base import base_ref  # noqa: E402
-from kiln.buildjob import BuildRequest, run_build  # noqa: E402
-from kiln.engine import connect  # noqa: E402
+from kiln.identity import base_ref  # noqa: E402
+from kiln.engine.job import BuildRequest, run_build  # noqa: E402
+from kiln.engine.client import connect  # noqa: E402
 from kiln.project import Project  # noqa: E402
-from kiln.wheels import WheelServer, default_cache  # noqa: E402
+from kiln.sources.wheels import WheelServer, default_cache  # noqa: E402
 
 IMAGE = "bench"
 NAIVE_TAG = "kiln/bench-naive:latest"

@@ -21,10 +21,10 @@ GOAL_S = 1.0
 
 
 def one_pass(out: Path) -> tuple[float, list[tuple[str, str, str, float]]]:
-    from kiln.gate import errors
-    from kiln.gpus import load_gpus
+    from kiln.gate.findings import errors
+    from kiln.data.gpus import load_gpus
     from kiln.project import Project
-    from kiln.render import write_context
+    from kiln.render.context import write_context
 
     project = Project(ROOT)
     rows, started = [], time.perf_counter()

@@ -20,11 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kiln.buildjob import BuildRequest, run_build  # noqa: E402
-from kiln.engine import connect  # noqa: E402
+from kiln.engine.job import BuildRequest, run_build  # noqa: E402
+from kiln.engine.client import connect  # noqa: E402
 from kiln.project import Project  # noqa: E402
-from kiln.wheels import default_cache  # noqa: E402
-from kiln.run import RunRequest, start, stop  # noqa: E402
+from kiln.sources.wheels import default_cache  # noqa: E402
+from kiln.engine.run import RunRequest, start, stop  # noqa: E402
 from tests.engine.conftest import build_serve_image, serve_cache  # noqa: E402
 
 

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from .flags import flag_table
-from .gate import Finding, Subject, run_rules
-from .gpus import GpuProfile, find_gpu, load_gpus
-from .images import image_path, load_image
-from .lockfile import Lock, load_lock
-from .rules import ALL_RULES
+from kiln.data.gpus import GpuProfile, find_gpu, load_gpus
+from kiln.data.image import image_path, load_image
+from kiln.data.lock import Lock, load_lock
+from kiln.data.subject import Subject
+from kiln.data.tables import flag_table
+from kiln.gate.findings import Finding, run_rules
+from kiln.gate.rules import ALL_RULES
 
 DEFAULT_IMAGE = "comfyui"
 
@@ -42,11 +43,11 @@ class Project:
 
     @cached_property
     def lock(self) -> Lock:
-        return load_lock(self.lock_path)
+        return load_lock(self.lock_path, _shown(self.lock_path, self.root))
 
     @cached_property
     def gpus(self) -> dict[str, GpuProfile]:
-        return load_gpus(self.gpus_path)
+        return load_gpus(self.gpus_path, _shown(self.gpus_path, self.root))
 
     def subject(self, gpu: str, image: str = DEFAULT_IMAGE) -> Subject:
         lock = self.lock

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from kiln.base import ensure_base
-from kiln.buildjob import BuildRequest, run_build
-from kiln.engine import LABEL, connect
-from kiln.lockfile import load_lock
-from kiln.lockwrite import lock_text
+from kiln.engine.bases import ensure_base
+from kiln.engine.job import BuildRequest, run_build
+from kiln.engine.client import LABEL, connect
+from kiln.data.lock import load_lock
+from kiln.lock.write import lock_text
 from kiln.project import Project
 from tests.conftest import ROOT
 
@@ -47,7 +47,6 @@ def git_checkout(dest: Path) -> str:
 def small_project(root: Path, commit: str) -> Project:
     """A project copy whose lock pins a few tiny wheels and the stand-in's commit."""
     lock = load_lock(ROOT / "versions.lock")
-    raw = {**lock.raw, "comfyui": {**lock.raw["comfyui"], "commit": commit}}
     packages = {name: lock.packages[name] for name in SMALL_PACKAGES}
     for name in ("tasks.py", "console.py", "gpus.yaml", "templates", "provision/container", "images"):
         src, dest = ROOT / name, root / name
@@ -55,7 +54,8 @@ def small_project(root: Path, commit: str) -> Project:
         shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir() else shutil.copy2(src, dest)
     spec = (root / "images" / "comfyui.yaml").read_text().replace("name: comfyui", f"name: {TEST_IMAGE}")
     (root / "images" / f"{TEST_IMAGE}.yaml").write_text(spec)
-    (root / "versions.lock").write_text(lock_text(raw, packages))
+    text = lock_text(lock.path.read_text(), packages, {"comfyui": {"commit": commit}})
+    (root / "versions.lock").write_text(text)
     return Project(root)
 
 
@@ -105,7 +105,7 @@ def build_serve_image(tmp: Path) -> tuple[Project, str]:
     spec = (project.images_dir / f"{TEST_IMAGE}.yaml").read_text().replace(f"name: {TEST_IMAGE}",
                                                                            f"name: {SERVE_IMAGE}")
     spec = spec.replace("models: []", "models:\n  - {role: checkpoint, folder: checkpoints, file: standin.safetensors,"
-                                       " size_gb: 0.001, precision: bf16}")
+                                       " size_gb: 0.001}")
     spec = spec.replace("warmup: {}", "warmup: {workflow: workflows/serve.json}")
     (project.images_dir / f"{SERVE_IMAGE}.yaml").write_text(spec)
     result, _ = build_small(project, tmp / "comfyui", image=SERVE_IMAGE)

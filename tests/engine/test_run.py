@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kiln.run import RunRequest, start, stop
+from kiln.engine.run import RunRequest, start, stop
 from tests.conftest import ROOT
 from tests.engine.conftest import SERVE_IMAGE, build_serve_image, serve_cache
 

@@ -15,8 +15,8 @@ import urllib.request
 
 import pytest
 
-from kiln.engine import connect
-from kiln.run import RunRequest, start, stop
+from kiln.engine.client import connect
+from kiln.engine.run import RunRequest, start, stop
 from tests.conftest import ROOT
 
 CHECKOUT = os.environ.get("KILN_REAL_COMFYUI")

@@ -6,8 +6,8 @@ import json
 
 from packaging.utils import canonicalize_name
 
-from kiln.engine import connect
-from kiln.lockfile import load_lock
+from kiln.engine.client import connect
+from kiln.data.lock import load_lock
 from tests.conftest import ROOT
 from tests.engine.conftest import run_in
 

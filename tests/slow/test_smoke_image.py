@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from kiln.engine import connect
+from kiln.engine.client import connect
 from tests.conftest import ROOT
 
 

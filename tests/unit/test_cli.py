@@ -58,7 +58,7 @@ def test_wrong_type(project_copy):
     spec = project_copy / "images" / "comfyui.yaml"
     spec.write_text(spec.read_text().replace("port: 8188", "port: eighty"))
     _one_line_error(invoke("render", "--gpu", "4090", root=project_copy), "images/comfyui.yaml",
-                    "key 'server.port' must be int")
+                    "key 'server.port': input should be a valid integer")
     assert not (project_copy / "build").exists()
 
 

@@ -3,9 +3,9 @@
 from dataclasses import replace
 
 
-from kiln.gate import ERROR, NOTE, WARNING, run_rules
-from kiln.images import load_image
-from kiln.rules import ALL_RULES
+from kiln.gate.findings import ERROR, NOTE, WARNING, run_rules
+from kiln.data.image import load_image
+from kiln.gate.rules import ALL_RULES
 from tests.conftest import FIXTURES
 
 
@@ -15,7 +15,7 @@ def findings(subject, severity=None, rule=None):
 
 
 def test_default_image_passes_on_every_profile(project):
-    from kiln.gpus import load_gpus
+    from kiln.data.gpus import load_gpus
     for name in load_gpus(project.gpus_path):
         assert findings(project.subject(name), ERROR) == [], name
 
@@ -84,31 +84,35 @@ def test_sm89_runs_sm86_code_as_a_note(project):
 
 def test_blackwell_is_refused_with_the_reason(project):
     subject = project.subject("h200")
-    blackwell = replace(subject.gpu, name="b200", display="NVIDIA B200", compute_capability="10.0")
+    blackwell = subject.gpu.model_copy(update={"name": "b200", "display": "NVIDIA B200", "compute_capability": "10.0"})
     [cc] = findings(replace(subject, gpu=blackwell), rule="compute-capability")
     assert cc.severity == ERROR and "sm_100" in cc.message and "no kernel image" in cc.message
 
 
 def test_xformers_pin_read_from_the_lock_metadata(project):
     subject = project.subject("4090")
-    article_stack = replace(subject.lock.stack, torch="2.3.0")
-    [finding] = findings(replace(subject, lock=replace(subject.lock, stack=article_stack)), rule="xformers-torch")
+    article_stack = subject.lock.stack.model_copy(update={"torch": "2.3.0"})
+    [finding] = findings(replace(subject, lock=_with_stack(subject.lock, article_stack)), rule="xformers-torch")
     assert "torch==2.3.1" in finding.message and "2.3.0" in finding.message
 
 
 def test_wheel_for_another_platform_is_refused(project):
     subject = project.subject("4090")
     packages = dict(subject.lock.packages)
-    packages["torch"] = replace(packages["torch"], wheel="torch-2.3.1-cp311-none-macosx_11_0_arm64.whl")
+    packages["torch"] = packages["torch"].model_copy(update={"wheel": "torch-2.3.1-cp311-none-macosx_11_0_arm64.whl"})
     [finding] = findings(replace(subject, lock=replace(subject.lock, packages=packages)), rule="wheel-platform")
     assert "macosx" in finding.message
 
 
 def test_declared_cudnn_must_be_what_torch_carries(project):
     subject = project.subject("4090")
-    lock = replace(subject.lock, stack=replace(subject.lock.stack, cudnn="9.1.0.70"))
+    lock = _with_stack(subject.lock, subject.lock.stack.model_copy(update={"cudnn": "9.1.0.70"}))
     [finding] = findings(replace(subject, lock=lock), rule="cuda-wheels")
     assert "cuDNN 9.1.0.70" in finding.message and "8.9.2.26" in finding.message
+
+
+def _with_stack(lock, stack):
+    return replace(lock, file=lock.file.model_copy(update={"stack": stack}))
 
 
 def test_driver_floor_is_reported(project):

@@ -1,7 +1,7 @@
 import pytest
 
 from kiln.errors import KilnError
-from kiln.gpus import find_gpu, load_gpus
+from kiln.data.gpus import find_gpu, load_gpus
 
 REQUIRED = ["4090", "4080", "4070ti", "4070ti-super", "3090", "l4", "l40s", "a100-40", "a100-80", "h100", "h800",
             "h200"]
@@ -43,5 +43,4 @@ def test_facts_the_article_gets_wrong(profiles):
 def test_serving_defaults_are_merged(profiles):
     assert profiles["4090"].serving.vram_mode == "--highvram"
     assert profiles["4070ti"].serving.vram_mode == "--normalvram"
-    assert profiles["4070ti"].serving.resolution == 768
-    assert profiles["4090"].serving.resolution == 1024
+    assert profiles["4070ti"].serving.reserve_vram_gb == 0.5

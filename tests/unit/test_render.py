@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from kiln.errors import KilnError
-from kiln.images import load_image
-from kiln.render import render_texts, write_context
+from kiln.data.image import load_image
+from kiln.render.context import render_texts, write_context
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 GOLDEN_FILES = ("Dockerfile", "start.sh", "extra_model_paths.yaml", "kiln.json")
@@ -58,7 +58,7 @@ def test_profiles_share_the_heavy_part_of_the_dockerfile(project, tmp_path):
 
 
 def test_every_profile_passes_hadolint_and_shellcheck(project, tmp_path):
-    from kiln.gpus import load_gpus
+    from kiln.data.gpus import load_gpus
     for gpu in load_gpus(project.gpus_path):
         out = tmp_path / gpu
         _render(project, gpu, out)
@@ -122,7 +122,7 @@ def test_registry_base_renders_pinned_by_digest_and_lints(project, tmp_path):
     out = tmp_path / "slim"
     write_context(subject, project.templates_dir, project.payload_dir, out)
     dockerfile = (out / "Dockerfile").read_text()
-    digest = project.lock.bases["python-slim"].settings["digest"]
+    digest = project.lock.bases["python-slim"].digest
     froms = [line for line in dockerfile.splitlines() if line.startswith("FROM ")]
     assert froms == [f"FROM python:3.11-slim-bookworm@{digest} AS builder", f"FROM python:3.11-slim-bookworm@{digest}"]
     assert "tini=0.19.0-1" in dockerfile

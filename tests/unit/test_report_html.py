@@ -4,8 +4,8 @@ import json
 from html.parser import HTMLParser
 from pathlib import Path
 
-from kiln.render import image_facts
-from kiln.report_html import bars, render_report
+from kiln.render.facts import image_facts
+from kiln.render.report import bars, render_report
 
 H200 = Path(__file__).resolve().parent.parent.parent / "docs" / "gpu-validation" / "h200.json"
 
@@ -25,7 +25,7 @@ class _Collect(HTMLParser):
 
 def test_bars_compare_measured_with_the_profile(project):
     report = json.loads(H200.read_text())
-    facts = image_facts(project.subject("h200"))
+    facts = image_facts(project.subject("h200")).to_json()
     found = {b["label"]: b for b in bars(report, facts["profile"])}
     assert set(found) == {"copy bandwidth", "bf16 matmul", "fp16 matmul", "DiT attention", "VRAM"}
     copy = found["copy bandwidth"]
@@ -34,7 +34,7 @@ def test_bars_compare_measured_with_the_profile(project):
 
 def test_page_has_chart_and_every_check(project, tmp_path):
     report = json.loads(H200.read_text())
-    page = render_report(report, image_facts(project.subject("h200")), "H200 <run>", project.templates_dir)
+    page = render_report(report, image_facts(project.subject("h200")).to_json(), "H200 <run>", project.templates_dir)
     parsed = _Collect()
     parsed.feed(page)
     assert len(parsed.rects) == 5
@@ -48,5 +48,5 @@ def test_page_without_gpu_measurements_says_so(project):
     report = {"schema": 1, "summary": {"pass": 1, "warn": 0, "fail": 0, "skip": 1, "seconds": 1.0},
               "checks": [{"group": "gpu", "name": "visible", "verdict": "skip", "measured": None,
                           "expected": ">= 1", "unit": "", "note": "no GPU", "seconds": 0}]}
-    page = render_report(report, image_facts(project.subject("4090")), "t", project.templates_dir)
+    page = render_report(report, image_facts(project.subject("4090")).to_json(), "t", project.templates_dir)
     assert "No GPU measurements" in page and "<rect" not in page

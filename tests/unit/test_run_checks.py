@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from kiln.errors import KilnError
-from kiln.run import check_cache, check_port
+from kiln.engine.run import check_cache, check_port
 
 
 def test_a_filesystem_that_cannot_hold_the_uid_is_refused(tmp_path, monkeypatch):

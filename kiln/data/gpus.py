@@ -1,0 +1,98 @@
+"""GPU profiles (gpus.yaml) and the lookup of a user's spelling of a card."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt
+
+from kiln.data.files import read_yaml
+from kiln.data.schema import Model, validate
+from kiln.errors import KilnError
+
+_NOISE = ("nvidia", "geforce", "rtx")
+VramMode = Literal["--gpu-only", "--highvram", "--normalvram", "--lowvram", "--novram"]
+
+
+class Serving(Model):
+    vram_mode: VramMode = Field(description="ComfyUI's VRAM mode flag on this card")
+    reserve_vram_gb: float = Field(ge=0, description="VRAM left free for the driver and other programs (GB)")
+
+
+class ServingOverride(Model):
+    vram_mode: VramMode | None = None
+    reserve_vram_gb: float | None = Field(None, ge=0)
+
+
+class Pcie(Model):
+    gen: int = Field(ge=1, le=7)
+    width: Literal[1, 2, 4, 8, 16]
+
+
+class Measured(Model):
+    """What the card reaches in practice (measured): the smoke probes' reference ceilings."""
+
+    copy_tbs: PositiveFloat | None = None
+    matmul_tflops: PositiveFloat | None = None
+
+
+class GpuEntry(Model):
+    display: str = Field(description="the product name NVML reports")
+    aliases: tuple[str, ...] = ()
+    vram_gb: PositiveFloat
+    bandwidth_gbs: PositiveFloat
+    compute_capability: str = Field(pattern=r"^\d+\.\d$", description="a compute capability written major.minor, like 8.9")
+    tflops_fp16: PositiveFloat = Field(description="dense fp16/bf16 tensor TFLOPS, fp32 accumulate, no sparsity")
+    pcie: Pcie
+    confidence: Literal["sourced", "calculated", "from-memory", "assumed"]
+    serving: ServingOverride = ServingOverride()
+    measured: Measured = Measured()
+
+
+class Defaults(Model):
+    serving: Serving
+
+
+class GpusFile(Model):
+    defaults: Defaults
+    profiles: dict[str, GpuEntry] = Field(min_length=1)
+
+
+class GpuProfile(GpuEntry):
+    """One profile with its name and the serving defaults filled in."""
+
+    name: str
+    serving: Serving  # type: ignore[assignment]
+
+    @property
+    def sm(self) -> str:
+        return "sm_" + self.compute_capability.replace(".", "")
+
+
+def load_gpus(path: Path, shown: str = "") -> dict[str, GpuProfile]:
+    file = validate(GpusFile, read_yaml(path), path, shown)
+    return {str(name): _profile(str(name), entry, file.defaults.serving) for name, entry in file.profiles.items()}
+
+
+def _profile(name: str, entry: GpuEntry, defaults: Serving) -> GpuProfile:
+    serving = Serving(**{**defaults.model_dump(), **entry.serving.model_dump(exclude_none=True)})
+    return GpuProfile(**{**entry.model_dump(), "name": name, "serving": serving})
+
+
+def normalize(spelling: str) -> str:
+    text = re.sub(r"[\s_\-]+", "", spelling.lower())
+    for word in _NOISE:
+        text = text.replace(word, "")
+    return text
+
+
+def find_gpu(profiles: dict[str, GpuProfile], spelling: str) -> GpuProfile:
+    """The profile a user means by '4090', 'rtx4090', 'RTX 4090', 'NVIDIA GeForce RTX 4090'..."""
+    wanted = normalize(spelling)
+    for profile in profiles.values():
+        names = (profile.name, profile.display, *profile.aliases)
+        if wanted and any(normalize(n) == wanted for n in names):
+            return profile
+    raise KilnError(f"unknown GPU '{spelling}'", "--gpu", f"use one of: {', '.join(profiles)}")

@@ -1,0 +1,111 @@
+"""Image specs (images/*.yaml): launch options, environment, cache mount, models and warm-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field, PositiveFloat
+
+from kiln.data.files import read_json, read_yaml
+from kiln.data.schema import Model, validate
+from kiln.errors import KilnError
+
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def _one_line(value: str) -> str:
+    """Shell metacharacters are fine (templates quote); NUL and newlines can't be carried safely."""
+    if any(c in value for c in "\x00\n\r"):
+        raise ValueError("holds a NUL or newline; put it on one line")
+    return value
+
+
+OneLine = Annotated[str, AfterValidator(_one_line)]
+EnvValue = Annotated[str | int | float, AfterValidator(lambda v: _one_line(str(v)))]
+
+
+class Server(Model):
+    port: int = Field(ge=1, le=65535, description="port ComfyUI listens on inside the container")
+    flags: tuple[OneLine, ...] = Field((), description="ComfyUI launch flags, checked against its version's table")
+
+
+class Cache(Model):
+    mount: str = Field("/cache", pattern=r"^/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$",
+                       description="where the persistent cache (models, compile caches) is mounted")
+
+
+class ModelFile(Model):
+    role: str = Field(description="diffusion_model, text_encoder, vae, checkpoint, ...")
+    folder: str = Field(description="ComfyUI model folder the file goes in")
+    file: str
+    size_gb: PositiveFloat
+    requires_comfyui: str = Field("", description="first ComfyUI version that can load it")
+
+
+class Warmup(Model):
+    workflow: str = Field("", description="API-format workflow (path relative to the spec) run twice before ready")
+    recipe: dict[str, Any] = Field({}, description="the model's sampling recipe the warm-up must follow")
+
+
+class ImageFile(Model):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    title: str
+    base: str | None = Field(None, description="a [bases] entry of versions.lock (default: the lock's default_base)")
+    server: Server
+    env: dict[Annotated[str, Field(pattern=ENV_NAME)], EnvValue] = {}
+    cache: Cache = Cache()
+    models: tuple[ModelFile, ...] = ()
+    working_gb: float = Field(0.0, ge=0, description="activations and workspace on top of the weights (GB)")
+    warmup: Warmup = Warmup()
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    name: str
+    title: str
+    path: Path
+    where: str  # how messages name the spec file
+    base: str
+    port: int
+    flags: tuple[str, ...]
+    env: dict[str, str]
+    cache_mount: str
+    models: tuple[ModelFile, ...]
+    working_gb: float
+    workflow_path: Path | None
+    workflow: dict[str, Any] | None
+    recipe: dict[str, Any]
+
+    @property
+    def weights_gb(self) -> float:
+        return sum(m.size_gb for m in self.models)
+
+
+def image_path(images_dir: Path, name: str) -> Path:
+    path = images_dir / f"{name}.yaml"
+    if not path.is_file() and Path(name).is_file():
+        return Path(name)
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in images_dir.glob("*.yaml")))
+        raise KilnError(f"unknown image '{name}'", "--image", f"use one of: {known} (or a path to a spec)")
+    return path
+
+
+def load_image(path: Path, default_base: str, where: str = "") -> ImageSpec:
+    spec = validate(ImageFile, read_yaml(path), path, where)
+    workflow_path = path.parent / spec.warmup.workflow if spec.warmup.workflow else None
+    return ImageSpec(
+        name=spec.name, title=spec.title, path=path, where=where or str(path), base=spec.base or default_base,
+        port=spec.server.port, flags=spec.server.flags, env={k: str(v) for k, v in spec.env.items()},
+        cache_mount=spec.cache.mount, models=spec.models, working_gb=spec.working_gb,
+        workflow_path=workflow_path, workflow=_workflow(workflow_path), recipe=spec.warmup.recipe)
+
+
+def _workflow(path: Path | None) -> dict[str, Any] | None:
+    workflow = read_json(path) if path else None
+    if workflow is not None and not isinstance(workflow, dict):
+        raise KilnError("warm-up workflow must be a ComfyUI API-format object", str(path),
+                        "export it with 'Save (API Format)'")
+    return workflow

@@ -1,0 +1,176 @@
+"""versions.lock, the single source of every pin: its model, loading and digests."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from packaging.utils import canonicalize_name
+from pydantic import Field, model_validator
+
+from kiln.data.files import read_toml
+from kiln.data.schema import Model, validate
+
+INPUT_SECTIONS = ("stack", "comfyui", "resolve")
+STACK_PACKAGES = ("torch", "torchvision", "torchaudio", "xformers")
+SHA256 = r"^[0-9a-f]{64}$"
+VERSION = r"^\d+(\.\d+)*([a-z0-9.+]*)$"
+SM = r"^sm_\d{2,3}[a-z]?$"
+
+
+class LockMeta(Model):
+    format: Literal[1] = Field(alias="schema", description="layout version of this file")
+    default_base: str = Field(description="the [bases] entry images use unless their spec names another")
+    inputs_sha256: str = Field(pattern=SHA256, description="a sha256 (64 lowercase hex digits) of the inputs")
+
+
+class Stack(Model):
+    python: str = Field(pattern=r"^3\.\d+$", description="a Python version like 3.11")
+    torch: str = Field(pattern=VERSION)
+    torchvision: str = Field(pattern=VERSION)
+    torchaudio: str = Field(pattern=VERSION)
+    xformers: str = Field(pattern=VERSION)
+    cuda: str = Field(pattern=r"^\d+\.\d+$", description="a CUDA version like 12.1")
+    cudnn: str = Field(pattern=VERSION)
+    cuda_runtime_package: str
+    cudnn_package: str
+    driver_floor: str = Field(pattern=VERSION)
+    driver_recommended: str = Field(pattern=VERSION)
+    nvidia_require_cuda: str
+    torch_sass: tuple[str, ...] = Field(min_length=1)
+    torch_ptx: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _archs(self) -> "Stack":
+        bad = [a for a in (*self.torch_sass, *self.torch_ptx) if not re.match(SM, a)]
+        if bad:
+            raise ValueError(f"'{bad[0]}' is not a CUDA architecture like 'sm_86'")
+        return self
+
+
+class ComfyUI(Model):
+    version: str = Field(pattern=VERSION)
+    repo: str
+    commit: str = Field(pattern=r"^[0-9a-f]{40}$", description="the full 40-hex commit id of that version")
+    released: datetime.date
+    requirements: tuple[str, ...]
+
+
+class Resolve(Model):
+    as_of: datetime.date = Field(description="resolve as the index stood on this date (uv --exclude-newer)")
+    index: str
+    python_full: str = Field(pattern=r"^3\.\d+\.\d+$")
+    uv_platform: str
+    wheel_platforms: tuple[str, ...] = Field(min_length=1)
+
+
+class Base(Model):
+    """A base image: debootstrapped here (suite, variant, mirror, packages) or pulled by digest."""
+
+    kind: Literal["debootstrap", "registry"]
+    python: str
+    suite: str | None = None
+    variant: str | None = None
+    mirror: str | None = None
+    packages: tuple[str, ...] = ()
+    build_only: tuple[str, ...] = ()
+    image: str | None = None
+    digest: str | None = Field(None, pattern=r"^sha256:[0-9a-f]{64}$", description="an image digest: sha256:<64 hex>")
+    runtime_packages: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> "Base":
+        need = ("suite", "variant", "mirror") if self.kind == "debootstrap" else ("image", "digest")
+        missing = [key for key in need if getattr(self, key) is None]
+        if missing:
+            raise ValueError(f"a {self.kind} base needs {', '.join(missing)}")
+        return self
+
+    def recipe(self) -> dict[str, Any]:
+        """The fields as written: a base whose recipe is unchanged is not rebuilt."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class PackageRow(Model):
+    version: str
+    wheel: str
+    url: str
+    sha256: str = Field(pattern=SHA256, description="a sha256: 64 lowercase hex digits")
+    requires: tuple[str, ...] = ()
+    marker: str = ""
+
+
+class Package(PackageRow):
+    name: str
+
+
+class LockFile(Model):
+    lock: LockMeta
+    stack: Stack
+    comfyui: ComfyUI
+    resolve: Resolve
+    bases: dict[str, Base] = Field(min_length=1)
+    packages: dict[str, PackageRow] = {}
+
+    @model_validator(mode="after")
+    def _default_base(self) -> "LockFile":
+        if self.lock.default_base not in self.bases:
+            raise ValueError(f"lock.default_base '{self.lock.default_base}' is not one of [bases] "
+                             f"({', '.join(self.bases)})")
+        return self
+
+
+@dataclass(frozen=True)
+class Lock:
+    path: Path
+    raw: dict[str, Any]
+    file: LockFile
+    packages: dict[str, Package]  # by canonical name
+    digest: str                   # sha256 of the whole file, carried by every image built from it
+
+    @property
+    def stack(self) -> Stack:
+        return self.file.stack
+
+    @property
+    def comfyui(self) -> ComfyUI:
+        return self.file.comfyui
+
+    @property
+    def resolve(self) -> Resolve:
+        return self.file.resolve
+
+    @property
+    def bases(self) -> dict[str, Base]:
+        return self.file.bases
+
+    @property
+    def default_base(self) -> str:
+        return self.file.lock.default_base
+
+    @property
+    def inputs_sha256(self) -> str:
+        return self.file.lock.inputs_sha256
+
+    def top_requirements(self) -> list[str]:
+        return [f"{name}=={getattr(self.stack, name)}" for name in STACK_PACKAGES] + list(self.comfyui.requirements)
+
+    def package(self, name: str) -> Package | None:
+        return self.packages.get(canonicalize_name(name))
+
+
+def inputs_digest(raw: dict[str, Any]) -> str:
+    inputs = {section: raw.get(section, {}) for section in INPUT_SECTIONS}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def load_lock(path: Path, shown: str = "") -> Lock:
+    raw = read_toml(path)
+    file = validate(LockFile, raw, path, shown)
+    packages = {canonicalize_name(name): Package(name=name, **row.model_dump()) for name, row in file.packages.items()}
+    return Lock(path=path, raw=raw, file=file, packages=packages, digest=hashlib.sha256(path.read_bytes()).hexdigest())

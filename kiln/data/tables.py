@@ -1,0 +1,80 @@
+"""The toolkit's own reference tables (kiln/data/tables/): ComfyUI's command line per version and the
+PYTORCH_CUDA_ALLOC_CONF keys per torch release, loaded through the same validation as user data."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from kiln.data.files import read_yaml
+from kiln.data.schema import Model, validate
+
+TABLES = Path(__file__).parent / "tables"
+FLAGS_PATH = TABLES / "comfyui_flags.yaml"
+ALLOC_PATH = TABLES / "torch_alloc_conf.yaml"
+
+
+class FlagSpec(Model):
+    takes: Literal["none", "optional", "int", "float", "str", "choice", "list"]
+    type: Literal["int", "float"] | None = None
+    choices: tuple[str | int, ...] | None = None
+    default: Any = None
+    repeatable: bool = False
+    help: str
+
+
+class FlagVersion(Model):
+    commit: str = Field(pattern=r"^[0-9a-f]{40}$")
+    flags: dict[str, FlagSpec]
+    exclusive: tuple[tuple[str, ...], ...]
+
+
+class FlagsFile(Model):
+    versions: dict[str, FlagVersion]
+    never_existed: dict[str, str] = Field(description="flags people use that no ComfyUI had, with the fix")
+
+
+class FlagTable(Model):
+    """One ComfyUI version's flags, with the fixes for flags that never existed."""
+
+    version: str
+    flags: dict[str, FlagSpec]
+    exclusive: tuple[tuple[str, ...], ...]
+    never_existed: dict[str, str]
+
+    def group_of(self, flag: str) -> tuple[str, ...]:
+        return next((g for g in self.exclusive if flag in g), ())
+
+
+class AllocKey(Model):
+    kind: Literal["int", "fraction", "bool", "backend", "divisions"]
+    native_only: bool = False
+
+
+class AllocFile(Model):
+    torch: dict[str, dict[str, AllocKey]]
+
+
+@lru_cache(maxsize=None)
+def flags_file() -> FlagsFile:
+    return validate(FlagsFile, read_yaml(FLAGS_PATH), FLAGS_PATH)
+
+
+def flag_table(version: str) -> FlagTable | None:
+    entry = flags_file().versions.get(version)
+    if entry is None:
+        return None
+    return FlagTable(version=version, flags=entry.flags, exclusive=entry.exclusive,
+                     never_existed=flags_file().never_existed)
+
+
+def known_versions() -> list[str]:
+    return list(flags_file().versions)
+
+
+@lru_cache(maxsize=None)
+def alloc_keys(torch: str) -> dict[str, AllocKey] | None:
+    return validate(AllocFile, read_yaml(ALLOC_PATH), ALLOC_PATH).torch.get(torch)

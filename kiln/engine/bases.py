@@ -1,0 +1,151 @@
+"""Base images: a Debian rootfs made with debootstrap and imported into the engine, or a registry
+image pinned by digest. Building is idempotent: a base whose recipe is unchanged is left alone."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+
+from kiln import __version__
+from kiln.data.lock import Base, Lock
+from kiln.engine.client import image_exists
+from kiln.errors import KilnError
+from kiln.events import Event, Listener, ignore
+from kiln.identity import RECIPE_LABEL, TOOLKIT_LABEL, base_ref
+PRUNE = ("var/lib/apt/lists", "var/cache/apt", "usr/share/doc", "usr/share/man", "usr/share/info", "var/log")
+
+
+@dataclass(frozen=True)
+class BaseResult:
+    ref: str
+    image_id: str
+    built: bool
+    packages: tuple[str, ...]
+
+
+def recipe_digest(base: Base) -> str:
+    return hashlib.sha256(json.dumps(base.recipe(), sort_keys=True).encode()).hexdigest()
+
+
+def ensure_base(client: docker.DockerClient, lock: Lock, name: str, records: Path,
+                on_event: Listener = ignore) -> BaseResult:
+    base, ref = lock.bases[name], base_ref(lock, name)
+    if base.kind == "registry":
+        return _registry_base(client, ref)
+    current = _current(client, ref, recipe_digest(base))
+    if current and _current(client, base_ref(lock, name, "build"), recipe_digest(base)):
+        return BaseResult(ref, current.id, False, tuple(_recorded_packages(records, name)))
+    result = _debootstrap_base(client, base, ref, base_ref(lock, name, "build"), on_event)
+    records.mkdir(parents=True, exist_ok=True)
+    (records / f"{name}.json").write_text(json.dumps(
+        {"ref": ref, "image_id": result.image_id, "recipe_sha256": recipe_digest(base),
+         "packages": list(result.packages)}, indent=2) + "\n")
+    return result
+
+
+def require_base(client: docker.DockerClient, lock: Lock, name: str) -> str:
+    for ref in (base_ref(lock, name, "build"), base_ref(lock, name)):
+        if not image_exists(client, ref):
+            how = "run `invoke base`" if lock.bases[name].kind == "debootstrap" else "load it with `docker pull`/`docker load`"
+            raise KilnError(f"base image {ref} is not in the engine", f"versions.lock [bases.{name}]", how)
+    return base_ref(lock, name)
+
+
+def _registry_base(client: docker.DockerClient, ref: str) -> BaseResult:
+    if not image_exists(client, ref):
+        raise KilnError(f"registry base {ref} is not in the engine and cannot be built here", "versions.lock [bases]",
+                        "`docker pull` it by digest on a host with registry access, or `docker load` it")
+    return BaseResult(ref, client.images.get(ref).id, False, ())
+
+
+def _current(client: docker.DockerClient, ref: str, digest: str):
+    if not image_exists(client, ref):
+        return None
+    image = client.images.get(ref)
+    return image if (image.labels or {}).get(RECIPE_LABEL) == digest else None
+
+
+def _recorded_packages(records: Path, name: str) -> list[str]:
+    try:
+        return json.loads((records / f"{name}.json").read_text())["packages"]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def _debootstrap_base(client: docker.DockerClient, base: Base, ref: str, build_ref: str,
+                      on_event: Listener) -> BaseResult:
+    if shutil.which("debootstrap") is None:
+        raise KilnError("debootstrap is not installed", "invoke base", "apt-get install debootstrap")
+    if os.geteuid() != 0:
+        raise KilnError("debootstrap needs root", "invoke base", "run it as root (sudo)")
+    work = Path(tempfile.mkdtemp(prefix="kiln-base-"))
+    try:
+        rootfs = work / "rootfs"
+        _debootstrap(base, rootfs, on_event)
+        _prune(rootfs)
+        on_event(Event("phase", f"importing {build_ref} into the engine"))
+        _import(client, base, rootfs, work / "rootfs.tar", build_ref)
+        _purge(rootfs, list(base.build_only))
+        packages = _packages(rootfs)
+        _prune(rootfs)
+        on_event(Event("phase", f"importing {ref} into the engine"))
+        image_id = _import(client, base, rootfs, work / "rootfs.tar", ref)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return BaseResult(ref, image_id, True, tuple(packages))
+
+
+def _debootstrap(base: Base, rootfs: Path, on_event: Listener) -> None:
+    mirror = os.environ.get("KILN_DEBIAN_MIRROR", base.mirror)
+    cmd = ["debootstrap", f"--variant={base.variant}", "--include=" + ",".join(base.packages), base.suite,
+           str(rootfs), mirror]
+    on_event(Event("phase", f"debootstrap {base.suite} ({base.variant}) from {mirror}"))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tail: list[str] = []
+    for line in proc.stdout:
+        tail = (tail + [line.rstrip()])[-15:]
+        on_event(Event("log", line.rstrip()))
+    if proc.wait() != 0:
+        raise KilnError(f"debootstrap failed: {' | '.join(tail[-3:])}", "invoke base",
+                        "check the Debian mirror (KILN_DEBIAN_MIRROR) and free disk space")
+
+
+def _packages(rootfs: Path) -> list[str]:
+    out = subprocess.run(["dpkg-query", f"--admindir={rootfs}/var/lib/dpkg", "-W", "-f", "${Package}=${Version}\n"],
+                         capture_output=True, text=True, check=True)
+    return sorted(out.stdout.split())
+
+
+def _purge(rootfs: Path, packages: list[str]) -> None:
+    """Remove what only the builder stage needs (venv support, pip/setuptools wheels) from the runtime base."""
+    if packages:
+        subprocess.run(["chroot", str(rootfs), "dpkg", "--purge", *packages], check=True, capture_output=True)
+
+
+def _prune(rootfs: Path) -> None:
+    for rel in PRUNE:
+        _empty(rootfs / rel)
+
+
+def _empty(path: Path) -> None:
+    if path.is_dir():
+        for child in path.iterdir():
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+
+
+def _import(client: docker.DockerClient, base: Base, rootfs: Path, tar: Path, ref: str) -> str:
+    tar.unlink(missing_ok=True)
+    subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tar), "."], check=True)
+    repository, tag = ref.split(":", 1)
+    changes = [f"LABEL {TOOLKIT_LABEL}={__version__} {RECIPE_LABEL}={recipe_digest(base)}", "ENV LANG=C.UTF-8",
+               'CMD ["/bin/bash"]']
+    client.api.import_image_from_file(str(tar), repository=repository, tag=tag, changes=changes)
+    return client.images.get(ref).id

@@ -1,0 +1,145 @@
+"""`invoke build`: the rendered context, the locked wheels and the verified ComfyUI source become an
+image through the Docker SDK; the result is tagged, labelled and recorded."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import docker
+
+from kiln.data.subject import Subject
+from kiln.engine.context_tar import write_context_tar
+from kiln.errors import KilnError
+from kiln.events import Event, Listener, ignore
+from kiln.identity import image_tags
+from kiln.sources.comfyui import Source
+
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_CHATTER = re.compile(r"^\s*(---> |Removing intermediate container|Successfully (built|tagged)|Running in )")
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image_id: str
+    tags: list[str]
+    size: int
+    layers: list[dict]
+    durations: dict[str, float]
+    steps: list[dict] = field(default_factory=list)
+    source: str = ""
+    verified_source: bool = True
+
+
+def build_labels(s: Subject, source: Source) -> dict[str, str]:
+    created = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    return {"org.opencontainers.image.created": created,
+            "io.kiln.comfyui-source": "verified" if source.verified else "unverified",
+            "io.kiln.comfyui-origin": source.origin}
+
+
+def build_image(client: docker.DockerClient, s: Subject, rendered: Path, source: Source, wheels_url: str,
+                on_event: Listener = ignore) -> BuildResult:
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="kiln-context-"))
+    try:
+        tar = work / "context.tar"
+        count = write_context_tar(tar, rendered, source.files)
+        on_event(Event("phase", f"context: {count} files, {tar.stat().st_size / 1e6:.1f} MB"))
+        context_s = time.monotonic() - started
+        image_id, steps = _stream_build(client, s, tar, source, wheels_url, on_event)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    tags = image_tags(s)
+    for tag in tags:
+        repo, _, name = tag.rpartition(":")
+        client.api.tag(image_id, repo, name)
+    image = client.images.get(image_id)
+    return BuildResult(image_id=image_id, tags=tags, size=image.attrs["Size"], layers=_layers(client, image_id),
+                       durations={"context_s": round(context_s, 2), "total_s": round(time.monotonic() - started, 2)},
+                       steps=steps, source=source.origin, verified_source=source.verified)
+
+
+def _stream_build(client, s: Subject, tar: Path, source: Source, wheels_url: str, on_event: Listener):
+    steps: list[dict] = []
+    tail: list[str] = []
+    image_id = ""
+    with open(tar, "rb") as context:
+        stream = client.api.build(fileobj=context, custom_context=True, rm=True, forcerm=True, pull=False,
+                                  decode=True, network_mode="host", buildargs={"KILN_WHEELS": wheels_url},
+                                  labels=build_labels(s, source))
+        try:
+            for chunk in stream:
+                image_id = _handle(chunk, steps, tail, on_event) or image_id
+        finally:
+            stream.close()
+    _finish_steps(steps)
+    if not image_id:
+        raise KilnError("the engine finished the build without an image id", "docker build", "run again with --plain")
+    return image_id, steps
+
+
+def _handle(chunk: dict, steps: list[dict], tail: list[str], on_event: Listener) -> str:
+    if "error" in chunk:
+        _finish_steps(steps)
+        raise _build_error(chunk["error"].strip(), steps, tail)
+    if "aux" in chunk and "ID" in chunk["aux"]:
+        return chunk["aux"]["ID"]
+    for line in chunk.get("stream", "").splitlines():
+        match = _STEP.match(line.strip())
+        if match:
+            _finish_steps(steps)
+            steps.append({"step": int(match[1]), "of": int(match[2]), "instruction": match[3],
+                          "started": time.monotonic()})
+            on_event(Event("step", match[3], int(match[1]), int(match[2])))
+        elif line.strip():
+            if not _CHATTER.match(line):
+                tail[:] = (tail + [line.rstrip()])[-20:]
+            on_event(Event("log", line.rstrip()))
+    return ""
+
+
+def _finish_steps(steps: list[dict]) -> None:
+    for step in steps:
+        if "started" in step:
+            step["seconds"] = round(time.monotonic() - step.pop("started"), 2)
+
+
+def _build_error(message: str, steps: list[dict], tail: list[str]) -> KilnError:
+    where = f"build step {steps[-1]['step']}/{steps[-1]['of']} ({steps[-1]['instruction'][:60]})" if steps else "build"
+    last = next((line for line in reversed(tail) if line.strip()), "")
+    fix = "free disk space (`docker system df`, `invoke clean`) and build again" if "no space left" in message \
+        else "see the step's output above; fix the input it names and build again"
+    detail = f"{message}" + (f" [last output: {last.strip()[:200]}]" if last and last.strip() not in message else "")
+    return KilnError(detail, where, fix)
+
+
+def _layers(client, image_id: str) -> list[dict]:
+    return [{"created_by": h.get("CreatedBy", "")[-120:], "size": h.get("Size", 0)}
+            for h in client.api.history(image_id)]
+
+
+def write_record(result: BuildResult, path: Path, extra: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**asdict(result), **extra}, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def remove_build_leftovers(client: docker.DockerClient, before: set[str]) -> int:
+    """Remove the intermediate build containers an interrupted build left: new since it began, made from
+    an untagged layer, running a Dockerfile step. Anyone else's containers are left alone."""
+    gone = 0
+    for container in client.containers.list(all=True):
+        if container.id in before or container.image.tags:
+            continue
+        if "/bin/sh -c" in " ".join(container.attrs["Config"].get("Cmd") or []):
+            container.remove(force=True)
+            gone += 1
+    return gone
+

@@ -1,0 +1,56 @@
+"""The Docker Engine, through the Docker SDK: connecting, and finding what the toolkit made."""
+
+from __future__ import annotations
+
+import os
+
+import docker
+from docker.errors import DockerException
+
+from kiln.errors import KilnError
+from kiln.identity import TOOLKIT_LABEL as LABEL
+# What an engine without the NVIDIA Container Toolkit answers when a container asks for GPUs.
+NO_GPU_RUNTIME = ("could not select device driver", "nvidia-container-cli", "unknown or invalid runtime")
+
+
+def connect() -> docker.DockerClient:
+    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        client = docker.from_env(timeout=900)
+        client.ping()
+    except DockerException as exc:
+        reason = str(exc).split("(")[0].strip() or type(exc).__name__
+        raise KilnError(f"no Docker Engine answers at {where} ({reason})", "engine",
+                        "start one with `sudo provision/host/engine.sh` (or `sudo systemctl start docker`)") from None
+    return client
+
+
+def image_exists(client: docker.DockerClient, ref: str) -> bool:
+    try:
+        client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def remove_made_containers(client: docker.DockerClient, extra_filters: dict | None = None) -> int:
+    """Remove every container carrying the toolkit label (optionally narrowed); returns how many."""
+    filters = {"label": LABEL, **(extra_filters or {})}
+    gone = 0
+    for container in client.containers.list(all=True, filters=filters):
+        container.remove(force=True)
+        gone += 1
+    return gone
+
+
+def remove_made_images(client: docker.DockerClient, keep_bases: bool = True) -> list[str]:
+    """Remove the images the toolkit built (by label); bases stay unless asked. Returns removed tags."""
+    removed = []
+    for image in client.images.list(filters={"label": LABEL}):
+        if keep_bases and any(tag.startswith("kiln-base:") for tag in image.tags):
+            continue
+        for tag in image.tags:
+            client.images.remove(tag, force=True)
+            removed.append(tag)
+    client.images.prune(filters={"dangling": True})
+    return removed

@@ -1,0 +1,47 @@
+"""The whole `invoke build` after the gate: render, engine, base, source, wheels, build, record."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from kiln.data.subject import Subject
+from kiln.engine.bases import require_base
+from kiln.engine.build import BuildResult, build_image, remove_build_leftovers, write_record
+from kiln.engine.client import connect
+from kiln.events import Event, Listener, ignore
+from kiln.render.context import write_context
+from kiln.sources.comfyui import comfyui_source
+from kiln.sources.wheels import WheelServer, ensure_wheels
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    templates: Path
+    payload: Path
+    out: Path                    # the rendered context; the record goes beside it
+    wheel_cache: Path
+    source_cache: Path
+    comfyui_src: Path | None = None
+    allow_unverified: bool = False
+
+
+def run_build(s: Subject, req: BuildRequest, on_event: Listener = ignore) -> tuple[BuildResult, Path]:
+    client = connect()
+    base = require_base(client, s.lock, s.image.base)
+    source = comfyui_source(s.lock.comfyui, req.comfyui_src, req.allow_unverified, req.source_cache)
+    write_context(s, req.templates, req.payload, req.out)
+    on_event(Event("phase", f"wheel cache {req.wheel_cache}: checking {len(s.lock.packages)} locked wheels"))
+    wheels = ensure_wheels(s.lock, req.wheel_cache, on_event)
+    on_event(Event("phase", f"wheels: {wheels.downloaded} downloaded ({wheels.downloaded_bytes / 1e9:.2f} GB), "
+                            f"{wheels.reused} from the cache"))
+    before = {c.id for c in client.containers.list(all=True)}
+    try:
+        with WheelServer(s.lock, req.wheel_cache) as server:
+            result = build_image(client, s, req.out, source, server.url, on_event)
+    except BaseException:
+        remove_build_leftovers(client, before)
+        raise
+    record = write_record(result, req.out.with_name(req.out.name + ".build.json"),
+                          {"gpu": s.gpu.name, "image": s.image.name, "base": base, "wheels": asdict(wheels)})
+    return result, record

@@ -1,0 +1,170 @@
+"""`invoke run` / `invoke stop`: start a built image with GPUs, its cache and a loopback port, wait
+until the warm-up made it healthy; stop and remove what was started."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+from docker.types import DeviceRequest
+
+from kiln import __version__
+from kiln.engine.client import NO_GPU_RUNTIME
+from kiln.errors import KilnError
+from kiln.events import Event, Listener, ignore
+from kiln.identity import ROLE_LABEL as ROLE, TOOLKIT_LABEL as LABEL, UID, WRITABLE
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    tag: str
+    name: str
+    container_port: int
+    port: int
+    cache: Path | None = None
+    gpus: str = "all"
+    public: bool = False
+    cpu_mode: bool = False
+    timeout_s: float = 900.0
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Running:
+    container_id: str
+    name: str
+    url: str
+    warmup: dict
+    seconds_to_healthy: float
+
+
+def check_cache(path: Path) -> None:
+    fix = f"prepare it with `invoke provision.cache --path {path}`"
+    if not path.exists():
+        raise KilnError("cache path does not exist", str(path), fix)
+    if not path.is_dir():
+        raise KilnError("cache path is not a directory", str(path), fix)
+    info = path.stat()
+    if info.st_uid != UID and not info.st_mode & 0o002:
+        raise KilnError(f"cache is not writable by the image's user (uid {UID}); it belongs to uid {info.st_uid}",
+                        str(path), fix)
+    if os.geteuid() == 0:
+        _holds_uid(path, fix)
+
+
+def _holds_uid(path: Path, fix: str) -> None:
+    probe = path / f".kiln-uid-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        os.chown(probe, UID, UID)
+    except OSError as exc:
+        what = "cannot hold file owners (uid)" if exc.errno in (errno.EPERM, errno.EINVAL) else exc.strerror
+        raise KilnError(f"the cache's filesystem {what}", str(path), "use a local ext4/xfs disk; " + fix) from None
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def check_port(port: int, public: bool) -> None:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("0.0.0.0" if public else "127.0.0.1", port))
+        except OSError:
+            raise KilnError(f"port {port} is in use", "--port", "choose a free port or stop what uses it") from None
+
+
+def start(client: docker.DockerClient, req: RunRequest, on_event: Listener = ignore) -> Running:
+    if req.cache:
+        check_cache(req.cache)
+    check_port(req.port, req.public)
+    if client.containers.list(all=True, filters={"name": f"^{req.name}$"}):
+        raise KilnError(f"a container named {req.name} already exists", "invoke run", "run `invoke stop` first")
+    container = _create(client, req)
+    try:
+        started = time.monotonic()
+        _start(container, req)
+        _wait_healthy(container, req, on_event)
+        return Running(container.id, req.name, f"http://{'0.0.0.0' if req.public else '127.0.0.1'}:{req.port}",
+                       _warmup(container), round(time.monotonic() - started, 2))
+    except BaseException:
+        container.remove(force=True)
+        raise
+
+
+def _create(client: docker.DockerClient, req: RunRequest):
+    # Without a cache the start script still runs, on a tmpfs it reports as not persistent.
+    writable = WRITABLE if req.cache else (*WRITABLE, "/cache")
+    tmpfs = {"/tmp": "rw,exec,mode=1777,size=1g", **{p: f"rw,uid={UID},gid={UID},mode=0755" for p in writable}}
+    env = {**req.env, **({"KILN_CPU_MODE": "1"} if req.cpu_mode else {})}
+    return client.containers.create(
+        req.tag, name=req.name, detach=True, environment=env, labels={LABEL: __version__, ROLE: "run"},
+        device_requests=[] if req.cpu_mode else [_gpus(req.gpus)], read_only=True, tmpfs=tmpfs,
+        shm_size="2g", ipc_mode="private", init=False,
+        ports={f"{req.container_port}/tcp": ("0.0.0.0" if req.public else "127.0.0.1", req.port)},
+        volumes={str(req.cache.resolve()): {"bind": "/cache", "mode": "rw"}} if req.cache else None)
+
+
+def _gpus(spec: str) -> DeviceRequest:
+    if spec == "all":
+        return DeviceRequest(count=-1, capabilities=[["gpu"]])
+    return DeviceRequest(device_ids=[d.strip() for d in spec.split(",")], capabilities=[["gpu"]])
+
+
+def _start(container, req: RunRequest) -> None:
+    try:
+        container.start()
+    except docker.errors.APIError as exc:
+        text = str(exc.explanation or exc)
+        if any(s in text for s in NO_GPU_RUNTIME):
+            raise KilnError("this engine cannot give GPUs to containers (no NVIDIA Container Toolkit)", "--gpus",
+                            "install the NVIDIA Container Toolkit on the host, or pass --cpu-mode for a test run") from None
+        raise KilnError(f"the container did not start ({text[:200]})", req.tag, "check the image and the engine") from None
+
+
+def _wait_healthy(container, req: RunRequest, on_event: Listener) -> None:
+    started = time.monotonic()
+    while time.monotonic() - started < req.timeout_s:
+        container.reload()
+        state = container.attrs["State"]
+        health = state.get("Health", {}).get("Status", "none")
+        if state["Status"] == "exited":
+            raise KilnError(f"the container exited with code {state['ExitCode']} before it was ready "
+                            f"({_last_line(container)})", req.name, "see `docker logs` of a manual run, fix, run again")
+        if health == "healthy":
+            return
+        waited = int(time.monotonic() - started)
+        on_event(Event("wait", f"{health}: waiting for the warm-up ({waited} s)", current=waited))
+        time.sleep(0.5)
+    raise KilnError(f"not healthy after {req.timeout_s:.0f} s ({_last_line(container)})", req.name,
+                    "raise --timeout, or check the warm-up's models and the GPU")
+
+
+def _last_line(container) -> str:
+    lines = container.logs(tail=20).decode("utf-8", "replace").strip().splitlines()
+    return lines[-1][:200] if lines else "no output"
+
+
+def _warmup(container) -> dict:
+    for line in reversed(container.logs().decode("utf-8", "replace").splitlines()):
+        if '"kiln_warmup"' in line:
+            try:
+                return json.loads(line)["kiln_warmup"]
+            except (ValueError, KeyError):
+                break
+    return {}
+
+
+def stop(client: docker.DockerClient, name: str | None = None, timeout_s: int = 10) -> list[str]:
+    """Stop (SIGTERM, then kill after timeout_s) and remove the containers `invoke run` started."""
+    filters = {"label": [LABEL, f"{ROLE}=run"], **({"name": f"^{name}$"} if name else {})}
+    stopped = []
+    for container in client.containers.list(all=True, filters=filters):
+        container.stop(timeout=timeout_s)
+        container.remove(force=True)
+        stopped.append(container.name)
+    return stopped

@@ -1,0 +1,124 @@
+"""`invoke smoke`: run the GPU smoke payload inside a built image (or on this host) and read its report."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker.types import DeviceRequest
+
+from kiln.data.subject import Subject
+from kiln.engine.client import NO_GPU_RUNTIME, image_exists
+from kiln.errors import KilnError
+from kiln.identity import TOOLKIT_LABEL as LABEL
+from kiln.render.facts import image_facts
+
+MARKER = "@@KILN-SMOKE-JSON@@"
+RUNNER = "/opt/kiln/payload/run-smoke.sh"
+
+
+@dataclass(frozen=True)
+class SmokeRun:
+    exit_code: int
+    table: str
+    report: dict[str, Any]
+    gpu_note: str  # how GPUs were given to the run
+
+
+def resolve_tag(client: docker.DockerClient, tag: str, gpu: str | None = None) -> str:
+    """The tag, once it is known to be a kiln image (with the payload) baked for the profile asked for."""
+    if not image_exists(client, tag):
+        raise KilnError(f"image {tag} is not in the engine", "--image", "build it first with `invoke build --gpu=...`")
+    labels = client.images.get(tag).labels or {}
+    if "io.kiln.image" not in labels:
+        raise KilnError(f"image {tag} was not built by kiln and carries no smoke payload", "--image",
+                        "smoke an image made by `invoke build`")
+    if gpu and labels.get("io.kiln.gpu") != gpu:
+        raise KilnError(f"image {tag} was built for the {labels.get('io.kiln.gpu')} profile, not {gpu}", "--gpu",
+                        f"pass --gpu={labels.get('io.kiln.gpu')}, or build the image for {gpu}")
+    return tag
+
+
+def run_in_image(client: docker.DockerClient, tag: str, require_gpu: bool, timeout_s: int = 900) -> SmokeRun:
+    args = ["--require-gpu"] if require_gpu else []
+    try:
+        code, logs = _run(client, tag, args, gpus=True, timeout_s=timeout_s)
+        note = "all GPUs requested (--gpus all)"
+    except _NoGpuRuntime as exc:
+        code, logs = _run(client, tag, args, gpus=False, timeout_s=timeout_s)
+        note = f"no GPU runtime on this engine ({exc}); ran without GPUs, ComfyUI in CPU mode"
+    return _parse(logs, code, note, tag)
+
+
+class _NoGpuRuntime(Exception):
+    pass
+
+
+def _run(client, tag: str, args: list[str], gpus: bool, timeout_s: int) -> tuple[int, str]:
+    requests = [DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpus else []
+    container = client.containers.create(tag, entrypoint=["/usr/bin/tini", "--", "/bin/sh", RUNNER], command=args,
+                                         device_requests=requests, labels={LABEL: "smoke"}, network_mode="none",
+                                         ipc_mode="private", shm_size="1g",
+                                         environment={} if gpus else {"KILN_CPU_MODE": "1"})
+    try:
+        try:
+            container.start()
+        except docker.errors.APIError as exc:
+            if gpus and any(s in str(exc) for s in NO_GPU_RUNTIME):
+                raise _NoGpuRuntime(str(exc.explanation or exc).split(":")[0]) from None
+            raise KilnError(f"cannot start the smoke container ({exc.explanation or exc})", tag,
+                            "check the engine and the image") from None
+        code = container.wait(timeout=timeout_s)["StatusCode"]
+        return code, container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+    finally:
+        container.remove(force=True)
+
+
+def _parse(logs: str, code: int, note: str, tag: str) -> SmokeRun:
+    if MARKER not in logs:
+        last = (logs.strip().splitlines() or ["no output"])[-1]
+        raise KilnError(f"the smoke payload did not run in {tag} ({last[:200]})", tag,
+                        "rebuild the image with this toolkit's `invoke build`")
+    table, _, report = logs.partition(MARKER)
+    try:
+        data = json.loads(report)
+    except ValueError:
+        raise KilnError("the smoke payload wrote an unreadable report", tag, "run with --plain to see its output") from None
+    return SmokeRun(exit_code=code, table=table.strip(), report=data, gpu_note=note)
+
+
+def run_on_host(s: Subject, payload: Path, require_gpu: bool, cache_dir: Path | None = None) -> SmokeRun:
+    """The same payload on this host's Python: versions are reported against the lock, not required."""
+    with tempfile.TemporaryDirectory(prefix="kiln-smoke-") as tmp:
+        expect, out = Path(tmp) / "expect.json", Path(tmp) / "report.json"
+        expect.write_text(json.dumps(image_facts(s).to_json()))
+        cmd = [sys.executable, "-m", "smoke", "--host", "--expect", str(expect), "--json", str(out)]
+        cmd += ["--require-gpu"] if require_gpu else []
+        cmd += ["--cache-dir", str(cache_dir or Path(tmp) / "cache")]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(payload)})
+        if proc.returncode == 2 or not out.exists():
+            raise KilnError(f"the smoke payload failed to run on this host ({proc.stderr.strip()[-200:]})",
+                            "invoke smoke --host", "check this host's Python")
+        return SmokeRun(exit_code=proc.returncode, table=proc.stdout.strip(), report=json.loads(out.read_text()),
+                        gpu_note="host mode: this host's Python and GPUs")
+
+
+def check_writable(path: Path) -> None:
+    """Refuse an output path before spending minutes on a run whose result could not be saved."""
+    folder = path.parent
+    if path.is_dir():
+        why = f"{path} is a directory"
+    elif not folder.is_dir():
+        why = f"{folder} does not exist"
+    elif not os.access(path if path.exists() else folder, os.W_OK):
+        why = f"{path if path.exists() else folder} is not writable"
+    else:
+        return
+    raise KilnError(f"cannot write the report: {why}", str(path), "choose a writable file path")

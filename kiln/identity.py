@@ -1,0 +1,61 @@
+"""The names the toolkit gives things, in one pure module: image tags and labels, the image's user,
+base image references, paths inside the image and the cache's folders. Render, build, run, smoke and
+the image facts all take them from here."""
+
+from __future__ import annotations
+
+from kiln import __version__
+from kiln.data.lock import Lock
+from kiln.data.subject import Subject
+
+UID = 10001                          # the image's user and group; caches must be writable by it
+TOOLKIT_LABEL = "io.kiln.toolkit"    # every Docker object the toolkit creates carries it
+ROLE_LABEL = "io.kiln.role"          # what a container is for (run, smoke, test)
+RECIPE_LABEL = "io.kiln.base-recipe"
+IMAGE_LABEL = "io.kiln.image"
+GPU_LABEL = "io.kiln.gpu"
+
+COMFYUI_DIR = "/opt/comfyui"
+FACTS_PATH = "/opt/kiln/kiln.json"
+EXTRA_MODEL_PATHS = "/opt/kiln/extra_model_paths.yaml"
+READY_MARKER = "/tmp/kiln/ready"     # written by the warm-up; the healthcheck reads it
+WRITABLE = (f"{COMFYUI_DIR}/output", f"{COMFYUI_DIR}/temp", f"{COMFYUI_DIR}/user", "/home/comfy")
+
+MODELS_DIR = "models"
+CACHE_DIRS = {"TORCHINDUCTOR_CACHE_DIR": "inductor", "TRITON_CACHE_DIR": "triton", "CUDA_CACHE_PATH": "cuda",
+              "HF_HOME": "hf"}
+
+
+def cache_folders() -> list[str]:
+    return [MODELS_DIR, *CACHE_DIRS.values()]
+
+
+def cache_env(mount: str) -> dict[str, str]:
+    return {name: f"{mount}/{folder}" for name, folder in CACHE_DIRS.items()}
+
+
+def image_tags(s: Subject) -> list[str]:
+    st, repo = s.lock.stack, f"kiln/{s.image.name}"
+    cuda = "cu" + st.cuda.replace(".", "")
+    return [f"{repo}:{s.lock.comfyui.version}-torch{st.torch}-{cuda}-{s.gpu.name}",
+            f"{repo}:lock-{s.lock.digest[:12]}-{s.gpu.name}"]
+
+
+def labels(s: Subject) -> dict[str, str]:
+    st = s.lock.stack
+    return {TOOLKIT_LABEL: __version__, IMAGE_LABEL: s.image.name, GPU_LABEL: s.gpu.name,
+            "io.kiln.lock-sha256": s.lock.digest, "io.kiln.torch": st.torch, "io.kiln.cuda": st.cuda,
+            "io.kiln.cudnn": st.cudnn, "io.kiln.xformers": st.xformers, "io.kiln.python": st.python,
+            "io.kiln.comfyui": s.lock.comfyui.version}
+
+
+def base_ref(lock: Lock, name: str, stage: str = "runtime") -> str:
+    """The runtime base, or (stage="build") the builder's: the runtime one plus what making a venv needs."""
+    base = lock.bases[name]
+    if base.kind == "registry":
+        return f"{base.image}@{base.digest}"
+    return f"kiln-base:{name}-py{base.python}" + ("-build" if stage == "build" else "")
+
+
+def run_name(s: Subject, port: int) -> str:
+    return f"kiln-{s.image.name}-{s.gpu.name}-{port}"

@@ -1,0 +1,84 @@
+"""Ways versions.lock can disagree with itself: stale inputs, wheels that do not match their versions,
+requirements the locked set does not satisfy. Pure: reads the loaded lock only."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+from kiln.data.lock import STACK_PACKAGES, Lock, Package, inputs_digest
+
+
+def consistency_problems(lock: Lock, environment: dict[str, str]) -> list[str]:
+    """Ways the lock disagrees with itself: stale inputs, bad hashes, unsatisfied or mismatched pins."""
+    problems = []
+    if inputs_digest(lock.raw) != lock.inputs_sha256:
+        problems.append("[stack]/[comfyui]/[resolve] changed since [packages] was resolved; run `invoke lock`")
+    if lock.resolve.as_of < lock.comfyui.released:
+        problems.append(f"[resolve].as_of {lock.resolve.as_of} is before ComfyUI {lock.comfyui.version} was released "
+                        f"({lock.comfyui.released}); resolve as of its release date or later")
+    for pkg in lock.packages.values():
+        problems += _package_problems(pkg, lock, environment)
+    for name in STACK_PACKAGES:
+        pkg = lock.package(name)
+        want = getattr(lock.stack, name)
+        if pkg is None or _public(pkg.version) != want:
+            got = pkg.version if pkg else "missing"
+            problems.append(f"stack.{name} is {want} but [packages.{name}] is {got}; run `invoke lock`")
+    return problems
+
+
+def _package_problems(pkg: Package, lock: Lock, environment: dict[str, str]) -> list[str]:
+    problems = []
+    if _wheel_version(pkg.wheel) != pkg.version:
+        problems.append(f"[packages.{pkg.name}] version {pkg.version} disagrees with its wheel {pkg.wheel}")
+    for text in pkg.requires:
+        problems += _requirement_problem(pkg, text, lock, environment)
+    return problems
+
+
+@lru_cache(maxsize=None)
+def _requirement(text: str) -> Requirement | None:
+    try:
+        return Requirement(text)
+    except InvalidRequirement:
+        return None
+
+
+def _requirement_problem(pkg: Package, text: str, lock: Lock, environment: dict[str, str]) -> list[str]:
+    req = _requirement(text)
+    if req is None:
+        return [f"[packages.{pkg.name}] has an unreadable requirement '{text}'"]
+    if req.marker and not req.marker.evaluate({**environment, "extra": ""}):
+        return []
+    dep = lock.package(req.name)
+    if dep is None:
+        return [f"[packages.{pkg.name}] requires {req.name} which the lock does not pin; run `invoke lock`"]
+    if req.specifier and not req.specifier.contains(dep.version, prereleases=True):
+        return [f"[packages.{pkg.name}] requires {req.name}{req.specifier} but the lock pins {dep.version}"]
+    return []
+
+
+def _wheel_version(filename: str) -> str:
+    try:
+        return str(parse_wheel_filename(filename)[1])
+    except InvalidWheelFilename:
+        return "?"
+
+
+def _public(version: str) -> str:
+    return version.split("+", 1)[0]
+
+
+def requirement_pins(lock: Lock, package: str, dependency: str) -> str:
+    """The specifier that a locked wheel puts on one dependency (e.g. xformers on torch), '' if none."""
+    pkg = lock.package(package)
+    for text in pkg.requires if pkg else ():
+        req = _requirement(text)
+        if req and canonicalize_name(req.name) == canonicalize_name(dependency):
+            return str(req.specifier)
+    return ""
+
+

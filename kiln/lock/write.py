@@ -1,0 +1,49 @@
+"""Writing versions.lock with tomlkit: the hand-kept sections stay as written, comments included;
+[lock].inputs_sha256 and the [packages] tables are rewritten, packages in name order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tomlkit
+from tomlkit.items import Array, Table
+
+from kiln.data.lock import Package, inputs_digest
+
+INLINE_ARRAY_CHARS = 60  # shorter arrays stay on one line
+
+
+def lock_text(text: str, packages: dict[str, Package], edits: dict[str, dict[str, Any]] | None = None) -> str:
+    """The lock's text with [packages] replaced (and any section keys in edits changed)."""
+    doc = tomlkit.parse(text)
+    for section, values in (edits or {}).items():
+        for key, value in values.items():
+            doc[section][key] = value
+    doc["lock"]["inputs_sha256"] = inputs_digest(doc.unwrap())
+    if "packages" in doc:
+        del doc["packages"]
+    doc.add("packages", _packages(packages))
+    return tomlkit.dumps(doc)
+
+
+def _packages(packages: dict[str, Package]) -> Table:
+    table = tomlkit.table(is_super_table=True)
+    for key, pkg in sorted(packages.items()):
+        table.add(key, _package(pkg))
+    return table
+
+
+def _package(pkg: Package) -> Table:
+    row = tomlkit.table()
+    for key in ("version", "wheel", "url", "sha256"):
+        row.add(key, getattr(pkg, key))
+    row.add("requires", _array(pkg.requires))
+    if pkg.marker:
+        row.add("marker", pkg.marker)
+    return row
+
+
+def _array(items: tuple[str, ...]) -> Array:
+    array = tomlkit.array()
+    array.extend(items)
+    return array.multiline(sum(len(x) for x in items) >= INLINE_ARRAY_CHARS)

@@ -1,0 +1,28 @@
+"""The facts an image carries (kiln.json), made from the subject."""
+
+from __future__ import annotations
+
+from kiln import __version__
+from kiln.data.facts import ImageFacts
+from kiln.data.launch import launch_flags
+from kiln.data.subject import Subject
+
+
+def image_facts(s: Subject) -> ImageFacts:
+    st, gpu = s.lock.stack, s.gpu
+    measured = {f"measured_{k}": v for k, v in gpu.measured.model_dump(exclude_none=True).items()}
+    return ImageFacts.model_validate({
+        "toolkit": __version__, "image": s.image.name, "lock_sha256": s.lock.digest,
+        "pins": {"python": st.python, "torch": st.torch, "cuda": st.cuda, "cudnn": st.cudnn,
+                 "xformers": st.xformers, "comfyui": s.lock.comfyui.version},
+        "comfyui_commit": s.lock.comfyui.commit,
+        "driver_floor": st.driver_floor, "driver_recommended": st.driver_recommended,
+        "torch_sass": st.torch_sass,
+        "profile": {"name": gpu.name, "display": gpu.display, "aliases": [gpu.name, gpu.display, *gpu.aliases],
+                    "vram_gb": gpu.vram_gb, "bandwidth_gbs": gpu.bandwidth_gbs,
+                    "compute_capability": gpu.compute_capability, "tflops_fp16": gpu.tflops_fp16,
+                    "pcie_gen": gpu.pcie.gen, "pcie_width": gpu.pcie.width, **measured},
+        "launch": {"port": s.image.port, "flags": launch_flags(s.gpu, s.image, s.flags)},
+        "cache_mount": s.image.cache_mount,
+        "warmup": {"models": [{"folder": m.folder, "file": m.file} for m in s.image.models]},
+    })

@@ -1,0 +1,138 @@
+"""The host-side wheel cache, keyed by sha256, and a loopback server the image build installs from.
+
+Wheels are downloaded once on the host (through any CA bundle the host needs) and verified; the
+builder stage installs them with --no-index from this server, so it never talks to the index and
+no CA bundle ever enters an image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import os
+import threading
+import urllib.request
+from dataclasses import dataclass
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from kiln.data.lock import Lock, Package
+from kiln.errors import KilnError
+from kiln.events import Event, Listener, ignore
+from kiln.lock.index import ssl_context
+
+CHUNK = 1 << 20
+# The builder's RUN sees the server's URL as a build argument, and a changed argument misses the
+# layer cache: a fixed port keeps the heavy layer cached across builds (a random one if it is taken).
+DEFAULT_PORT = int(os.environ.get("KILN_WHEEL_PORT", "47123"))
+
+
+@dataclass(frozen=True)
+class CacheReport:
+    downloaded: int
+    downloaded_bytes: int
+    reused: int
+
+
+def default_cache() -> Path:
+    return Path(os.environ.get("KILN_WHEEL_CACHE") or Path.home() / ".cache" / "kiln" / "wheels")
+
+
+def wheel_path(cache: Path, pkg: Package) -> Path:
+    return cache / pkg.sha256 / pkg.wheel
+
+
+def ensure_wheels(lock: Lock, cache: Path, on_event: Listener = ignore) -> CacheReport:
+    downloaded = size = reused = 0
+    for pkg in lock.packages.values():
+        if wheel_path(cache, pkg).is_file():
+            reused += 1
+            continue
+        size += _download(pkg, wheel_path(cache, pkg), on_event)
+        downloaded += 1
+    return CacheReport(downloaded, size, reused)
+
+
+def _download(pkg: Package, dest: Path, on_event: Listener) -> int:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    digest, done = hashlib.sha256(), 0
+    try:
+        with urllib.request.urlopen(urllib.request.Request(pkg.url, headers={"User-Agent": "kiln"}),
+                                    context=ssl_context(), timeout=120) as response, open(part, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0)
+            while chunk := response.read(CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                on_event(Event("download", pkg.wheel, done, total))
+        _verify(pkg, digest.hexdigest())
+        part.rename(dest)
+    except OSError as exc:
+        raise KilnError(f"downloading {pkg.wheel} failed ({exc})", f"wheel cache {dest.parent.parent}",
+                        "check free space and the connection, then run again") from None
+    finally:
+        part.unlink(missing_ok=True)
+        _drop_empty(dest.parent)
+    return done
+
+
+def _verify(pkg: Package, got: str) -> None:
+    if got != pkg.sha256:
+        raise KilnError(f"hash mismatch for {pkg.name} {pkg.version}: the index served sha256 {got[:16]}..., "
+                        f"the lock pins {pkg.sha256[:16]}...", f"versions.lock [packages.{pkg.name}]",
+                        "do not build; re-check the package index (or re-lock if the lock is wrong)")
+
+
+def _drop_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+class WheelServer:
+    """Serves the locked wheels as a flat find-links page on 127.0.0.1 while a build runs."""
+
+    def __init__(self, lock: Lock, cache: Path):
+        links = "".join(f'<a href="{p.sha256}/{html.escape(p.wheel)}#sha256={p.sha256}">{html.escape(p.wheel)}</a>\n'
+                        for p in lock.packages.values())
+        page = f"<!DOCTYPE html><html><body>\n{links}</body></html>\n".encode()
+        handler = partial(_Handler, page, directory=str(cache))
+        try:
+            self._server = ThreadingHTTPServer(("127.0.0.1", DEFAULT_PORT), handler)
+        except OSError:
+            self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/"
+
+    def __enter__(self) -> "WheelServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    def __init__(self, page: bytes, *args, **kwargs):
+        self._page = page
+        super().__init__(*args, **kwargs)
+
+    def do_GET(self) -> None:
+        if self.path in ("/", "/index.html"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(self._page)))
+            self.end_headers()
+            self.wfile.write(self._page)
+            return
+        super().do_GET()
+
+    def log_message(self, *args) -> None:
+        """Quiet: the build's own progress is what the user follows."""
