@@ -16,6 +16,7 @@ from invoke import Collection, Exit, task
 import console
 from kiln.data.files import read_json
 from kiln.data.gpus import load_gpus
+from kiln.data.schemas import write_schemas
 from kiln.engine.bases import ensure_base
 from kiln.engine.client import connect, remove_made_containers, remove_made_images
 from kiln.engine.job import BuildRequest, run_build
@@ -95,6 +96,15 @@ def render(c, gpu, image=DEFAULT_IMAGE, out=None, strict=False):
     target = Path(out) if out else PROJECT.root / "build" / f"{subject.image.name}-{subject.gpu.name}"
     rendered = write_context(subject, PROJECT.templates_dir, PROJECT.payload_dir, target)
     print(f"rendered {len(rendered.files)} files to {rendered.out}")
+
+
+@task(help={"out": "where to write the JSON Schemas (default docs/schemas)"})
+@user_errors
+def schema(c, out=None):
+    """Write JSON Schemas for gpus.yaml and image specs (editors validate and complete with them)."""
+    written = write_schemas(Path(out) if out else PROJECT.root / "docs" / "schemas")
+    for path in written:
+        print(f"wrote {path}")
 
 
 @task
@@ -263,5 +273,5 @@ def cache(c, path):
     check_cache(Path(path))
 
 
-ns = Collection(lock, check, render, gpus, base, build, clean, smoke, report, run, stop)
+ns = Collection(lock, check, render, schema, gpus, base, build, clean, smoke, report, run, stop)
 ns.add_collection(Collection("provision", cache))

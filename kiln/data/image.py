@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, PositiveFloat
+from pydantic import AfterValidator, BeforeValidator, Field, PositiveFloat
 
 from kiln.data.files import read_json, read_yaml
 from kiln.data.schema import Model, validate
@@ -22,8 +22,14 @@ def _one_line(value: str) -> str:
     return value
 
 
+def _env_value(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError("must be a string; quote the value")
+    return _one_line(str(value))
+
+
 OneLine = Annotated[str, AfterValidator(_one_line)]
-EnvValue = Annotated[str | int | float, AfterValidator(lambda v: _one_line(str(v)))]
+EnvValue = Annotated[str, BeforeValidator(_env_value)]
 
 
 class Server(Model):

@@ -26,7 +26,9 @@ def validate(model: type[M], data: Any, path: Path, shown: str = "") -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise problem(model, exc.errors()[0], path, shown) from None
+        # an unknown key first: a misspelt key also shows up as the missing one it was meant to be
+        first = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+        raise problem(model, first, path, shown) from None
 
 
 def problem(model: type[BaseModel], error: dict, path: Path, shown: str = "") -> KilnError:

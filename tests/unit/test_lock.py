@@ -69,3 +69,14 @@ def test_relock_from_the_index_reproduces_the_lock(project_copy):
     assert result.returncode == 0, result.stderr
     assert "versions.lock unchanged: 61 packages" in result.stdout
     assert (project_copy / "versions.lock").read_bytes() == (ROOT / "versions.lock").read_bytes()
+
+
+def test_relock_keeps_hand_written_comments(project_copy):
+    """Comments in the hand-kept sections survive `invoke lock` (which re-resolves from the real index)."""
+    note = "# pinned to the card's stack; see FACTS section 1"
+    _edit(project_copy, 'xformers = "0.0.27"\n', f'xformers = "0.0.27"  {note}\n# cuDNN as torch carries it\n')
+    result = invoke("lock", root=project_copy)
+    assert result.returncode == 0, result.stderr
+    text = (project_copy / "versions.lock").read_text()
+    assert f'xformers = "0.0.27"  {note}\n# cuDNN as torch carries it\ncuda = "12.1"' in text
+    assert invoke("lock", "--check", root=project_copy).returncode == 0
