@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json as jsonlib
 import os
 import sys
 import time
@@ -14,11 +13,13 @@ import subprocess
 from invoke import Collection, Exit, task
 
 import console
+from kiln import arguments
 from kiln.data.files import read_json
-from kiln.data.gpus import load_gpus
+from kiln.data.gpus import find_gpu, load_gpus
 from kiln.data.schemas import write_schemas
 from kiln.engine.bases import ensure_base
 from kiln.engine.client import connect, remove_made_containers, remove_made_images
+from kiln.engine.facts import read_facts
 from kiln.engine.job import BuildRequest, run_build
 from kiln.engine.run import RunRequest, check_cache, start, stop as stop_containers
 from kiln.engine.smoke import check_writable, resolve_tag, run_in_image, run_on_host
@@ -28,8 +29,7 @@ from kiln.identity import image_tags, run_name
 from kiln.lock.relock import check_lock, relock
 from kiln.project import DEFAULT_IMAGE, Project
 from kiln.render.context import write_context
-from kiln.render.facts import image_facts
-from kiln.render.report import render_report
+from kiln.render.report import report_facts, write_reports
 from kiln.sources import comfyui as source, wheels
 
 PROJECT = Project(Path(__file__).resolve().parent)
@@ -44,7 +44,7 @@ def user_errors(fn):
         except KilnError as exc:
             raise Exit(f"error: {exc.line()}", code=2) from None
         except KeyboardInterrupt:
-            raise Exit("error: interrupted; what was started has been removed", code=2) from None
+            raise Exit("error: interrupted", code=2) from None
     return wrapper
 
 
@@ -191,7 +191,7 @@ def clean(c, images=False, bases=False):
 @user_errors
 def smoke(c, gpu, image=DEFAULT_IMAGE, require_gpu=False, json=None, html=None, host=False):
     """Run the GPU smoke suite inside the built image (or --host); table, JSON, HTML; exit 1 on failures."""
-    outputs = [Path(p) for p in (json, html) if p]
+    outputs = [arguments.path(p, f"--{flag}") for flag, p in (("json", json), ("html", html)) if p]
     for path in outputs:
         check_writable(path)
     subject = PROJECT.subject(gpu, DEFAULT_IMAGE if ":" in image else image)
@@ -205,44 +205,48 @@ def smoke(c, gpu, image=DEFAULT_IMAGE, require_gpu=False, json=None, html=None, 
         title = f"kiln smoke of {tag}"
     print(run.table)
     print(f"({run.gpu_note})")
-    _write_reports(run.report, image_facts(subject), title, json, html)
+    for path in write_reports(run.report, run.facts, title, PROJECT.templates_dir, Path(json) if json else None,
+                              Path(html) if html else None):
+        print(f"report: {path}")
     if run.exit_code != 0:
         raise Exit(code=1)
 
 
-@task(help={"gpu": "GPU profile the report was measured against", "json": "a smoke JSON report",
-            "html": "where to write the HTML page"})
+@task(help={"json": "a smoke JSON report (from `invoke smoke --json`)", "html": "where to write the HTML page",
+            "image": "a built image to take the facts from, for reports that do not carry them",
+            "gpu": "optional: the profile the report must have been judged against"})
 @user_errors
-def report(c, gpu, json, html):
-    """Turn a smoke JSON report into the one-page HTML report (chart + table)."""
-    check_writable(Path(html))
-    subject = PROJECT.subject(gpu)
-    _write_reports(read_json(Path(json)), image_facts(subject), f"kiln smoke report: {subject.gpu.display}",
-                   None, html)
-
-
-def _write_reports(data, facts, title, json_path, html_path):
-    if json_path:
-        Path(json_path).write_text(jsonlib.dumps(data, indent=2) + "\n")
-        print(f"JSON report: {json_path}")
-    if html_path:
-        Path(html_path).write_text(render_report(data, facts, title, PROJECT.templates_dir))
-        print(f"HTML report: {html_path}")
+def report(c, json, html, image=None, gpu=None):
+    """Turn a smoke JSON report into the one-page HTML report (chart + table), with the image's own facts."""
+    source = arguments.path(json, "--json")
+    target = arguments.path(html, "--html")
+    check_writable(target)
+    data = read_json(source)
+    facts = report_facts(data, str(source)) or (read_facts(connect(), image).to_json() if image else None)
+    if facts is None:
+        raise KilnError("the report carries no image facts", str(source), "pass --image TAG of the image it tested")
+    if gpu and find_gpu(PROJECT.gpus, gpu).name != facts["profile"]["name"]:
+        raise KilnError(f"the report was judged against the {facts['profile']['name']} profile, not {gpu}", "--gpu",
+                        f"pass --gpu={facts['profile']['name']} or leave --gpu out")
+    write_reports(data, facts, f"kiln smoke report: {facts['profile']['display']}", PROJECT.templates_dir, None, target)
+    print(f"report: {target}")
 
 
 @task(help={"gpu": "GPU profile or spelling the image was built for", "image": "image spec name or a full tag",
-            "cache": "cache directory mounted at /cache (see provision.cache)", "port": "host port (default 8188)",
-            "gpus": "all, or device ids like 0,1", "public": "publish on all interfaces instead of 127.0.0.1",
+            "cache": "cache directory mounted at the image's cache mount (see provision.cache)",
+            "port": "host port (default 8188)", "gpus": "all, or device ids like 0,1",
+            "public": "publish on all interfaces instead of 127.0.0.1",
             "cpu_mode": "no GPUs: ComfyUI on the CPU (tests only)", "timeout": "seconds to wait for healthy"})
 @user_errors
 def run(c, gpu, image=DEFAULT_IMAGE, cache=None, port=8188, gpus="all", public=False, cpu_mode=False, timeout=900):
     """Start the image with GPUs, cache and port; wait until warm-up made it healthy; print URL and timings."""
+    host_port, selection, limit = arguments.port(port), arguments.gpus(gpus), arguments.positive(timeout, "--timeout")
+    cache_dir = arguments.path(cache, "--cache") if cache is not None else None
     subject = PROJECT.subject(gpu, DEFAULT_IMAGE if ":" in image else image)
     client = connect()
     tag = resolve_tag(client, image if ":" in image else image_tags(subject)[0], subject.gpu.name)
-    request = RunRequest(tag=tag, name=f"kiln-{subject.image.name}-{subject.gpu.name}-{port}",
-                         container_port=subject.image.port, port=int(port), cache=Path(cache) if cache else None,
-                         gpus=gpus, public=public, cpu_mode=cpu_mode, timeout_s=float(timeout))
+    request = RunRequest(tag=tag, name=run_name(subject, host_port), port=host_port, cache=cache_dir,
+                         gpus=selection, public=public, cpu_mode=cpu_mode, timeout_s=limit)
     show = console.progress(plain=False)
     try:
         running = start(client, request, show)
@@ -256,7 +260,7 @@ def run(c, gpu, image=DEFAULT_IMAGE, cache=None, port=8188, gpus="all", public=F
 @user_errors
 def stop(c, name=None):
     """Stop (SIGTERM) and remove the containers `invoke run` started."""
-    names = stop_containers(connect(), name)
+    names = stop_containers(connect(), arguments.name(name) if name is not None else None)
     print(f"stopped {len(names)} container(s)" + "".join(f"\n  {n}" for n in names))
 
 

@@ -59,7 +59,7 @@ def main() -> int:
         cache = serve_cache(tmp)
         rows = []
         for label in ("cold cache", "warm cache", "warm cache"):
-            request = RunRequest(tag=tag, name="kiln-bench-run", container_port=8188, port=free_port(),
+            request = RunRequest(tag=tag, name="kiln-bench-run", port=free_port(),
                                  cache=cache, cpu_mode=True, timeout_s=300,
                                  env={"STANDIN_COMPILE_S": str(args.compile_s)})
             up = start(client, request)

@@ -11,3 +11,12 @@ class KilnError(Exception):
     def line(self) -> str:
         head = f"{self.where}: {self.what}" if self.where else self.what
         return f"{head}; {self.fix}" if self.fix else head
+
+
+class Interrupted(KilnError):
+    """Ctrl-C during work that started something: says exactly what was removed before giving up."""
+
+    def __init__(self, removed: list[str]):
+        self.removed = removed
+        what = ", ".join(removed) if removed else "nothing needed removing"
+        super().__init__(f"interrupted; removed: {what}")

@@ -119,15 +119,15 @@ def _debootstrap(base: Base, rootfs: Path, on_event: Listener) -> None:
 
 
 def _packages(rootfs: Path) -> list[str]:
-    out = subprocess.run(["dpkg-query", f"--admindir={rootfs}/var/lib/dpkg", "-W", "-f", "${Package}=${Version}\n"],
-                         capture_output=True, text=True, check=True)
-    return sorted(out.stdout.split())
+    out = _run(["dpkg-query", f"--admindir={rootfs}/var/lib/dpkg", "-W", "-f", "${Package}=${Version}\n"],
+               "listing the base's packages")
+    return sorted(out.split())
 
 
 def _purge(rootfs: Path, packages: list[str]) -> None:
     """Remove what only the builder stage needs (venv support, pip/setuptools wheels) from the runtime base."""
     if packages:
-        subprocess.run(["chroot", str(rootfs), "dpkg", "--purge", *packages], check=True, capture_output=True)
+        _run(["chroot", str(rootfs), "dpkg", "--purge", *packages], "removing build-only packages")
 
 
 def _prune(rootfs: Path) -> None:
@@ -143,9 +143,27 @@ def _empty(path: Path) -> None:
 
 def _import(client: docker.DockerClient, base: Base, rootfs: Path, tar: Path, ref: str) -> str:
     tar.unlink(missing_ok=True)
-    subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tar), "."], check=True)
+    _run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tar), "."], "packing the root filesystem")
     repository, tag = ref.split(":", 1)
     changes = [f"LABEL {TOOLKIT_LABEL}={__version__} {RECIPE_LABEL}={recipe_digest(base)}", "ENV LANG=C.UTF-8",
                'CMD ["/bin/bash"]']
-    client.api.import_image_from_file(str(tar), repository=repository, tag=tag, changes=changes)
-    return client.images.get(ref).id
+    try:
+        client.api.import_image_from_file(str(tar), repository=repository, tag=tag, changes=changes)
+        return client.images.get(ref).id
+    except docker.errors.APIError as exc:
+        raise KilnError(f"the engine refused to import {ref} ({exc.explanation or exc})", "invoke base",
+                        "check the engine's free space (`docker system df`) and run again") from None
+
+
+def _run(cmd: list[str], what: str) -> str:
+    """A step of making the base; its failure names the step and the tool's last line."""
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as exc:
+        raise KilnError(f"{what} failed: cannot run {cmd[0]} ({exc.strerror})", "invoke base",
+                        f"install {cmd[0]}") from None
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise KilnError(f"{what} failed ({cmd[0]} exited {out.returncode}: {last[:200]})", "invoke base",
+                        "check free disk space and the Debian mirror, then run again") from None
+    return out.stdout

@@ -13,8 +13,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import docker
+from requests.exceptions import RequestException
 
 from kiln.data.subject import Subject
+from kiln.engine.client import remove_container
 from kiln.engine.context_tar import write_context_tar
 from kiln.errors import KilnError
 from kiln.events import Event, Listener, ignore
@@ -54,13 +56,23 @@ def build_image(client: docker.DockerClient, s: Subject, rendered: Path, source:
         on_event(Event("phase", f"context: {count} files, {tar.stat().st_size / 1e6:.1f} MB"))
         context_s = time.monotonic() - started
         image_id, steps = _stream_build(client, s, tar, source, wheels_url, on_event)
+    except OSError as exc:
+        raise KilnError(f"cannot write the build context ({exc.strerror})", str(work),
+                        "free space in the temporary directory (TMPDIR) and build again") from None
+    except (docker.errors.APIError, RequestException) as exc:
+        raise KilnError(f"the engine failed the build ({str(getattr(exc, 'explanation', None) or exc)[:200]})",
+                        "docker build", "check the engine (`docker info`) and build again") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     tags = image_tags(s)
-    for tag in tags:
-        repo, _, name = tag.rpartition(":")
-        client.api.tag(image_id, repo, name)
-    image = client.images.get(image_id)
+    try:
+        for tag in tags:
+            repo, _, name = tag.rpartition(":")
+            client.api.tag(image_id, repo, name)
+        image = client.images.get(image_id)
+    except docker.errors.APIError as exc:
+        raise KilnError(f"cannot tag the built image ({exc.explanation or exc})", image_id[:19],
+                        "check the engine and build again") from None
     return BuildResult(image_id=image_id, tags=tags, size=image.attrs["Size"], layers=_layers(client, image_id),
                        durations={"context_s": round(context_s, 2), "total_s": round(time.monotonic() - started, 2)},
                        steps=steps, source=source.origin, verified_source=source.verified)
@@ -139,7 +151,7 @@ def remove_build_leftovers(client: docker.DockerClient, before: set[str]) -> int
         if container.id in before or container.image.tags:
             continue
         if "/bin/sh -c" in " ".join(container.attrs["Config"].get("Cmd") or []):
-            container.remove(force=True)
+            remove_container(container)
             gone += 1
     return gone
 

@@ -33,24 +33,52 @@ def image_exists(client: docker.DockerClient, ref: str) -> bool:
     return True
 
 
+def remove_container(container) -> None:
+    """Remove a container (gone already is fine); an engine refusal names the manual fix."""
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    except DockerException as exc:
+        raise KilnError(f"cannot remove container {container.name} ({_reason(exc)})", "engine",
+                        f"remove it with `docker rm -f {container.name}`") from None
+
+
 def remove_made_containers(client: docker.DockerClient, extra_filters: dict | None = None) -> int:
     """Remove every container carrying the toolkit label (optionally narrowed); returns how many."""
     filters = {"label": LABEL, **(extra_filters or {})}
-    gone = 0
-    for container in client.containers.list(all=True, filters=filters):
-        container.remove(force=True)
-        gone += 1
-    return gone
+    containers = _listed(lambda: client.containers.list(all=True, filters=filters))
+    for container in containers:
+        remove_container(container)
+    return len(containers)
 
 
 def remove_made_images(client: docker.DockerClient, keep_bases: bool = True) -> list[str]:
     """Remove the images the toolkit built (by label); bases stay unless asked. Returns removed tags."""
     removed = []
-    for image in client.images.list(filters={"label": LABEL}):
+    for image in _listed(lambda: client.images.list(filters={"label": LABEL})):
         if keep_bases and any(tag.startswith("kiln-base:") for tag in image.tags):
             continue
         for tag in image.tags:
-            client.images.remove(tag, force=True)
+            try:
+                client.images.remove(tag, force=True)
+            except docker.errors.NotFound:
+                continue
+            except DockerException as exc:
+                raise KilnError(f"cannot remove image {tag} ({_reason(exc)})", "engine",
+                                "stop the containers using it (`invoke stop`, `invoke clean`) and retry") from None
             removed.append(tag)
-    client.images.prune(filters={"dangling": True})
+    _listed(lambda: client.images.prune(filters={"dangling": True}))
     return removed
+
+
+def _listed(call):
+    try:
+        return call()
+    except DockerException as exc:
+        raise KilnError(f"the engine refused the request ({_reason(exc)})", "engine",
+                        "check that the Docker Engine is healthy (`docker info`)") from None
+
+
+def _reason(exc: DockerException) -> str:
+    return str(getattr(exc, "explanation", None) or exc).strip()[:200]

@@ -9,6 +9,7 @@ from kiln.data.subject import Subject
 from kiln.engine.bases import require_base
 from kiln.engine.build import BuildResult, build_image, remove_build_leftovers, write_record
 from kiln.engine.client import connect
+from kiln.errors import Interrupted
 from kiln.events import Event, Listener, ignore
 from kiln.render.context import write_context
 from kiln.sources.comfyui import comfyui_source
@@ -39,6 +40,9 @@ def run_build(s: Subject, req: BuildRequest, on_event: Listener = ignore) -> tup
     try:
         with WheelServer(s.lock, req.wheel_cache) as server:
             result = build_image(client, s, req.out, source, server.url, on_event)
+    except KeyboardInterrupt:
+        gone = remove_build_leftovers(client, before)
+        raise Interrupted([f"{gone} intermediate build container(s)", "the temporary build context"]) from None
     except BaseException:
         remove_build_leftovers(client, before)
         raise

@@ -15,8 +15,10 @@ import docker
 from docker.types import DeviceRequest
 
 from kiln import __version__
-from kiln.engine.client import NO_GPU_RUNTIME
-from kiln.errors import KilnError
+from kiln.data.facts import ImageFacts
+from kiln.engine.client import NO_GPU_RUNTIME, remove_container
+from kiln.engine.facts import read_facts
+from kiln.errors import Interrupted, KilnError
 from kiln.events import Event, Listener, ignore
 from kiln.identity import ROLE_LABEL as ROLE, TOOLKIT_LABEL as LABEL, UID, WRITABLE
 
@@ -25,7 +27,6 @@ from kiln.identity import ROLE_LABEL as ROLE, TOOLKIT_LABEL as LABEL, UID, WRITA
 class RunRequest:
     tag: str
     name: str
-    container_port: int
     port: int
     cache: Path | None = None
     gpus: str = "all"
@@ -79,34 +80,44 @@ def check_port(port: int, public: bool) -> None:
 
 
 def start(client: docker.DockerClient, req: RunRequest, on_event: Listener = ignore) -> Running:
+    """Start the image as its facts say (container port, cache mount), wait until healthy."""
     if req.cache:
         check_cache(req.cache)
     check_port(req.port, req.public)
     if client.containers.list(all=True, filters={"name": f"^{req.name}$"}):
         raise KilnError(f"a container named {req.name} already exists", "invoke run", "run `invoke stop` first")
-    container = _create(client, req)
+    facts = read_facts(client, req.tag)
+    container = _create(client, req, facts)
     try:
         started = time.monotonic()
         _start(container, req)
         _wait_healthy(container, req, on_event)
         return Running(container.id, req.name, f"http://{'0.0.0.0' if req.public else '127.0.0.1'}:{req.port}",
                        _warmup(container), round(time.monotonic() - started, 2))
+    except KeyboardInterrupt:
+        remove_container(container)
+        raise Interrupted([f"container {req.name}"]) from None
     except BaseException:
-        container.remove(force=True)
+        remove_container(container)
         raise
 
 
-def _create(client: docker.DockerClient, req: RunRequest):
+def _create(client: docker.DockerClient, req: RunRequest, facts: ImageFacts):
     # Without a cache the start script still runs, on a tmpfs it reports as not persistent.
-    writable = WRITABLE if req.cache else (*WRITABLE, "/cache")
+    mount = facts.cache_mount
+    writable = WRITABLE if req.cache else (*WRITABLE, mount)
     tmpfs = {"/tmp": "rw,exec,mode=1777,size=1g", **{p: f"rw,uid={UID},gid={UID},mode=0755" for p in writable}}
     env = {**req.env, **({"KILN_CPU_MODE": "1"} if req.cpu_mode else {})}
-    return client.containers.create(
-        req.tag, name=req.name, detach=True, environment=env, labels={LABEL: __version__, ROLE: "run"},
-        device_requests=[] if req.cpu_mode else [_gpus(req.gpus)], read_only=True, tmpfs=tmpfs,
-        shm_size="2g", ipc_mode="private", init=False,
-        ports={f"{req.container_port}/tcp": ("0.0.0.0" if req.public else "127.0.0.1", req.port)},
-        volumes={str(req.cache.resolve()): {"bind": "/cache", "mode": "rw"}} if req.cache else None)
+    try:
+        return client.containers.create(
+            req.tag, name=req.name, detach=True, environment=env, labels={LABEL: __version__, ROLE: "run"},
+            device_requests=[] if req.cpu_mode else [_gpus(req.gpus)], read_only=True, tmpfs=tmpfs,
+            shm_size="2g", ipc_mode="private", init=False,
+            ports={f"{facts.launch.port}/tcp": ("0.0.0.0" if req.public else "127.0.0.1", req.port)},
+            volumes={str(req.cache.resolve()): {"bind": mount, "mode": "rw"}} if req.cache else None)
+    except docker.errors.APIError as exc:
+        raise KilnError(f"the engine refused to create the container ({exc.explanation or exc})", req.tag,
+                        "check the arguments and the engine") from None
 
 
 def _gpus(spec: str) -> DeviceRequest:
@@ -164,7 +175,13 @@ def stop(client: docker.DockerClient, name: str | None = None, timeout_s: int = 
     filters = {"label": [LABEL, f"{ROLE}=run"], **({"name": f"^{name}$"} if name else {})}
     stopped = []
     for container in client.containers.list(all=True, filters=filters):
-        container.stop(timeout=timeout_s)
-        container.remove(force=True)
+        try:
+            container.stop(timeout=timeout_s)
+        except docker.errors.NotFound:
+            continue
+        except docker.errors.APIError as exc:
+            raise KilnError(f"cannot stop {container.name} ({exc.explanation or exc})", "engine",
+                            f"stop it with `docker rm -f {container.name}`") from None
+        remove_container(container)
         stopped.append(container.name)
     return stopped

@@ -13,11 +13,13 @@ from typing import Any
 
 import docker
 from docker.types import DeviceRequest
+from requests.exceptions import RequestException
 
 from kiln.data.subject import Subject
-from kiln.engine.client import NO_GPU_RUNTIME, image_exists
-from kiln.errors import KilnError
-from kiln.identity import TOOLKIT_LABEL as LABEL
+from kiln.engine.client import NO_GPU_RUNTIME, image_exists, remove_container
+from kiln.engine.facts import read_facts
+from kiln.errors import Interrupted, KilnError
+from kiln.identity import ROLE_LABEL, TOOLKIT_LABEL as LABEL
 from kiln.render.facts import image_facts
 
 MARKER = "@@KILN-SMOKE-JSON@@"
@@ -29,7 +31,8 @@ class SmokeRun:
     exit_code: int
     table: str
     report: dict[str, Any]
-    gpu_note: str  # how GPUs were given to the run
+    gpu_note: str             # how GPUs were given to the run
+    facts: dict[str, Any]     # what the image (or, on a host, the profile) says it should be
 
 
 def resolve_tag(client: docker.DockerClient, tag: str, gpu: str | None = None) -> str:
@@ -47,6 +50,8 @@ def resolve_tag(client: docker.DockerClient, tag: str, gpu: str | None = None) -
 
 
 def run_in_image(client: docker.DockerClient, tag: str, require_gpu: bool, timeout_s: int = 900) -> SmokeRun:
+    """The payload in the image, against the facts the image itself carries."""
+    facts = read_facts(client, tag).to_json()
     args = ["--require-gpu"] if require_gpu else []
     try:
         code, logs = _run(client, tag, args, gpus=True, timeout_s=timeout_s)
@@ -54,7 +59,7 @@ def run_in_image(client: docker.DockerClient, tag: str, require_gpu: bool, timeo
     except _NoGpuRuntime as exc:
         code, logs = _run(client, tag, args, gpus=False, timeout_s=timeout_s)
         note = f"no GPU runtime on this engine ({exc}); ran without GPUs, ComfyUI in CPU mode"
-    return _parse(logs, code, note, tag)
+    return _parse(logs, code, note, tag, facts)
 
 
 class _NoGpuRuntime(Exception):
@@ -63,10 +68,14 @@ class _NoGpuRuntime(Exception):
 
 def _run(client, tag: str, args: list[str], gpus: bool, timeout_s: int) -> tuple[int, str]:
     requests = [DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpus else []
-    container = client.containers.create(tag, entrypoint=["/usr/bin/tini", "--", "/bin/sh", RUNNER], command=args,
-                                         device_requests=requests, labels={LABEL: "smoke"}, network_mode="none",
-                                         ipc_mode="private", shm_size="1g",
-                                         environment={} if gpus else {"KILN_CPU_MODE": "1"})
+    try:
+        container = client.containers.create(
+            tag, entrypoint=["/usr/bin/tini", "--", "/bin/sh", RUNNER], command=args, device_requests=requests,
+            labels={LABEL: "smoke", ROLE_LABEL: "smoke"}, network_mode="none", ipc_mode="private", shm_size="1g",
+            environment={} if gpus else {"KILN_CPU_MODE": "1"})
+    except docker.errors.APIError as exc:
+        raise KilnError(f"cannot create the smoke container ({exc.explanation or exc})", tag,
+                        "check the engine and the image") from None
     try:
         try:
             container.start()
@@ -77,11 +86,16 @@ def _run(client, tag: str, args: list[str], gpus: bool, timeout_s: int) -> tuple
                             "check the engine and the image") from None
         code = container.wait(timeout=timeout_s)["StatusCode"]
         return code, container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+    except KeyboardInterrupt:
+        remove_container(container)
+        raise Interrupted([f"smoke container {container.short_id}"]) from None
+    except RequestException as exc:
+        raise KilnError(f"the smoke run took longer than {timeout_s} s ({exc})", tag, "check the GPU and the image") from None
     finally:
-        container.remove(force=True)
+        remove_container(container)
 
 
-def _parse(logs: str, code: int, note: str, tag: str) -> SmokeRun:
+def _parse(logs: str, code: int, note: str, tag: str, facts: dict[str, Any]) -> SmokeRun:
     if MARKER not in logs:
         last = (logs.strip().splitlines() or ["no output"])[-1]
         raise KilnError(f"the smoke payload did not run in {tag} ({last[:200]})", tag,
@@ -91,14 +105,15 @@ def _parse(logs: str, code: int, note: str, tag: str) -> SmokeRun:
         data = json.loads(report)
     except ValueError:
         raise KilnError("the smoke payload wrote an unreadable report", tag, "run with --plain to see its output") from None
-    return SmokeRun(exit_code=code, table=table.strip(), report=data, gpu_note=note)
+    return SmokeRun(exit_code=code, table=table.strip(), report=data, gpu_note=note, facts=facts)
 
 
 def run_on_host(s: Subject, payload: Path, require_gpu: bool, cache_dir: Path | None = None) -> SmokeRun:
     """The same payload on this host's Python: versions are reported against the lock, not required."""
+    facts = image_facts(s).to_json()
     with tempfile.TemporaryDirectory(prefix="kiln-smoke-") as tmp:
         expect, out = Path(tmp) / "expect.json", Path(tmp) / "report.json"
-        expect.write_text(json.dumps(image_facts(s).to_json()))
+        expect.write_text(json.dumps(facts))
         cmd = [sys.executable, "-m", "smoke", "--host", "--expect", str(expect), "--json", str(out)]
         cmd += ["--require-gpu"] if require_gpu else []
         cmd += ["--cache-dir", str(cache_dir or Path(tmp) / "cache")]
@@ -106,8 +121,13 @@ def run_on_host(s: Subject, payload: Path, require_gpu: bool, cache_dir: Path | 
         if proc.returncode == 2 or not out.exists():
             raise KilnError(f"the smoke payload failed to run on this host ({proc.stderr.strip()[-200:]})",
                             "invoke smoke --host", "check this host's Python")
-        return SmokeRun(exit_code=proc.returncode, table=proc.stdout.strip(), report=json.loads(out.read_text()),
-                        gpu_note="host mode: this host's Python and GPUs")
+        try:
+            report = json.loads(out.read_text())
+        except ValueError:
+            raise KilnError("the smoke payload wrote an unreadable report", "invoke smoke --host",
+                            "run the payload by hand: python -m smoke --host") from None
+        return SmokeRun(exit_code=proc.returncode, table=proc.stdout.strip(), report=report,
+                        gpu_note="host mode: this host's Python and GPUs", facts=facts)
 
 
 def check_writable(path: Path) -> None:

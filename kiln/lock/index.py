@@ -1,19 +1,25 @@
-"""Small HTTPS client for package indexes, honouring an extra CA bundle (TLS-intercepting proxies)."""
+"""HTTPS to the package index (urllib3): retries with backoff on connection errors, 408, 429 and 5xx;
+an extra CA bundle for TLS-intercepting proxies; every failure one KilnError with the fix."""
 
 from __future__ import annotations
 
 import json
 import os
 import ssl
-import time
-import urllib.error
-import urllib.request
 from functools import lru_cache
 from typing import Any
+
+import urllib3
+from urllib3.exceptions import HTTPError
+from urllib3.util import Retry, Timeout
 
 from kiln.errors import KilnError
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
+RETRY = Retry(total=4, backoff_factor=0.5, backoff_jitter=0.25, status_forcelist=(408, 429, 500, 502, 503, 504),
+              allowed_methods=("GET",), raise_on_status=False)
+TIMEOUT = Timeout(connect=15, read=120)
+FIX = "check the connection to the package index; behind a TLS proxy set KILN_CA_BUNDLE"
 
 
 @lru_cache(maxsize=1)
@@ -22,34 +28,42 @@ def ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=bundle) if bundle else ssl.create_default_context()
 
 
-RETRIES = 4
+@lru_cache(maxsize=1)
+def _pool() -> urllib3.PoolManager:
+    return urllib3.PoolManager(ssl_context=ssl_context(), retries=RETRY, timeout=TIMEOUT, maxsize=8,
+                               headers={"User-Agent": "kiln"})
+
+
+def open_url(url: str, byte_range: tuple[int, int] | None = None, accept: str | None = None,
+             stream: bool = False) -> urllib3.BaseHTTPResponse:
+    """GET url (retried); a streamed response must be read and released by the caller."""
+    headers = {}
+    if byte_range:
+        headers["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+    if accept:
+        headers["Accept"] = accept
+    try:
+        response = _pool().request("GET", url, headers=headers, preload_content=not stream)
+    except (HTTPError, OSError) as exc:
+        raise KilnError(f"cannot fetch {url} ({_reason(exc)})", "network", FIX) from None
+    if response.status >= 400:
+        response.release_conn()
+        raise KilnError(f"{url} answered HTTP {response.status}", "network", FIX)
+    return response
 
 
 def fetch_bytes(url: str, byte_range: tuple[int, int] | None = None, accept: str | None = None) -> bytes:
-    """GET url, retrying transient failures (DNS hiccups, resets) with a short backoff."""
-    for attempt in range(RETRIES):
-        try:
-            return _fetch_once(url, byte_range, accept)
-        except KilnError:
-            if attempt == RETRIES - 1:
-                raise
-            time.sleep(0.5 * 2 ** attempt)
-    raise AssertionError("unreachable")
-
-
-def _fetch_once(url: str, byte_range: tuple[int, int] | None, accept: str | None) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": "kiln"})
-    if byte_range:
-        request.add_header("Range", f"bytes={byte_range[0]}-{byte_range[1]}")
-    if accept:
-        request.add_header("Accept", accept)
-    try:
-        with urllib.request.urlopen(request, context=ssl_context(), timeout=60) as response:
-            return response.read()
-    except (urllib.error.URLError, TimeoutError, ssl.SSLError) as exc:
-        raise KilnError(f"cannot fetch {url} ({exc})", "network",
-                        "check the connection to the package index; behind a TLS proxy set KILN_CA_BUNDLE") from None
+    return open_url(url, byte_range, accept).data
 
 
 def fetch_json(url: str, accept: str | None = None) -> Any:
-    return json.loads(fetch_bytes(url, accept=accept))
+    try:
+        return json.loads(fetch_bytes(url, accept=accept))
+    except ValueError as exc:
+        raise KilnError(f"{url} did not answer JSON ({exc})", "network",
+                        "check that the index URL in versions.lock [resolve] is a PEP 691 simple index") from None
+
+
+def _reason(exc: BaseException) -> str:
+    inner = getattr(exc, "reason", None)
+    return str(inner or exc).strip()[:200]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import jinja2
+
+from kiln.errors import KilnError
 
 # (check, label, unit, expect-profile key, scale from the spec key to the check's unit)
 BARS = (("perf.copy_bandwidth", "copy bandwidth", "GB/s", "bandwidth_gbs", 1.0),
@@ -41,5 +44,35 @@ def _number(value: Any) -> float | None:
 def render_report(report: dict[str, Any], facts: dict[str, Any], title: str, templates: Path) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)), undefined=jinja2.StrictUndefined,
                              autoescape=True, trim_blocks=True, lstrip_blocks=True)
-    return env.get_template("smoke-report.html.j2").render(
-        title=title, report=report, facts=facts, bars=bars(report, facts["profile"]))
+    try:
+        return env.get_template("smoke-report.html.j2").render(
+            title=title, report=report, facts=facts, bars=bars(report, facts["profile"]))
+    except (jinja2.TemplateError, KeyError, TypeError) as exc:
+        raise KilnError(f"the report cannot be rendered ({exc})", "smoke-report.html.j2",
+                        "use a report written by `invoke smoke --json`") from None
+
+
+FACTS_KEY = "image_facts"  # a smoke JSON report carries the facts it was judged against
+
+
+def report_facts(report: dict[str, Any], where: str) -> dict[str, Any] | None:
+    facts = report.get(FACTS_KEY)
+    if facts is not None and not isinstance(facts, dict):
+        raise KilnError(f"'{FACTS_KEY}' is not an object", where, "use a report written by `invoke smoke --json`")
+    return facts
+
+
+def write_reports(report: dict[str, Any], facts: dict[str, Any], title: str, templates: Path,
+                  json_path: Path | None, html_path: Path | None) -> list[Path]:
+    """The JSON report (with the facts it was judged against) and/or the HTML page; returns what was written."""
+    outputs = []
+    try:
+        if json_path:
+            json_path.write_text(json.dumps({**report, FACTS_KEY: facts}, indent=2) + "\n")
+            outputs.append(json_path)
+        if html_path:
+            html_path.write_text(render_report(report, facts, title, templates))
+            outputs.append(html_path)
+    except OSError as exc:
+        raise KilnError(f"cannot write the report ({exc.strerror})", str(exc.filename), "choose a writable path") from None
+    return outputs

@@ -11,16 +11,17 @@ import hashlib
 import html
 import os
 import threading
-import urllib.request
 from dataclasses import dataclass
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from urllib3.exceptions import HTTPError
+
 from kiln.data.lock import Lock, Package
 from kiln.errors import KilnError
 from kiln.events import Event, Listener, ignore
-from kiln.lock.index import ssl_context
+from kiln.lock.index import open_url
 
 CHUNK = 1 << 20
 # The builder's RUN sees the server's URL as a build argument, and a changed argument misses the
@@ -59,17 +60,20 @@ def _download(pkg: Package, dest: Path, on_event: Listener) -> int:
     part = dest.with_name(dest.name + ".part")
     digest, done = hashlib.sha256(), 0
     try:
-        with urllib.request.urlopen(urllib.request.Request(pkg.url, headers={"User-Agent": "kiln"}),
-                                    context=ssl_context(), timeout=120) as response, open(part, "wb") as out:
+        response = open_url(pkg.url, stream=True)
+        try:
             total = int(response.headers.get("Content-Length") or 0)
-            while chunk := response.read(CHUNK):
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                on_event(Event("download", pkg.wheel, done, total))
+            with open(part, "wb") as out:
+                for chunk in response.stream(CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    done += len(chunk)
+                    on_event(Event("download", pkg.wheel, done, total))
+        finally:
+            response.release_conn()
         _verify(pkg, digest.hexdigest())
         part.rename(dest)
-    except OSError as exc:
+    except (OSError, HTTPError) as exc:
         raise KilnError(f"downloading {pkg.wheel} failed ({exc})", f"wheel cache {dest.parent.parent}",
                         "check free space and the connection, then run again") from None
     finally:

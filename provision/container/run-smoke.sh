@@ -5,6 +5,7 @@
 set -u
 PY=/opt/venv/bin/python
 PORT=$("$PY" -c 'import json; print(json.load(open("/opt/kiln/kiln.json"))["launch"]["port"])')
+CACHE=$("$PY" -c 'import json; print(json.load(open("/opt/kiln/kiln.json"))["cache_mount"])')
 URL="http://127.0.0.1:$PORT"
 
 /opt/kiln/start.sh >/tmp/comfyui.log 2>&1 &
@@ -27,7 +28,7 @@ if [ "$waited" != 0 ]; then
     tail -n 20 /tmp/comfyui.log >&2
 fi
 cd /opt/kiln/payload || exit 2
-"$PY" -m smoke --expect /opt/kiln/kiln.json --json /tmp/smoke.json --comfyui-url "$URL" "$@"
+"$PY" -m smoke --expect /opt/kiln/kiln.json --json /tmp/smoke.json --comfyui-url "$URL" --cache-dir "$CACHE" "$@"
 rc=$?
 kill "$server" 2>/dev/null
 echo "@@KILN-SMOKE-JSON@@"

@@ -78,7 +78,8 @@ def build_small(project: Project, src: Path, gpu: str = "4090", cache: Path | No
 @pytest.fixture(autouse=True, scope="session")
 def remove_test_images(client):
     yield
-    for image in client.images.list(name=f"kiln/{TEST_IMAGE}") + client.images.list(name=f"kiln/{TEST_IMAGE}-serve"):
+    names = (TEST_IMAGE, f"{TEST_IMAGE}-serve", f"{TEST_IMAGE}-mount")
+    for image in [i for name in names for i in client.images.list(name=f"kiln/{name}")]:
         for tag in image.tags:
             client.images.remove(tag, force=True)
     client.images.prune(filters={"dangling": True})
@@ -97,18 +98,18 @@ SERVE_WORKFLOW = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt
                   "2": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 2, "cfg": 1}}}
 
 
-def build_serve_image(tmp: Path) -> tuple[Project, str]:
+def build_serve_image(tmp: Path, mount: str = "/cache", name: str = SERVE_IMAGE) -> tuple[Project, str]:
     """The small stack with a warm-up workflow whose one model lives in the cache; returns (project, tag)."""
     project = small_project(tmp / "proj", git_checkout(tmp / "comfyui"))
     (project.images_dir / "workflows").mkdir(exist_ok=True)
     (project.images_dir / "workflows" / "serve.json").write_text(json.dumps(SERVE_WORKFLOW))
-    spec = (project.images_dir / f"{TEST_IMAGE}.yaml").read_text().replace(f"name: {TEST_IMAGE}",
-                                                                           f"name: {SERVE_IMAGE}")
+    spec = (project.images_dir / f"{TEST_IMAGE}.yaml").read_text().replace(f"name: {TEST_IMAGE}", f"name: {name}")
+    spec = spec.replace("mount: /cache", f"mount: {mount}")
     spec = spec.replace("models: []", "models:\n  - {role: checkpoint, folder: checkpoints, file: standin.safetensors,"
                                        " size_gb: 0.001}")
     spec = spec.replace("warmup: {}", "warmup: {workflow: workflows/serve.json}")
-    (project.images_dir / f"{SERVE_IMAGE}.yaml").write_text(spec)
-    result, _ = build_small(project, tmp / "comfyui", image=SERVE_IMAGE)
+    (project.images_dir / f"{name}.yaml").write_text(spec)
+    result, _ = build_small(project, tmp / "comfyui", image=name)
     return project, result.tags[0]
 
 

@@ -77,6 +77,7 @@ def test_ctrl_c_during_build_leaves_nothing(client, small, tmp_path):
     project, src = small
     before = {c.id for c in client.containers.list(all=True)}
     tags_before = _test_images(client)
+    temp_before = set(Path(tempfile.gettempdir()).glob("kiln-*"))
     proc = subprocess.Popen(_build_cmd(project, src), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=_env(tmp_path))
     deadline = time.monotonic() + 120
@@ -92,7 +93,8 @@ def test_ctrl_c_during_build_leaves_nothing(client, small, tmp_path):
     assert {c.id for c in client.containers.list(all=True)} == before
     assert _test_images(client) == tags_before
     assert not list(Path(os.environ.get("KILN_WHEEL_CACHE", Path.home() / ".cache/kiln/wheels")).rglob("*.part"))
-    assert not list(Path(tempfile.gettempdir()).glob("kiln-context-*"))
+    assert set(Path(tempfile.gettempdir()).glob("kiln-*")) == temp_before
+    assert "removed:" in err and "build container" in err
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tiny tmpfs needs root")

@@ -32,7 +32,7 @@ def _free_port():
 
 
 def _request(tag, cache, port, name="kiln-test-run"):
-    return RunRequest(tag=tag, name=name, container_port=8188, port=port, cache=cache, cpu_mode=True,
+    return RunRequest(tag=tag, name=name, port=port, cache=cache, cpu_mode=True,
                       timeout_s=120, env={"STANDIN_COMPILE_S": str(COMPILE_S)})
 
 

@@ -43,7 +43,7 @@ def test_real_server_serves_after_warmup_and_stops_cleanly(real_image, tmp_path)
     client = connect()
     cache = tmp_path / "cache"
     subprocess.run(["sh", str(ROOT / "provision/host/cache.sh"), str(cache)], check=True, capture_output=True)
-    request = RunRequest(tag=real_image, name=NAME, container_port=8188, port=_port(), cache=cache, cpu_mode=True,
+    request = RunRequest(tag=real_image, name=NAME, port=_port(), cache=cache, cpu_mode=True,
                          timeout_s=300)
     try:
         up = start(client, request)

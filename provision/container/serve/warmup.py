@@ -3,7 +3,7 @@
 1. wait until ComfyUI answers /system_stats;
 2. warm the device inside the server: a one-node prompt with the image's KilnDeviceWarmup custom
    node creates the CUDA context, cuBLAS and cuDNN handles and primes the allocator, no models needed;
-3. when every model of the image's warm-up workflow is present under the cache, run that workflow
+3. when every model of the image's warm-up workflow is present under the cache mount, run that workflow
    through the HTTP API twice (the first run compiles and fills the caches, the second is the
    steady state);
 4. log one JSON line with the timings and write the readiness marker the healthcheck reads.
@@ -101,14 +101,15 @@ def main(argv=None) -> int:
     parser.add_argument("--url", required=True)
     parser.add_argument("--marker", required=True)
     parser.add_argument("--workflow", default="/opt/kiln/warmup.json")
-    parser.add_argument("--models", default="/cache/models")
+    parser.add_argument("--models", help="model folder (default: models/ under the image's cache mount)")
     parser.add_argument("--limit-s", type=float, default=float(os.environ.get("KILN_WARMUP_LIMIT_S", "900")))
     args = parser.parse_args(argv)
     facts = json.loads(Path(args.facts).read_text())
     started = time.monotonic()
     result: Dict[str, Any] = {"server_s": round(wait_for_server(args.url, args.limit_s), 3)}
     result.update(warm_device(args.url, args.limit_s))
-    result.update(warm_workflow(args.url, facts, Path(args.workflow), Path(args.models), args.limit_s))
+    models = Path(args.models or f"{facts['cache_mount']}/models")
+    result.update(warm_workflow(args.url, facts, Path(args.workflow), models, args.limit_s))
     result["total_s"] = round(time.monotonic() - started, 3)
     print(json.dumps({"kiln_warmup": result}, sort_keys=True), flush=True)
     marker = Path(args.marker)

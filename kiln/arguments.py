@@ -1,0 +1,61 @@
+"""Checking what a user typed on the command line before any work starts: each bad value becomes one
+KilnError naming the flag, the value and the fix."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from kiln.errors import KilnError
+
+_GPU_ID = re.compile(r"^(\d+|GPU-[0-9a-fA-F-]{8,}|MIG-[0-9a-fA-F-]{8,})$")
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+
+
+def port(value: object, flag: str = "--port") -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise KilnError(f"'{_shown(value)}' is not a port number", flag, "give a number from 1 to 65535") from None
+    if not 1 <= number <= 65535:
+        raise KilnError(f"port {number} is out of range", flag, "give a number from 1 to 65535")
+    return number
+
+
+def gpus(value: str) -> str:
+    """all, or device indexes / UUIDs separated by commas (what `docker run --gpus device=` takes)."""
+    if value == "all":
+        return value
+    ids = value.split(",")
+    if not value or not all(_GPU_ID.match(i.strip()) for i in ids):
+        raise KilnError(f"'{_shown(value)}' is not a GPU selection", "--gpus",
+                        "write all, or device indexes or UUIDs separated by commas, like 0,1")
+    return ",".join(i.strip() for i in ids)
+
+
+def name(value: str, flag: str = "--name") -> str:
+    if not _NAME.match(value):
+        raise KilnError(f"'{_shown(value)}' is not a container name", flag,
+                        "use letters, digits, '_', '.' and '-' (starting with a letter or digit)")
+    return value
+
+
+def positive(value: object, flag: str) -> float:
+    try:
+        number = float(str(value))
+    except ValueError:
+        raise KilnError(f"'{_shown(value)}' is not a number", flag, "give a number of seconds") from None
+    if not number > 0:
+        raise KilnError(f"{number:g} is not positive", flag, "give a number of seconds above 0")
+    return number
+
+
+def path(value: str, flag: str) -> Path:
+    if not value or any(c in value for c in "\x00\n\r"):
+        raise KilnError(f"'{_shown(value)}' is not a usable path", flag, "give a path on one line")
+    return Path(value)
+
+
+def _shown(value: object) -> str:
+    text = str(value)
+    return text.encode("unicode_escape").decode("ascii")[:80]
