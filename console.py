@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import sys
+from collections import deque
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.table import Table
 
 from kiln.events import Event
 
@@ -14,10 +17,9 @@ class PlainProgress:
     """One line per step and per finished download; all build output passes through."""
 
     def __init__(self, quiet: bool = False):
-        self.quiet, self.tail, self.last_wait = quiet, [], ""
+        self.quiet, self.last_wait = quiet, ""
 
     def __call__(self, event: Event) -> None:
-        self.tail = (self.tail + [event.text])[-15:] if event.kind == "log" else self.tail
         if event.kind == "download":
             if event.total and event.current >= event.total:
                 print(f"  downloaded {event.text} ({event.total / 1e6:.0f} MB)", flush=True)
@@ -42,7 +44,7 @@ class RichProgress:
         self.bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                              console=self.console, transient=True)
         self.status = self.console.status("")
-        self.tasks, self.tail = {}, []
+        self.tasks, self.tail = {}, deque(maxlen=15)
         self.bars.start()
 
     def __call__(self, event: Event) -> None:
@@ -56,7 +58,7 @@ class RichProgress:
         elif event.kind == "wait":
             self.bars.update(self._log_task(), description=f"  {event.text}")
         elif event.kind == "log":
-            self.tail = (self.tail + [event.text])[-15:]
+            self.tail.append(event.text)
             self.bars.update(self._log_task(), description=f"  {event.text.strip()[:100]}")
 
     def _download(self, event: Event) -> None:
@@ -82,3 +84,13 @@ class RichProgress:
 
 def progress(plain: bool, quiet: bool = False):
     return PlainProgress(quiet) if plain or quiet or not sys.stderr.isatty() else RichProgress()
+
+
+def table(headers, rows, numeric=()) -> None:
+    """A table on stdout (plain columns when stdout is not a terminal)."""
+    view = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for index, header in enumerate(headers):
+        view.add_column(header, justify="right" if index in numeric else "left", no_wrap=True)
+    for row in rows:
+        view.add_row(*row)
+    Console(width=200 if not sys.stdout.isatty() else None).print(view)

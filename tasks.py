@@ -10,12 +10,13 @@ from pathlib import Path
 
 import subprocess
 
-from invoke import Collection, Exit, task
+from invoke import Collection, Exit, Program, task
+from invoke.exceptions import ParseError
 
 import console
 from kiln import arguments
 from kiln.data.files import read_json
-from kiln.data.gpus import find_gpu, load_gpus
+from kiln.data.gpus import find_gpu
 from kiln.data.schemas import write_schemas
 from kiln.engine.bases import ensure_base
 from kiln.engine.client import connect, remove_made_containers, remove_made_images
@@ -111,11 +112,10 @@ def schema(c, out=None):
 @user_errors
 def gpus(c):
     """List the GPU profiles with their hardware figures and serving defaults."""
-    head = f"{'profile':<14}{'card':<34}{'VRAM':>6}{'GB/s':>7}{'sm':>5}{'TFLOPS':>8}  {'PCIe':<7}{'mode':<13}confidence"
-    print(head)
-    for p in load_gpus(PROJECT.gpus_path).values():
-        print(f"{p.name:<14}{p.display:<34}{p.vram_gb:>6g}{p.bandwidth_gbs:>7g}{p.compute_capability.replace('.', ''):>5}"
-              f"{p.tflops_fp16:>8g}  {f'{p.pcie_gen} x{p.pcie_width}':<7}{p.serving.vram_mode:<13}{p.confidence}")
+    rows = [(p.name, p.display, f"{p.vram_gb:g}", f"{p.bandwidth_gbs:g}", p.sm, f"{p.tflops_fp16:g}",
+             f"{p.pcie.gen} x{p.pcie.width}", p.serving.vram_mode, p.confidence) for p in PROJECT.gpus.values()]
+    console.table(("profile", "card", "VRAM GB", "GB/s", "arch", "TFLOPS", "PCIe", "VRAM mode", "confidence"), rows,
+                  numeric=(2, 3, 5))
 
 
 @task(help={"name": "base from versions.lock [bases] (default: the lock's default_base)",
@@ -238,10 +238,12 @@ def report(c, json, html, image=None, gpu=None):
             "public": "publish on all interfaces instead of 127.0.0.1",
             "cpu_mode": "no GPUs: ComfyUI on the CPU (tests only)", "timeout": "seconds to wait for healthy"})
 @user_errors
-def run(c, gpu, image=DEFAULT_IMAGE, cache=None, port=8188, gpus="all", public=False, cpu_mode=False, timeout=900):
+def run(c, gpu, image=DEFAULT_IMAGE, cache=None, port="8188", gpus="all", public=False, cpu_mode=False, timeout="900"):
     """Start the image with GPUs, cache and port; wait until warm-up made it healthy; print URL and timings."""
     host_port, selection, limit = arguments.port(port), arguments.gpus(gpus), arguments.positive(timeout, "--timeout")
     cache_dir = arguments.path(cache, "--cache") if cache is not None else None
+    if cache_dir:
+        check_cache(cache_dir)
     subject = PROJECT.subject(gpu, DEFAULT_IMAGE if ":" in image else image)
     client = connect()
     tag = resolve_tag(client, image if ":" in image else image_tags(subject)[0], subject.gpu.name)
@@ -279,3 +281,24 @@ def cache(c, path):
 
 ns = Collection(lock, check, render, schema, gpus, base, build, clean, smoke, report, run, stop)
 ns.add_collection(Collection("provision", cache))
+
+
+class KilnProgram(Program):
+    """`invoke` with kiln's exit codes: a command line it cannot parse is bad input too (one line, exit 2)."""
+
+    def parse_core(self, argv):
+        self._parsed(super().parse_core, argv)
+
+    def parse_tasks(self):
+        self._parsed(super().parse_tasks)
+
+    @staticmethod
+    def _parsed(step, *args):
+        try:
+            step(*args)
+        except (ParseError, ValueError) as exc:
+            raise Exit(f"error: {exc}; see `invoke --help <task>`", code=2) from None
+
+
+if __name__ == "__main__":
+    KilnProgram(namespace=ns, binary="invoke").run()

@@ -1,5 +1,9 @@
 """The one error type the library raises for anything a user can fix."""
 
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
 
 class KilnError(Exception):
     """A user-actionable failure: what went wrong, where, and how to fix it."""
@@ -10,7 +14,8 @@ class KilnError(Exception):
 
     def line(self) -> str:
         head = f"{self.where}: {self.what}" if self.where else self.what
-        return f"{head}; {self.fix}" if self.fix else head
+        text = f"{head}; {self.fix}" if self.fix else head
+        return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 class Interrupted(KilnError):

@@ -14,7 +14,7 @@ from kiln.project import Project
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-PROJECT_FILES = ("tasks.py", "console.py", "versions.lock", "gpus.yaml", "images", "templates", "provision/container")
+PROJECT_FILES = ("tasks.py", "console.py", "versions.lock", "gpus.yaml", "images", "templates", "provision")
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def project_copy(tmp_path: Path) -> Path:
 
 
 def invoke(*args: str, root: Path = ROOT, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run `invoke` on a project's tasks.py as a user would, capturing both streams."""
+    """Run a project's tasks as `bin/invoke` does (tasks.py as the program), capturing both streams."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "invoke", "--search-root", str(root), *args]
+    cmd = [sys.executable, str(root / "tasks.py"), *args]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd or root, env=env, timeout=300)

@@ -42,6 +42,9 @@ def problem(model: type[BaseModel], error: dict, path: Path, shown: str = "") ->
     if kind == "missing":
         return KilnError(f"missing key '{keypath}'", where, f"add '{loc[-1]}' there")
     value = error.get("input")
+    if loc and loc[-1] == "[key]":
+        return KilnError(f"'{value}' is not a valid name under '{_keypath(loc[:-2])}' ({_message(error)})", where,
+                         "use letters, digits and _, not starting with a digit")
     described = _description(model, loc)
     if kind == "string_pattern_mismatch" and described:
         return KilnError(f"key '{keypath}': {value!r} is not {described}", where, "correct that value")

@@ -4,6 +4,7 @@ image pinned by digest. Building is idempotent: a base whose recipe is unchanged
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 import json
 import os
 import shutil
@@ -37,6 +38,8 @@ def recipe_digest(base: Base) -> str:
 
 def ensure_base(client: docker.DockerClient, lock: Lock, name: str, records: Path,
                 on_event: Listener = ignore) -> BaseResult:
+    if name not in lock.bases:
+        raise KilnError(f"unknown base '{name}'", "--name", f"use one of the lock's [bases]: {', '.join(lock.bases)}")
     base, ref = lock.bases[name], base_ref(lock, name)
     if base.kind == "registry":
         return _registry_base(client, ref)
@@ -109,12 +112,12 @@ def _debootstrap(base: Base, rootfs: Path, on_event: Listener) -> None:
            str(rootfs), mirror]
     on_event(Event("phase", f"debootstrap {base.suite} ({base.variant}) from {mirror}"))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    tail: list[str] = []
+    tail: deque[str] = deque(maxlen=3)
     for line in proc.stdout:
-        tail = (tail + [line.rstrip()])[-15:]
+        tail.append(line.rstrip())
         on_event(Event("log", line.rstrip()))
     if proc.wait() != 0:
-        raise KilnError(f"debootstrap failed: {' | '.join(tail[-3:])}", "invoke base",
+        raise KilnError(f"debootstrap failed: {' | '.join(tail)}", "invoke base",
                         "check the Debian mirror (KILN_DEBIAN_MIRROR) and free disk space")
 
 

@@ -4,6 +4,7 @@ image through the Docker SDK; the result is tagged, labelled and recorded."""
 from __future__ import annotations
 
 import json
+from collections import deque
 import re
 import shutil
 import tempfile
@@ -80,7 +81,7 @@ def build_image(client: docker.DockerClient, s: Subject, rendered: Path, source:
 
 def _stream_build(client, s: Subject, tar: Path, source: Source, wheels_url: str, on_event: Listener):
     steps: list[dict] = []
-    tail: list[str] = []
+    tail: deque[str] = deque(maxlen=20)
     image_id = ""
     with open(tar, "rb") as context:
         stream = client.api.build(fileobj=context, custom_context=True, rm=True, forcerm=True, pull=False,
@@ -97,7 +98,7 @@ def _stream_build(client, s: Subject, tar: Path, source: Source, wheels_url: str
     return image_id, steps
 
 
-def _handle(chunk: dict, steps: list[dict], tail: list[str], on_event: Listener) -> str:
+def _handle(chunk: dict, steps: list[dict], tail: deque[str], on_event: Listener) -> str:
     if "error" in chunk:
         _finish_steps(steps)
         raise _build_error(chunk["error"].strip(), steps, tail)
@@ -112,7 +113,7 @@ def _handle(chunk: dict, steps: list[dict], tail: list[str], on_event: Listener)
             on_event(Event("step", match[3], int(match[1]), int(match[2])))
         elif line.strip():
             if not _CHATTER.match(line):
-                tail[:] = (tail + [line.rstrip()])[-20:]
+                tail.append(line.rstrip())
             on_event(Event("log", line.rstrip()))
     return ""
 
@@ -123,7 +124,7 @@ def _finish_steps(steps: list[dict]) -> None:
             step["seconds"] = round(time.monotonic() - step.pop("started"), 2)
 
 
-def _build_error(message: str, steps: list[dict], tail: list[str]) -> KilnError:
+def _build_error(message: str, steps: list[dict], tail: deque[str]) -> KilnError:
     where = f"build step {steps[-1]['step']}/{steps[-1]['of']} ({steps[-1]['instruction'][:60]})" if steps else "build"
     last = next((line for line in reversed(tail) if line.strip()), "")
     fix = "free disk space (`docker system df`, `invoke clean`) and build again" if "no space left" in message \

@@ -114,7 +114,7 @@ def test_disk_full_while_fetching_wheels(small, tmp_path):
 
 def test_registry_base_that_cannot_be_pulled_says_how(small, tmp_path):
     project, src = small
-    spec = (project.images_dir / f"{TEST_IMAGE}.yaml").read_text().replace("server:", "base: python-slim\nserver:", 1)
+    spec = (project.images_dir / f"{TEST_IMAGE}.yaml").read_text().replace("\nserver:", "\nbase: python-slim\nserver:", 1)
     (project.images_dir / f"{TEST_IMAGE}.yaml").write_text(spec)
     result = subprocess.run(_build_cmd(project, src), capture_output=True, text=True, env=_env(tmp_path))
     _one_error(result, "python:3.11-slim-bookworm@sha256:", "docker pull")

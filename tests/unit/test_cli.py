@@ -4,7 +4,8 @@ import pytest
 
 from tests.conftest import invoke
 
-TASKS = ("base", "build", "check", "clean", "gpus", "lock", "render", "report", "run", "smoke", "stop", "provision.cache")
+TASKS = ("base", "build", "check", "clean", "gpus", "lock", "render", "report", "run", "schema", "smoke", "stop",
+         "provision.cache")
 
 
 def test_every_task_is_listed_with_help():
@@ -102,3 +103,12 @@ def test_strict_refuses_warnings(project_copy):
     assert invoke("check", "--gpu", "4090", root=project_copy).returncode == 0
     strict = invoke("check", "--gpu", "4090", "--strict", root=project_copy)
     assert strict.returncode == 2 and "(--strict)" in strict.stderr
+
+
+def test_gpus_lists_every_profile_as_a_table():
+    result = invoke("gpus")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[2:] if line.strip()}
+    assert rows["4070ti"] == ["4070ti", "NVIDIA", "GeForce", "RTX", "4070", "Ti", "12", "504", "sm_89", "80", "4",
+                              "x16", "--normalvram", "sourced"]
+    assert len(rows) == 12

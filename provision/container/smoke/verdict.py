@@ -11,6 +11,8 @@ import math
 import re
 from typing import Any, Iterable, Optional, Sequence, Tuple
 
+from packaging.version import InvalidVersion, Version
+
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 VERDICTS = (PASS, WARN, FAIL, SKIP)
 
@@ -76,21 +78,9 @@ def skip(note: str, expected: Any = None, needs_gpu: bool = False) -> Check:
 
 # --------------------------------------------------------------- versions
 
-_VERSION_RE = re.compile(r"^\s*v?(\d+(?:\.\d+)*)(.*)$")
-
-
-def parse_version(text: str) -> Tuple[Tuple[int, ...], str]:
-    """'2.3.1+cu121' -> ((2, 3, 1), ''); '0.0.27.post1' -> ((0, 0, 27), '.post1').
-
-    The local part (after '+') is dropped; anything else after the numeric
-    release is returned as the suffix (pre/post/dev markers).
-    """
-    public = str(text).split("+", 1)[0].strip()
-    match = _VERSION_RE.match(public)
-    if not match:
-        raise ValueError(f"not a version: {text!r}")
-    release = tuple(int(part) for part in match.group(1).split("."))
-    return release, match.group(2).strip()
+def parse_version(text: str) -> Version:
+    """A version as packaging reads it ('2.3.1+cu121', '0.0.27.post1', '580.159.04')."""
+    return Version(str(text).strip())
 
 
 def version_matches(measured: str, pin: str) -> bool:
@@ -101,15 +91,15 @@ def version_matches(measured: str, pin: str) -> bool:
     pre/post/dev suffix must be equal ('0.0.27.post1' is not '0.0.27').
     """
     try:
-        m_rel, m_suffix = parse_version(measured)
-        p_rel, p_suffix = parse_version(pin)
-    except ValueError:
+        m, p = parse_version(measured), parse_version(pin)
+    except InvalidVersion:
         return False
-    if len(m_rel) < len(p_rel) or m_rel[: len(p_rel)] != p_rel:
+    if m.release[: len(p.release)] != p.release:
         return False
-    if len(m_rel) > len(p_rel) and p_suffix:
+    p_suffix = (p.pre, p.post, p.dev)
+    if len(m.release) > len(p.release) and p_suffix != (None, None, None):
         return False
-    return m_suffix.lower() == p_suffix.lower()
+    return (m.pre, m.post, m.dev) == p_suffix
 
 
 def version_verdict(measured: Optional[str], pin: str, host: bool) -> Tuple[str, str]:
@@ -138,11 +128,7 @@ def cudnn_pin_prefix(pin: str) -> str:
 
 def compare_versions(a: str, b: str) -> int:
     """Numeric compare of dotted versions: -1, 0 or 1 (missing parts are 0)."""
-    ra, _ = parse_version(a)
-    rb, _ = parse_version(b)
-    width = max(len(ra), len(rb))
-    ra += (0,) * (width - len(ra))
-    rb += (0,) * (width - len(rb))
+    ra, rb = Version(parse_version(a).base_version), Version(parse_version(b).base_version)
     return (ra > rb) - (ra < rb)
 
 

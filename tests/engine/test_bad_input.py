@@ -1,0 +1,93 @@
+"""Every task, given broken arguments or broken data files: one line on stderr naming the problem,
+exit 2, no traceback, and nothing left behind (containers, images, temp dirs, build output)."""
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from kiln.identity import TOOLKIT_LABEL
+from tests.conftest import invoke
+
+# (id, task and arguments, fragment the one error line must hold); {tmp} is a scratch folder,
+# {file} an existing plain file there.
+ARGUMENTS = [
+    ("missing-gpu", ["check"], "did not receive required positional arguments: 'gpu'"),
+    ("unknown-flag", ["check", "--gpu", "4090", "--bogus"], "No idea what '--bogus' is"),
+    ("unknown-gpu", ["render", "--gpu", "rtx5090"], "unknown GPU 'rtx5090'"),
+    ("gpu-newline", ["check", "--gpu", "rtx\n5090"], "unknown GPU 'rtx\\n5090'"),
+    ("unknown-image", ["check", "--gpu", "4090", "--image", "sdxl"], "unknown image 'sdxl'"),
+    ("image-shell", ["build", "--gpu", "4090", "--image", "x; rm -rf /"], "unknown image 'x; rm -rf /'"),
+    ("render-out-file", ["render", "--gpu", "4090", "--out", "{file}"], "not a directory"),
+    ("schema-out-file", ["schema", "--out", "{file}"], "cannot write the schemas"),
+    ("base-unknown", ["base", "--name", "nosuch"], "unknown base 'nosuch'"),
+    ("ca-missing", ["build", "--gpu", "4090", "--ca-bundle", "{tmp}/none.pem"], "CA bundle not found"),
+    ("src-missing", ["build", "--gpu", "4090", "--comfyui-src", "{tmp}/nowhere"], "ComfyUI source not found"),
+    ("smoke-json-dir", ["smoke", "--gpu", "4090", "--json", "{tmp}"], "is a directory"),
+    ("smoke-json-nofolder", ["smoke", "--gpu", "4090", "--json", "{tmp}/no/r.json"], "does not exist"),
+    ("report-missing", ["report", "--json", "{tmp}/none.json", "--html", "{tmp}/r.html"], "file not found"),
+    ("report-not-json", ["report", "--json", "{file}", "--html", "{tmp}/r.html"], "malformed JSON"),
+    ("report-no-facts", ["report", "--json", "{tmp}/bare.json", "--html", "{tmp}/r.html"], "carries no image facts"),
+    ("run-port-zero", ["run", "--gpu", "4090", "--port", "0"], "port 0 is out of range"),
+    ("run-port-high", ["run", "--gpu", "4090", "--port", "70000"], "port 70000 is out of range"),
+    ("run-port-word", ["run", "--gpu", "4090", "--port", "eighty"], "'eighty' is not a port number"),
+    ("run-port-shell", ["run", "--gpu", "4090", "--port", "80;ls"], "'80;ls' is not a port number"),
+    ("run-gpus-shell", ["run", "--gpu", "4090", "--gpus", "0;ls"], "'0;ls' is not a GPU selection"),
+    ("run-gpus-empty", ["run", "--gpu", "4090", "--gpus", ""], "is not a GPU selection"),
+    ("run-timeout", ["run", "--gpu", "4090", "--timeout", "-5"], "-5 is not positive"),
+    ("run-cache-newline", ["run", "--gpu", "4090", "--cache", "a\nb"], "is not a usable path"),
+    ("run-cache-missing", ["run", "--gpu", "4090", "--cache", "{tmp}/nocache"], "cache path does not exist"),
+    ("stop-name-shell", ["stop", "--name", "a;b"], "'a;b' is not a container name"),
+    ("stop-name-newline", ["stop", "--name", "a\nb"], "is not a container name"),
+    ("cache-on-file", ["provision.cache", "--path", "{file}"], "exists and is not a directory"),
+]
+
+# (id, file, text replaced, replacement, task, fragment)
+DATA = [
+    ("lock-typo", "versions.lock", 'cuda = "12.1"', 'cuda_version = "12.1"', ["lock", "--check"], "unknown key 'stack.cuda_version'"),
+    ("lock-syntax", "versions.lock", 'cuda = "12.1"', "cuda = 12.1.0", ["check", "--gpu", "4090"], "malformed TOML"),
+    ("gpus-syntax", "gpus.yaml", "    vram_gb: 24\n", "    vram_gb: [24\n", ["gpus"], "malformed YAML"),
+    ("gpus-type", "gpus.yaml", "    vram_gb: 24\n", "    vram_gb: lots\n", ["gpus"], "key 'profiles.4090.vram_gb'"),
+    ("spec-port", "images/comfyui.yaml", "port: 8188", "port: 70000", ["render", "--gpu", "4090"], "key 'server.port'"),
+    ("spec-nul", "images/comfyui.yaml", "[--preview-method, none,", '["--preview-method\\0", none,', ["build", "--gpu", "4090"],
+     "NUL or newline"),
+    ("spec-env-name", "images/comfyui.yaml", "env: {}", "env: {1BAD: x}", ["check", "--gpu", "4090"], "'1BAD' is not a valid name under 'env'"),
+    ("spec-env-bool", "images/comfyui.yaml", "env: {}", "env: {DEBUG: true}", ["smoke", "--gpu", "4090"], "quote the value"),
+]
+
+
+def _state(client, root: Path) -> dict:
+    return {"containers": sorted(c.id for c in client.containers.list(all=True)),
+            "images": sorted(i.id for i in client.images.list(filters={"label": TOOLKIT_LABEL})),
+            "temp": sorted(p.name for p in Path(tempfile.gettempdir()).glob("kiln-*")),
+            "build": sorted(str(p) for p in (root / "build").rglob("*")) if (root / "build").exists() else []}
+
+
+def _one_error(result, fragment: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stdout[-500:], result.stderr[-500:])
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args, fragment", [r[1:] for r in ARGUMENTS], ids=[r[0] for r in ARGUMENTS])
+def test_broken_arguments(client, project_copy, tmp_path, args, fragment):
+    (tmp_path / "plain.txt").write_text("not json\n")
+    (tmp_path / "bare.json").write_text(json.dumps({"schema": 1, "checks": []}))
+    args = [a.format(tmp=tmp_path, file=tmp_path / "plain.txt") for a in args]
+    before = _state(client, project_copy)
+    _one_error(invoke(*args, root=project_copy), fragment)
+    assert _state(client, project_copy) == before
+
+
+@pytest.mark.parametrize("name, old, new, args, fragment", [r[1:] for r in DATA], ids=[r[0] for r in DATA])
+def test_broken_data_files(client, project_copy, name, old, new, args, fragment):
+    path = project_copy / name
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    before = _state(client, project_copy)
+    _one_error(invoke(*args, root=project_copy), fragment)
+    assert _state(client, project_copy) == before
