@@ -35,7 +35,8 @@ def test_smoke_and_report_read_the_facts_from_the_image(client, small, tmp_path)
     project, src = small
     result, _ = build_small(project, src)
     gpus = project.root / "gpus.yaml"
-    gpus.write_text(gpus.read_text().replace("bandwidth_gbs: 1008", "bandwidth_gbs: 2016", 1))
+    edited = gpus.read_text().replace("bandwidth_gbs: 1008", "bandwidth_gbs: 2016", 1)
+    gpus.write_text(edited.replace("display: NVIDIA GeForce RTX 4090", "display: EDITED AFTER THE BUILD", 1))
     assert read_facts(client, result.tags[0]).profile.bandwidth_gbs == 1008
     report = tmp_path / "r.json"
     smoked = _cli(project, "smoke", "--gpu", "4090", "--image", TEST_IMAGE, "--json", str(report))
@@ -45,7 +46,9 @@ def test_smoke_and_report_read_the_facts_from_the_image(client, small, tmp_path)
     html = tmp_path / "r.html"
     made = _cli(project, "report", "--json", str(report), "--html", str(html))
     assert made.returncode == 0, made.stderr
-    assert "1008" in html.read_text() and "2016" not in html.read_text()
+    page = html.read_text()
+    assert "1008 GB/s" in page and "2016" not in page
+    assert "NVIDIA GeForce RTX 4090 profile" in page and "EDITED" not in page
 
 
 def test_facts_of_an_image_without_them_are_refused(client, base):
