@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from packaging.markers import InvalidMarker, Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
@@ -34,9 +35,18 @@ def _package_problems(pkg: Package, lock: Lock, environment: dict[str, str]) -> 
     problems = []
     if _wheel_version(pkg.wheel) != pkg.version:
         problems.append(f"[packages.{pkg.name}] version {pkg.version} disagrees with its wheel {pkg.wheel}")
+    if pkg.marker and not _applies(pkg.marker, environment):
+        problems.append(f"[packages.{pkg.name}] is only for '{pkg.marker}', which the image's platform is not")
     for text in pkg.requires:
         problems += _requirement_problem(pkg, text, lock, environment)
     return problems
+
+
+def _applies(marker: str, environment: dict[str, str]) -> bool:
+    try:
+        return Marker(marker).evaluate({**environment, "extra": ""})
+    except InvalidMarker:
+        return False
 
 
 @lru_cache(maxsize=None)

@@ -111,3 +111,24 @@ def test_shipped_files_carry_the_editor_modeline():
         assert first.startswith("# yaml-language-server: $schema=")
         target = (path.parent / first.split("$schema=", 1)[1]).resolve()
         assert target.is_file() and json.loads(target.read_text())["additionalProperties"] is False
+
+
+def _payload_expect():
+    sys.path.insert(0, str(ROOT / "provision" / "container"))
+    try:
+        from smoke import expect
+    finally:
+        sys.path.pop(0)
+    return expect
+
+
+def test_the_payload_checks_the_same_facts_the_model_defines(project):
+    """The in-image payload cannot import the toolkit; its own check of kiln.json must agree with the model."""
+    from kiln.data.facts import Pins, ProfileFacts
+    expect = _payload_expect()
+    assert set(expect.PIN_KEYS) == set(Pins.model_fields)
+    required = {name for name, f in ProfileFacts.model_fields.items() if f.is_required()}
+    assert set(expect.PROFILE_REQUIRED) == required
+    assert set(expect.PROFILE_OPTIONAL) == set(ProfileFacts.model_fields) - required
+    for gpu in project.gpus:
+        expect.validate_expect(image_facts(project.subject(gpu)).to_json())

@@ -80,3 +80,10 @@ def test_relock_keeps_hand_written_comments(project_copy):
     text = (project_copy / "versions.lock").read_text()
     assert f'xformers = "0.0.27"  {note}\n# cuDNN as torch carries it\ncuda = "12.1"' in text
     assert invoke("lock", "--check", root=project_copy).returncode == 0
+
+
+def test_check_fails_on_a_marker_that_excludes_the_image(project_copy):
+    _edit(project_copy, "marker = \"platform_machine == 'x86_64' and sys_platform == 'linux'\"",
+          "marker = \"platform_machine == 'aarch64'\"")
+    result = invoke("lock", "--check", root=project_copy)
+    assert result.returncode == 2 and "is only for 'platform_machine == 'aarch64''" in result.stderr
