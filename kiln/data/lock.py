@@ -103,10 +103,18 @@ class PackageRow(Model):
     sha256: str = Field(pattern=SHA256, description="a sha256: 64 lowercase hex digits")
     requires: tuple[str, ...] = ()
     marker: str = ""
+    entry_sha256: str = Field(pattern=SHA256, description="a sha256 of this entry, written by `invoke lock`")
 
 
 class Package(PackageRow):
     name: str
+    entry_sha256: str = ""  # filled in by entry_digest() when a resolution makes the entry
+
+    def entry_digest(self) -> str:
+        """What `invoke lock` wrote for this entry: a hand edit of any field no longer matches it."""
+        fields = {"name": self.name, "version": self.version, "wheel": self.wheel, "url": self.url,
+                  "sha256": self.sha256, "requires": list(self.requires), "marker": self.marker}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
 class LockFile(Model):

@@ -33,6 +33,9 @@ def consistency_problems(lock: Lock, environment: dict[str, str]) -> list[str]:
 
 def _package_problems(pkg: Package, lock: Lock, environment: dict[str, str]) -> list[str]:
     problems = []
+    if pkg.entry_sha256 != pkg.entry_digest():
+        problems.append(f"[packages.{pkg.name}] was edited by hand: its version, wheel, url, sha256, requires or "
+                        "marker no longer match its entry_sha256")
     if _wheel_version(pkg.wheel) != pkg.version:
         problems.append(f"[packages.{pkg.name}] version {pkg.version} disagrees with its wheel {pkg.wheel}")
     if pkg.marker and not _applies(pkg.marker, environment):

@@ -40,6 +40,7 @@ def _package(pkg: Package) -> Table:
     row.add("requires", _array(pkg.requires))
     if pkg.marker:
         row.add("marker", pkg.marker)
+    row.add("entry_sha256", pkg.entry_digest())
     return row
 
 

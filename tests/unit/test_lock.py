@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from kiln.data.lock import load_lock
 from kiln.lock.write import lock_text
 from tests.conftest import ROOT, invoke
@@ -52,7 +54,7 @@ def test_check_fails_after_a_resolved_version_is_edited(project_copy):
     _edit(project_copy, '[packages.torch]\nversion = "2.3.1"', '[packages.torch]\nversion = "2.3.0"')
     result = invoke("lock", "--check", root=project_copy)
     assert result.returncode == 2
-    assert "[packages.torch] version 2.3.0 disagrees with its wheel" in result.stderr
+    assert "[packages.torch] was edited by hand" in result.stderr and "more)" in result.stderr
 
 
 def test_check_fails_on_a_malformed_hash(project_copy):
@@ -83,7 +85,38 @@ def test_relock_keeps_hand_written_comments(project_copy):
 
 
 def test_check_fails_on_a_marker_that_excludes_the_image(project_copy):
-    _edit(project_copy, "marker = \"platform_machine == 'x86_64' and sys_platform == 'linux'\"",
-          "marker = \"platform_machine == 'aarch64'\"")
+    """Written as `invoke lock` would (entry digest current), so only the marker rule can object."""
+    path = project_copy / "versions.lock"
+    packages = dict(load_lock(path).packages)
+    name = next(key for key, pkg in packages.items() if pkg.marker)
+    packages[name] = packages[name].model_copy(update={"marker": "platform_machine == 'aarch64'"})
+    path.write_text(lock_text(path.read_text(), packages))
     result = invoke("lock", "--check", root=project_copy)
     assert result.returncode == 2 and "is only for 'platform_machine == 'aarch64''" in result.stderr
+
+
+def _entry(lock_text: str, name: str) -> str:
+    start = lock_text.index(f"[packages.{name}]\n")
+    end = lock_text.index("\n[", start + 1)
+    return lock_text[start:end]
+
+
+@pytest.mark.parametrize("field, pattern", [
+    ("url", r'url = "https://files\.pythonhosted\.org/'),
+    ("sha256", r'\nsha256 = "[0-9a-f]{64}"'),
+    ("requires", r'"typing-extensions[^"]*"'),
+    ("version", r'\nversion = "[^"]*"'),
+])
+def test_check_catches_a_hand_edit_of_any_package_field(project_copy, field, pattern):
+    """Offline: the entry no longer matches its own digest, and the package is named."""
+    path = project_copy / "versions.lock"
+    text = path.read_text()
+    entry = _entry(text, "torch")
+    found = re.search(pattern, entry)
+    assert found, field
+    changed = {"url": 'url = "https://mirror.example/', "sha256": found.group()[:-2] + "0\"",
+               "requires": '"typing-extensions>=9"', "version": '\nversion = "2.3.2"'}[field]
+    path.write_text(text.replace(entry, entry.replace(found.group(), changed, 1), 1))
+    result = invoke("lock", "--check", root=project_copy)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "[packages.torch] was edited by hand" in result.stderr, result.stderr
