@@ -23,15 +23,17 @@ class Pins(Model):
 class ProfileFacts(Model):
     name: str
     display: str
-    aliases: tuple[str, ...]
+    names: tuple[str, ...]  # the exact product names NVML may report for this card
     vram_gb: float
     bandwidth_gbs: float
     compute_capability: str
     tflops_fp16: float
     pcie_gen: int
     pcie_width: int
+    pci_device_id: int | None = None
     measured_copy_tbs: float | None = None
     measured_matmul_tflops: float | None = None
+    measured_attention_tflops: float | None = None
 
 
 class Launch(Model):

@@ -36,11 +36,14 @@ class Measured(Model):
 
     copy_tbs: PositiveFloat | None = None
     matmul_tflops: PositiveFloat | None = None
+    attention_tflops: PositiveFloat | None = None
 
 
 class GpuEntry(Model):
     display: str = Field(description="the product name NVML reports")
-    aliases: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = Field((), description="other spellings for --gpu (rtx4090, ...); not card names")
+    nvml_names: tuple[str, ...] = Field((), description="other exact NVML product names of this same card")
+    pci_device_id: int | None = Field(None, description="NVML pciDeviceId (device << 16 | 0x10de), when recorded")
     vram_gb: PositiveFloat
     bandwidth_gbs: PositiveFloat
     compute_capability: str = Field(pattern=r"^\d+\.\d$", description="a compute capability written major.minor, like 8.9")

@@ -23,7 +23,7 @@ EXPECT = {
     "driver_recommended": "530.30.02",
     "torch_sass": ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"],
     "profile": {"name": "h200", "display": "NVIDIA H200",
-                "aliases": ["H200", "NVIDIA H200", "H200 SXM", "NVIDIA H200 NVL"],
+                "names": ["NVIDIA H200"],
                 "vram_gb": 141, "bandwidth_gbs": 4800, "compute_capability": "9.0",
                 "tflops_fp16": 989, "pcie_gen": 5, "pcie_width": 16,
                 "measured_copy_tbs": 4.3, "measured_matmul_tflops": 780},

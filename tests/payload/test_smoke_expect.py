@@ -17,8 +17,8 @@ def test_loads_valid_file(expect_file):
 
 def test_shipped_h200_expect_is_valid():
     data = load_expect(str(H200_EXPECT))
-    assert data["profile"]["measured_copy_tbs"] == 4.3
-    assert data["profile"]["measured_matmul_tflops"] == 780
+    assert data["profile"]["names"] == ["NVIDIA H200"] and data["profile"]["pci_device_id"] == 0x233510DE
+    assert data["profile"]["measured_copy_tbs"] > 4 and data["profile"]["measured_matmul_tflops"] > 600
 
 
 def test_measured_fields_are_optional():

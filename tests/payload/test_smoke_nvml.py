@@ -35,6 +35,7 @@ def fake_pynvml(**overrides):
         nvmlDeviceGetCurrPcieLinkWidth=lambda h: 16,
         nvmlDeviceGetMaxPcieLinkGeneration=lambda h: 5,
         nvmlDeviceGetMaxPcieLinkWidth=unsupported,
+        nvmlDeviceGetPciInfo=lambda h: types.SimpleNamespace(pciDeviceId=0x233510DE),
         nvmlDeviceGetClockInfo=lambda h, clock: 1470,
         nvmlDeviceGetPowerUsage=lambda h: 690_500,
         nvmlDeviceGetEnforcedPowerLimit=lambda h: 700_000,
@@ -54,6 +55,7 @@ def test_read_nvml_full_view():
     assert view.total_bytes == 143771 * 2 ** 20 and view.cc == (9, 0)
     assert (view.cur_gen, view.cur_width, view.max_gen) == (1, 16, 5)
     assert view.max_width is None          # NotSupported -> unknown, not a crash
+    assert view.pci_device_id == 0x233510DE
     assert mod.calls == ["init", "shutdown"]
 
 

@@ -41,8 +41,11 @@ def check_name(ctx: Context) -> Check:
     name = _device_name(ctx)
     if not name:
         return _no_gpu(ctx, profile["display"])
-    verdict, note = name_verdict(name, profile["aliases"], profile["display"])
-    return Check(verdict, measured=name, expected=profile["display"], note=note)
+    device_id = ctx.driver().pci_device_id
+    verdict, note = name_verdict(name, profile["names"], profile["display"], device_id,
+                                 profile.get("pci_device_id"))
+    measured = f"{name} ({device_id:#010x})" if device_id is not None else name
+    return Check(verdict, measured=measured, expected=profile["display"], note=note)
 
 
 def _capability(ctx: Context) -> Optional[Tuple[int, int]]:

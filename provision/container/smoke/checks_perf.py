@@ -7,8 +7,8 @@ from typing import Any, Optional, Tuple
 from .context import Context
 from .nvml import clock_state
 from .timing import best_ms
-from .verdict import (ATTENTION_WARN_FRACTION, XFORMERS_SLOWDOWN_WARN, Check, probe_expected,
-                      probe_verdict, skip, speed_ratio_verdict)
+from .verdict import (PERF, XFORMERS_SLOWDOWN_WARN, Check, probe_expected, probe_verdict, skip,
+                      speed_ratio_verdict)
 
 GROUP = "perf"
 
@@ -115,15 +115,21 @@ def _sdpa_ms(torch: Any) -> float:
     return best_ms(torch, lambda: sdpa(q, k, v), ATTN_ITERS, ATTN_RUNS, WARMUP_S)
 
 
+def attention_reference(profile: dict) -> Tuple[float, Optional[float]]:
+    """(spec TFLOPS, measured ceiling TFLOPS of this attention probe or None)."""
+    ceiling = profile.get("measured_attention_tflops")
+    return float(profile["tflops_fp16"]), float(ceiling) if ceiling else None
+
+
 def check_attention_dit(ctx: Context) -> Check:
-    spec = float(ctx.profile["tflops_fp16"])
-    expected = probe_expected(spec, None, ATTENTION_WARN_FRACTION)
+    spec, ceiling = attention_reference(ctx.profile)
+    expected = probe_expected(spec, ceiling, PERF["attention_spec"])
     torch, skipped = _gpu_torch(ctx, expected)
     if skipped:
         return skipped
     ms = _sdpa_ms(torch)
     tflops = attention_flops(*DIT_SHAPE) / (ms * 1e-3) / 1e12
-    verdict, note = probe_verdict(tflops, spec, None, spec_fraction=ATTENTION_WARN_FRACTION)
+    verdict, note = probe_verdict(tflops, spec, ceiling, spec_limits=PERF["attention_spec"])
     note = f"SDPA bf16 {DIT_SHAPE} (B,H,S,D) in {ms:.3f} ms; {note}"
     return Check(verdict, measured=round(tflops, 1), expected=expected, unit="TFLOPS", note=note)
 

@@ -79,12 +79,13 @@ def _set_cache_dir(cache_dir: Optional[str]) -> None:
 def run(expect, options) -> int:
     from .context import Context, environment
     from .report import document, render_table, summary_line, write_json
-    from .runner import run_checks, selected_modules
+    from .runner import run_checks, run_requiring_gpu, selected_modules
     from .verdict import apply_require_gpu, exit_code, summarize
 
     started = time.perf_counter()
     ctx = Context(expect, options)
-    checks = run_checks(ctx, selected_modules(options.only))
+    run_groups = run_requiring_gpu if options.require_gpu else run_checks
+    checks = run_groups(ctx, selected_modules(options.only))
     checks = apply_require_gpu(checks, options.require_gpu)
     summary = summarize(checks, time.perf_counter() - started)
     print(render_table(checks))

@@ -11,7 +11,7 @@ PIN_KEYS = ("python", "torch", "cuda", "cudnn", "xformers", "comfyui")
 PROFILE_REQUIRED = {
     "name": str,
     "display": str,
-    "aliases": list,
+    "names": list,
     "vram_gb": (int, float),
     "bandwidth_gbs": (int, float),
     "compute_capability": str,
@@ -22,6 +22,8 @@ PROFILE_REQUIRED = {
 PROFILE_OPTIONAL = {
     "measured_copy_tbs": (int, float),
     "measured_matmul_tflops": (int, float),
+    "measured_attention_tflops": (int, float),
+    "pci_device_id": int,
 }
 
 
@@ -95,4 +97,4 @@ def _validate_profile(profile: Any) -> None:
     for key, kind in PROFILE_OPTIONAL.items():
         if profile.get(key) is not None:
             _require(_is_type(profile[key], kind), f"profile.{key} must be a number")
-    _require(all(isinstance(a, str) for a in profile["aliases"]), "profile.aliases must be strings")
+    _require(all(isinstance(a, str) for a in profile["names"]), "profile.names must be strings")

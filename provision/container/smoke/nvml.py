@@ -27,6 +27,7 @@ class DriverView:
     cur_width: Optional[int] = None
     max_gen: Optional[int] = None
     max_width: Optional[int] = None
+    pci_device_id: Optional[int] = None  # NVML pciDeviceId: device id << 16 | vendor id (0x10de)
 
     @property
     def ok(self) -> bool:
@@ -84,6 +85,8 @@ def _read_nvml_device(pynvml: Any, uuid: Optional[str]) -> DriverView:
     view.cur_width = _safe(pynvml.nvmlDeviceGetCurrPcieLinkWidth, handle)
     view.max_gen = _safe(pynvml.nvmlDeviceGetMaxPcieLinkGeneration, handle)
     view.max_width = _safe(pynvml.nvmlDeviceGetMaxPcieLinkWidth, handle)
+    pci = _safe(lambda: pynvml.nvmlDeviceGetPciInfo(handle))
+    view.pci_device_id = int(pci.pciDeviceId) if pci is not None else None
     return view
 
 

@@ -16,6 +16,9 @@ from .verdict import FAIL, Check
 MODULES = (checks_versions, checks_gpu, checks_numerics, checks_perf, checks_compile,
            checks_comfyui)
 GROUPS = tuple(module.GROUP for module in MODULES)
+# Groups that only mean something on a GPU: with --require-gpu and none visible they are failed
+# without running (their CPU fallbacks, torch.compile above all, take minutes).
+GPU_GROUPS = (checks_numerics.GROUP, checks_perf.GROUP, checks_compile.GROUP)
 
 
 def selected_modules(only: Optional[Sequence[str]]) -> list:
@@ -52,3 +55,14 @@ def run_checks(ctx: Context, modules: Iterable) -> List[Check]:
             results.append(run_one(ctx, module.GROUP, name, fn))
         _release_gpu_memory(ctx)
     return results
+
+
+def run_requiring_gpu(ctx: Context, modules: Iterable) -> List[Check]:
+    """--require-gpu: without a GPU, the GPU-only groups fail at once instead of running on the CPU."""
+    if ctx.has_gpu():
+        return run_checks(ctx, modules)
+    modules = list(modules)
+    reason = f"GPU required: {ctx.gpu_reason() or 'no GPU visible'}; not run"
+    refused = [Check(FAIL, note=reason, group=m.GROUP, name=name, needs_gpu=True)
+               for m in modules if m.GROUP in GPU_GROUPS for name, _ in m.CHECKS]
+    return run_checks(ctx, [m for m in modules if m.GROUP not in GPU_GROUPS]) + refused

@@ -7,8 +7,10 @@ on a machine without a GPU.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
+from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Tuple
 
 from packaging.version import InvalidVersion, Version
@@ -16,32 +18,11 @@ from packaging.version import InvalidVersion, Version
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 VERDICTS = (PASS, WARN, FAIL, SKIP)
 
-# VRAM: marketing GB vs GiB, plus memory the driver and ECC keep back.
-VRAM_SLACK = 0.07
-# Probes: warn below this share of the spec sheet figure ...
-SPEC_WARN_FRACTION = 0.70
-# ... or below this share of the card's measured practical ceiling.
-CEILING_WARN_FRACTION = 0.80
-# Attention kernels reach well under the matmul peak (FlashAttention-2 class
-# kernels manage 35-45 % of dense peak on Hopper); under this share of the
-# spec peak the backend most likely fell back to the unfused math path.
-ATTENTION_WARN_FRACTION = 0.20
-# xformers slower than SDPA by more than this factor is worth a warning.
-XFORMERS_SLOWDOWN_WARN = 1.5
-
-# Relative Frobenius error bounds against a float64 reference computed from
-# the same (already rounded) inputs. Output rounding dominates: unit roundoff
-# is 2^-11 for fp16 and 2^-8 for bf16; the bounds leave ~5x headroom.
-ERROR_BOUNDS = {
-    "matmul_fp16": 2e-3,
-    "matmul_bf16": 1.6e-2,
-    "attention_fp16": 4e-3,
-    "attention_bf16": 3e-2,
-    "attention_fp32": 1e-4,
-    "mlp_fp32": 1e-4,
-}
-# Between bound and this multiple of it: warn; beyond: fail.
-ERROR_WARN_FACTOR = 4.0
+THRESHOLDS = json.loads((Path(__file__).parent / "thresholds.json").read_text(encoding="utf-8"))
+PERF = THRESHOLDS["perf"]
+VRAM_SLACK = THRESHOLDS["vram_slack"]["value"]
+XFORMERS_SLOWDOWN_WARN = THRESHOLDS["xformers_slowdown_warn"]["value"]
+ERROR_BOUNDS = THRESHOLDS["numerics"]["bounds"]
 
 
 @dataclasses.dataclass
@@ -142,12 +123,21 @@ def driver_verdict(driver: str, floor: str, recommended: str) -> Tuple[str, str]
     return PASS, "driver new enough"
 
 
-def name_verdict(name: str, aliases: Sequence[str], display: str) -> Tuple[str, str]:
-    low = name.lower()
-    for alias in aliases:
-        if alias and alias.lower() in low:
-            return PASS, f"matches profile {display}"
-    return FAIL, f"not a {display}: profile (VRAM, bandwidth, TFLOPS) does not fit this card"
+def _spelled(name: str) -> str:
+    return " ".join(str(name).lower().split())
+
+
+def name_verdict(name: str, names: Sequence[str], display: str, device_id: Optional[int] = None,
+                 want_id: Optional[int] = None) -> Tuple[str, str]:
+    """Exact identity: the product name NVML reports is one of the profile's names (case and spacing
+    aside), and the PCI device id matches when the profile records one. An RTX 4070 Ti SUPER is not a
+    4070 Ti, an RTX 4090 D is not a 4090."""
+    if want_id is not None and device_id is not None and device_id != want_id:
+        return FAIL, f"PCI device {device_id:#010x}, profile {display} is {want_id:#010x}: a different card"
+    if _spelled(name) in {_spelled(n) for n in names}:
+        how = " and PCI device id" if want_id is not None and device_id is not None else ""
+        return PASS, f"is the profile's card by name{how}"
+    return FAIL, f"not a {display}: the profile (VRAM, bandwidth, TFLOPS) describes another card"
 
 
 def parse_cc(text: str) -> Tuple[int, int]:
@@ -231,42 +221,38 @@ def error_verdict(rel_err: float, bound: float, finite: bool = True) -> Tuple[st
         return FAIL, "NaN or inf in the result"
     if rel_err <= bound:
         return PASS, f"rel. error {rel_err:.2e} <= {bound:.1e}"
-    if rel_err <= bound * ERROR_WARN_FACTOR:
-        return WARN, f"rel. error {rel_err:.2e} above {bound:.1e}"
-    return FAIL, f"rel. error {rel_err:.2e} > {ERROR_WARN_FACTOR:g}x bound {bound:.1e}: wrong results"
+    return FAIL, f"rel. error {rel_err:.2e} > bound {bound:.1e}: wrong results"
 
 
 # --------------------------------------------------------------- perf
 
 def probe_verdict(measured: float, spec: float, ceiling: Optional[float] = None,
-                  spec_fraction: float = SPEC_WARN_FRACTION,
-                  ceiling_fraction: float = CEILING_WARN_FRACTION) -> Tuple[str, str]:
+                  spec_limits: Optional[dict] = None) -> Tuple[str, str]:
     """Throughput probe (same unit for all three figures).
 
-    Without a measured ceiling the spec sheet is the reference: warn under
-    `spec_fraction` of it. With one, the ceiling is what a healthy card of
-    this model really reaches, so it decides (warn under `ceiling_fraction`
-    of it) and the share of the spec figure is reported beside it: for the
-    H200 the practical bf16 matmul ceiling is itself under 80 % of spec.
+    With a measured ceiling (what this probe reaches on a healthy card of the model) the ceiling
+    decides; without one the spec sheet does, with wider limits. Limits: thresholds.json.
     """
     if measured is None or not math.isfinite(measured) or measured <= 0:
         return FAIL, "probe produced no usable number"
+    limits = PERF["ceiling"] if ceiling else (spec_limits or PERF["spec"])
+    reference = ceiling or spec
     parts = [f"{measured / spec:.0%} of spec {spec:g}"]
     if ceiling:
         parts.append(f"{measured / ceiling:.0%} of measured ceiling {ceiling:g}")
-        ok = measured >= ceiling * ceiling_fraction
-    else:
-        ok = measured >= spec * spec_fraction
-    if not ok:
-        parts.append("below expected: throttled, shared or misconfigured GPU?")
-    return (PASS if ok else WARN), "; ".join(parts)
+    share = measured / reference
+    if share < limits["fail_below"]:
+        return FAIL, "; ".join(parts + [f"under {limits['fail_below']:.0%}: a slower card than the profile, "
+                                        "throttled or shared"])
+    if share < limits["warn_below"]:
+        return WARN, "; ".join(parts + [f"under {limits['warn_below']:.0%}: slower than a healthy card"])
+    return PASS, "; ".join(parts)
 
 
-def probe_expected(spec: float, ceiling: Optional[float],
-                   spec_fraction: float = SPEC_WARN_FRACTION,
-                   ceiling_fraction: float = CEILING_WARN_FRACTION) -> str:
-    floor = ceiling * ceiling_fraction if ceiling else spec * spec_fraction
-    return f">= {floor:.0f}"
+def probe_expected(spec: float, ceiling: Optional[float], spec_limits: Optional[dict] = None) -> str:
+    limits = PERF["ceiling"] if ceiling else (spec_limits or PERF["spec"])
+    reference = ceiling or spec
+    return f">= {reference * limits['warn_below']:.0f} (fail < {reference * limits['fail_below']:.0f})"
 
 
 def speed_ratio_verdict(candidate_ms: float, baseline_ms: float,
