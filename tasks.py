@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import subprocess
 
 from invoke import Collection, Exit, Program, task
 from invoke.exceptions import ParseError
@@ -26,6 +25,7 @@ from kiln.engine.run import RunRequest, check_cache, start, stop as stop_contain
 from kiln.engine.smoke import check_writable, resolve_tag, run_in_image, run_on_host
 from kiln.errors import KilnError
 from kiln.gate.findings import ERROR, errors
+from kiln.host import prepare_cache
 from kiln.identity import image_tags, run_name
 from kiln.lock.relock import check_lock, relock
 from kiln.project import DEFAULT_IMAGE, Project
@@ -70,7 +70,7 @@ def _gate(gpu: str, image: str, strict: bool):
 def lock(c, check=False, resolve=False):
     """Resolve versions.lock's [packages] from its inputs (or --check that it is current)."""
     if check:
-        count = check_lock(PROJECT.lock_path, resolve=resolve)
+        count = check_lock(PROJECT.lock_path, resolve=resolve, shown="versions.lock")
         print(f"versions.lock is current: {count} packages, inputs unchanged, pins consistent")
         return
     started = time.monotonic()
@@ -222,13 +222,10 @@ def report(c, json, html, image=None, gpu=None):
     target = arguments.path(html, "--html")
     check_writable(target)
     data = read_json(source)
-    facts = report_facts(data, str(source)) or (read_facts(connect(), image).to_json() if image else None)
-    if facts is None:
-        raise KilnError("the report carries no image facts", str(source), "pass --image TAG of the image it tested")
-    if gpu and find_gpu(PROJECT.gpus, gpu).name != facts["profile"]["name"]:
-        raise KilnError(f"the report was judged against the {facts['profile']['name']} profile, not {gpu}", "--gpu",
-                        f"pass --gpu={facts['profile']['name']} or leave --gpu out")
-    write_reports(data, facts, f"kiln smoke report: {facts['profile']['display']}", PROJECT.templates_dir, None, target)
+    facts = report_facts(data, str(source), (lambda: read_facts(connect(), image)) if image else None,
+                         find_gpu(PROJECT.gpus, gpu).name if gpu else None)
+    write_reports(data, facts.to_json(), f"kiln smoke report: {facts.profile.display}", PROJECT.templates_dir, None,
+                  target)
     print(f"report: {target}")
 
 
@@ -270,13 +267,9 @@ def stop(c, name=None):
 @user_errors
 def cache(c, path):
     """Prepare a cache directory on fast local disk (models/ inductor/ triton/ hf/ cuda/, owned by the image user)."""
-    script = PROJECT.root / "provision" / "host" / "cache.sh"
-    result = subprocess.run(["sh", str(script), path], text=True, capture_output=True)
-    sys.stdout.write(result.stdout)
-    if result.returncode != 0:
-        raise Exit("error: " + (result.stderr.strip().splitlines() or ["cache set-up failed"])[-1], code=2)
-    sys.stderr.write(result.stderr)
-    check_cache(Path(path))
+    report = prepare_cache(PROJECT.root / "provision" / "host" / "cache.sh", arguments.path(path, "--path"))
+    sys.stdout.write(report.said)
+    sys.stderr.write(report.warnings)
 
 
 ns = Collection(lock, check, render, schema, gpus, base, build, clean, smoke, report, run, stop)

@@ -14,9 +14,13 @@ ROLE_LABEL = "io.kiln.role"          # what a container is for (run, smoke, test
 RECIPE_LABEL = "io.kiln.base-recipe"
 IMAGE_LABEL = "io.kiln.image"
 GPU_LABEL = "io.kiln.gpu"
+SOURCE_LABEL = "io.kiln.comfyui-source"    # verified / unverified
+ORIGIN_LABEL = "io.kiln.comfyui-origin"
+BASE_REPOSITORY = "kiln-base"
 
 COMFYUI_DIR = "/opt/comfyui"
 FACTS_PATH = "/opt/kiln/kiln.json"
+SMOKE_RUNNER = "/opt/kiln/payload/run-smoke.sh"
 EXTRA_MODEL_PATHS = "/opt/kiln/extra_model_paths.yaml"
 READY_MARKER = "/tmp/kiln/ready"     # written by the warm-up; the healthcheck reads it
 WRITABLE = (f"{COMFYUI_DIR}/output", f"{COMFYUI_DIR}/temp", f"{COMFYUI_DIR}/user", "/home/comfy")
@@ -54,7 +58,7 @@ def base_ref(lock: Lock, name: str, stage: str = "runtime") -> str:
     base = lock.bases[name]
     if base.kind == "registry":
         return f"{base.image}@{base.digest}"
-    return f"kiln-base:{name}-py{base.python}" + ("-build" if stage == "build" else "")
+    return f"{BASE_REPOSITORY}:{name}-py{base.python}" + ("-build" if stage == "build" else "")
 
 
 def run_name(s: Subject, port: int) -> str:

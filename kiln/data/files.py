@@ -13,8 +13,26 @@ import yaml
 
 from kiln.errors import KilnError
 
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster
+_BASE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster
 Loc = Sequence[str | int]
+
+
+class _Loader(_BASE_LOADER):  # type: ignore[misc, valid-type]
+    """Safe loading that refuses a key written twice in one mapping (YAML would keep the last)."""
+
+
+def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"key '{key}' is written twice", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+_LOADER = _Loader
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -68,7 +86,7 @@ def line_of(path: Path, loc: Loc) -> int | None:
 
 def _yaml_line(text: str, loc: Loc) -> int | None:
     try:
-        node = yaml.compose(text, Loader=_LOADER)
+        node = yaml.compose(text, Loader=_BASE_LOADER)
     except yaml.YAMLError:
         return None
     line = None

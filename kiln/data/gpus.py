@@ -76,7 +76,18 @@ class GpuProfile(GpuEntry):
 
 def load_gpus(path: Path, shown: str = "") -> dict[str, GpuProfile]:
     file = validate(GpusFile, read_yaml(path), path, shown)
-    return {str(name): _profile(str(name), entry, file.defaults.serving) for name, entry in file.profiles.items()}
+    profiles = {str(name): _profile(str(name), entry, file.defaults.serving) for name, entry in file.profiles.items()}
+    _spellings_are_unique(profiles, shown or str(path))
+    return profiles
+
+
+def _spellings_are_unique(profiles: dict[str, "GpuProfile"], where: str) -> None:
+    owner: dict[str, str] = {}
+    for profile in profiles.values():
+        for spelling in {normalize(n) for n in (profile.name, profile.display, *profile.aliases)}:
+            if owner.setdefault(spelling, profile.name) != profile.name:
+                raise KilnError(f"the spelling '{spelling}' names both profiles {owner[spelling]} and {profile.name}",
+                                where, "keep each alias in one profile only")
 
 
 def _profile(name: str, entry: GpuEntry, defaults: Serving) -> GpuProfile:

@@ -50,9 +50,20 @@ class ModelFile(Model):
     requires_comfyui: str = Field("", description="first ComfyUI version that can load it")
 
 
+class Recipe(Model):
+    """The model's sampling recipe (KSampler and ModelSamplingAuraFlow inputs) the warm-up must follow."""
+
+    steps: int | None = Field(None, ge=1)
+    cfg: float | None = None
+    sampler_name: str | None = None
+    scheduler: str | None = None
+    denoise: float | None = Field(None, ge=0, le=1)
+    shift: float | None = None
+
+
 class Warmup(Model):
     workflow: str = Field("", description="API-format workflow (path relative to the spec) run twice before ready")
-    recipe: dict[str, Any] = Field({}, description="the model's sampling recipe the warm-up must follow")
+    recipe: Recipe = Field(Recipe(), description="the model's sampling recipe the warm-up must follow")
 
 
 class ImageFile(Model):
@@ -106,12 +117,17 @@ def load_image(path: Path, default_base: str, where: str = "") -> ImageSpec:
         name=spec.name, title=spec.title, path=path, where=where or str(path), base=spec.base or default_base,
         port=spec.server.port, flags=spec.server.flags, env={k: str(v) for k, v in spec.env.items()},
         cache_mount=spec.cache.mount, models=spec.models, working_gb=spec.working_gb,
-        workflow_path=workflow_path, workflow=_workflow(workflow_path), recipe=spec.warmup.recipe)
+        workflow_path=workflow_path, workflow=_workflow(workflow_path),
+        recipe=spec.warmup.recipe.model_dump(exclude_none=True))
 
 
 def _workflow(path: Path | None) -> dict[str, Any] | None:
     workflow = read_json(path) if path else None
-    if workflow is not None and not isinstance(workflow, dict):
-        raise KilnError("warm-up workflow must be a ComfyUI API-format object", str(path),
+    if workflow is None:
+        return None
+    nodes = workflow.values() if isinstance(workflow, dict) else [None]
+    if not all(isinstance(n, dict) and isinstance(n.get("class_type"), str) and isinstance(n.get("inputs", {}), dict)
+               for n in nodes):
+        raise KilnError("warm-up workflow is not in ComfyUI's API format (node id -> {class_type, inputs})", str(path),
                         "export it with 'Save (API Format)'")
     return workflow

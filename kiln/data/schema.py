@@ -37,14 +37,18 @@ def problem(model: type[BaseModel], error: dict, path: Path, shown: str = "") ->
     line = line_of(path, loc)
     where = f"{shown or path}:{line}" if line else (shown or str(path))
     kind = error["type"]
+    if not loc:
+        what = "the file is empty or not a mapping of keys" if kind in ("model_type", "dict_type") else _message(error)
+        return KilnError(what, where, "see the file's JSON Schema (`invoke schema`) or the README")
     if kind == "extra_forbidden":
         return KilnError(f"unknown key '{keypath}'", where, _nearest(model, loc))
     if kind == "missing":
         return KilnError(f"missing key '{keypath}'", where, f"add '{loc[-1]}' there")
     value = error.get("input")
-    if loc and loc[-1] == "[key]":
-        return KilnError(f"'{value}' is not a valid name under '{_keypath(loc[:-2])}' ({_message(error)})", where,
-                         "use letters, digits and _, not starting with a digit")
+    if loc[-1] == "[key]":
+        fix = "write the key in quotes" if not isinstance(value, str) else \
+            "use letters, digits and _, not starting with a digit"
+        return KilnError(f"'{value}' is not a valid name under '{_keypath(loc[:-2])}' ({_message(error)})", where, fix)
     described = _description(model, loc)
     if kind == "string_pattern_mismatch" and described:
         return KilnError(f"key '{keypath}': {value!r} is not {described}", where, "correct that value")

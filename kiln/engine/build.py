@@ -21,7 +21,7 @@ from kiln.engine.client import remove_container
 from kiln.engine.context_tar import write_context_tar
 from kiln.errors import KilnError
 from kiln.events import Event, Listener, ignore
-from kiln.identity import image_tags
+from kiln.identity import ORIGIN_LABEL, SOURCE_LABEL, image_tags
 from kiln.sources.comfyui import Source
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
@@ -43,8 +43,7 @@ class BuildResult:
 def build_labels(s: Subject, source: Source) -> dict[str, str]:
     created = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     return {"org.opencontainers.image.created": created,
-            "io.kiln.comfyui-source": "verified" if source.verified else "unverified",
-            "io.kiln.comfyui-origin": source.origin}
+            SOURCE_LABEL: "verified" if source.verified else "unverified", ORIGIN_LABEL: source.origin}
 
 
 def build_image(client: docker.DockerClient, s: Subject, rendered: Path, source: Source, wheels_url: str,

@@ -6,9 +6,10 @@ import os
 
 import docker
 from docker.errors import DockerException
+from requests.exceptions import RequestException
 
 from kiln.errors import KilnError
-from kiln.identity import TOOLKIT_LABEL as LABEL
+from kiln.identity import BASE_REPOSITORY, TOOLKIT_LABEL as LABEL
 # What an engine without the NVIDIA Container Toolkit answers when a container asks for GPUs.
 NO_GPU_RUNTIME = ("could not select device driver", "nvidia-container-cli", "unknown or invalid runtime")
 
@@ -30,6 +31,9 @@ def image_exists(client: docker.DockerClient, ref: str) -> bool:
         client.images.get(ref)
     except docker.errors.ImageNotFound:
         return False
+    except (DockerException, RequestException) as exc:
+        raise KilnError(f"cannot look up image '{ref}' ({_reason(exc)})", "--image",
+                        "give an image name like kiln/comfyui:<tag>") from None
     return True
 
 
@@ -39,7 +43,7 @@ def remove_container(container) -> None:
         container.remove(force=True)
     except docker.errors.NotFound:
         pass
-    except DockerException as exc:
+    except (DockerException, RequestException) as exc:
         raise KilnError(f"cannot remove container {container.name} ({_reason(exc)})", "engine",
                         f"remove it with `docker rm -f {container.name}`") from None
 
@@ -47,7 +51,7 @@ def remove_container(container) -> None:
 def remove_made_containers(client: docker.DockerClient, extra_filters: dict | None = None) -> int:
     """Remove every container carrying the toolkit label (optionally narrowed); returns how many."""
     filters = {"label": LABEL, **(extra_filters or {})}
-    containers = _listed(lambda: client.containers.list(all=True, filters=filters))
+    containers = listed(lambda: client.containers.list(all=True, filters=filters))
     for container in containers:
         remove_container(container)
     return len(containers)
@@ -56,8 +60,8 @@ def remove_made_containers(client: docker.DockerClient, extra_filters: dict | No
 def remove_made_images(client: docker.DockerClient, keep_bases: bool = True) -> list[str]:
     """Remove the images the toolkit built (by label); bases stay unless asked. Returns removed tags."""
     removed = []
-    for image in _listed(lambda: client.images.list(filters={"label": LABEL})):
-        if keep_bases and any(tag.startswith("kiln-base:") for tag in image.tags):
+    for image in listed(lambda: client.images.list(filters={"label": LABEL})):
+        if keep_bases and any(tag.startswith(f"{BASE_REPOSITORY}:") for tag in image.tags):
             continue
         for tag in image.tags:
             try:
@@ -68,17 +72,18 @@ def remove_made_images(client: docker.DockerClient, keep_bases: bool = True) -> 
                 raise KilnError(f"cannot remove image {tag} ({_reason(exc)})", "engine",
                                 "stop the containers using it (`invoke stop`, `invoke clean`) and retry") from None
             removed.append(tag)
-    _listed(lambda: client.images.prune(filters={"dangling": True}))
+    listed(lambda: client.images.prune(filters={"dangling": True}))
     return removed
 
 
-def _listed(call):
+def listed(call):
+    """An engine call whose refusal becomes one KilnError."""
     try:
         return call()
-    except DockerException as exc:
+    except (DockerException, RequestException) as exc:
         raise KilnError(f"the engine refused the request ({_reason(exc)})", "engine",
                         "check that the Docker Engine is healthy (`docker info`)") from None
 
 
-def _reason(exc: DockerException) -> str:
+def _reason(exc: Exception) -> str:
     return str(getattr(exc, "explanation", None) or exc).strip()[:200]

@@ -10,6 +10,7 @@ import docker
 from pydantic import ValidationError
 
 from kiln.data.facts import ImageFacts
+from kiln.engine.client import remove_container
 from kiln.errors import KilnError
 from kiln.identity import FACTS_PATH, ROLE_LABEL, TOOLKIT_LABEL
 
@@ -30,7 +31,7 @@ def read_facts(client: docker.DockerClient, ref: str) -> ImageFacts:
         raise KilnError(f"cannot read {FACTS_PATH} from {ref} ({exc.explanation or exc})", ref,
                         "check the engine and the image") from None
     finally:
-        container.remove(force=True)
+        remove_container(container)
     return _parse(data, ref)
 
 

@@ -16,7 +16,7 @@ from docker.types import DeviceRequest
 
 from kiln import __version__
 from kiln.data.facts import ImageFacts
-from kiln.engine.client import NO_GPU_RUNTIME, remove_container
+from kiln.engine.client import NO_GPU_RUNTIME, listed, remove_container
 from kiln.engine.facts import read_facts
 from kiln.errors import Interrupted, KilnError
 from kiln.events import Event, Listener, ignore
@@ -84,7 +84,7 @@ def start(client: docker.DockerClient, req: RunRequest, on_event: Listener = ign
     if req.cache:
         check_cache(req.cache)
     check_port(req.port, req.public)
-    if client.containers.list(all=True, filters={"name": f"^{req.name}$"}):
+    if listed(lambda: client.containers.list(all=True, filters={"name": f"^{req.name}$"})):
         raise KilnError(f"a container named {req.name} already exists", "invoke run", "run `invoke stop` first")
     facts = read_facts(client, req.tag)
     container = _create(client, req, facts)
@@ -140,7 +140,7 @@ def _start(container, req: RunRequest) -> None:
 def _wait_healthy(container, req: RunRequest, on_event: Listener) -> None:
     started = time.monotonic()
     while time.monotonic() - started < req.timeout_s:
-        container.reload()
+        listed(container.reload)
         state = container.attrs["State"]
         health = state.get("Health", {}).get("Status", "none")
         if state["Status"] == "exited":
@@ -174,7 +174,7 @@ def stop(client: docker.DockerClient, name: str | None = None, timeout_s: int = 
     """Stop (SIGTERM, then kill after timeout_s) and remove the containers `invoke run` started."""
     filters = {"label": [LABEL, f"{ROLE}=run"], **({"name": f"^{name}$"} if name else {})}
     stopped = []
-    for container in client.containers.list(all=True, filters=filters):
+    for container in listed(lambda: client.containers.list(all=True, filters=filters)):
         try:
             container.stop(timeout=timeout_s)
         except docker.errors.NotFound:

@@ -16,14 +16,13 @@ from docker.types import DeviceRequest
 from requests.exceptions import RequestException
 
 from kiln.data.subject import Subject
-from kiln.engine.client import NO_GPU_RUNTIME, image_exists, remove_container
+from kiln.engine.client import NO_GPU_RUNTIME, image_exists, listed, remove_container
 from kiln.engine.facts import read_facts
 from kiln.errors import Interrupted, KilnError
-from kiln.identity import ROLE_LABEL, TOOLKIT_LABEL as LABEL
+from kiln.identity import GPU_LABEL, IMAGE_LABEL, ROLE_LABEL, SMOKE_RUNNER, TOOLKIT_LABEL as LABEL
 from kiln.render.facts import image_facts
 
-MARKER = "@@KILN-SMOKE-JSON@@"
-RUNNER = "/opt/kiln/payload/run-smoke.sh"
+MARKER = "@@KILN-SMOKE-JSON@@"  # run-smoke.sh prints the JSON report after it
 
 
 @dataclass(frozen=True)
@@ -39,13 +38,13 @@ def resolve_tag(client: docker.DockerClient, tag: str, gpu: str | None = None) -
     """The tag, once it is known to be a kiln image (with the payload) baked for the profile asked for."""
     if not image_exists(client, tag):
         raise KilnError(f"image {tag} is not in the engine", "--image", "build it first with `invoke build --gpu=...`")
-    labels = client.images.get(tag).labels or {}
-    if "io.kiln.image" not in labels:
+    labels = listed(lambda: client.images.get(tag).labels) or {}
+    if IMAGE_LABEL not in labels:
         raise KilnError(f"image {tag} was not built by kiln and carries no smoke payload", "--image",
                         "smoke an image made by `invoke build`")
-    if gpu and labels.get("io.kiln.gpu") != gpu:
-        raise KilnError(f"image {tag} was built for the {labels.get('io.kiln.gpu')} profile, not {gpu}", "--gpu",
-                        f"pass --gpu={labels.get('io.kiln.gpu')}, or build the image for {gpu}")
+    if gpu and labels.get(GPU_LABEL) != gpu:
+        raise KilnError(f"image {tag} was built for the {labels.get(GPU_LABEL)} profile, not {gpu}", "--gpu",
+                        f"pass --gpu={labels.get(GPU_LABEL)}, or build the image for {gpu}")
     return tag
 
 
@@ -70,7 +69,7 @@ def _run(client, tag: str, args: list[str], gpus: bool, timeout_s: int) -> tuple
     requests = [DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpus else []
     try:
         container = client.containers.create(
-            tag, entrypoint=["/usr/bin/tini", "--", "/bin/sh", RUNNER], command=args, device_requests=requests,
+            tag, entrypoint=["/usr/bin/tini", "--", "/bin/sh", SMOKE_RUNNER], command=args, device_requests=requests,
             labels={LABEL: "smoke", ROLE_LABEL: "smoke"}, network_mode="none", ipc_mode="private", shm_size="1g",
             environment={} if gpus else {"KILN_CPU_MODE": "1"})
     except docker.errors.APIError as exc:

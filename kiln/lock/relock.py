@@ -29,13 +29,14 @@ def relock(path: Path) -> tuple[bool, int]:
     return text != current, len(packages)
 
 
-def check_lock(path: Path, resolve: bool = False) -> int:
+def check_lock(path: Path, resolve: bool = False, shown: str = "") -> int:
     """Raise when the lock is stale or inconsistent (or, with resolve, differs from a fresh resolution)."""
-    lock = load_lock(path)
+    lock = load_lock(path, shown)
     problems = consistency_problems(lock, target_environment(lock))
     if problems:
-        raise KilnError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
-                        str(path), "run `invoke lock` to regenerate it")
+        first = problems[0].removesuffix("; run `invoke lock`")
+        raise KilnError(first + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
+                        shown or str(path), "run `invoke lock` to regenerate it")
     if resolve and lock_text(path.read_text(encoding="utf-8"), resolve_packages(lock)) != path.read_text(encoding="utf-8"):
         raise KilnError("a fresh resolution differs from [packages]", str(path), "run `invoke lock` and review the diff")
     return len(lock.packages)

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from packaging.tags import Tag
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from kiln.data.lock import Lock, Package
 from kiln.errors import KilnError
@@ -55,14 +55,22 @@ def _pin(line: str) -> tuple[str, str, str]:
 
 
 def _package(lock: Lock, tags: list[Tag], name: str, version: str, marker: str) -> Package:
-    page = fetch_json(f"{lock.resolve.index.rstrip('/')}/{canonicalize_name(name)}/", accept=SIMPLE_JSON)
-    wheel = best_wheel(page["files"], name, version, tags)
+    url = f"{lock.resolve.index.rstrip('/')}/{canonicalize_name(name)}/"
+    page = fetch_json(url, accept=SIMPLE_JSON)
+    files = page.get("files") if isinstance(page, dict) else None
+    if not isinstance(files, list):
+        raise KilnError(f"{url} lists no files", "versions.lock [resolve].index", "use a PEP 691 JSON simple index")
+    wheel = best_wheel(files, name, version, tags)
     if wheel is None:
         raise KilnError(f"{name}=={version} has no wheel for cp{lock.stack.python.replace('.', '')} on "
                         f"{lock.resolve.uv_platform}", "versions.lock", "pin a version that ships such a wheel")
+    sha256 = (wheel.get("hashes") or {}).get("sha256")
+    if not sha256:
+        raise KilnError(f"the index gives no sha256 for {wheel['filename']}", "versions.lock [resolve].index",
+                        "use an index that publishes sha256 hashes (PEP 691)")
     meta = _metadata(wheel)
     return Package(name=name, version=version, wheel=wheel["filename"], url=wheel["url"],
-                   sha256=wheel["hashes"]["sha256"], requires=requires_dist(meta), marker=marker)
+                   sha256=sha256, requires=requires_dist(meta), marker=marker)
 
 
 def best_wheel(files: list[dict], name: str, version: str, tags: list[Tag]) -> dict | None:
@@ -70,9 +78,13 @@ def best_wheel(files: list[dict], name: str, version: str, tags: list[Tag]) -> d
     rank = {tag: i for i, tag in enumerate(tags)}
     best, best_rank = None, len(rank)
     for f in files:
-        if not f["filename"].endswith(".whl") or f.get("yanked"):
+        filename = f.get("filename", "") if isinstance(f, dict) else ""
+        if not filename.endswith(".whl") or f.get("yanked") or "url" not in f:
             continue
-        wname, wversion, _, wtags = parse_wheel_filename(f["filename"])
+        try:
+            wname, wversion, _, wtags = parse_wheel_filename(filename)
+        except InvalidWheelFilename:  # old uploads with names pip cannot install either
+            continue
         if canonicalize_name(wname) != canonicalize_name(name) or str(wversion) != version:
             continue
         score = min((rank[t] for t in wtags if t in rank), default=len(rank))
@@ -83,5 +95,11 @@ def best_wheel(files: list[dict], name: str, version: str, tags: list[Tag]) -> d
 
 def _metadata(wheel: dict) -> str:
     if wheel.get("core-metadata") or wheel.get("data-dist-info-metadata"):
-        return fetch_bytes(wheel["url"] + ".metadata").decode("utf-8")
+        try:
+            return fetch_bytes(wheel["url"] + ".metadata").decode("utf-8")
+        except UnicodeDecodeError:
+            raise KilnError(f"{wheel['filename']}: its METADATA is not UTF-8", wheel["url"],
+                            "pin another version") from None
+    if not isinstance(wheel.get("size"), int):
+        raise KilnError(f"the index gives no size for {wheel['filename']}", wheel["url"], "use a PEP 691 JSON index")
     return remote_metadata(wheel["url"], wheel["size"])

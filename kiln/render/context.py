@@ -92,14 +92,21 @@ def write_context(s: Subject, templates_dir: Path, payload_dir: Path, out: Path)
     """Write the whole context atomically: a failure leaves out/ as it was."""
     texts = render_texts(s, templates_dir)
     _refuse_foreign(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise KilnError(f"cannot create the output folder ({exc.strerror})", str(out), "choose a writable --out") from None
     try:
         files = _write_files(staging, texts, payload_dir)
         manifest = {"generator": "kiln", "toolkit": __version__, "gpu": s.gpu.name, "image": s.image.name,
                     "lock_sha256": s.lock.digest, "files": files}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         _swap_in(staging, out)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise KilnError(f"cannot write the build context ({exc.strerror})", str(out),
+                        "check free space and permissions of --out") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

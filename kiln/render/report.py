@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jinja2
 
+from pydantic import ValidationError
+
+from kiln.data.facts import ImageFacts
 from kiln.errors import KilnError
 
 # (check, label, unit, expect-profile key, scale from the spec key to the check's unit)
@@ -55,10 +58,25 @@ def render_report(report: dict[str, Any], facts: dict[str, Any], title: str, tem
 FACTS_KEY = "image_facts"  # a smoke JSON report carries the facts it was judged against
 
 
-def report_facts(report: dict[str, Any], where: str) -> dict[str, Any] | None:
-    facts = report.get(FACTS_KEY)
-    if facts is not None and not isinstance(facts, dict):
-        raise KilnError(f"'{FACTS_KEY}' is not an object", where, "use a report written by `invoke smoke --json`")
+def report_facts(report: Any, where: str, from_image: Callable[[], ImageFacts] | None = None,
+                 profile: str | None = None) -> ImageFacts:
+    """The facts a smoke report was judged against: the ones it carries, else those of the image given."""
+    if not isinstance(report, dict) or not isinstance(report.get("checks"), list):
+        raise KilnError("not a smoke report (no list of checks)", where, "use a report written by `invoke smoke --json`")
+    if FACTS_KEY in report:
+        try:
+            facts = ImageFacts.model_validate(report[FACTS_KEY])
+        except ValidationError as exc:
+            raise KilnError(f"its '{FACTS_KEY}' are unreadable ({exc.errors()[0]['msg']} at "
+                            f"{'.'.join(map(str, exc.errors()[0]['loc']))})", where,
+                            "use a report written by `invoke smoke --json`") from None
+    elif from_image:
+        facts = from_image()
+    else:
+        raise KilnError("the report carries no image facts", where, "pass --image TAG of the image it tested")
+    if profile and profile != facts.profile.name:
+        raise KilnError(f"the report was judged against the {facts.profile.name} profile, not {profile}", "--gpu",
+                        f"pass --gpu={facts.profile.name} or leave --gpu out")
     return facts
 
 

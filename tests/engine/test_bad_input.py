@@ -41,6 +41,15 @@ ARGUMENTS = [
     ("stop-name-shell", ["stop", "--name", "a;b"], "'a;b' is not a container name"),
     ("stop-name-newline", ["stop", "--name", "a\nb"], "is not a container name"),
     ("cache-on-file", ["provision.cache", "--path", "{file}"], "exists and is not a directory"),
+    ("cache-under-file", ["provision.cache", "--path", "{file}/x"], "Not a directory"),
+    ("clean-unknown-flag", ["clean", "--everything"], "No idea what '--everything' is"),
+    ("image-not-yaml-map", ["check", "--gpu", "4090", "--image", "{file}"], "not a mapping of keys"),
+    ("smoke-bad-tag", ["smoke", "--gpu", "4090", "--image", "Bad:Tag!!"], "cannot look up image 'Bad:Tag!!'"),
+    ("run-bad-tag", ["run", "--gpu", "4090", "--image", "x:y:z"], "cannot look up image 'x:y:z'"),
+    ("render-out-under-file", ["render", "--gpu", "4090", "--out", "{file}/ctx"], "cannot create the output folder"),
+    ("report-list", ["report", "--json", "{tmp}/list.json", "--html", "{tmp}/r.html"], "not a smoke report"),
+    ("report-bad-facts", ["report", "--json", "{tmp}/badfacts.json", "--html", "{tmp}/r.html"],
+     "its 'image_facts' are unreadable"),
 ]
 
 # (id, file, text replaced, replacement, task, fragment)
@@ -54,6 +63,19 @@ DATA = [
      "NUL or newline"),
     ("spec-env-name", "images/comfyui.yaml", "env: {}", "env: {1BAD: x}", ["check", "--gpu", "4090"], "'1BAD' is not a valid name under 'env'"),
     ("spec-env-bool", "images/comfyui.yaml", "env: {}", "env: {DEBUG: true}", ["smoke", "--gpu", "4090"], "quote the value"),
+    ("gpus-empty", "gpus.yaml", None, "", ["gpus"], "the file is empty or not a mapping of keys"),
+    ("gpus-duplicate", "gpus.yaml", '  "4080":', '  "4090":', ["run", "--gpu", "4090"], "key '4090' is written twice"),
+    ("gpus-alias-clash", "gpus.yaml", "aliases: [rtx4090, geforce-rtx-4090]", "aliases: [rtx4090, rtx4080]",
+     ["check", "--gpu", "rtx4080"], "names both profiles"),
+    ("gpus-unquoted", "gpus.yaml", '  "4090":', "  4090:", ["render", "--gpu", "4090"], "write the key in quotes"),
+    ("lock-default-base", "versions.lock", 'default_base = "debian-bookworm"', 'default_base = "debian-bookwrm"',
+     ["base"], "is not one of [bases]"),
+    ("spec-recipe-typo", "images/z-image-turbo.yaml", "recipe: {steps: 8,", "recipe: {stepz: 8,",
+     ["check", "--gpu", "h200", "--image", "z-image-turbo"], "unknown key 'warmup.recipe.stepz'"),
+    ("workflow-not-api", "images/workflows/z-image-turbo.json", None, '{"1": 5}',
+     ["check", "--gpu", "h200", "--image", "z-image-turbo"], "not in ComfyUI's API format"),
+    ("report-gpus-broken", "gpus.yaml", "    vram_gb: 24\n", "    vram_gb: [24\n",
+     ["report", "--json", "r.json", "--html", "r.html", "--gpu", "4090"], "malformed YAML"),
 ]
 
 
@@ -76,6 +98,8 @@ def _one_error(result, fragment: str) -> None:
 def test_broken_arguments(client, project_copy, tmp_path, args, fragment):
     (tmp_path / "plain.txt").write_text("not json\n")
     (tmp_path / "bare.json").write_text(json.dumps({"schema": 1, "checks": []}))
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "badfacts.json").write_text(json.dumps({"checks": [], "image_facts": {"profile": {"name": 4090}}}))
     args = [a.format(tmp=tmp_path, file=tmp_path / "plain.txt") for a in args]
     before = _state(client, project_copy)
     _one_error(invoke(*args, root=project_copy), fragment)
@@ -86,8 +110,9 @@ def test_broken_arguments(client, project_copy, tmp_path, args, fragment):
 def test_broken_data_files(client, project_copy, name, old, new, args, fragment):
     path = project_copy / name
     text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new, 1))
+    assert old is None or old in text
+    path.write_text(new if old is None else text.replace(old, new, 1))
+    (project_copy / "r.json").write_text(json.dumps({"checks": []}))
     before = _state(client, project_copy)
     _one_error(invoke(*args, root=project_copy), fragment)
     assert _state(client, project_copy) == before

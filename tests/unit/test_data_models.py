@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from kiln.data.facts import ImageFacts
 from kiln.data.schema import validate
@@ -72,7 +73,7 @@ def test_reference_tables_are_validated_too(tmp_path, model, path, old, new, nea
 def test_image_facts_are_one_model(project):
     facts = image_facts(project.subject("h200")).to_json()
     assert ImageFacts.model_validate(facts).to_json() == facts
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="profil"):
         ImageFacts.model_validate({**facts, "profil": {}})
 
 
