@@ -34,7 +34,7 @@ def warmup_follows_recipe(s: Subject) -> Iterator[Finding]:
     if not workflow:
         return
     where = str(s.image.workflow_path)
-    off = [f"{key}={got!r} (recipe {recipe[key]!r})" for key, got in _recipe_values(workflow)
+    off = [f"{key}={got!r} (recipe {_text(recipe[key])})" for key, got in _recipe_values(workflow)
            if key in recipe and not _same(got, recipe[key])]
     if off:
         yield Finding(WARNING, "warmup-recipe", where, "the warm-up departs from the model's recipe: " + ", ".join(off),
@@ -56,6 +56,10 @@ def _recipe_values(workflow: dict[str, Any]) -> Iterator[tuple[str, Any]]:
 def _loaded_files(workflow: dict[str, Any]) -> list[str]:
     return [node["inputs"][LOADER_INPUTS[node["class_type"]]] for node in workflow.values()
             if node.get("class_type") in LOADER_INPUTS and LOADER_INPUTS[node["class_type"]] in node.get("inputs", {})]
+
+
+def _text(value: Any) -> str:
+    return repr(int(value)) if isinstance(value, float) and value.is_integer() else repr(value)
 
 
 def _same(got: Any, want: Any) -> bool:
