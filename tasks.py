@@ -187,9 +187,10 @@ def clean(c, images=False, bases=False):
 @task(help={"gpu": "GPU profile or spelling the image was built for", "image": "image spec name or a full tag",
             "require_gpu": "GPU checks that cannot run fail instead of skipping",
             "json": "also write the JSON report here", "html": "also write a one-page HTML report here",
-            "host": "run the payload on this host's Python instead of in the image"})
+            "host": "run the payload on this host's Python instead of in the image",
+            "allow_no_gpu": "given GPUs, a container that sees none is not a failure (recorded in the report)"})
 @user_errors
-def smoke(c, gpu, image=DEFAULT_IMAGE, require_gpu=False, json=None, html=None, host=False):
+def smoke(c, gpu, image=DEFAULT_IMAGE, require_gpu=False, json=None, html=None, host=False, allow_no_gpu=False):
     """Run the GPU smoke suite inside the built image (or --host); table, JSON, HTML; exit 1 on failures."""
     outputs = [arguments.path(p, f"--{flag}") for flag, p in (("json", json), ("html", html)) if p]
     for path in outputs:
@@ -201,10 +202,10 @@ def smoke(c, gpu, image=DEFAULT_IMAGE, require_gpu=False, json=None, html=None, 
     else:
         client = connect()
         tag = resolve_tag(client, image if ":" in image else image_tags(subject)[0], subject.gpu.name)
-        run = run_in_image(client, tag, require_gpu)
+        run = run_in_image(client, tag, require_gpu, allow_no_gpu)
         title = f"kiln smoke of {tag}"
+    print(run.gpu_note)
     print(run.table)
-    print(f"({run.gpu_note})")
     for path in write_reports(run.report, run.facts, title, PROJECT.templates_dir, Path(json) if json else None,
                               Path(html) if html else None):
         print(f"report: {path}")

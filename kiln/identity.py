@@ -23,6 +23,7 @@ FACTS_PATH = "/opt/kiln/kiln.json"
 SMOKE_RUNNER = "/opt/kiln/payload/run-smoke.sh"
 EXTRA_MODEL_PATHS = "/opt/kiln/extra_model_paths.yaml"
 READY_MARKER = "/tmp/kiln/ready"     # written by the warm-up; the healthcheck reads it
+FAILED_MARKER = "/tmp/kiln/failed"   # the warm-up's failure reason, shown by the healthcheck
 WRITABLE = (f"{COMFYUI_DIR}/output", f"{COMFYUI_DIR}/temp", f"{COMFYUI_DIR}/user", "/home/comfy")
 
 MODELS_DIR = "models"

@@ -144,6 +144,10 @@ def _wait_healthy(container, req: RunRequest, on_event: Listener) -> None:
         state = container.attrs["State"]
         health = state.get("Health", {}).get("Status", "none")
         if state["Status"] == "exited":
+            failed = _warmup(container).get("error")
+            if failed:
+                raise KilnError(f"the warm-up failed, so the container stopped (exit {state['ExitCode']}): {failed[:300]}",
+                                req.name, "check the warm-up workflow's models in the cache and the GPU, then run again")
             raise KilnError(f"the container exited with code {state['ExitCode']} before it was ready "
                             f"({_last_line(container)})", req.name, "see `docker logs` of a manual run, fix, run again")
         if health == "healthy":

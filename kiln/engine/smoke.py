@@ -48,16 +48,26 @@ def resolve_tag(client: docker.DockerClient, tag: str, gpu: str | None = None) -
     return tag
 
 
-def run_in_image(client: docker.DockerClient, tag: str, require_gpu: bool, timeout_s: int = 900) -> SmokeRun:
+def payload_args(gpus_given: bool, require_gpu: bool, allow_no_gpu: bool) -> list[str]:
+    """Given GPUs, a GPU image that finds none has failed, unless the user allowed it; without a GPU
+    runtime the GPU checks can only skip, unless the user required a GPU."""
+    required = require_gpu or (gpus_given and not allow_no_gpu)
+    return ["--require-gpu"] if required else []
+
+
+def run_in_image(client: docker.DockerClient, tag: str, require_gpu: bool, allow_no_gpu: bool = False,
+                 timeout_s: int = 900) -> SmokeRun:
     """The payload in the image, against the facts the image itself carries."""
     facts = read_facts(client, tag).to_json()
-    args = ["--require-gpu"] if require_gpu else []
     try:
-        code, logs = _run(client, tag, args, gpus=True, timeout_s=timeout_s)
-        note = "all GPUs requested (--gpus all)"
+        code, logs = _run(client, tag, payload_args(True, require_gpu, allow_no_gpu), gpus=True, timeout_s=timeout_s)
+        note = "GPUs: all requested (--gpus all)" + ("; a missing GPU is allowed (--allow-no-gpu)" if allow_no_gpu
+                                                      else "; a missing GPU fails the run")
     except _NoGpuRuntime as exc:
-        code, logs = _run(client, tag, args, gpus=False, timeout_s=timeout_s)
-        note = f"no GPU runtime on this engine ({exc}); ran without GPUs, ComfyUI in CPU mode"
+        code, logs = _run(client, tag, payload_args(False, require_gpu, allow_no_gpu), gpus=False,
+                          timeout_s=timeout_s)
+        note = (f"GPUs: this engine cannot give GPUs to containers ({exc}): every GPU check is skipped, "
+                "ComfyUI runs on the CPU; install the NVIDIA Container Toolkit for a real check")
     return _parse(logs, code, note, tag, facts)
 
 
@@ -104,6 +114,7 @@ def _parse(logs: str, code: int, note: str, tag: str, facts: dict[str, Any]) -> 
         data = json.loads(report)
     except ValueError:
         raise KilnError("the smoke payload wrote an unreadable report", tag, "run with --plain to see its output") from None
+    data["run"] = {"gpus": note}
     return SmokeRun(exit_code=code, table=table.strip(), report=data, gpu_note=note, facts=facts)
 
 

@@ -18,7 +18,7 @@ from kiln.data.launch import managed_flags, profile_flags
 from kiln.data.lock import Lock
 from kiln.data.subject import Subject
 from kiln.errors import KilnError
-from kiln.identity import READY_MARKER, UID, base_ref, cache_env, cache_folders, labels
+from kiln.identity import FAILED_MARKER, READY_MARKER, UID, base_ref, cache_env, cache_folders, labels
 from kiln.render.facts import image_facts
 
 MANIFEST = "manifest.json"
@@ -48,7 +48,7 @@ def render_texts(s: Subject, templates_dir: Path) -> dict[str, str]:
         "labels": labels(s), "cache_mount": cache,
         "env": {**cache_env(cache), **s.image.env},
         "managed_flags": managed_flags(s.image), "profile_flags": profile_flags(s.gpu, s.image, s.flags),
-        "ready_marker": READY_MARKER, "cache_dirs": cache_folders(),
+        "ready_marker": READY_MARKER, "failed_marker": FAILED_MARKER, "cache_dirs": cache_folders(),
     }
     texts = {name: _render(env, template, values) for name, template in TEMPLATES.items()}
     texts["kiln.json"] = json.dumps(image_facts(s).to_json(), indent=2, sort_keys=True) + "\n"

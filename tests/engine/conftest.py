@@ -85,11 +85,10 @@ def remove_test_images(client):
     client.images.prune(filters={"dangling": True})
 
 
-def run_in(client, image: str, command: str) -> str:
+def run_in(client, image: str, command: str, user: str | None = None) -> str:
     """Run a shell command in a throwaway container (no network, removed afterwards) and return its output."""
     out = client.containers.run(image, ["/bin/sh", "-c", command], remove=True, network_mode="none",
-                                labels={LABEL: "test"},
-                                entrypoint=[], stderr=True)
+                                labels={LABEL: "test"}, entrypoint=[], stderr=True, user=user)
     return out.decode()
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from kiln.engine.run import RunRequest, start, stop
+from kiln.errors import KilnError
 from tests.conftest import ROOT
 from tests.engine.conftest import SERVE_IMAGE, build_serve_image, serve_cache
 
@@ -81,8 +82,13 @@ def test_non_root_on_a_read_only_root(client, serve_image, tmp_path, running):
     _, tag = serve_image
     up = start(client, _request(tag, serve_cache(tmp_path), _free_port()))
     container = client.containers.get(up.container_id)
+    assert container.attrs["HostConfig"]["ReadonlyRootfs"] is True
     assert container.exec_run("id -u").output.decode().strip() == "10001"
-    assert container.exec_run("touch /opt/comfyui/probe").exit_code != 0
+    for outside in ("/opt/comfyui/probe", "/opt/venv/probe", "/opt/kiln/probe", "/home/probe"):
+        assert container.exec_run(f"touch {outside}").exit_code != 0, outside
+    # as root too: the filesystem itself refuses, not only the permissions
+    denied = container.exec_run("touch /etc/probe /usr/probe /opt/comfyui/probe", user="0")
+    assert denied.exit_code != 0 and "Read-only file system" in denied.output.decode()
     assert container.exec_run("touch /opt/comfyui/output/probe /tmp/probe /cache/probe").exit_code == 0
 
 
@@ -174,3 +180,60 @@ def test_provision_cache_task(tmp_path):
     cmd[-1] = str(tmp_path / "afile")
     bad = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert bad.returncode == 2 and "exists and is not a directory" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _wait_exit(container, limit_s: float) -> tuple[int, float]:
+    started = time.monotonic()
+    code = container.wait(timeout=limit_s)["StatusCode"]
+    return code, time.monotonic() - started
+
+
+def test_a_failed_warmup_ends_the_container_with_the_reason(client, serve_image, tmp_path):
+    """The reason reaches the health log and stdout in seconds; the container does not sit 'starting'."""
+    _, tag = serve_image
+    cache = serve_cache(tmp_path)
+    container = client.containers.run(
+        tag, detach=True, labels={"io.kiln.toolkit": "test"}, network_mode="none",
+        environment={"KILN_CPU_MODE": "1", "STANDIN_FAIL_NODE": "KSampler", "STANDIN_COMPILE_S": "0"},
+        volumes={str(cache): {"bind": "/cache", "mode": "rw"}})
+    try:
+        code, seconds = _wait_exit(container, 60)
+        container.reload()
+        health = container.attrs["State"]["Health"]["Log"]
+        logs = container.logs().decode()
+    finally:
+        container.remove(force=True)
+    assert code == 3 and seconds < 30
+    assert any("warm-up failed" in entry["Output"] and "KSampler failed" in entry["Output"] for entry in health)
+    assert '"kiln_warmup": {"error"' in logs and "KSampler failed" in logs
+
+
+def test_invoke_run_reports_a_failed_warmup_and_leaves_nothing(client, serve_image, tmp_path):
+    _, tag = serve_image
+    before = {c.id for c in client.containers.list(all=True)}
+    request = RunRequest(tag=tag, name="kiln-test-run", port=_free_port(), cache=serve_cache(tmp_path),
+                         cpu_mode=True, timeout_s=60, env={"STANDIN_FAIL_NODE": "KSampler"})
+    with pytest.raises(KilnError, match="the warm-up failed.*KSampler failed"):
+        start(client, request)
+    assert {c.id for c in client.containers.list(all=True)} == before
+
+
+def test_sigterm_during_the_preflight_exits_0(client, serve_image, tmp_path):
+    """A sitecustomize that sleeps holds the first Python the start script runs, the GPU preflight."""
+    _, tag = serve_image
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text("import time\ntime.sleep(30)\n")
+    container = client.containers.run(tag, detach=True, labels={"io.kiln.toolkit": "test"}, network_mode="none",
+                                      environment={"PYTHONPATH": "/slow"},
+                                      volumes={str(slow): {"bind": "/slow", "mode": "ro"}})
+    try:
+        time.sleep(2)
+        container.reload()
+        top = container.top()["Processes"]
+        assert any("smoke.preflight" in " ".join(p) for p in top), top
+        container.kill(signal="SIGTERM")
+        code, seconds = _wait_exit(container, 15)
+    finally:
+        container.remove(force=True)
+    assert code == 0 and seconds < 10

@@ -1,6 +1,8 @@
 """The real default stack, built once per test session through `invoke build` like a user does."""
 
+import hashlib
 import json
+from dataclasses import dataclass
 import os
 import subprocess
 import sys
@@ -10,6 +12,19 @@ import pytest
 from tests.conftest import ROOT
 
 TAG = "kiln/comfyui:0.3.18-torch2.3.1-cu121-4090"
+
+
+@dataclass(frozen=True)
+class CaNeedles:
+    """What of the test CA could appear in an image: lines of its PEM body, its DER bytes, its fingerprint."""
+
+    pem_lines: tuple[str, ...]
+    der: bytes
+    sha256: str
+
+    def patterns(self) -> list[bytes]:
+        return [line.encode() for line in self.pem_lines] + [self.der[:64], self.sha256.encode(),
+                                                              self.sha256.upper().encode()]
 
 
 @pytest.fixture(scope="session")
@@ -22,8 +37,10 @@ def test_ca(tmp_path_factory):
     ca = (folder / "ca.pem").read_text()
     bundle = folder / "bundle.pem"
     bundle.write_text(open("/etc/ssl/certs/ca-certificates.crt").read() + ca)
-    marker = ca.splitlines()[5]
-    return bundle, marker
+    der = subprocess.run(["openssl", "x509", "-in", str(folder / "ca.pem"), "-outform", "DER"], check=True,
+                         capture_output=True).stdout
+    return bundle, CaNeedles(pem_lines=tuple(line for line in ca.splitlines()[1:-1] if len(line) == 64)[:3],
+                             der=der, sha256=hashlib.sha256(der).hexdigest())
 
 
 @pytest.fixture(scope="session")

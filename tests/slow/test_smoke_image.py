@@ -23,7 +23,7 @@ def test_smoke_in_the_image(built, tmp_path):
     before = len(client.containers.list(all=True))
     result = _smoke("--json", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert "no GPU runtime on this engine" in result.stdout
+    assert "this engine cannot give GPUs to containers" in result.stdout.splitlines()[0]
     report = json.loads((tmp_path / "r.json").read_text())
     checks = {f"{c['group']}.{c['name']}": c for c in report["checks"]}
     assert all(checks[f"versions.{n}"]["verdict"] == "pass" for n in ("python", "torch", "cuda", "cudnn", "xformers"))
@@ -31,6 +31,7 @@ def test_smoke_in_the_image(built, tmp_path):
     assert checks["comfyui.system_stats"]["verdict"] == "pass"
     assert checks["comfyui.cuda_device"]["verdict"] == "skip"
     assert "<table>" in (tmp_path / "r.html").read_text()
+    assert "cannot give GPUs to containers" in report["run"]["gpus"] and "cannot give GPUs" in (tmp_path / "r.html").read_text()
     assert len(client.containers.list(all=True)) == before
 
 

@@ -100,6 +100,7 @@ def main(argv=None) -> int:
     parser.add_argument("--facts", required=True)
     parser.add_argument("--url", required=True)
     parser.add_argument("--marker", required=True)
+    parser.add_argument("--failed", help="on failure, write the reason here (the healthcheck shows it)")
     parser.add_argument("--workflow", default="/opt/kiln/warmup.json")
     parser.add_argument("--models", help="model folder (default: models/ under the image's cache mount)")
     parser.add_argument("--limit-s", type=float, default=float(os.environ.get("KILN_WARMUP_LIMIT_S", "900")))
@@ -118,9 +119,19 @@ def main(argv=None) -> int:
     return 0
 
 
+def fail(reason: str, failed_path: Optional[str]) -> int:
+    """Say why on stdout (one JSON line) and where the healthcheck reads it."""
+    print(json.dumps({"kiln_warmup": {"error": reason}}), flush=True)
+    if failed_path:
+        path = Path(failed_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"warm-up failed: {reason}\n")
+    return 1
+
+
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except (TimeoutError, RuntimeError, OSError) as exc:
-        print(json.dumps({"kiln_warmup": {"error": str(exc)}}), flush=True)
-        sys.exit(1)
+    except (TimeoutError, RuntimeError, OSError, ValueError) as exc:
+        failed = sys.argv[sys.argv.index("--failed") + 1] if "--failed" in sys.argv[:-1] else None
+        sys.exit(fail(str(exc)[:500], failed))

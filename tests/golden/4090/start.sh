@@ -3,10 +3,13 @@
 # shellcheck disable=SC2016,SC1003
 # Rendered by kiln 0.1.0 for comfyui on NVIDIA GeForce RTX 4090; do not edit.
 #
-# tini (PID 1, -g) forwards signals to this script and ComfyUI; on SIGTERM ComfyUI is stopped and
-# the container exits 0. Order: caches, GPU preflight, ComfyUI, warm-up; the healthcheck turns
-# healthy only when the warm-up has written its marker.
+# tini (PID 1, -g) forwards signals to this script and ComfyUI; SIGTERM at any point (the preflight
+# included) stops what runs and the container exits 0. Order: caches, GPU preflight, ComfyUI, warm-up;
+# the healthcheck turns healthy only when the warm-up has written its marker. A failed warm-up writes
+# its reason where the healthcheck reports it, and the container ends with code 3 seconds later:
+# Docker does not count failed probes in the start period, so waiting for "unhealthy" would take it.
 set -eu
+trap 'exit 0' TERM INT
 
 export TORCHINDUCTOR_CACHE_DIR=/cache/inductor
 export TRITON_CACHE_DIR=/cache/triton
@@ -14,7 +17,8 @@ export CUDA_CACHE_PATH=/cache/cuda
 export HF_HOME=/cache/hf
 PY=/opt/venv/bin/python
 READY=/tmp/kiln/ready
-rm -f "$READY"
+FAILED=/tmp/kiln/failed
+rm -f "$READY" "$FAILED"
 mkdir -p "$(dirname "$READY")"
 
 if [ -w /cache ]; then
@@ -38,8 +42,15 @@ cd /opt/comfyui
 "$PY" main.py --listen 0.0.0.0 --port 8188 --extra-model-paths-config /opt/kiln/extra_model_paths.yaml "$@" --preview-method none --disable-auto-launch &
 comfyui=$!
 trap 'kill -TERM "$comfyui" 2>/dev/null || true; wait "$comfyui" || true; exit 0' TERM INT
+trap 'echo "kiln: warm-up failed: $(cat "$FAILED"); stopping ComfyUI" >&2; kill -TERM "$comfyui" 2>/dev/null || true; wait "$comfyui" || true; exit 3' USR1
 
-(cd /opt/kiln/payload && "$PY" -m serve.warmup --facts /opt/kiln/kiln.json \
-    --url http://127.0.0.1:8188 --marker "$READY") &
+(
+    cd /opt/kiln/payload
+    if ! "$PY" -m serve.warmup --facts /opt/kiln/kiln.json --url http://127.0.0.1:8188 \
+            --marker "$READY" --failed "$FAILED"; then
+        sleep 6  # three healthcheck intervals: the reason reaches the container's health log
+        kill -USR1 $$
+    fi
+) &
 
 wait "$comfyui"

@@ -56,11 +56,16 @@ class State:
     def submit(self, prompt):
         if any(node.get("class_type") == "KSampler" for node in prompt.values()):
             self.compile_once()
+        failing = os.environ.get("STANDIN_FAIL_NODE")  # a node class whose execution fails, as a broken model would
+        status = {"status_str": "success", "completed": True, "messages": []}
+        if failing and any(node.get("class_type") == failing for node in prompt.values()):
+            status = {"status_str": "error", "completed": False, "messages": [
+                ["execution_error", {"node_type": failing, "exception_message": f"stand-in: {failing} failed"}]]}
         with self.lock:
             self.counter += 1
             prompt_id = str(uuid.uuid4())
             self.history[prompt_id] = {"prompt": [self.counter, prompt_id, prompt, {}, []], "outputs": {},
-                                       "status": {"status_str": "success", "completed": True, "messages": []}}
+                                       "status": status}
             return {"prompt_id": prompt_id, "number": self.counter, "node_errors": {}}
 
 
