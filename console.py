@@ -86,11 +86,12 @@ def progress(plain: bool, quiet: bool = False):
     return PlainProgress(quiet) if plain or quiet or not sys.stderr.isatty() else RichProgress()
 
 
-def table(headers, rows, numeric=()) -> None:
-    """A table on stdout (plain columns when stdout is not a terminal)."""
+def table(headers, rows, numeric=(), wrap=()) -> None:
+    """A table on stdout (plain columns when stdout is not a terminal); columns in wrap fold long text."""
     view = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for index, header in enumerate(headers):
-        view.add_column(header, justify="right" if index in numeric else "left", no_wrap=True)
+        view.add_column(header, justify="right" if index in numeric else "left", no_wrap=index not in wrap,
+                        overflow="fold")
     for row in rows:
         view.add_row(*row)
     Console(width=200 if not sys.stdout.isatty() else None).print(view)

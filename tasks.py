@@ -25,8 +25,11 @@ from kiln.engine.run import RunRequest, check_cache, start, stop as stop_contain
 from kiln.engine.smoke import check_writable, resolve_tag, run_in_image, run_on_host
 from kiln.errors import KilnError
 from kiln.gate.findings import ERROR, errors
-from kiln.host import prepare_cache
-from kiln.identity import image_tags, run_name
+from kiln.engine.gpu_access import engine_reading
+from kiln.host.cache import prepare_cache
+from kiln.host.check import as_json, check_host, exit_code, model_bytes, write_json
+from kiln.host.probe import read_host
+from kiln.identity import base_ref, image_tags, run_name
 from kiln.lock.relock import check_lock, relock
 from kiln.project import DEFAULT_IMAGE, Project
 from kiln.render.context import write_context
@@ -273,8 +276,34 @@ def cache(c, path):
     sys.stderr.write(report.warnings)
 
 
+@task(name="check", help={"gpu": "GPU profile the host will run", "image": "image spec name or path",
+                          "cache": "the cache folder the image will mount (space, filesystem, NVMe)",
+                          "json": "also write the readings and verdicts here",
+                          "require_gpu": "a host without an NVIDIA driver or GPU fails instead of skipping"})
+@user_errors
+def host_check(c, gpu, image=DEFAULT_IMAGE, cache=None, json=None, require_gpu=False):
+    """Read-only report of this host against the image: driver, container toolkit, GPUs, clocks, disks."""
+    subject = PROJECT.subject(gpu, image)
+    cache_dir = arguments.path(cache, "--cache") if cache is not None else None
+    target = arguments.path(json, "--json") if json is not None else None
+    if target:
+        check_writable(target)
+    probe_image = base_ref(subject.lock, subject.image.base)
+    reading = read_host(cache_dir, lambda: engine_reading(probe_image, try_gpu=True))
+    lines = check_host(reading, subject.gpu, subject.lock.stack, model_bytes(subject.image), require_gpu)
+    console.table(("verdict", "item", "measured", "expected", "fix"),
+                  [(line.verdict.upper(), line.item, line.measured, line.expected, line.fix) for line in lines],
+                  wrap=(2, 3, 4))
+    if target:
+        write_json(target, as_json(reading, lines))
+        print(f"report: {target}")
+    if exit_code(lines):
+        raise Exit(code=1)
+
+
 ns = Collection(lock, check, render, schema, gpus, base, build, clean, smoke, report, run, stop)
 ns.add_collection(Collection("provision", cache))
+ns.add_collection(Collection("host", host_check))
 
 
 class KilnProgram(Program):

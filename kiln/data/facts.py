@@ -34,6 +34,8 @@ class ProfileFacts(Model):
     measured_copy_tbs: float | None = None
     measured_matmul_tflops: float | None = None
     measured_attention_tflops: float | None = None
+    measured_matmul_fp16_tflops: float | None = None
+    measured_torch: str | None = None
 
 
 class Launch(Model):

@@ -35,8 +35,11 @@ class Measured(Model):
     """What the card reaches in practice (measured): the smoke probes' reference ceilings."""
 
     copy_tbs: PositiveFloat | None = None
-    matmul_tflops: PositiveFloat | None = None
+    matmul_tflops: PositiveFloat | None = None          # bf16
+    matmul_fp16_tflops: PositiveFloat | None = None
     attention_tflops: PositiveFloat | None = None
+    torch: str | None = Field(None, pattern=r"^\d+\.\d+$", description="the torch release (major.minor) they were "
+                              "measured with; other releases are judged against the spec sheet")
 
 
 class GpuEntry(Model):

@@ -48,6 +48,8 @@ class ModelFile(Model):
     file: str
     size_gb: PositiveFloat
     requires_comfyui: str = Field("", description="first ComfyUI version that can load it")
+    encoder: str = Field("", description="for a text encoder: what it is (CLIP-L, T5-XXL, Qwen3-4B, ...)")
+    clip_type: str = Field("", description="for a text encoder: the type ComfyUI's CLIPLoader must be given")
 
 
 class Recipe(Model):

@@ -27,6 +27,7 @@ class LockMeta(Model):
     format: Literal[1] = Field(alias="schema", description="layout version of this file")
     default_base: str = Field(description="the [bases] entry images use unless their spec names another")
     inputs_sha256: str = Field(pattern=SHA256, description="a sha256 (64 lowercase hex digits) of the inputs")
+    packages_sha256: str = Field(pattern=SHA256, description="a sha256 of the set of [packages] entries")
 
 
 class Stack(Model):
@@ -175,6 +176,12 @@ class Lock:
 def inputs_digest(raw: dict[str, Any]) -> str:
     inputs = {section: raw.get(section, {}) for section in INPUT_SECTIONS}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def packages_digest(packages: dict[str, "Package"]) -> str:
+    """Over every entry's own digest: an entry added or removed by hand no longer matches it."""
+    entries = sorted(f"{key} {pkg.entry_digest()}" for key, pkg in packages.items())
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()
 
 
 def load_lock(path: Path, shown: str = "") -> Lock:

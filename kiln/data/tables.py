@@ -58,6 +58,30 @@ class AllocFile(Model):
     torch: dict[str, dict[str, AllocKey]]
 
 
+class HostFixes(Model):
+    """The install and configuration steps `invoke host.check` prints (Debian/Ubuntu)."""
+
+    driver: str
+    toolkit: str
+    runtime: str
+    gpu_container: str
+    persistence: str
+    clocks: str
+    power: str
+    mig: str
+    pcie: str
+    nvme: str
+    space: str
+
+
+HOST_FIXES_PATH = TABLES / "host_fixes.yaml"
+
+
+@lru_cache(maxsize=None)
+def host_fixes() -> HostFixes:
+    return validate(HostFixes, read_yaml(HOST_FIXES_PATH), HOST_FIXES_PATH)
+
+
 @lru_cache(maxsize=None)
 def flags_file() -> FlagsFile:
     return validate(FlagsFile, read_yaml(FLAGS_PATH), FLAGS_PATH)

@@ -9,7 +9,7 @@ from packaging.markers import InvalidMarker, Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from kiln.data.lock import STACK_PACKAGES, Lock, Package, inputs_digest
+from kiln.data.lock import STACK_PACKAGES, Lock, Package, inputs_digest, packages_digest
 
 
 def consistency_problems(lock: Lock, environment: dict[str, str]) -> list[str]:
@@ -22,6 +22,13 @@ def consistency_problems(lock: Lock, environment: dict[str, str]) -> list[str]:
                         f"({lock.comfyui.released}); resolve as of its release date or later")
     for pkg in lock.packages.values():
         problems += _package_problems(pkg, lock, environment)
+    edited = any(pkg.entry_sha256 != pkg.entry_digest() for pkg in lock.packages.values())
+    if not edited and packages_digest(lock.packages) != lock.file.lock.packages_sha256:
+        problems.append("[packages] entries were added or removed by hand since `invoke lock` wrote them")
+    for text in lock.top_requirements():
+        req = _requirement(text)
+        if req is not None and lock.package(req.name) is None:
+            problems.append(f"{req.name} is required by [stack]/[comfyui] but [packages] does not pin it")
     for name in STACK_PACKAGES:
         pkg = lock.package(name)
         want = getattr(lock.stack, name)

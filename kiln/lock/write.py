@@ -8,7 +8,7 @@ from typing import Any
 import tomlkit
 from tomlkit.items import Array, Table
 
-from kiln.data.lock import Package, inputs_digest
+from kiln.data.lock import Package, inputs_digest, packages_digest
 
 INLINE_ARRAY_CHARS = 60  # shorter arrays stay on one line
 
@@ -20,6 +20,7 @@ def lock_text(text: str, packages: dict[str, Package], edits: dict[str, dict[str
         for key, value in values.items():
             doc[section][key] = value
     doc["lock"]["inputs_sha256"] = inputs_digest(doc.unwrap())
+    doc["lock"]["packages_sha256"] = packages_digest(packages)
     if "packages" in doc:
         del doc["packages"]
     doc.add("packages", _packages(packages))

@@ -12,6 +12,7 @@ import pytest
 
 from kiln.engine.facts import read_facts
 from kiln.engine.run import RunRequest, start, stop
+from kiln.engine.smoke import run_in_image
 from kiln.errors import KilnError
 from tests.conftest import ROOT
 from tests.engine.conftest import TEST_IMAGE, build_serve_image, build_small, serve_cache
@@ -77,3 +78,9 @@ def test_a_non_default_cache_mount_is_used_end_to_end(client, mount_image, tmp_p
     assert up.warmup["workflow"] == "warmup.json" and up.warmup["first_s"] >= 1.0  # found the model under MOUNT
     assert "is not a mount of a disk" not in logs
     assert any((cache / "inductor").iterdir())  # the compile cache landed on the host's cache
+
+
+def test_smoke_uses_the_image_cache_mount(client, mount_image):
+    _, tag = mount_image
+    run = run_in_image(client, tag, require_gpu=False)
+    assert run.report["env"]["cache_dir"] == MOUNT and run.facts["cache_mount"] == MOUNT

@@ -329,3 +329,15 @@ def test_require_gpu_without_one_fails_the_gpu_groups_without_running_them(monke
     refused = [c for c in checks if c.group in runner.GPU_GROUPS]
     assert ran == [] and refused and all(c.verdict == "fail" and "GPU required" in c.note for c in refused)
     assert {c.group for c in checks} == set(runner.GROUPS)
+
+
+def test_a_ceiling_measured_with_another_torch_is_not_used():
+    """The H200 ceilings were measured with torch 2.11; the image's torch 2.3.1 is judged on the spec sheet."""
+    def ctx_with(version):
+        ctx = make_ctx(gpu_reason=None, torch=fake_torch(version=version, available=True))
+        ctx.profile.update({"measured_matmul_tflops": 689.0, "measured_torch": "2.11"})
+        return ctx
+
+    assert checks_perf.ceiling(ctx_with("2.3.1+cu121"), "measured_matmul_tflops") == (
+        None, "ceiling measured with torch 2.11, this is 2.3: judged against the spec sheet")
+    assert checks_perf.ceiling(ctx_with("2.11.0+cu130"), "measured_matmul_tflops") == (689.0, "")

@@ -39,7 +39,8 @@ def test_image_runs_as_the_unprivileged_user(built):
 
 LEAN = ("id -u; "
         "find / -xdev \\( -name gcc -o -name 'gcc-[0-9]*' -o -name cc -o -name make -o -name pip -o -name pip3 "
-        "-o -name 'pip3.*' -o -name '*.whl' \\) \\( -type f -o -type l \\) -print 2>/dev/null; "
+        "-o -name 'pip3.*' \\) \\( -type f -o -type l \\) -perm /111 -print 2>/dev/null; "
+        "find / -xdev -name '*.whl' -print 2>/dev/null; "
         "find /root/.cache /home/comfy/.cache /var/lib/apt/lists -mindepth 1 -print 2>/dev/null | head -5; true")
 
 

@@ -1,5 +1,6 @@
 """The gate's rules, each shown on the real data and on one edited copy that must trip it."""
 
+import json
 from dataclasses import replace
 
 
@@ -118,3 +119,23 @@ def _with_stack(lock, stack):
 def test_driver_floor_is_reported(project):
     [driver] = findings(project.subject("4090"), rule="driver")
     assert "525.60.13" in driver.message and "cuda>=12.0" in driver.message
+
+
+def test_article_clip_warmup_is_refused_with_the_fix(project):
+    spec = load_image(FIXTURES / "images" / "article.yaml", "debian-bookworm", "article.yaml")
+    [clip] = findings(replace(project.subject("4090"), image=spec), ERROR, "warmup-models")
+    assert "node 2 (CLIPLoader) inputs.type" in clip.where and "'stable_diffusion'" in clip.message
+    assert "Qwen3-4B" in clip.message and "'lumina2'" in clip.fix
+
+
+def test_warmup_loading_a_file_the_image_lacks_is_an_error(project):
+    subject = project.subject("h200", "z-image-turbo")
+    workflow = json.loads(json.dumps(subject.image.workflow))
+    node = next(k for k, n in workflow.items() if n["class_type"] == "VAELoader")
+    workflow[node]["inputs"]["vae_name"] = "sdxl_vae.safetensors"
+    [missing] = findings(replace(subject, image=replace(subject.image, workflow=workflow)), ERROR, "warmup-models")
+    assert f"node {node} (VAELoader) inputs.vae_name" in missing.where and "ae.safetensors" in missing.fix
+
+
+def test_the_shipped_zimage_warmup_loads_its_models(project):
+    assert findings(project.subject("h200", "z-image-turbo"), rule="warmup-models") == []

@@ -120,3 +120,11 @@ def test_check_catches_a_hand_edit_of_any_package_field(project_copy, field, pat
     result = invoke("lock", "--check", root=project_copy)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "[packages.torch] was edited by hand" in result.stderr, result.stderr
+
+
+def test_check_catches_a_removed_package_entry(project_copy):
+    path = project_copy / "versions.lock"
+    text = path.read_text()
+    path.write_text(text.replace(_entry(text, "torchsde") + "\n", "", 1))
+    result = invoke("lock", "--check", root=project_copy)
+    assert result.returncode == 2 and "added or removed by hand" in result.stderr

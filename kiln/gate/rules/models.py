@@ -11,8 +11,9 @@ from kiln.gate.findings import ERROR, WARNING, Finding
 
 RECIPE_NODES = {"KSampler": ("steps", "cfg", "sampler_name", "scheduler", "denoise"),
                 "ModelSamplingAuraFlow": ("shift",)}
-LOADER_INPUTS = {"UNETLoader": "unet_name", "CLIPLoader": "clip_name", "VAELoader": "vae_name",
-                 "CheckpointLoaderSimple": "ckpt_name"}
+LOADER_INPUTS = {"UNETLoader": ("unet_name",), "CLIPLoader": ("clip_name",), "VAELoader": ("vae_name",),
+                 "CheckpointLoaderSimple": ("ckpt_name",), "DualCLIPLoader": ("clip_name1", "clip_name2")}
+TEXT_LOADERS = ("CLIPLoader", "DualCLIPLoader")
 
 
 def comfyui_loads_models(s: Subject) -> Iterator[Finding]:
@@ -39,11 +40,7 @@ def warmup_follows_recipe(s: Subject) -> Iterator[Finding]:
     if off:
         yield Finding(WARNING, "warmup-recipe", where, "the warm-up departs from the model's recipe: " + ", ".join(off),
                       "use the recipe's values so the warm-up compiles and caches what serving will run")
-    files = {m.file for m in s.image.models}
-    missing = [name for name in _loaded_files(workflow) if files and name not in files]
-    if missing:
-        yield Finding(WARNING, "warmup-models", where, f"the warm-up loads {', '.join(missing)}, which the image "
-                      "does not list under models", "list them under models or load the listed files")
+
 
 
 def _recipe_values(workflow: dict[str, Any]) -> Iterator[tuple[str, Any]]:
@@ -53,9 +50,38 @@ def _recipe_values(workflow: dict[str, Any]) -> Iterator[tuple[str, Any]]:
                 yield key, node["inputs"][key]
 
 
-def _loaded_files(workflow: dict[str, Any]) -> list[str]:
-    return [node["inputs"][LOADER_INPUTS[node["class_type"]]] for node in workflow.values()
-            if node.get("class_type") in LOADER_INPUTS and LOADER_INPUTS[node["class_type"]] in node.get("inputs", {})]
+def warmup_loads_the_models(s: Subject) -> Iterator[Finding]:
+    """Every loader in the warm-up names a file of the image's models, and a text-encoder loader uses the
+    type that model needs (a CLIP loader cannot load Z-Image's Qwen3-4B encoder)."""
+    if not s.image.workflow or not s.image.models:
+        return
+    models = {m.file: m for m in s.image.models}
+    for node_id, node in s.image.workflow.items():
+        for field, name in _loaded_files(node):
+            where = f"{s.image.workflow_path} node {node_id} ({node['class_type']}) inputs.{field}"
+            model = models.get(name)
+            if model is None:
+                yield Finding(ERROR, "warmup-models", where, f"loads {name!r}, which is not one of the image's models",
+                              f"load one of: {', '.join(models)} (or list {name} under models in {s.image.where})")
+            elif node["class_type"] in TEXT_LOADERS:
+                yield from _text_encoder_type(node, model, where.rsplit(" inputs.", 1)[0])
+
+
+def _text_encoder_type(node: dict[str, Any], model: Any, where: str) -> Iterator[Finding]:
+    given = node.get("inputs", {}).get("type")
+    if model.clip_type and given != model.clip_type:
+        what = f"{model.encoder} ({model.file})" if model.encoder else model.file
+        yield Finding(ERROR, "warmup-models", f"{where} inputs.type",
+                      f"loads {what} as type {given!r}, a CLIP text encoder; the image's text encoder is "
+                      f"{model.encoder or 'not that kind'} and ComfyUI loads it only as type {model.clip_type!r}",
+                      f"set inputs.type to {model.clip_type!r} (the article's CLIPTextModel warm-up cannot load "
+                      "this model)")
+
+
+def _loaded_files(node: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    for field in LOADER_INPUTS.get(node.get("class_type", ""), ()):
+        if field in node.get("inputs", {}):
+            yield field, node["inputs"][field]
 
 
 def _text(value: Any) -> str:

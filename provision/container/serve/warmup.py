@@ -132,6 +132,6 @@ def fail(reason: str, failed_path: Optional[str]) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except (TimeoutError, RuntimeError, OSError, ValueError) as exc:
+    except Exception as exc:  # whatever broke, the reason must reach the health log and stdout
         failed = sys.argv[sys.argv.index("--failed") + 1] if "--failed" in sys.argv[:-1] else None
-        sys.exit(fail(str(exc)[:500], failed))
+        sys.exit(fail(f"{type(exc).__name__}: {exc}"[:500], failed))

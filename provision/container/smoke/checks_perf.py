@@ -7,8 +7,7 @@ from typing import Any, Optional, Tuple
 from .context import Context
 from .nvml import clock_state
 from .timing import best_ms
-from .verdict import (PERF, XFORMERS_SLOWDOWN_WARN, Check, probe_expected, probe_verdict, skip,
-                      speed_ratio_verdict)
+from .verdict import XFORMERS_SLOWDOWN_WARN, Check, probe_expected, probe_verdict, skip, speed_ratio_verdict
 
 GROUP = "perf"
 
@@ -29,16 +28,22 @@ def _gpu_torch(ctx: Context, expected: Any = None) -> Tuple[Optional[Any], Optio
     return ctx.torch, None
 
 
-def copy_reference(profile: dict) -> Tuple[float, Optional[float]]:
-    """(spec GB/s, measured ceiling GB/s or None)."""
-    ceiling = profile.get("measured_copy_tbs")
-    return float(profile["bandwidth_gbs"]), float(ceiling) * 1000 if ceiling else None
+def ceiling(ctx: Context, key: str, scale: float = 1.0) -> Tuple[Optional[float], str]:
+    """The profile's measured ceiling for a probe, when it was measured with this torch release; kernels
+    differ between releases, so another release is judged against the spec sheet (and says so)."""
+    value = ctx.profile.get(key)
+    if not value:
+        return None, ""
+    measured_with = ctx.profile.get("measured_torch")
+    running = release(getattr(ctx.torch, "__version__", "")) if ctx.has_gpu() else ""
+    if measured_with and running and running != measured_with:
+        return None, f"ceiling measured with torch {measured_with}, this is {running}: judged against the spec sheet"
+    return float(value) * scale, ""
 
 
-def matmul_reference(profile: dict) -> Tuple[float, Optional[float]]:
-    """(spec TFLOPS, measured ceiling TFLOPS or None)."""
-    ceiling = profile.get("measured_matmul_tflops")
-    return float(profile["tflops_fp16"]), float(ceiling) if ceiling else None
+def release(version: str) -> str:
+    """'2.3.1+cu121' -> '2.3'."""
+    return ".".join(version.split("+")[0].split(".")[:2])
 
 
 def copy_buffer_bytes(free_bytes: int, wanted: int = COPY_BYTES) -> int:
@@ -48,8 +53,8 @@ def copy_buffer_bytes(free_bytes: int, wanted: int = COPY_BYTES) -> int:
 
 
 def check_copy_bandwidth(ctx: Context) -> Check:
-    spec, ceiling = copy_reference(ctx.profile)
-    expected = probe_expected(spec, ceiling)
+    spec, (top, why) = float(ctx.profile["bandwidth_gbs"]), ceiling(ctx, "measured_copy_tbs", 1000.0)
+    expected = probe_expected(spec, top, "copy")
     torch, skipped = _gpu_torch(ctx, expected)
     if skipped:
         return skipped
@@ -59,14 +64,21 @@ def check_copy_bandwidth(ctx: Context) -> Check:
     dst = torch.empty_like(src)
     ms = best_ms(torch, lambda: dst.copy_(src), COPY_ITERS, COPY_RUNS, WARMUP_S)
     gbs = 2 * nbytes / (ms * 1e-3) / 1e9
-    verdict, note = probe_verdict(gbs, spec, ceiling)
-    note = f"{note}; {nbytes / GIB:.2f} GiB buffers, read+write counted"
+    verdict, note = probe_verdict(gbs, spec, top, "copy")
+    note = _joined(note, why, f"{nbytes / GIB:.2f} GiB buffers, read+write counted")
     return Check(verdict, measured=round(gbs, 1), expected=expected, unit="GB/s", note=note)
 
 
+CEILING_KEYS = {"bfloat16": "measured_matmul_tflops", "float16": "measured_matmul_fp16_tflops"}
+
+
+def _joined(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
 def _matmul(ctx: Context, dtype_name: str) -> Check:
-    spec, ceiling = matmul_reference(ctx.profile)
-    expected = probe_expected(spec, ceiling)
+    spec, (top, why) = float(ctx.profile["tflops_fp16"]), ceiling(ctx, CEILING_KEYS[dtype_name])
+    expected = probe_expected(spec, top, "matmul")
     torch, skipped = _gpu_torch(ctx, expected)
     if skipped:
         return skipped
@@ -77,8 +89,8 @@ def _matmul(ctx: Context, dtype_name: str) -> Check:
     ms = best_ms(torch, lambda: torch.matmul(a, b, out=c), MATMUL_ITERS, MATMUL_RUNS, WARMUP_S)
     clocks = _clock_note(ctx)
     tflops = 2 * n ** 3 / (ms * 1e-3) / 1e12
-    verdict, note = probe_verdict(tflops, spec, ceiling)
-    note = f"{note}; {n}^3 random, best of {MATMUL_RUNS}x{MATMUL_ITERS}, {ms:.3f} ms{clocks}"
+    verdict, note = probe_verdict(tflops, spec, top, "matmul")
+    note = _joined(note, why, f"{n}^3 random, best of {MATMUL_RUNS}x{MATMUL_ITERS}, {ms:.3f} ms{clocks}")
     return Check(verdict, measured=round(tflops, 1), expected=expected, unit="TFLOPS", note=note)
 
 
@@ -115,22 +127,16 @@ def _sdpa_ms(torch: Any) -> float:
     return best_ms(torch, lambda: sdpa(q, k, v), ATTN_ITERS, ATTN_RUNS, WARMUP_S)
 
 
-def attention_reference(profile: dict) -> Tuple[float, Optional[float]]:
-    """(spec TFLOPS, measured ceiling TFLOPS of this attention probe or None)."""
-    ceiling = profile.get("measured_attention_tflops")
-    return float(profile["tflops_fp16"]), float(ceiling) if ceiling else None
-
-
 def check_attention_dit(ctx: Context) -> Check:
-    spec, ceiling = attention_reference(ctx.profile)
-    expected = probe_expected(spec, ceiling, PERF["attention_spec"])
+    spec, (top, why) = float(ctx.profile["tflops_fp16"]), ceiling(ctx, "measured_attention_tflops")
+    expected = probe_expected(spec, top, "attention")
     torch, skipped = _gpu_torch(ctx, expected)
     if skipped:
         return skipped
     ms = _sdpa_ms(torch)
     tflops = attention_flops(*DIT_SHAPE) / (ms * 1e-3) / 1e12
-    verdict, note = probe_verdict(tflops, spec, ceiling, spec_limits=PERF["attention_spec"])
-    note = f"SDPA bf16 {DIT_SHAPE} (B,H,S,D) in {ms:.3f} ms; {note}"
+    verdict, note = probe_verdict(tflops, spec, top, "attention")
+    note = _joined(f"SDPA bf16 {DIT_SHAPE} (B,H,S,D) in {ms:.3f} ms", note, why)
     return Check(verdict, measured=round(tflops, 1), expected=expected, unit="TFLOPS", note=note)
 
 

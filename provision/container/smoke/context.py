@@ -114,6 +114,7 @@ def environment(ctx: Context) -> Dict[str, Any]:
         "profile": ctx.profile["name"],
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "missing_modules": dict(ctx.deps.errors),
+        "cache_dir": ctx.options.cache_dir,
     }
     if "torch" in sys.modules and ctx.torch is not None:
         env.update(_torch_env(ctx))

@@ -23,6 +23,8 @@ PROFILE_OPTIONAL = {
     "measured_copy_tbs": (int, float),
     "measured_matmul_tflops": (int, float),
     "measured_attention_tflops": (int, float),
+    "measured_matmul_fp16_tflops": (int, float),
+    "measured_torch": str,
     "pci_device_id": int,
 }
 

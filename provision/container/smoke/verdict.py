@@ -226,16 +226,15 @@ def error_verdict(rel_err: float, bound: float, finite: bool = True) -> Tuple[st
 
 # --------------------------------------------------------------- perf
 
-def probe_verdict(measured: float, spec: float, ceiling: Optional[float] = None,
-                  spec_limits: Optional[dict] = None) -> Tuple[str, str]:
-    """Throughput probe (same unit for all three figures).
+def probe_verdict(measured: float, spec: float, ceiling: Optional[float], kind: str) -> Tuple[str, str]:
+    """Throughput probe (same unit for all three figures); kind: copy, matmul or attention.
 
     With a measured ceiling (what this probe reaches on a healthy card of the model) the ceiling
-    decides; without one the spec sheet does, with wider limits. Limits: thresholds.json.
+    decides; without one the spec sheet does, with that kind's wider limits. Limits: thresholds.json.
     """
     if measured is None or not math.isfinite(measured) or measured <= 0:
         return FAIL, "probe produced no usable number"
-    limits = PERF["ceiling"] if ceiling else (spec_limits or PERF["spec"])
+    limits = PERF["ceiling"] if ceiling else PERF["spec"][kind]
     reference = ceiling or spec
     parts = [f"{measured / spec:.0%} of spec {spec:g}"]
     if ceiling:
@@ -249,8 +248,8 @@ def probe_verdict(measured: float, spec: float, ceiling: Optional[float] = None,
     return PASS, "; ".join(parts)
 
 
-def probe_expected(spec: float, ceiling: Optional[float], spec_limits: Optional[dict] = None) -> str:
-    limits = PERF["ceiling"] if ceiling else (spec_limits or PERF["spec"])
+def probe_expected(spec: float, ceiling: Optional[float], kind: str) -> str:
+    limits = PERF["ceiling"] if ceiling else PERF["spec"][kind]
     reference = ceiling or spec
     return f">= {reference * limits['warn_below']:.0f} (fail < {reference * limits['fail_below']:.0f})"
 

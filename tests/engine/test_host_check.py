@@ -1,0 +1,26 @@
+"""`invoke host.check` on this machine: no GPU (clear skips, exit 0 unless --require-gpu), and the engine
+parts read from the real engine: its runtimes, and a one-shot container that asks for the GPUs."""
+
+import json
+
+from tests.conftest import invoke
+
+
+def test_on_a_build_host_without_a_gpu(client, base, tmp_path):
+    report = tmp_path / "host.json"
+    result = invoke("host.check", "--gpu", "4090", "--cache", str(tmp_path), "--json", str(report))
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads(report.read_text())
+    lines = {line["item"]: line for line in data["lines"]}
+    assert lines["driver"]["verdict"] == "skip" and "no NVIDIA driver" in lines["driver"]["measured"]
+    runtimes = tuple(sorted(client.info()["Runtimes"]))
+    assert data["reading"]["engine"]["runtimes"] == list(runtimes)
+    assert lines["engine runtime"]["verdict"] == "skip" and "runc" in lines["engine runtime"]["measured"]
+    assert lines["GPU in a container"]["verdict"] == "skip" and lines["GPU in a container"]["measured"]
+    assert lines["cache space"]["verdict"] == "pass" and data["exit"] == 0
+    assert client.containers.list(all=True, filters={"label": "io.kiln.role=host-check"}) == []
+
+
+def test_require_gpu_makes_the_missing_driver_a_failure(client, base):
+    result = invoke("host.check", "--gpu", "4090", "--require-gpu")
+    assert result.returncode == 1 and "FAIL" in result.stdout and "ubuntu-drivers install" in result.stdout

@@ -1,0 +1,115 @@
+"""`invoke host.check` logic on recorded readings: an H200 host as read through NVML, a 4090 host, a card
+in MIG mode, a degraded PCIe link, held clocks and a lowered power limit, a host without a GPU."""
+
+import pytest
+
+from kiln.host.check import FAIL, PASS, SKIP, WARN, check_host, exit_code
+from kiln.host.probe import read_disk
+from kiln.host.readings import DiskReading, EngineReading, GpuReading, HostReading
+
+GIB = 1 << 30
+# As NVML reported the H200 this project validates on (driver 580.159.04, power-capped at 700 W).
+H200 = GpuReading(index=0, name="NVIDIA H200", pci_device_id=0x233510DE, vram_bytes=143771 * (1 << 20),
+                  pcie_gen=5, pcie_width=16, pcie_max_gen=5, pcie_max_width=16, persistence=True, mig=False,
+                  ecc=True, sm_clock_mhz=1980, sm_max_mhz=1980, app_clock_mhz=1980, app_default_mhz=1980,
+                  clock_reasons=0x4, power_limit_w=700.0, power_default_w=700.0)
+RTX4090 = GpuReading(index=0, name="NVIDIA GeForce RTX 4090", pci_device_id=0x268410DE, vram_bytes=24564 * (1 << 20),
+                     pcie_gen=1, pcie_width=16, pcie_max_gen=4, pcie_max_width=16, persistence=False, mig=None,
+                     ecc=None, sm_clock_mhz=210, sm_max_mhz=3120, app_clock_mhz=None, app_default_mhz=None,
+                     clock_reasons=0x1, power_limit_w=450.0, power_default_w=450.0)
+ENGINE = EngineReading(reachable=True, runtimes=("nvidia", "runc"), default_runtime="runc", gpu_container="")
+CACHE = DiskReading(path="/mnt/nvme/kiln", filesystem="ext4", device="/dev/nvme0n1p1", free_bytes=900 * 10**9,
+                    on_nvme=True)
+
+
+def _host(*gpus, **kw) -> HostReading:
+    base = dict(driver="580.159.04", cuda_driver=13000, gpus=gpus, toolkit=("nvidia-ctk",), engine=ENGINE,
+                nvme=("nvme0n1",), cache=CACHE)
+    return HostReading(**{**base, **kw})
+
+
+def _lines(project, gpu_profile, host, image="z-image-turbo", require_gpu=False):
+    subject = project.subject(gpu_profile, image)
+    return {line.item: line for line in check_host(host, subject.gpu, subject.lock.stack,
+                                                   int(subject.image.weights_gb * 1e9), require_gpu)}
+
+
+def test_the_h200_host_passes_its_profile(project):
+    lines = _lines(project, "h200", _host(H200))
+    assert {item: line.verdict for item, line in lines.items() if line.verdict != PASS} == {}
+    assert "CUDA 13.0" in lines["driver"].measured
+
+
+def test_a_4090_host_on_an_idle_link_passes_but_says_persistence_is_off(project):
+    lines = _lines(project, "4090", _host(RTX4090))
+    assert lines["gpu0 PCIe"].verdict == PASS and "now Gen1" in lines["gpu0 PCIe"].measured
+    assert lines["gpu0 persistence mode"].verdict == WARN and "nvidia-persistenced" in lines["gpu0 persistence mode"].fix
+    assert lines["gpu0 product"].verdict == PASS and exit_code(list(lines.values())) == 0
+
+
+def test_the_wrong_card_fails_on_product(project):
+    lines = _lines(project, "4090", _host(H200))
+    assert lines["gpu0 product"].verdict == FAIL
+
+
+def test_a_card_in_mig_mode_fails(project):
+    a100 = GpuReading(index=0, name="NVIDIA A100-SXM4-80GB", vram_bytes=81920 * (1 << 20), pcie_max_gen=4,
+                      pcie_width=16, mig=True, persistence=True, power_limit_w=400.0, power_default_w=400.0)
+    line = _lines(project, "a100-80", _host(a100))["gpu0 MIG mode"]
+    assert line.verdict == FAIL and "nvidia-smi -mig 0" in line.fix
+
+
+def test_a_degraded_pcie_link_warns(project):
+    degraded = GpuReading(**{**RTX4090.__dict__, "pcie_max_gen": 3, "pcie_width": 8})
+    line = _lines(project, "4090", _host(degraded))["gpu0 PCIe"]
+    assert line.verdict == WARN and "Gen3 x8" in line.measured and "x16 slot" in line.fix
+
+
+@pytest.mark.parametrize("change, item, fragment", [
+    ({"clock_reasons": 0x2}, "gpu0 clocks", "nvidia-smi -rgc"),
+    ({"app_clock_mhz": 1500}, "gpu0 clocks", "nvidia-smi -rac"),
+    ({"power_limit_w": 450.0}, "gpu0 power limit", "nvidia-smi -pl"),
+])
+def test_held_clocks_and_a_changed_power_limit_are_reported_not_changed(project, change, item, fragment):
+    line = _lines(project, "h200", _host(GpuReading(**{**H200.__dict__, **change})))[item]
+    assert line.verdict == WARN and fragment in line.fix
+
+
+@pytest.mark.parametrize("host, item, fragment", [
+    (_host(H200, toolkit=()), "container toolkit", "apt-get install -y nvidia-container-toolkit"),
+    (_host(H200, engine=EngineReading(reachable=True, runtimes=("runc",))), "engine runtime", "nvidia-ctk runtime configure"),
+    (_host(H200, engine=EngineReading(reachable=True, runtimes=("nvidia",), gpu_container="could not select device driver")),
+     "GPU in a container", "journalctl -u docker"),
+    (_host(H200, driver="470.82.01"), "driver", "ubuntu-drivers install"),
+    (_host(H200, cache=DiskReading("/c", "ext4", "/dev/nvme0n1", 10 * 10**9, True)), "cache space", "free space"),
+])
+def test_what_is_missing_fails_with_the_install_step(project, host, item, fragment):
+    line = _lines(project, "h200", host)[item]
+    assert line.verdict == FAIL and fragment in line.fix
+
+
+def test_the_forward_compatible_driver_warns(project):
+    line = _lines(project, "h200", _host(H200, driver="525.60.13"))["driver"]
+    assert line.verdict == WARN and "minor-version compatibility" in line.fix
+
+
+def test_cdi_specs_count_as_registered(project):
+    host = _host(H200, engine=EngineReading(reachable=True, runtimes=("runc",), gpu_container=""),
+                 cdi_specs=("/etc/cdi/nvidia.yaml",))
+    assert _lines(project, "h200", host)["engine runtime"].verdict == PASS
+
+
+def test_a_host_without_a_gpu_skips_unless_required(project):
+    host = HostReading(nvml_error="NVML Shared Library Not Found", engine=EngineReading(True, ("runc",)))
+    lines = _lines(project, "4090", host)
+    assert lines["driver"].verdict == SKIP and lines["engine runtime"].verdict == SKIP
+    assert exit_code(list(lines.values())) == 0
+    required = _lines(project, "4090", host, require_gpu=True)
+    assert required["driver"].verdict == FAIL and exit_code(list(required.values())) == 1
+
+
+def test_read_disk_finds_the_mount_and_nvme(tmp_path):
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"/dev/vda / ext4 rw 0 0\n/dev/nvme0n1p1 {tmp_path} xfs rw 0 0\n")
+    disk = read_disk(tmp_path / "cache" / "not-yet", mounts)
+    assert (disk.device, disk.filesystem, disk.on_nvme) == ("/dev/nvme0n1p1", "xfs", True) and disk.free_bytes > 0
