@@ -9,6 +9,7 @@ from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
+from rich.text import Text
 
 from kiln.events import Event
 
@@ -93,5 +94,5 @@ def table(headers, rows, numeric=(), wrap=()) -> None:
         view.add_column(header, justify="right" if index in numeric else "left", no_wrap=index not in wrap,
                         overflow="fold")
     for row in rows:
-        view.add_row(*row)
+        view.add_row(*(Text(str(cell)) for cell in row))  # cells are data: "[...]" is not markup
     Console(width=200 if not sys.stdout.isatty() else None).print(view)

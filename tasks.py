@@ -18,11 +18,11 @@ from kiln.data.files import read_json
 from kiln.data.gpus import find_gpu
 from kiln.data.schemas import write_schemas
 from kiln.engine.bases import ensure_base
-from kiln.engine.client import connect, remove_made_containers, remove_made_images
+from kiln.engine.client import connect, image_exists, remove_made_containers, remove_made_images
 from kiln.engine.facts import read_facts
 from kiln.engine.job import BuildRequest, run_build
 from kiln.engine.run import RunRequest, check_cache, start, stop as stop_containers
-from kiln.engine.smoke import check_writable, resolve_tag, run_in_image, run_on_host
+from kiln.engine.smoke import check_writable, resolve_tag, run_in_image, run_on_host, write_smoke_record
 from kiln.errors import KilnError
 from kiln.gate.findings import ERROR, errors
 from kiln.engine.gpu_access import engine_reading
@@ -31,6 +31,9 @@ from kiln.host.check import as_json, check_host, exit_code, model_bytes, write_j
 from kiln.host.probe import read_host
 from kiln.identity import base_ref, image_tags, run_name
 from kiln.lock.relock import check_lock, relock
+from kiln.publish.credentials import find_credentials
+from kiln.publish.job import PublishRequest, publish as run_publish
+from kiln.publish.push import parse_target
 from kiln.project import DEFAULT_IMAGE, Project
 from kiln.render.context import write_context
 from kiln.render.report import report_facts, write_reports
@@ -209,6 +212,8 @@ def smoke(c, gpu, image=DEFAULT_IMAGE, require_gpu=False, json=None, html=None, 
         title = f"kiln smoke of {tag}"
     print(run.gpu_note)
     print(run.table)
+    if run.image_id:
+        print(f"record: {write_smoke_record(PROJECT.root / 'build' / 'smoke', run, tag)}")
     for path in write_reports(run.report, run.facts, title, PROJECT.templates_dir, Path(json) if json else None,
                               Path(html) if html else None):
         print(f"report: {path}")
@@ -276,6 +281,41 @@ def cache(c, path):
     sys.stderr.write(report.warnings)
 
 
+@task(help={"gpu": "GPU profile or spelling the image was built for", "image": "image spec name or path",
+            "registry": "HOST[:PORT]/NAMESPACE to push to", "all_gpus": "every profile of this image built here",
+            "force": "publish without a passing smoke record (recorded with the image in the registry)",
+            "overwrite": "let a version tag move to this image", "dry_run": "gate and plan only, push nothing",
+            "plain": "plain log lines instead of a live view"})
+@user_errors
+def publish(c, registry, gpu=None, image=DEFAULT_IMAGE, all_gpus=False, force=False, overwrite=False, dry_run=False,
+            plain=False):
+    """Push the built image's tags to a registry, verify them by digest, attach SBOM and provenance."""
+    target = parse_target(registry)
+    if not gpu and not all_gpus:
+        raise KilnError("no GPU profile given", "--gpu", "pass --gpu=X, or --all-gpus for every profile built here")
+    client = connect()
+    subjects = [PROJECT.subject(g, image) for g in ([gpu] if gpu else PROJECT.gpus)]
+    subjects = [s for s in subjects if gpu or image_exists(client, image_tags(s)[0])]
+    credentials = find_credentials(target.host)
+    for subject in subjects:
+        resolve_tag(client, image_tags(subject)[0], subject.gpu.name)
+        build = PROJECT.root / "build"
+        request = PublishRequest(target=target, credentials=credentials, smoke_records=build / "smoke",
+                                 build_record=build / f"{subject.image.name}-{subject.gpu.name}.build.json",
+                                 base_record=build / "bases" / f"{subject.image.base}.json",
+                                 force=force, overwrite=overwrite, dry_run=dry_run)
+        show = console.progress(plain)
+        try:
+            result = run_publish(client, subject, request, show)
+        finally:
+            show.close()
+        print(f"{subject.image.name} on {subject.gpu.name}: smoke {result.smoke}")
+        for line in (result.planned if dry_run else result.references):
+            print(f"  {'would push' if dry_run else 'published'} {line}")
+        for kind, ref in result.artifacts.items():
+            print(f"  {kind} {ref}")
+
+
 @task(name="check", help={"gpu": "GPU profile the host will run", "image": "image spec name or path",
                           "cache": "the cache folder the image will mount (space, filesystem, NVMe)",
                           "json": "also write the readings and verdicts here",
@@ -288,9 +328,9 @@ def host_check(c, gpu, image=DEFAULT_IMAGE, cache=None, json=None, require_gpu=F
     target = arguments.path(json, "--json") if json is not None else None
     if target:
         check_writable(target)
-    probe_image = base_ref(subject.lock, subject.image.base)
-    reading = read_host(cache_dir, lambda: engine_reading(probe_image, try_gpu=True))
-    lines = check_host(reading, subject.gpu, subject.lock.stack, model_bytes(subject.image), require_gpu)
+    images = [image_tags(subject)[0], base_ref(subject.lock, subject.image.base)]
+    reading = read_host(cache_dir, lambda: engine_reading(images, try_gpu=True))
+    lines = check_host(reading, subject.gpu, subject.lock.stack, model_bytes(subject.image, cache_dir), require_gpu)
     console.table(("verdict", "item", "measured", "expected", "fix"),
                   [(line.verdict.upper(), line.item, line.measured, line.expected, line.fix) for line in lines],
                   wrap=(2, 3, 4))
@@ -301,7 +341,7 @@ def host_check(c, gpu, image=DEFAULT_IMAGE, cache=None, json=None, require_gpu=F
         raise Exit(code=1)
 
 
-ns = Collection(lock, check, render, schema, gpus, base, build, clean, smoke, report, run, stop)
+ns = Collection(lock, check, render, schema, gpus, base, build, clean, smoke, report, run, stop, publish)
 ns.add_collection(Collection("provision", cache))
 ns.add_collection(Collection("host", host_check))
 

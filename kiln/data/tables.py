@@ -72,6 +72,7 @@ class HostFixes(Model):
     pcie: str
     nvme: str
     space: str
+    forward_compat: str
 
 
 HOST_FIXES_PATH = TABLES / "host_fixes.yaml"

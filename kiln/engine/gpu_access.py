@@ -13,16 +13,18 @@ from kiln.host.readings import EngineReading
 from kiln.identity import ROLE_LABEL, TOOLKIT_LABEL
 
 
-def engine_reading(probe_image: str, try_gpu: bool) -> EngineReading:
+def engine_reading(images: list[str], try_gpu: bool) -> EngineReading:
+    """images: the ones a one-shot container may run, best first (the built image, then its base)."""
     try:
         client = connect()
         info = client.info()
     except (KilnError, docker.errors.DockerException, RequestException):
         return EngineReading(reachable=False)
     runtimes = tuple(sorted(info.get("Runtimes") or {}))
-    seen = _gpu_container(client, probe_image) if try_gpu and image_exists(client, probe_image) else None
+    present = next((ref for ref in images if image_exists(client, ref)), None)
+    seen = _gpu_container(client, present) if try_gpu and present else None
     return EngineReading(reachable=True, runtimes=runtimes, default_runtime=info.get("DefaultRuntime", ""),
-                         gpu_container=seen)
+                         gpu_container=seen, probe_image=present or f"none of {', '.join(images)} is in the engine")
 
 
 def _gpu_container(client: docker.DockerClient, image: str) -> str:

@@ -32,6 +32,7 @@ class SmokeRun:
     report: dict[str, Any]
     gpu_note: str             # how GPUs were given to the run
     facts: dict[str, Any]     # what the image (or, on a host, the profile) says it should be
+    image_id: str = ""        # the image smoked ("" in host mode)
 
 
 def resolve_tag(client: docker.DockerClient, tag: str, gpu: str | None = None) -> str:
@@ -68,7 +69,8 @@ def run_in_image(client: docker.DockerClient, tag: str, require_gpu: bool, allow
                           timeout_s=timeout_s)
         note = (f"GPUs: this engine cannot give GPUs to containers ({exc}): every GPU check is skipped, "
                 "ComfyUI runs on the CPU; install the NVIDIA Container Toolkit for a real check")
-    return _parse(logs, code, note, tag, facts)
+    run = _parse(logs, code, note, tag, facts)
+    return SmokeRun(**{**run.__dict__, "image_id": listed(lambda: client.images.get(tag).id)})
 
 
 class _NoGpuRuntime(Exception):
@@ -138,6 +140,30 @@ def run_on_host(s: Subject, payload: Path, require_gpu: bool, cache_dir: Path | 
                             "run the payload by hand: python -m smoke --host") from None
         return SmokeRun(exit_code=proc.returncode, table=proc.stdout.strip(), report=report,
                         gpu_note="host mode: this host's Python and GPUs", facts=facts)
+
+
+def write_smoke_record(records: Path, run: SmokeRun, tag: str) -> Path:
+    """What `invoke publish` asks for: this image id was smoked, with this result."""
+    summary = run.report.get("summary", {})
+    record = {"image_id": run.image_id, "tag": tag, "exit_code": run.exit_code, "gpus": run.gpu_note,
+              "summary": {k: summary.get(k) for k in ("pass", "warn", "fail", "skip")},
+              "profile": run.facts.get("profile", {}).get("name")}
+    path = records / f"{run.image_id.removeprefix('sha256:')[:16]}.json"
+    try:
+        records.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise KilnError(f"cannot write the smoke record ({exc.strerror})", str(records), "check the build folder") from None
+    return path
+
+
+def read_smoke_record(records: Path, image_id: str) -> dict | None:
+    path = records / f"{image_id.removeprefix('sha256:')[:16]}.json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if record.get("image_id") == image_id else None
 
 
 def check_writable(path: Path) -> None:

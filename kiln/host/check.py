@@ -66,7 +66,7 @@ def _driver(host: HostReading, stack: Stack, require_gpu: bool) -> Line:
                     fixes()["driver"] if require_gpu else "a build host needs none; a GPU host does")
     have = _version(host.driver)
     if have < _version(stack.driver_floor):
-        return Line(FAIL, "driver", host.driver, expected, fixes()["driver"])
+        return Line(FAIL, "driver", host.driver, expected, f"{fixes()['driver']}; {fixes()['forward_compat']}")
     if have < _version(stack.driver_recommended):
         return Line(WARN, "driver", host.driver, expected,
                     "runs through CUDA minor-version compatibility; upgrade for full support")
@@ -92,7 +92,9 @@ def _toolkit(host: HostReading) -> list[Line]:
 
 def _runtime(host: HostReading) -> Line:
     engine = host.engine
-    registered = "nvidia" in engine.runtimes
+    # `--gpus` works through the nvidia runtime, CDI specs, or the toolkit's prestart hook on the PATH
+    registered = "nvidia" in engine.runtimes or "nvidia" in host.daemon_runtimes or \
+        "nvidia-container-runtime-hook" in host.toolkit
     measured = f"runtimes {', '.join(engine.runtimes) or 'none'}; CDI specs {len(host.cdi_specs)}"
     if registered or host.cdi_specs:
         return Line(PASS, "engine runtime", measured, "nvidia runtime or CDI specs")
@@ -102,7 +104,8 @@ def _runtime(host: HostReading) -> Line:
 def _gpu_container(host: HostReading) -> Line:
     seen = host.engine.gpu_container
     if seen is None:
-        return Line(SKIP, "GPU in a container", "not tried", "a container sees the GPU")
+        return Line(SKIP, "GPU in a container", f"not tried ({host.engine.probe_image or 'no image'})",
+                    "a container sees the GPU", "build or load the image (or `invoke base`) so a container can try")
     if seen == "":
         return Line(PASS, "GPU in a container", "a one-shot container saw the GPU", "a container sees the GPU")
     return Line(FAIL, "GPU in a container", seen[:160], "a container sees the GPU", fixes()["gpu_container"])
@@ -112,7 +115,7 @@ def _gpu(gpu: GpuReading, profile: GpuProfile) -> list[Line]:
     tag = f"gpu{gpu.index}"
     return [_product(gpu, profile, tag), _vram(gpu, profile, tag), _pcie(gpu, profile, tag),
             _flag(gpu.persistence, f"{tag} persistence mode", True, WARN, fixes()["persistence"]),
-            _flag(gpu.mig, f"{tag} MIG mode", False, FAIL, fixes()["mig"]),
+            _flag(gpu.mig, f"{tag} MIG mode", False, WARN, fixes()["mig"]),
             _flag(gpu.ecc, f"{tag} ECC", gpu.ecc, PASS, ""), _clocks(gpu, tag), _power(gpu, tag)]
 
 
@@ -161,6 +164,8 @@ def _on(value: bool | None) -> str:
 
 
 def _clocks(gpu: GpuReading, tag: str) -> Line:
+    if gpu.clock_reasons is None and None in (gpu.app_clock_mhz, gpu.app_default_mhz):
+        return Line(SKIP, f"{tag} clocks", "not reported by this driver", "default clocks")
     held = gpu.clock_reasons is not None and bool(gpu.clock_reasons & APPLICATIONS_CLOCKS_SETTING)
     changed = None not in (gpu.app_clock_mhz, gpu.app_default_mhz) and gpu.app_clock_mhz != gpu.app_default_mhz
     measured = f"SM {gpu.sm_clock_mhz} MHz of {gpu.sm_max_mhz}; applications {gpu.app_clock_mhz}/{gpu.app_default_mhz}"
@@ -172,7 +177,7 @@ def _clocks(gpu: GpuReading, tag: str) -> Line:
 def _power(gpu: GpuReading, tag: str) -> Line:
     if gpu.power_limit_w is None or gpu.power_default_w is None:
         return Line(SKIP, f"{tag} power limit", "not reported", "the card's default")
-    measured, expected = f"{gpu.power_limit_w:.0f} W", f"{gpu.power_default_w:.0f} W (default)"
+    measured, expected = f"{gpu.power_limit_w:.0f} W set", f"{gpu.power_default_w:.0f} W (default)"
     if abs(gpu.power_limit_w - gpu.power_default_w) > POWER_TOLERANCE_W:
         return Line(WARN, f"{tag} power limit", measured + " (changed)", expected, fixes()["power"])
     return Line(PASS, f"{tag} power limit", measured, expected)
@@ -191,12 +196,14 @@ def _cache(disk: DiskReading, models_bytes: int) -> list[Line]:
                  "NVMe", "" if disk.on_nvme else fixes()["nvme"])
     fits = disk.free_bytes >= models_bytes
     room = Line(PASS if fits else FAIL, "cache space", f"{disk.free_bytes / 1e9:.1f} GB free",
-                f">= {models_bytes / 1e9:.1f} GB (the image's models)", "" if fits else fixes()["space"])
+                f">= {models_bytes / 1e9:.1f} GB (the image's models not yet there)", "" if fits else fixes()["space"])
     return [where, room]
 
 
-def model_bytes(image: ImageSpec) -> int:
-    return int(image.weights_gb * 1e9)
+def model_bytes(image: ImageSpec, cache: Path | None = None) -> int:
+    """What the image's models still need on the cache: those already in place are not counted again."""
+    missing = [m for m in image.models if cache is None or not (cache / "models" / m.folder / m.file).is_file()]
+    return int(sum(m.size_gb for m in missing) * 1e9)
 
 
 def as_json(host: HostReading, lines: list[Line]) -> dict:

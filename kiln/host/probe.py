@@ -4,7 +4,9 @@ asking for the GPUs), and the disks. Nothing here changes a clock, a limit or a 
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -12,7 +14,8 @@ from typing import Any, Callable
 
 from kiln.host.readings import DiskReading, EngineReading, GpuReading, HostReading
 
-TOOLKIT_PROGRAMS = ("nvidia-ctk", "nvidia-container-cli", "nvidia-container-runtime")
+TOOLKIT_PROGRAMS = ("nvidia-ctk", "nvidia-container-cli", "nvidia-container-runtime", "nvidia-container-runtime-hook")
+DAEMON_JSON = Path("/etc/docker/daemon.json")
 CDI_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
 
 
@@ -22,6 +25,7 @@ def read_host(cache: Path | None, engine: Callable[[], EngineReading | None]) ->
         driver=nvml.get("driver"), nvml_error=nvml.get("error", ""), cuda_driver=nvml.get("cuda"),
         gpus=tuple(nvml.get("gpus", ())), toolkit=tuple(p for p in TOOLKIT_PROGRAMS if shutil.which(p)),
         cdi_specs=tuple(str(p) for d in CDI_DIRS if d.is_dir() for p in sorted(d.glob("*.[jy]*"))),
+        daemon_runtimes=daemon_runtimes(),
         engine=engine(), nvme=nvme_disks(), cache=read_disk(cache) if cache else None)
 
 
@@ -36,9 +40,17 @@ def _nvml() -> dict[str, Any]:
     try:
         return {"driver": _text(pynvml.nvmlSystemGetDriverVersion()),
                 "cuda": _safe(pynvml.nvmlSystemGetCudaDriverVersion),
-                "gpus": [_gpu(pynvml, i) for i in range(pynvml.nvmlDeviceGetCount())]}
+                "gpus": [_readable_gpu(pynvml, i) for i in range(pynvml.nvmlDeviceGetCount())]}
     finally:
         _safe(pynvml.nvmlShutdown)
+
+
+def _readable_gpu(nvml: Any, index: int) -> GpuReading:
+    """A GPU NVML cannot read (lost, fallen off the bus) is a reading too: its product line fails."""
+    try:
+        return _gpu(nvml, index)
+    except Exception as exc:
+        return GpuReading(index=index, name=f"unreadable through NVML ({str(exc).strip() or type(exc).__name__})")
 
 
 def _gpu(nvml: Any, index: int) -> GpuReading:
@@ -47,9 +59,8 @@ def _gpu(nvml: Any, index: int) -> GpuReading:
     memory = _safe(nvml.nvmlDeviceGetMemoryInfo, h)
     mig = _safe(nvml.nvmlDeviceGetMigMode, h)
     ecc = _safe(nvml.nvmlDeviceGetEccMode, h)
-    power, default = _safe(nvml.nvmlDeviceGetEnforcedPowerLimit, h), _safe(nvml.nvmlDeviceGetPowerManagementDefaultLimit, h)
-    reasons = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
-        getattr(nvml, "nvmlDeviceGetCurrentClocksThrottleReasons")
+    # the limit set with -pl, not the enforced one (which also carries platform and system caps)
+    power, default = _safe(nvml.nvmlDeviceGetPowerManagementLimit, h), _safe(nvml.nvmlDeviceGetPowerManagementDefaultLimit, h)
     return GpuReading(
         index=index, name=_text(nvml.nvmlDeviceGetName(h)), pci_device_id=pci.pciDeviceId if pci else None,
         vram_bytes=memory.total if memory else None,
@@ -63,8 +74,17 @@ def _gpu(nvml: Any, index: int) -> GpuReading:
         sm_max_mhz=_safe(nvml.nvmlDeviceGetMaxClockInfo, h, nvml.NVML_CLOCK_SM),
         app_clock_mhz=_safe(nvml.nvmlDeviceGetApplicationsClock, h, nvml.NVML_CLOCK_SM),
         app_default_mhz=_safe(nvml.nvmlDeviceGetDefaultApplicationsClock, h, nvml.NVML_CLOCK_SM),
-        clock_reasons=_safe(reasons, h),
+        clock_reasons=_clock_reasons(nvml, h),
         power_limit_w=power / 1000 if power else None, power_default_w=default / 1000 if default else None)
+
+
+def _clock_reasons(nvml: Any, handle: Any) -> int | None:
+    """Newer drivers name it 'event reasons'; the stack's floor (525/530) has only 'throttle reasons'."""
+    for name in ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons"):
+        value = _safe(getattr(nvml, name, None), handle) if hasattr(nvml, name) else None
+        if value is not None:
+            return value
+    return None
 
 
 def _safe(fn: Callable, *args) -> Any:
@@ -80,6 +100,13 @@ def _text(value: Any) -> str:
 
 def _on(value: Any) -> bool | None:
     return None if value is None else bool(value)
+
+
+def daemon_runtimes(path: Path = DAEMON_JSON) -> tuple[str, ...]:
+    try:
+        return tuple(sorted((json.loads(path.read_text()) or {}).get("runtimes") or {}))
+    except (OSError, ValueError, AttributeError):
+        return ()
 
 
 def nvme_disks(sys_block: Path = Path("/sys/block")) -> tuple[str, ...]:
@@ -99,16 +126,27 @@ def read_disk(path: Path, mounts: Path = Path("/proc/mounts")) -> DiskReading:
 def _mount_of(path: Path, mounts: Path) -> tuple[str, str, str]:
     best = ("?", "/", "?")
     for line in mounts.read_text().splitlines():
-        fields = line.split()
+        fields = [_unescape(f) for f in line.split()]
         if len(fields) >= 3 and (str(path) == fields[1] or str(path).startswith(fields[1].rstrip("/") + "/")) \
                 and len(fields[1]) >= len(best[1]):
             best = (fields[0], fields[1], fields[2])
     return best
 
 
-def _is_nvme(device: str) -> bool:
-    name = os.path.basename(device)
+def _unescape(field: str) -> str:
+    """/proc/mounts writes a space as \\040 (and tab, newline, backslash likewise)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _is_nvme(device: str, sys_block: Path = Path("/sys/class/block")) -> bool:
+    """NVMe itself, or a device-mapper/RAID device whose every member is NVMe (followed through slaves/)."""
+    name = os.path.basename(os.path.realpath(device)) if device.startswith("/dev/") else os.path.basename(device)
     if name.startswith("nvme"):
         return True
-    link = Path("/sys/class/block") / name
-    return link.exists() and "nvme" in str(link.resolve())
+    node = sys_block / name
+    if not node.exists():
+        return False
+    if any(part.startswith("nvme") for part in node.resolve().parts):
+        return True
+    members = list((node / "slaves").glob("*")) if (node / "slaves").is_dir() else []
+    return bool(members) and all(_is_nvme(m.name, sys_block) for m in members)

@@ -25,7 +25,7 @@ class GpuReading:
     app_clock_mhz: int | None = None       # applications clock now, and the card's default
     app_default_mhz: int | None = None
     clock_reasons: int | None = None       # NVML clock event reasons bit mask
-    power_limit_w: float | None = None     # enforced now, and the card's default
+    power_limit_w: float | None = None     # set (nvidia-smi -pl), and the card's default
     power_default_w: float | None = None
 
 
@@ -35,6 +35,7 @@ class EngineReading:
     runtimes: tuple[str, ...] = ()
     default_runtime: str = ""
     gpu_container: str | None = None       # None: not tried; "" it saw a GPU; else the error
+    probe_image: str = ""                  # what the one-shot container ran, or why it did not run
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,20 @@ class HostReading:
     gpus: tuple[GpuReading, ...] = ()
     toolkit: tuple[str, ...] = ()          # NVIDIA Container Toolkit programs found
     cdi_specs: tuple[str, ...] = ()
+    daemon_runtimes: tuple[str, ...] = ()  # runtimes registered in /etc/docker/daemon.json
     engine: EngineReading | None = None    # None: no engine on this host
     nvme: tuple[str, ...] = ()
     cache: DiskReading | None = None
     extra: dict = field(default_factory=dict)
+
+
+def reading_from_json(data: dict) -> HostReading:
+    """A reading as `invoke host.check --json` wrote it (its "reading"), e.g. one recorded on another host."""
+    fields = dict(data)
+    fields["gpus"] = tuple(GpuReading(**g) for g in fields.get("gpus", ()))
+    fields["engine"] = EngineReading(**{**fields["engine"], "runtimes": tuple(fields["engine"].get("runtimes", ()))}) \
+        if fields.get("engine") else None
+    fields["cache"] = DiskReading(**fields["cache"]) if fields.get("cache") else None
+    for key in ("toolkit", "cdi_specs", "nvme", "daemon_runtimes"):
+        fields[key] = tuple(fields.get(key, ()))
+    return HostReading(**fields)

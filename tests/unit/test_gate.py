@@ -125,7 +125,7 @@ def test_article_clip_warmup_is_refused_with_the_fix(project):
     spec = load_image(FIXTURES / "images" / "article.yaml", "debian-bookworm", "article.yaml")
     [clip] = findings(replace(project.subject("4090"), image=spec), ERROR, "warmup-models")
     assert "node 2 (CLIPLoader) inputs.type" in clip.where and "'stable_diffusion'" in clip.message
-    assert "Qwen3-4B" in clip.message and "'lumina2'" in clip.fix
+    assert "Qwen3-4B" in clip.message and clip.fix == "set inputs.type to 'lumina2'"
 
 
 def test_warmup_loading_a_file_the_image_lacks_is_an_error(project):
@@ -135,6 +135,14 @@ def test_warmup_loading_a_file_the_image_lacks_is_an_error(project):
     workflow[node]["inputs"]["vae_name"] = "sdxl_vae.safetensors"
     [missing] = findings(replace(subject, image=replace(subject.image, workflow=workflow)), ERROR, "warmup-models")
     assert f"node {node} (VAELoader) inputs.vae_name" in missing.where and "ae.safetensors" in missing.fix
+
+
+def test_a_linked_loader_input_names_no_file(project):
+    subject = project.subject("h200", "z-image-turbo")
+    workflow = json.loads(json.dumps(subject.image.workflow))
+    node = next(k for k, n in workflow.items() if n["class_type"] == "VAELoader")
+    workflow[node]["inputs"]["vae_name"] = ["9", 0]
+    assert findings(replace(subject, image=replace(subject.image, workflow=workflow)), rule="warmup-models") == []
 
 
 def test_the_shipped_zimage_warmup_loads_its_models(project):

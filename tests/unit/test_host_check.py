@@ -1,11 +1,16 @@
 """`invoke host.check` logic on recorded readings: an H200 host as read through NVML, a 4090 host, a card
 in MIG mode, a degraded PCIe link, held clocks and a lowered power limit, a host without a GPU."""
 
+import json
+import types
+
 import pytest
 
+from kiln.host import probe
 from kiln.host.check import FAIL, PASS, SKIP, WARN, check_host, exit_code
 from kiln.host.probe import read_disk
-from kiln.host.readings import DiskReading, EngineReading, GpuReading, HostReading
+from kiln.host.readings import DiskReading, EngineReading, GpuReading, HostReading, reading_from_json
+from tests.conftest import ROOT
 
 GIB = 1 << 30
 # As NVML reported the H200 this project validates on (driver 580.159.04, power-capped at 700 W).
@@ -40,6 +45,16 @@ def test_the_h200_host_passes_its_profile(project):
     assert "CUDA 13.0" in lines["driver"].measured
 
 
+def test_the_recorded_h200_reading_gives_the_recorded_verdicts(project):
+    """The reading `host.check --json` wrote on the H200 (docs/gpu-validation), judged again here."""
+    recorded = json.loads((ROOT / "docs" / "gpu-validation" / "h200-host-check.json").read_text())
+    lines = _lines(project, "h200", reading_from_json(recorded["reading"]))
+    verdicts = {item: line.verdict for item, line in lines.items()}
+    assert verdicts["gpu0 product"] == verdicts["gpu0 VRAM"] == verdicts["gpu0 PCIe"] == PASS
+    assert verdicts["container toolkit"] == FAIL and verdicts["engine runtime"] == SKIP
+    assert {line["item"]: line["verdict"] for line in recorded["lines"]}["gpu0 product"] == "pass"
+
+
 def test_a_4090_host_on_an_idle_link_passes_but_says_persistence_is_off(project):
     lines = _lines(project, "4090", _host(RTX4090))
     assert lines["gpu0 PCIe"].verdict == PASS and "now Gen1" in lines["gpu0 PCIe"].measured
@@ -52,11 +67,11 @@ def test_the_wrong_card_fails_on_product(project):
     assert lines["gpu0 product"].verdict == FAIL
 
 
-def test_a_card_in_mig_mode_fails(project):
+def test_a_card_in_mig_mode_warns(project):
     a100 = GpuReading(index=0, name="NVIDIA A100-SXM4-80GB", vram_bytes=81920 * (1 << 20), pcie_max_gen=4,
                       pcie_width=16, mig=True, persistence=True, power_limit_w=400.0, power_default_w=400.0)
     line = _lines(project, "a100-80", _host(a100))["gpu0 MIG mode"]
-    assert line.verdict == FAIL and "nvidia-smi -mig 0" in line.fix
+    assert line.verdict == WARN and "nvidia-smi -mig 0" in line.fix
 
 
 def test_a_degraded_pcie_link_warns(project):
@@ -88,9 +103,51 @@ def test_what_is_missing_fails_with_the_install_step(project, host, item, fragme
     assert line.verdict == FAIL and fragment in line.fix
 
 
-def test_the_forward_compatible_driver_warns(project):
+def test_a_driver_between_floor_and_recommended_runs_by_minor_version_compatibility(project):
     line = _lines(project, "h200", _host(H200, driver="525.60.13"))["driver"]
     assert line.verdict == WARN and "minor-version compatibility" in line.fix
+
+
+def test_a_driver_under_the_floor_names_forward_compatibility_too(project):
+    line = _lines(project, "h200", _host(H200, driver="470.82.01"))["driver"]
+    assert line.verdict == FAIL and "cuda-compat-12-1" in line.fix
+
+
+def test_the_toolkit_hook_alone_counts_as_registered(project):
+    host = _host(H200, toolkit=("nvidia-container-runtime-hook",), engine=EngineReading(True, ("runc",), "", ""))
+    assert _lines(project, "h200", host)["engine runtime"].verdict == PASS
+
+
+def test_no_clock_information_is_a_skip_not_a_pass(project):
+    quiet = GpuReading(**{**H200.__dict__, "clock_reasons": None, "app_clock_mhz": None, "app_default_mhz": None})
+    assert _lines(project, "h200", _host(quiet))["gpu0 clocks"].verdict == SKIP
+
+
+def test_an_unreadable_gpu_fails_its_product_line(project):
+    lost = GpuReading(index=0, name="unreadable through NVML (GPU is lost)")
+    assert _lines(project, "h200", _host(lost))["gpu0 product"].verdict == FAIL
+
+
+def test_nvme_behind_device_mapper_and_escaped_mount_points(tmp_path):
+    block = tmp_path / "block"
+    (block / "dm-0" / "slaves" / "nvme0n1p2").mkdir(parents=True)
+    (block / "nvme0n1p2").mkdir()
+    (block / "sda1").mkdir()
+    assert probe._is_nvme("dm-0", block) and not probe._is_nvme("sda1", block)
+    spaced = tmp_path / "with space"
+    spaced.mkdir()
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"/dev/vda / ext4 rw 0 0\n/dev/sdb1 {str(spaced).replace(' ', chr(92) + '040')} xfs rw 0 0\n")
+    assert read_disk(spaced, mounts).filesystem == "xfs"
+
+
+def test_probe_survives_a_lost_gpu_and_old_drivers():
+    def lost(index):
+        raise RuntimeError("GPU is lost")
+    nvml = types.SimpleNamespace(nvmlDeviceGetHandleByIndex=lost)
+    assert probe._readable_gpu(nvml, 0).name.startswith("unreadable through NVML (GPU is lost)")
+    old = types.SimpleNamespace(nvmlDeviceGetCurrentClocksThrottleReasons=lambda h: 0x2)
+    assert probe._clock_reasons(old, object()) == 0x2
 
 
 def test_cdi_specs_count_as_registered(project):

@@ -13,7 +13,6 @@ RECIPE_NODES = {"KSampler": ("steps", "cfg", "sampler_name", "scheduler", "denoi
                 "ModelSamplingAuraFlow": ("shift",)}
 LOADER_INPUTS = {"UNETLoader": ("unet_name",), "CLIPLoader": ("clip_name",), "VAELoader": ("vae_name",),
                  "CheckpointLoaderSimple": ("ckpt_name",), "DualCLIPLoader": ("clip_name1", "clip_name2")}
-TEXT_LOADERS = ("CLIPLoader", "DualCLIPLoader")
 
 
 def comfyui_loads_models(s: Subject) -> Iterator[Finding]:
@@ -63,7 +62,7 @@ def warmup_loads_the_models(s: Subject) -> Iterator[Finding]:
             if model is None:
                 yield Finding(ERROR, "warmup-models", where, f"loads {name!r}, which is not one of the image's models",
                               f"load one of: {', '.join(models)} (or list {name} under models in {s.image.where})")
-            elif node["class_type"] in TEXT_LOADERS:
+            elif node["class_type"] == "CLIPLoader":
                 yield from _text_encoder_type(node, model, where.rsplit(" inputs.", 1)[0])
 
 
@@ -72,16 +71,17 @@ def _text_encoder_type(node: dict[str, Any], model: Any, where: str) -> Iterator
     if model.clip_type and given != model.clip_type:
         what = f"{model.encoder} ({model.file})" if model.encoder else model.file
         yield Finding(ERROR, "warmup-models", f"{where} inputs.type",
-                      f"loads {what} as type {given!r}, a CLIP text encoder; the image's text encoder is "
-                      f"{model.encoder or 'not that kind'} and ComfyUI loads it only as type {model.clip_type!r}",
-                      f"set inputs.type to {model.clip_type!r} (the article's CLIPTextModel warm-up cannot load "
-                      "this model)")
+                      f"loads {what} as type {given!r}; ComfyUI's CLIPLoader reads this text encoder only as type "
+                      f"{model.clip_type!r} (a CLIP-type loader cannot load it)",
+                      f"set inputs.type to {model.clip_type!r}")
 
 
 def _loaded_files(node: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(input, file name) of a loader; an input linked to another node (["9", 0]) names no file here."""
     for field in LOADER_INPUTS.get(node.get("class_type", ""), ()):
-        if field in node.get("inputs", {}):
-            yield field, node["inputs"][field]
+        value = node.get("inputs", {}).get(field)
+        if isinstance(value, str):
+            yield field, value
 
 
 def _text(value: Any) -> str:

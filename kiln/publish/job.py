@@ -1,0 +1,161 @@
+"""`invoke publish`: the gate (a passing smoke record for this image id, immutable version tags), the
+push of every tag kiln gave the image, the digest read back, and the SBOM and provenance attached as
+OCI artifacts (tags sha256-<hex>.sbom and .att, the convention cosign uses) and pulled back."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import docker
+
+from kiln.data.subject import Subject
+from kiln.engine.client import listed
+from kiln.engine.smoke import read_smoke_record
+from kiln.errors import KilnError
+from kiln.events import Event, Listener, ignore
+from kiln.identity import SOURCE_LABEL, base_ref, image_tags
+from kiln.publish.provenance import provenance
+from kiln.publish.push import Target, push_tag, verify_digest
+from kiln.publish.registry import Credentials, Registry
+from kiln.publish.sbom import image_sbom, validate_sbom
+
+SBOM_TYPE = "application/vnd.cyclonedx+json"
+PROVENANCE_TYPE = "application/vnd.in-toto+json"
+SMOKE_ANNOTATION = "io.kiln.smoke"
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    target: Target
+    credentials: Credentials | None
+    smoke_records: Path
+    build_record: Path
+    base_record: Path
+    force: bool = False
+    overwrite: bool = False
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    references: list[str]                     # name@sha256:... for every pushed tag
+    artifacts: dict[str, str] = field(default_factory=dict)
+    smoke: str = ""                           # what the gate found (or that it was forced)
+    planned: list[str] = field(default_factory=list)
+
+
+def publish(client: docker.DockerClient, s: Subject, req: PublishRequest, on_event: Listener = ignore) -> PublishResult:
+    local = image_tags(s)
+    image = listed(lambda: client.images.get(local[0]))
+    smoke = _gate(req, image.id)
+    registry = Registry(req.target.host, req.credentials)
+    repo = req.target.repo(local[0].rsplit(":", 1)[0])
+    tags = [tag.rsplit(":", 1)[1] for tag in local]
+    _immutable(registry, repo, tags, image.id, req.overwrite)
+    planned = [f"{req.target.host}/{repo}:{tag}" for tag in tags]
+    if req.dry_run:
+        return PublishResult(references=[], smoke=smoke, planned=planned)
+    digest = _push(client, image.id, registry, repo, tags, req.credentials, on_event)
+    artifacts = _attach(registry, repo, digest, s, image, req, smoke, on_event)
+    result = PublishResult([f"{req.target.host}/{repo}@{digest}"], artifacts, smoke, planned)
+    _record(req.build_record, result)
+    return result
+
+
+def _gate(req: PublishRequest, image_id: str) -> str:
+    record = read_smoke_record(req.smoke_records, image_id)
+    passed = record is not None and record.get("exit_code") == 0 and not (record.get("summary") or {}).get("fail")
+    if passed:
+        summary = record["summary"]
+        return f"passed: {summary['pass']} pass, {summary['warn']} warn, 0 fail, {summary['skip']} skip ({record['gpus']})"
+    if not req.force:
+        why = "no smoke record" if record is None else "its smoke run failed"
+        raise KilnError(f"image {image_id[:19]} has {why}", "invoke publish",
+                        "run `invoke smoke --gpu=...` on it first (or --force, which the registry copy records)")
+    return "forced: published without a passing smoke record (--force)"
+
+
+def _immutable(registry: Registry, repo: str, tags: list[str], image_id: str, overwrite: bool) -> None:
+    for tag in tags:
+        if registry.manifest_digest(repo, tag) is None:
+            continue
+        config = registry.manifest(repo, tag).get("config", {}).get("digest")
+        if config != image_id and not overwrite:
+            raise KilnError(f"{repo}:{tag} already names another image ({(config or '?')[:19]}), not {image_id[:19]}",
+                            registry.host, "version tags are immutable: build a new version, or pass --overwrite")
+
+
+def _push(client, image_id: str, registry: Registry, repo: str, tags: list[str], credentials: Credentials | None,
+          on_event: Listener) -> str:
+    remote = f"{registry.host}/{repo}"
+    digests = []
+    try:
+        for tag in tags:
+            listed(lambda: client.api.tag(image_id, remote, tag))
+            on_event(Event("phase", f"pushing {remote}:{tag}"))
+            digest = push_tag(client, remote, tag, credentials, on_event)
+            verify_digest(registry, repo, tag, digest)
+            digests.append(digest)
+    finally:
+        for tag in tags:
+            try:
+                client.images.remove(f"{remote}:{tag}", noprune=True)
+            except docker.errors.APIError:
+                pass
+    if len(set(digests)) != 1:
+        raise KilnError(f"the tags of one image got different digests ({', '.join(digests)})", registry.host,
+                        "publish again; another push may have raced this one")
+    return digests[0]
+
+
+def _attach(registry: Registry, repo: str, digest: str, s: Subject, image, req: PublishRequest, smoke: str,
+            on_event: Listener) -> dict[str, str]:
+    build = _read_json(req.build_record)
+    base = _read_json(req.base_record)
+    verified = (image.labels or {}).get(SOURCE_LABEL) == "verified"
+    now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    sbom = image_sbom(s, digest, verified, base.get("packages", []), now)
+    statement = provenance(s, f"{registry.host}/{repo}", digest, base_ref(s.lock, s.image.base),
+                           base.get("image_id") or image.id, verified, build.get("started", now), now)
+    subject = registry.descriptor(repo, digest)
+    hex_digest = digest.removeprefix("sha256:")
+    annotations = {SMOKE_ANNOTATION: smoke, "org.opencontainers.image.created": now}
+    made = {}
+    for kind, media, doc in (("sbom", SBOM_TYPE, sbom), ("att", PROVENANCE_TYPE, statement)):
+        payload = json.dumps(doc, indent=2, sort_keys=True).encode()
+        tag = f"sha256-{hex_digest}.{kind}"
+        on_event(Event("phase", f"attaching {kind} as {repo}:{tag}"))
+        registry.put_artifact(repo, tag, payload, media, subject, annotations)
+        _pull_back(registry, repo, tag, payload, kind)
+        made[kind] = f"{registry.host}/{repo}:{tag}"
+    return made
+
+
+def _pull_back(registry: Registry, repo: str, tag: str, payload: bytes, kind: str) -> None:
+    layer = registry.manifest(repo, tag)["layers"][0]
+    data = registry.blob(repo, layer["digest"])
+    if data != payload:
+        raise KilnError(f"the {kind} read back from {repo}:{tag} differs from the one pushed", registry.host,
+                        "check the registry's storage and publish again")
+    if kind == "sbom":
+        validate_sbom(data.decode())
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _record(path: Path, result: PublishResult) -> None:
+    record = _read_json(path)
+    record["published"] = {"references": result.references, "artifacts": result.artifacts, "smoke": result.smoke}
+    try:
+        path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise KilnError(f"published, but the build record could not be updated ({exc.strerror})", str(path),
+                        "note the references printed above") from None

@@ -1,0 +1,171 @@
+"""The Registry HTTP API v2 (distribution spec) over urllib3: the auth a registry asks for (Basic, or
+a Bearer token from its realm), manifest digests read back, and OCI artifacts put and fetched."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+import json
+import re
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import urllib3
+from urllib3.exceptions import HTTPError
+from urllib3.util import Retry, Timeout
+
+from kiln.errors import KilnError
+
+MANIFEST_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
+                  "application/vnd.docker.distribution.manifest.v2+json",
+                  "application/vnd.docker.distribution.manifest.list.v2+json")
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+RETRY = Retry(total=5, backoff_factor=0.5, backoff_jitter=0.5, status_forcelist=(408, 429, 500, 502, 503, 504),
+              allowed_methods=("GET", "HEAD", "PUT", "POST"), raise_on_status=False)
+CERTS_D = Path("/etc/docker/certs.d")  # where Docker itself looks for a registry's CA
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass
+class Registry:
+    host: str                         # host[:port]
+    credentials: Credentials | None
+    scheme: str = ""
+    _token: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        self.scheme = self.scheme or _scheme(self.host)
+        self.pool = urllib3.PoolManager(ssl_context=_ssl_context(self.host), retries=RETRY,
+                                        timeout=Timeout(connect=10, read=120))
+
+    def manifest_digest(self, repo: str, reference: str) -> str | None:
+        """The digest the registry serves for repo:reference, or None when it has no such manifest."""
+        response = self.request("HEAD", f"/v2/{repo}/manifests/{reference}", repo,
+                                headers={"Accept": ", ".join(MANIFEST_TYPES)}, missing_ok=True)
+        return response.headers.get("Docker-Content-Digest") if response.status == 200 else None
+
+    def descriptor(self, repo: str, reference: str) -> dict:
+        """The manifest's OCI descriptor (mediaType, digest, size), as an artifact's subject names it."""
+        response = self.request("GET", f"/v2/{repo}/manifests/{reference}", repo,
+                                headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        return {"mediaType": response.headers.get("Content-Type", "").split(";")[0],
+                "digest": "sha256:" + hashlib.sha256(response.data).hexdigest(), "size": len(response.data)}
+
+    def manifest(self, repo: str, reference: str) -> dict:
+        response = self.request("GET", f"/v2/{repo}/manifests/{reference}", repo,
+                                headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        return json.loads(response.data)
+
+    def blob(self, repo: str, digest: str) -> bytes:
+        data = self.request("GET", f"/v2/{repo}/blobs/{digest}", repo).data
+        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+            raise KilnError(f"blob {digest[:19]} of {repo} does not match its digest", self.host,
+                            "the registry serves corrupt data; check its storage")
+        return data
+
+    def put_blob(self, repo: str, data: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if self.request("HEAD", f"/v2/{repo}/blobs/{digest}", repo, missing_ok=True).status == 200:
+            return digest
+        start = self.request("POST", f"/v2/{repo}/blobs/uploads/", repo)
+        location = start.headers["Location"]
+        joiner = "&" if "?" in location else "?"
+        self.request("PUT", f"{location}{joiner}digest={digest}", repo, body=data,
+                     headers={"Content-Type": "application/octet-stream"})
+        return digest
+
+    def put_artifact(self, repo: str, tag: str, payload: bytes, media_type: str, subject: dict,
+                     annotations: dict[str, str]) -> str:
+        """An OCI artifact (empty config, one layer) tagged `tag`, naming the image it describes."""
+        config = self.put_blob(repo, b"{}")
+        layer = self.put_blob(repo, payload)
+        manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": media_type,
+                    "config": {"mediaType": OCI_EMPTY, "digest": config, "size": 2},
+                    "layers": [{"mediaType": media_type, "digest": layer, "size": len(payload)}],
+                    "subject": subject, "annotations": annotations}
+        body = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+        self.request("PUT", f"/v2/{repo}/manifests/{tag}", repo, body=body, headers={"Content-Type": OCI_MANIFEST})
+        return "sha256:" + hashlib.sha256(body).hexdigest()
+
+    def request(self, method: str, path: str, repo: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None, missing_ok: bool = False) -> urllib3.BaseHTTPResponse:
+        url = path if path.startswith("http") else f"{self.scheme}://{self.host}{path}"
+        response = self._send(method, url, body, headers or {})
+        if response.status == 401:
+            self._authenticate(response.headers.get("WWW-Authenticate", ""), repo)
+            response = self._send(method, url, body, headers or {})
+        if response.status == 404 and missing_ok:
+            return response
+        if response.status >= 400:
+            raise _refused(self.host, method, path, response)
+        return response
+
+    def _send(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
+        auth = {"Authorization": self._token} if self._token else {}
+        try:
+            return self.pool.request(method, url, body=body, headers={**headers, **auth}, redirect=True)
+        except (HTTPError, OSError) as exc:
+            raise KilnError(f"cannot reach the registry ({getattr(exc, 'reason', None) or exc})", self.host,
+                            "check that it runs and that this host can reach it") from None
+
+    def _authenticate(self, challenge: str, repo: str) -> None:
+        if self.credentials is None:
+            raise KilnError("the registry asks for credentials and none were found", self.host,
+                            "`docker login` to it, or set KILN_REGISTRY_USER and KILN_REGISTRY_PASSWORD")
+        basic = base64.b64encode(f"{self.credentials.username}:{self.credentials.password}".encode()).decode()
+        if challenge.lower().startswith("basic"):
+            self._token = f"Basic {basic}"
+            return
+        params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+        if "realm" not in params:
+            raise KilnError(f"unknown auth challenge '{challenge[:60]}'", self.host, "use a Docker Registry v2")
+        query = {"service": params.get("service", ""), "scope": f"repository:{repo}:pull,push"}
+        response = self.pool.request("GET", params["realm"], fields=query, headers={"Authorization": f"Basic {basic}"})
+        if response.status != 200:
+            raise KilnError(f"the registry's token service refused the credentials (HTTP {response.status})",
+                            self.host, "check the user name and password (or token)")
+        data = json.loads(response.data)
+        self._token = f"Bearer {data.get('token') or data.get('access_token')}"
+
+
+def _refused(host: str, method: str, path: str, response: urllib3.BaseHTTPResponse) -> KilnError:
+    if response.status == 401:
+        return KilnError("the registry refused the credentials", host, "check the user name and password (or token)")
+    try:
+        errors = json.loads(response.data).get("errors") or [{}]
+        detail = errors[0].get("message") or errors[0].get("code") or ""
+    except (ValueError, AttributeError):
+        detail = response.data[:120].decode(errors="replace")
+    return KilnError(f"{method} {path.split('?')[0]} answered HTTP {response.status} ({detail})", host,
+                     "check the registry's log and storage")
+
+
+def _loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0].strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _scheme(host: str) -> str:
+    """HTTPS, as Docker uses; plain HTTP only on loopback without a CA for it in certs.d (Docker allows it)."""
+    return "https" if not _loopback(host) or (CERTS_D / host / "ca.crt").is_file() else "http"
+
+
+def _ssl_context(host: str) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca = CERTS_D / host / "ca.crt"
+    if ca.is_file():
+        context.load_verify_locations(cafile=str(ca))
+    return context

@@ -1,0 +1,65 @@
+"""A real registry for the tests: Debian's docker-registry (distribution 2.8) on 127.0.0.1 with htpasswd
+auth, started and stopped by the tests; its storage can be a small tmpfs to fill it up."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+USER, PASSWORD = "kiln", "s3cret-for-tests"
+
+
+@dataclass
+class LocalRegistry:
+    root: Path
+    port: int
+    process: subprocess.Popen | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> "LocalRegistry":
+        storage = self.root / "data"
+        storage.mkdir(parents=True, exist_ok=True)
+        (self.root / "htpasswd").write_text(subprocess.run(["htpasswd", "-Bbn", USER, PASSWORD], check=True,
+                                                           capture_output=True, text=True).stdout)
+        (self.root / "config.yml").write_text(
+            "version: 0.1\nlog: {level: warn}\n"
+            f"storage:\n  filesystem: {{rootdirectory: {storage}}}\n  delete: {{enabled: true}}\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n"
+            f"auth:\n  htpasswd: {{realm: kiln-test, path: {self.root / 'htpasswd'}}}\n")
+        log = open(self.root / "registry.log", "ab")
+        self.process = subprocess.Popen(["docker-registry", "serve", str(self.root / "config.yml")], stdout=log,
+                                        stderr=subprocess.STDOUT)
+        self._wait()
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def _wait(self) -> None:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1)
+                return
+            except urllib.error.HTTPError:
+                return  # 401: up, asking for credentials
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"docker-registry did not start: {(self.root / 'registry.log').read_text()[-500:]}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,159 @@
+"""`invoke publish` against a real registry (Debian's docker-registry with htpasswd auth on 127.0.0.1):
+the smoke gate, the push with the digest read back, SBOM and provenance attached and pulled back,
+immutable tags, wrong credentials, and a registry that is down (and comes back) mid-publish."""
+
+import json
+import subprocess
+import threading
+import time
+
+import pytest
+
+from kiln.errors import KilnError
+from kiln.publish.push import push_tag
+from kiln.publish.registry import Credentials, Registry
+from kiln.publish.sbom import validate_sbom
+from tests.conftest import invoke
+from tests.engine.conftest import TEST_IMAGE, build_small
+from tests.engine.registry import PASSWORD, USER, LocalRegistry, free_port
+
+
+@pytest.fixture
+def registry(tmp_path):
+    reg = LocalRegistry(tmp_path / "registry", free_port()).start()
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture
+def built(small, monkeypatch):
+    project, src = small
+    result, record = build_small(project, src)
+    monkeypatch.setenv("KILN_REGISTRY_USER", USER)
+    monkeypatch.setenv("KILN_REGISTRY_PASSWORD", PASSWORD)
+    return project, result, record
+
+
+def _publish(project, registry, *args):
+    return invoke("publish", f"{registry.host}/team", "--gpu", "4090", "--image", TEST_IMAGE, "--plain", *args,
+                  root=project.root)
+
+
+def _one_error(result, fragment):
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stdout[-800:] + result.stderr[-800:]
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert fragment in line, line
+    assert PASSWORD not in result.stdout + result.stderr
+
+
+def _client_registry(registry) -> Registry:
+    return Registry(registry.host, Credentials(USER, PASSWORD))
+
+
+def test_no_smoke_record_is_refused_and_nothing_pushed(built, registry):
+    project, result, record = built
+    _one_error(_publish(project, registry), "has no smoke record")
+    assert _client_registry(registry).manifest_digest(f"team/{TEST_IMAGE}", result.tags[0].split(":")[1]) is None
+    assert "published" not in json.loads(record.read_text())
+
+
+def test_forced_publish_pushes_verifies_and_attaches(built, registry, client):
+    project, result, record = built
+    out = _publish(project, registry, "--force")
+    assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-1500:]
+    assert PASSWORD not in out.stdout + out.stderr + record.read_text()
+    published = json.loads(record.read_text())["published"]
+    [reference] = published["references"]
+    digest = reference.split("@")[1]
+    reg, repo = _client_registry(registry), f"team/{TEST_IMAGE}"
+    for tag in (t.split(":")[1] for t in result.tags):
+        assert reg.manifest_digest(repo, tag) == digest
+    hexd = digest.removeprefix("sha256:")
+    sbom_manifest = reg.manifest(repo, f"sha256-{hexd}.sbom")
+    assert sbom_manifest["subject"]["digest"] == digest
+    assert sbom_manifest["annotations"]["io.kiln.smoke"].startswith("forced")
+    sbom = reg.blob(repo, sbom_manifest["layers"][0]["digest"]).decode()
+    validate_sbom(sbom)
+    names = {c["name"] for c in json.loads(sbom)["components"]}
+    assert {"packaging", "pyyaml"} <= {n.lower() for n in names}
+    att = json.loads(reg.blob(repo, reg.manifest(repo, f"sha256-{hexd}.att")["layers"][0]["digest"]))
+    assert att["subject"][0]["digest"]["sha256"] == hexd
+    assert not [t for i in client.images.list() for t in i.tags if t.startswith(registry.host)]
+    pulled = client.images.pull(f"{registry.host}/{repo}@{digest}", auth_config={"username": USER, "password": PASSWORD})
+    try:
+        assert pulled.id == result.image_id
+    finally:
+        client.images.remove(f"{registry.host}/{repo}@{digest}", force=True)
+
+
+def test_a_version_tag_is_immutable_unless_overwrite(built, registry, small):
+    project, result, _ = built
+    assert _publish(project, registry, "--force").returncode == 0
+    template = project.templates_dir / "start.sh.j2"
+    template.write_text(template.read_text().replace("set -eu", "set -eu\n# another build", 1))
+    rebuilt, _ = build_small(project, small[1])
+    assert rebuilt.image_id != result.image_id and rebuilt.tags == result.tags
+    _one_error(_publish(project, registry, "--force"), "already names another image")
+    assert _publish(project, registry, "--force", "--overwrite").returncode == 0
+
+
+def test_wrong_password_is_one_line_and_nothing_is_claimed(built, registry, monkeypatch):
+    project, _, record = built
+    monkeypatch.setenv("KILN_REGISTRY_PASSWORD", "wrong")
+    result = _publish(project, registry, "--force")
+    _one_error(result, "refused the credentials")
+    assert "published" not in result.stdout and "published" not in json.loads(record.read_text())
+
+
+def test_dry_run_plans_and_pushes_nothing(built, registry):
+    project, result, _ = built
+    out = _publish(project, registry, "--force", "--dry-run")
+    assert out.returncode == 0 and f"would push {registry.host}/team/{TEST_IMAGE}:" in out.stdout
+    assert _client_registry(registry).manifest_digest(f"team/{TEST_IMAGE}", result.tags[0].split(":")[1]) is None
+
+
+def test_a_registry_down_then_back_is_retried_to_a_verified_push(built, registry, client):
+    _, result, _ = built
+    remote = f"{registry.host}/team/{TEST_IMAGE}"
+    client.api.tag(result.image_id, remote, "retry")
+    registry.stop()
+    threading.Timer(2.0, registry.start).start()
+    waits = []
+    try:
+        digest = push_tag(client, remote, "retry", Credentials(USER, PASSWORD), attempts=6,
+                          sleep=lambda s: (waits.append(s), time.sleep(min(s, 1.5))))
+    finally:
+        client.images.remove(f"{remote}:retry")
+    assert waits and _client_registry(registry).manifest_digest(f"team/{TEST_IMAGE}", "retry") == digest
+
+
+def test_a_registry_that_stays_down_fails_after_the_retry_budget(built, registry, client):
+    _, result, _ = built
+    remote = f"{registry.host}/team/{TEST_IMAGE}"
+    client.api.tag(result.image_id, remote, "down")
+    registry.stop()
+    try:
+        with pytest.raises(KilnError, match="failed after 3 attempt"):
+            push_tag(client, remote, "down", Credentials(USER, PASSWORD), attempts=3, sleep=lambda s: None)
+    finally:
+        client.images.remove(f"{remote}:down")
+
+
+@pytest.mark.skipif(subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip() != "0",
+                    reason="mounting a tmpfs needs root")
+def test_registry_storage_full_is_one_line(built, tmp_path, monkeypatch):
+    project, _, record = built
+    small_disk = tmp_path / "full"
+    small_disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small_disk)], check=True)
+    reg = LocalRegistry(small_disk, free_port())
+    try:
+        reg.start()
+        monkeypatch.setenv("KILN_PUSH_ATTEMPTS", "1")  # the engine itself retries a failing layer for a minute
+        result = _publish(project, reg, "--force")
+        _one_error(result, "failed after 1 attempt(s)")
+        assert "500" in result.stderr and "may be down or full" in result.stderr
+        assert "published" not in json.loads(record.read_text())
+    finally:
+        reg.stop()
+        subprocess.run(["umount", str(small_disk)], check=False)
