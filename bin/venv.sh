@@ -16,8 +16,13 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 # A Docker Engine that answers, debootstrap, and the local base image (each only when missing).
 build_host() {
     "$ROOT/provision/host/engine.sh"
-    if ! command -v debootstrap >/dev/null 2>&1; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    missing=""
+    command -v debootstrap >/dev/null 2>&1 || missing="$missing debootstrap"
+    command -v docker-registry >/dev/null 2>&1 || missing="$missing docker-registry"  # publish tests
+    command -v htpasswd >/dev/null 2>&1 || missing="$missing apache2-utils"
+    if [ -n "$missing" ]; then
+        # shellcheck disable=SC2086  # a list of package names
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
     fi
     "$VENV/bin/invoke" --search-root "$ROOT" base --plain >/dev/null
 }
