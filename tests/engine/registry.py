@@ -19,6 +19,7 @@ class LocalRegistry:
     root: Path
     port: int
     process: subprocess.Popen | None = None
+    tls: tuple[Path, Path] | None = None   # (certificate, key): serve HTTPS
 
     @property
     def host(self) -> str:
@@ -33,6 +34,8 @@ class LocalRegistry:
             "version: 0.1\nlog: {level: warn}\n"
             f"storage:\n  filesystem: {{rootdirectory: {storage}}}\n  delete: {{enabled: true}}\n"
             f"http:\n  addr: 127.0.0.1:{self.port}\n"
+            + (f"  tls: {{certificate: {self.tls[0]}, key: {self.tls[1]}}}\n" if self.tls else "")
+            +
             f"auth:\n  htpasswd: {{realm: kiln-test, path: {self.root / 'htpasswd'}}}\n")
         log = open(self.root / "registry.log", "ab")
         self.process = subprocess.Popen(["docker-registry", "serve", str(self.root / "config.yml")], stdout=log,
@@ -50,13 +53,31 @@ class LocalRegistry:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
-                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1)
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    pass
+                if not self.tls:
+                    urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1)
                 return
             except urllib.error.HTTPError:
                 return  # 401: up, asking for credentials
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError(f"docker-registry did not start: {(self.root / 'registry.log').read_text()[-500:]}")
+
+
+def make_tls(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA made for the test and a server certificate for 127.0.0.1 signed by it: (ca, cert, key)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca, ca_key, cert, key, csr = (folder / n for n in ("ca.crt", "ca.key", "server.crt", "server.key", "server.csr"))
+    ext = folder / "san.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    for cmd in (["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=kiln-test-registry-ca",
+                 "-keyout", ca_key, "-out", ca],
+                ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", csr],
+                ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "1",
+                 "-extfile", ext, "-out", cert]):
+        subprocess.run(["openssl", *map(str, cmd)], check=True, capture_output=True)
+    return ca, cert, key
 
 
 def free_port() -> int:

@@ -3,9 +3,14 @@ the smoke gate, the push with the digest read back, SBOM and provenance attached
 immutable tags, wrong credentials, and a registry that is down (and comes back) mid-publish."""
 
 import json
+import os
+import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -13,9 +18,9 @@ from kiln.errors import KilnError
 from kiln.publish.push import push_tag
 from kiln.publish.registry import Credentials, Registry
 from kiln.publish.sbom import validate_sbom
-from tests.conftest import invoke
+from tests.conftest import ROOT, invoke
 from tests.engine.conftest import TEST_IMAGE, build_small
-from tests.engine.registry import PASSWORD, USER, LocalRegistry, free_port
+from tests.engine.registry import PASSWORD, USER, LocalRegistry, free_port, make_tls
 
 
 @pytest.fixture
@@ -157,3 +162,42 @@ def test_registry_storage_full_is_one_line(built, tmp_path, monkeypatch):
     finally:
         reg.stop()
         subprocess.run(["umount", str(small_disk)], check=False)
+
+
+def test_a_tls_registry_with_its_own_ca(built, tmp_path):
+    """The CA goes where a user puts it for Docker (/etc/docker/certs.d/<host>/ca.crt); both the engine's
+    push and kiln's own registry client then trust it."""
+    project, _, record = built
+    ca, cert, key = make_tls(tmp_path / "tls")
+    reg = LocalRegistry(tmp_path / "tls-registry", free_port(), tls=(cert, key))
+    certs = Path("/etc/docker/certs.d") / reg.host
+    certs.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ca, certs / "ca.crt")
+    try:
+        reg.start()
+        out = _publish(project, reg, "--force")
+        assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-1500:]
+        reference = json.loads(record.read_text())["published"]["references"][0]
+        registry = Registry(reg.host, Credentials(USER, PASSWORD))
+        assert registry.scheme == "https"
+        assert registry.manifest_digest(f"team/{TEST_IMAGE}", reference.split("@")[1]) == reference.split("@")[1]
+    finally:
+        reg.stop()
+        shutil.rmtree(certs, ignore_errors=True)
+
+
+def test_ctrl_c_mid_push_claims_nothing(built, registry, client):
+    project, result, record = built
+    cmd = [sys.executable, str(project.root / "tasks.py"), "publish", f"{registry.host}/team", "--gpu", "4090",
+           "--image", TEST_IMAGE, "--plain", "--force"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    for line in proc.stdout:
+        if line.startswith("pushing "):
+            break
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "interrupted" in err and "Traceback" not in err, err[-1000:]
+    assert "published" not in out and "published" not in json.loads(record.read_text())
+    assert not [t for i in client.images.list() for t in i.tags if t.startswith(registry.host)]
