@@ -45,13 +45,32 @@ def ensure_base(client: docker.DockerClient, lock: Lock, name: str, records: Pat
         return _registry_base(client, ref)
     current = _current(client, ref, recipe_digest(base))
     if current and _current(client, base_ref(lock, name, "build"), recipe_digest(base)):
-        return BaseResult(ref, current.id, False, tuple(_recorded_packages(records, name)))
-    result = _debootstrap_base(client, base, ref, base_ref(lock, name, "build"), on_event)
-    records.mkdir(parents=True, exist_ok=True)
-    (records / f"{name}.json").write_text(json.dumps(
-        {"ref": ref, "image_id": result.image_id, "recipe_sha256": recipe_digest(base),
-         "packages": list(result.packages)}, indent=2) + "\n")
+        packages = _recorded_packages(records, name) or _packages_in_image(client, ref)
+        result = BaseResult(ref, current.id, False, tuple(packages))
+    else:
+        result = _debootstrap_base(client, base, ref, base_ref(lock, name, "build"), on_event)
+    _write_record(records, name, base, result)
     return result
+
+
+def _write_record(records: Path, name: str, base: Base, result: BaseResult) -> None:
+    """What the SBOM lists for the base; rewritten from the image when another checkout built it."""
+    try:
+        records.mkdir(parents=True, exist_ok=True)
+        (records / f"{name}.json").write_text(json.dumps(
+            {"ref": result.ref, "image_id": result.image_id, "recipe_sha256": recipe_digest(base),
+             "packages": list(result.packages)}, indent=2) + "\n")
+    except OSError as exc:
+        raise KilnError(f"cannot write the base record ({exc.strerror})", str(records), "check the build folder") from None
+
+
+def _packages_in_image(client: docker.DockerClient, ref: str) -> list[str]:
+    try:
+        out = client.containers.run(ref, ["dpkg-query", "-W", "-f", "${Package}=${Version}\\n"], remove=True,
+                                    network_mode="none", labels={TOOLKIT_LABEL: "base-packages"})
+    except docker.errors.DockerException as exc:
+        raise KilnError(f"cannot list the packages of {ref} ({exc})", "invoke base", "rebuild it: invoke clean --images --bases") from None
+    return sorted(out.decode().split())
 
 
 def require_base(client: docker.DockerClient, lock: Lock, name: str) -> str:

@@ -5,7 +5,10 @@ import shutil
 
 import pytest
 
+from kiln.data.lock import load_lock
+from kiln.engine.bases import ensure_base
 from kiln.errors import KilnError
+from tests.conftest import ROOT
 from tests.engine.conftest import TEST_IMAGE, build_small, run_in
 
 
@@ -126,3 +129,12 @@ def test_failing_step_is_named_with_its_last_output(client, small):
     assert "returned a non-zero code: 3" in line and "[last output: failing 42]" in line
     assert {c.id for c in client.containers.list(all=True)} == before
     assert [t for i in client.images.list(name=f"kiln/{TEST_IMAGE}") for t in i.tags] == tags_before
+
+
+def test_a_base_built_elsewhere_still_gets_its_package_record(client, base, tmp_path):
+    """The SBOM lists the base's Debian packages; a checkout that did not build the base reads them from it."""
+    lock = load_lock(ROOT / "versions.lock")
+    result = ensure_base(client, lock, lock.default_base, tmp_path)
+    record = json.loads((tmp_path / f"{lock.default_base}.json").read_text())
+    assert not result.built and record["image_id"] == result.image_id
+    assert any(p.startswith("python3.11=") for p in record["packages"]) and len(record["packages"]) > 50
