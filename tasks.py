@@ -302,7 +302,6 @@ def publish(c, registry, gpu=None, image=DEFAULT_IMAGE, all_gpus=False, force=Fa
         build = PROJECT.root / "build"
         request = PublishRequest(target=target, credentials=credentials, smoke_records=build / "smoke",
                                  build_record=build / f"{subject.image.name}-{subject.gpu.name}.build.json",
-                                 base_record=build / "bases" / f"{subject.image.base}.json",
                                  force=force, overwrite=overwrite, dry_run=dry_run)
         show = console.progress(plain)
         try:

@@ -58,8 +58,7 @@ def timed_publish(client, project, gpu: str, registry: LocalRegistry, overwrite:
     subject = project.subject(gpu, IMAGE)
     build = project.root / "build"
     request = PublishRequest(target=Target(registry.host, "bench"), credentials=CREDENTIALS,
-                             smoke_records=build / "smoke", build_record=build / f"{IMAGE}-{gpu}.build.json",
-                             base_record=ROOT / "build" / "bases" / f"{subject.image.base}.json", force=True,
+                             smoke_records=build / "smoke", build_record=build / f"{IMAGE}-{gpu}.build.json", force=True,
                              overwrite=overwrite)
     uploads = Uploads()
     started = time.monotonic()

@@ -13,6 +13,7 @@ TOOLKIT_LABEL = "io.kiln.toolkit"    # every Docker object the toolkit creates c
 ROLE_LABEL = "io.kiln.role"          # what a container is for (run, smoke, test)
 RECIPE_LABEL = "io.kiln.base-recipe"
 IMAGE_LABEL = "io.kiln.image"
+LOCK_LABEL = "io.kiln.lock-sha256"
 GPU_LABEL = "io.kiln.gpu"
 SOURCE_LABEL = "io.kiln.comfyui-source"    # verified / unverified
 ORIGIN_LABEL = "io.kiln.comfyui-origin"
@@ -49,7 +50,7 @@ def image_tags(s: Subject) -> list[str]:
 def labels(s: Subject) -> dict[str, str]:
     st = s.lock.stack
     return {TOOLKIT_LABEL: __version__, IMAGE_LABEL: s.image.name, GPU_LABEL: s.gpu.name,
-            "io.kiln.lock-sha256": s.lock.digest, "io.kiln.torch": st.torch, "io.kiln.cuda": st.cuda,
+            LOCK_LABEL: s.lock.digest, "io.kiln.torch": st.torch, "io.kiln.cuda": st.cuda,
             "io.kiln.cudnn": st.cudnn, "io.kiln.xformers": st.xformers, "io.kiln.python": st.python,
             "io.kiln.comfyui": s.lock.comfyui.version}
 

@@ -45,7 +45,7 @@ def ensure_base(client: docker.DockerClient, lock: Lock, name: str, records: Pat
         return _registry_base(client, ref)
     current = _current(client, ref, recipe_digest(base))
     if current and _current(client, base_ref(lock, name, "build"), recipe_digest(base)):
-        packages = _recorded_packages(records, name) or _packages_in_image(client, ref)
+        packages = _recorded_packages(records, name) or base_packages(client, ref)
         result = BaseResult(ref, current.id, False, tuple(packages))
     else:
         result = _debootstrap_base(client, base, ref, base_ref(lock, name, "build"), on_event)
@@ -64,7 +64,8 @@ def _write_record(records: Path, name: str, base: Base, result: BaseResult) -> N
         raise KilnError(f"cannot write the base record ({exc.strerror})", str(records), "check the build folder") from None
 
 
-def _packages_in_image(client: docker.DockerClient, ref: str) -> list[str]:
+def base_packages(client: docker.DockerClient, ref: str) -> list[str]:
+    """The Debian packages (name=version) of a base image, read from it (registry bases too)."""
     try:
         out = client.containers.run(ref, ["dpkg-query", "-W", "-f", "${Package}=${Version}\\n"], remove=True,
                                     network_mode="none", labels={TOOLKIT_LABEL: "base-packages"})

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from kiln.data.subject import Subject
-from kiln.engine.bases import require_base
+from kiln.engine.bases import base_packages, require_base
 from kiln.engine.build import BuildResult, build_image, remove_build_leftovers, write_record
-from kiln.engine.client import connect
+from kiln.engine.client import connect, listed
 from kiln.errors import Interrupted
 from kiln.events import Event, Listener, ignore
 from kiln.render.context import write_context
@@ -29,6 +30,7 @@ class BuildRequest:
 
 def run_build(s: Subject, req: BuildRequest, on_event: Listener = ignore) -> tuple[BuildResult, Path]:
     client = connect()
+    started = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     base = require_base(client, s.lock, s.image.base)
     source = comfyui_source(s.lock.comfyui, req.comfyui_src, req.allow_unverified, req.source_cache)
     write_context(s, req.templates, req.payload, req.out)
@@ -46,6 +48,9 @@ def run_build(s: Subject, req: BuildRequest, on_event: Listener = ignore) -> tup
     except BaseException:
         remove_build_leftovers(client, before)
         raise
+    finished = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     record = write_record(result, req.out.with_name(req.out.name + ".build.json"),
-                          {"gpu": s.gpu.name, "image": s.image.name, "base": base, "wheels": asdict(wheels)})
+                          {"gpu": s.gpu.name, "image": s.image.name, "base": base, "wheels": asdict(wheels),
+                           "base_id": listed(lambda: client.images.get(base).id),
+                           "base_packages": base_packages(client, base), "started": started, "finished": finished})
     return result, record

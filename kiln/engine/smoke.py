@@ -59,6 +59,7 @@ def payload_args(gpus_given: bool, require_gpu: bool, allow_no_gpu: bool) -> lis
 def run_in_image(client: docker.DockerClient, tag: str, require_gpu: bool, allow_no_gpu: bool = False,
                  timeout_s: int = 900) -> SmokeRun:
     """The payload in the image, against the facts the image itself carries."""
+    image_id = listed(lambda: client.images.get(tag).id)  # before the run: a rebuild meanwhile gets no credit
     facts = read_facts(client, tag).to_json()
     try:
         code, logs = _run(client, tag, payload_args(True, require_gpu, allow_no_gpu), gpus=True, timeout_s=timeout_s)
@@ -70,7 +71,7 @@ def run_in_image(client: docker.DockerClient, tag: str, require_gpu: bool, allow
         note = (f"GPUs: this engine cannot give GPUs to containers ({exc}): every GPU check is skipped, "
                 "ComfyUI runs on the CPU; install the NVIDIA Container Toolkit for a real check")
     run = _parse(logs, code, note, tag, facts)
-    return SmokeRun(**{**run.__dict__, "image_id": listed(lambda: client.images.get(tag).id)})
+    return SmokeRun(**{**run.__dict__, "image_id": image_id})
 
 
 class _NoGpuRuntime(Exception):

@@ -22,10 +22,12 @@ def find_credentials(host: str, config: Path | None = None) -> Credentials | Non
     data = _read(path)
     helper = (data.get("credHelpers") or {}).get(host) or data.get("credsStore")
     if helper:
-        found = _from_helper(helper, host)
+        found = _from_helper(helper, "https://index.docker.io/v1/" if host == "docker.io" else host)
         if found:
             return found
-    entry = (data.get("auths") or {}).get(host) or (data.get("auths") or {}).get(f"https://{host}") or {}
+    auths = data.get("auths") or {}
+    names = (host, f"https://{host}") + (("https://index.docker.io/v1/",) if host in ("docker.io", "index.docker.io") else ())
+    entry = next((auths[n] for n in names if n in auths), {})
     if entry.get("auth"):
         user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
         return Credentials(user, password)

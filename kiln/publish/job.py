@@ -16,7 +16,7 @@ from kiln.engine.client import listed
 from kiln.engine.smoke import read_smoke_record
 from kiln.errors import KilnError
 from kiln.events import Event, Listener, ignore
-from kiln.identity import SOURCE_LABEL, base_ref, image_tags
+from kiln.identity import GPU_LABEL, IMAGE_LABEL, LOCK_LABEL, SOURCE_LABEL, image_tags
 from kiln.publish.provenance import provenance
 from kiln.publish.push import Target, push_tag, verify_digest
 from kiln.publish.registry import Credentials, Registry
@@ -33,7 +33,6 @@ class PublishRequest:
     credentials: Credentials | None
     smoke_records: Path
     build_record: Path
-    base_record: Path
     force: bool = False
     overwrite: bool = False
     dry_run: bool = False
@@ -50,24 +49,51 @@ class PublishResult:
 def publish(client: docker.DockerClient, s: Subject, req: PublishRequest, on_event: Listener = ignore) -> PublishResult:
     local = image_tags(s)
     image = listed(lambda: client.images.get(local[0]))
+    _same_inputs(s, image)
+    build = _build_facts(req.build_record, image.id)
     smoke = _gate(req, image.id)
     registry = Registry(req.target.host, req.credentials)
     repo = req.target.repo(local[0].rsplit(":", 1)[0])
-    tags = [tag.rsplit(":", 1)[1] for tag in local]
-    _immutable(registry, repo, tags, image.id, req.overwrite)
+    tags = [tag.rsplit(":", 1)[1] for tag in local if tag in image.tags]  # only tags this image carries
     planned = [f"{req.target.host}/{repo}:{tag}" for tag in tags]
-    if req.dry_run:
-        return PublishResult(references=[], smoke=smoke, planned=planned)
-    digest = _push(client, image.id, registry, repo, tags, req.credentials, on_event)
-    artifacts = _attach(registry, repo, digest, s, image, req, smoke, on_event)
+    try:
+        _immutable(registry, repo, tags, image.id, req.overwrite)
+        if req.dry_run:
+            return PublishResult(references=[], smoke=smoke, planned=planned)
+        digest = _push(client, image.id, registry, repo, tags, req.credentials, on_event)
+        artifacts = _attach(registry, repo, digest, s, image, build, smoke, on_event)
+    except KilnError as exc:
+        if not req.dry_run:
+            _record_failure(req.build_record, f"{req.target.host}/{repo}", exc.line())
+        raise
     result = PublishResult([f"{req.target.host}/{repo}@{digest}"], artifacts, smoke, planned)
     _record(req.build_record, result)
     return result
 
 
+def _same_inputs(s: Subject, image) -> None:
+    """The tags, SBOM and provenance are made from today's project: it must be what built the image."""
+    labels = image.labels or {}
+    for label, want, what in ((LOCK_LABEL, s.lock.digest, "versions.lock"), (GPU_LABEL, s.gpu.name, "GPU profile"),
+                              (IMAGE_LABEL, s.image.name, "image spec")):
+        if labels.get(label) != want:
+            raise KilnError(f"the image was built from another {what} ({str(labels.get(label))[:12]}, now "
+                            f"{want[:12]})", "invoke publish", "build it again with `invoke build`, then smoke it")
+
+
+def _build_facts(path: Path, image_id: str) -> dict:
+    record = _read_json(path)
+    if record.get("image_id") != image_id or not record.get("base_id") or not record.get("started"):
+        raise KilnError("the build record does not describe this image (or predates base and start time)", str(path),
+                        "build it again with `invoke build`, then smoke it")
+    return record
+
+
 def _gate(req: PublishRequest, image_id: str) -> str:
     record = read_smoke_record(req.smoke_records, image_id)
-    passed = record is not None and record.get("exit_code") == 0 and not (record.get("summary") or {}).get("fail")
+    summary = (record or {}).get("summary") or {}
+    complete = all(isinstance(summary.get(k), int) for k in ("pass", "warn", "fail", "skip"))
+    passed = record is not None and record.get("exit_code") == 0 and complete and summary["fail"] == 0
     if passed:
         summary = record["summary"]
         return f"passed: {summary['pass']} pass, {summary['warn']} warn, 0 fail, {summary['skip']} skip ({record['gpus']})"
@@ -92,6 +118,7 @@ def _push(client, image_id: str, registry: Registry, repo: str, tags: list[str],
           on_event: Listener) -> str:
     remote = f"{registry.host}/{repo}"
     digests = []
+    existing = {t for i in listed(lambda: client.images.list(name=remote)) for t in i.tags}
     try:
         for tag in tags:
             listed(lambda: client.api.tag(image_id, remote, tag))
@@ -101,6 +128,8 @@ def _push(client, image_id: str, registry: Registry, repo: str, tags: list[str],
             digests.append(digest)
     finally:
         for tag in tags:
+            if f"{remote}:{tag}" in existing:
+                continue  # the user's own tag: left as it was
             try:
                 client.images.remove(f"{remote}:{tag}", noprune=True)
             except docker.errors.APIError:
@@ -111,15 +140,13 @@ def _push(client, image_id: str, registry: Registry, repo: str, tags: list[str],
     return digests[0]
 
 
-def _attach(registry: Registry, repo: str, digest: str, s: Subject, image, req: PublishRequest, smoke: str,
+def _attach(registry: Registry, repo: str, digest: str, s: Subject, image, build: dict, smoke: str,
             on_event: Listener) -> dict[str, str]:
-    build = _read_json(req.build_record)
-    base = _read_json(req.base_record)
     verified = (image.labels or {}).get(SOURCE_LABEL) == "verified"
     now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-    sbom = image_sbom(s, digest, verified, base.get("packages", []), now)
-    statement = provenance(s, f"{registry.host}/{repo}", digest, base_ref(s.lock, s.image.base),
-                           base.get("image_id") or image.id, verified, build.get("started", now), now)
+    sbom = image_sbom(s, digest, verified, build.get("base_packages", []), now)
+    statement = provenance(s, f"{registry.host}/{repo}", digest, build["base"], build["base_id"], verified,
+                           build["started"], build.get("finished", now))
     subject = registry.descriptor(repo, digest)
     hex_digest = digest.removeprefix("sha256:")
     annotations = {SMOKE_ANNOTATION: smoke, "org.opencontainers.image.created": now}
@@ -144,6 +171,16 @@ def _pull_back(registry: Registry, repo: str, tag: str, payload: bytes, kind: st
         validate_sbom(data.decode())
 
 
+def _record_failure(path: Path, target: str, line: str) -> None:
+    """The build record says this publish did not happen (an earlier one elsewhere stays recorded)."""
+    record = _read_json(path)
+    record["publish_failed"] = {"target": target, "error": line}
+    try:
+        path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    except OSError:
+        pass  # the error being raised already says what failed
+
+
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -154,6 +191,7 @@ def _read_json(path: Path) -> dict:
 def _record(path: Path, result: PublishResult) -> None:
     record = _read_json(path)
     record["published"] = {"references": result.references, "artifacts": result.artifacts, "smoke": result.smoke}
+    record.pop("publish_failed", None)
     try:
         path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     except OSError as exc:

@@ -18,7 +18,8 @@ from kiln.publish.registry import Credentials, Registry
 
 TARGET = re.compile(r"^(?P<host>[a-zA-Z0-9.-]+(?::\d{1,5})?)/(?P<namespace>[a-z0-9]+(?:[._/-][a-z0-9]+)*)$")
 TRANSIENT = re.compile(r"(connection refused|connection reset|broken pipe|EOF|timeout|i/o timeout|"
-                       r"\b(408|429|50[0-4])\b|too many requests|service unavailable|bad gateway)", re.I)
+                       r"\b(408|429|50[0234])\b|too ?many ?requests|service unavailable|bad gateway|"
+                       r"temporary failure in name resolution|blob upload unknown)", re.I)
 ATTEMPTS = 5
 BACKOFF_S = 1.0
 
@@ -97,7 +98,7 @@ def _progress(chunk: dict, repository: str, on_event: Listener) -> str:
 
 
 def verify_digest(registry: Registry, repo: str, tag: str, pushed: str) -> None:
-    served = registry.manifest_digest(repo, tag)
+    served = registry.descriptor(repo, tag)["digest"]  # the body's own hash, not a header
     if served != pushed:
         raise KilnError(f"{repo}:{tag} is served as {served or 'nothing'}, the engine pushed {pushed}", registry.host,
                         "the tag was changed meanwhile or the registry lost the push; publish again")

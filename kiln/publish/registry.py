@@ -26,6 +26,7 @@ OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 RETRY = Retry(total=5, backoff_factor=0.5, backoff_jitter=0.5, status_forcelist=(408, 429, 500, 502, 503, 504),
               allowed_methods=("GET", "HEAD", "PUT", "POST"), raise_on_status=False)
 CERTS_D = Path("/etc/docker/certs.d")  # where Docker itself looks for a registry's CA
+API_HOSTS = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,8 @@ class Registry:
     _token: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
-        self.scheme = self.scheme or _scheme(self.host)
+        self.api_host = API_HOSTS.get(self.host, self.host)
+        self.scheme = self.scheme or _scheme(self.api_host)
         self.pool = urllib3.PoolManager(ssl_context=_ssl_context(self.host), retries=RETRY,
                                         timeout=Timeout(connect=10, read=120))
 
@@ -97,7 +99,7 @@ class Registry:
 
     def request(self, method: str, path: str, repo: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None, missing_ok: bool = False) -> urllib3.BaseHTTPResponse:
-        url = path if path.startswith("http") else f"{self.scheme}://{self.host}{path}"
+        url = path if path.startswith("http") else f"{self.scheme}://{self.api_host}{path}"
         response = self._send(method, url, body, headers or {})
         if response.status == 401:
             self._authenticate(response.headers.get("WWW-Authenticate", ""), repo)
@@ -109,7 +111,9 @@ class Registry:
         return response
 
     def _send(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
-        auth = {"Authorization": self._token} if self._token else {}
+        # credentials go to the registry itself only, never to a host an upload Location points at
+        own = urllib3.util.parse_url(url).netloc == self.api_host
+        auth = {"Authorization": self._token} if self._token and own else {}
         try:
             return self.pool.request(method, url, body=body, headers={**headers, **auth}, redirect=True)
         except (HTTPError, OSError) as exc:
@@ -127,6 +131,10 @@ class Registry:
         params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
         if "realm" not in params:
             raise KilnError(f"unknown auth challenge '{challenge[:60]}'", self.host, "use a Docker Registry v2")
+        realm = urllib3.util.parse_url(params["realm"])
+        if realm.scheme != "https" and not _loopback(realm.netloc or ""):
+            raise KilnError(f"the registry asks for the password over plain HTTP at {params['realm']}", self.host,
+                            "refused: use a registry whose token service speaks HTTPS")
         query = {"service": params.get("service", ""), "scope": f"repository:{repo}:pull,push"}
         response = self.pool.request("GET", params["realm"], fields=query, headers={"Authorization": f"Basic {basic}"})
         if response.status != 200:

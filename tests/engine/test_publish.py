@@ -84,11 +84,28 @@ def test_forced_publish_pushes_verifies_and_attaches(built, registry, client):
     att = json.loads(reg.blob(repo, reg.manifest(repo, f"sha256-{hexd}.att")["layers"][0]["digest"]))
     assert att["subject"][0]["digest"]["sha256"] == hexd
     assert not [t for i in client.images.list() for t in i.tags if t.startswith(registry.host)]
+    for tag in result.tags:  # the image leaves this engine, so the pull must download it
+        client.images.remove(tag, force=True)
+    assert not [i for i in client.images.list() if i.id == result.image_id]
     pulled = client.images.pull(f"{registry.host}/{repo}@{digest}", auth_config={"username": USER, "password": PASSWORD})
     try:
         assert pulled.id == result.image_id
     finally:
         client.images.remove(f"{registry.host}/{repo}@{digest}", force=True)
+
+
+def test_a_failed_smoke_record_is_refused(built, registry):
+    project, result, _ = built
+    smoked = invoke("smoke", "--gpu", "4090", "--image", TEST_IMAGE, root=project.root)
+    assert smoked.returncode == 1 and "record: " in smoked.stdout  # the small stack has no torch: checks fail
+    _one_error(_publish(project, registry), "its smoke run failed")
+
+
+def test_an_image_built_from_another_lock_is_refused(built, registry):
+    project, _, _ = built
+    lock = project.root / "versions.lock"
+    lock.write_text(lock.read_text().replace("\n[stack]\n", "\n# edited after the build\n[stack]\n", 1))
+    _one_error(_publish(project, registry, "--force"), "built from another versions.lock")
 
 
 def test_a_version_tag_is_immutable_unless_overwrite(built, registry, small):
@@ -107,7 +124,9 @@ def test_wrong_password_is_one_line_and_nothing_is_claimed(built, registry, monk
     monkeypatch.setenv("KILN_REGISTRY_PASSWORD", "wrong")
     result = _publish(project, registry, "--force")
     _one_error(result, "refused the credentials")
-    assert "published" not in result.stdout and "published" not in json.loads(record.read_text())
+    saved = json.loads(record.read_text())
+    assert "published" not in result.stdout and "published" not in saved
+    assert "refused the credentials" in saved["publish_failed"]["error"] and PASSWORD not in record.read_text()
 
 
 def test_dry_run_plans_and_pushes_nothing(built, registry):
@@ -117,7 +136,7 @@ def test_dry_run_plans_and_pushes_nothing(built, registry):
     assert _client_registry(registry).manifest_digest(f"team/{TEST_IMAGE}", result.tags[0].split(":")[1]) is None
 
 
-def test_a_registry_down_then_back_is_retried_to_a_verified_push(built, registry, client):
+def test_a_registry_down_at_the_push_and_back_during_the_retries(built, registry, client):
     _, result, _ = built
     remote = f"{registry.host}/team/{TEST_IMAGE}"
     client.api.tag(result.image_id, remote, "retry")
