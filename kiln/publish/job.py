@@ -155,7 +155,7 @@ def _attach(registry: Registry, repo: str, digest: str, s: Subject, image, build
         payload = json.dumps(doc, indent=2, sort_keys=True).encode()
         tag = f"sha256-{hex_digest}.{kind}"
         on_event(Event("phase", f"attaching {kind} as {repo}:{tag}"))
-        registry.put_artifact(repo, tag, payload, media, subject, annotations)
+        registry.put_artifact(repo, tag, payload, media, subject, annotations, f"{kind}.json")
         _pull_back(registry, repo, tag, payload, kind)
         made[kind] = f"{registry.host}/{repo}:{tag}"
     return made

@@ -85,13 +85,14 @@ class Registry:
         return digest
 
     def put_artifact(self, repo: str, tag: str, payload: bytes, media_type: str, subject: dict,
-                     annotations: dict[str, str]) -> str:
+                     annotations: dict[str, str], title: str) -> str:
         """An OCI artifact (empty config, one layer) tagged `tag`, naming the image it describes."""
         config = self.put_blob(repo, b"{}")
         layer = self.put_blob(repo, payload)
         manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": media_type,
                     "config": {"mediaType": OCI_EMPTY, "digest": config, "size": 2},
-                    "layers": [{"mediaType": media_type, "digest": layer, "size": len(payload)}],
+                    "layers": [{"mediaType": media_type, "digest": layer, "size": len(payload),
+                                "annotations": {"org.opencontainers.image.title": title}}],
                     "subject": subject, "annotations": annotations}
         body = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
         self.request("PUT", f"/v2/{repo}/manifests/{tag}", repo, body=body, headers={"Content-Type": OCI_MANIFEST})

@@ -3,8 +3,10 @@ exit 2, no traceback, and nothing left behind (containers, images, temp dirs, bu
 
 import json
 import tempfile
+import time
 from pathlib import Path
 
+import docker
 import pytest
 
 from kiln.identity import TOOLKIT_LABEL
@@ -83,6 +85,15 @@ DATA = [
 
 
 def _state(client, root: Path) -> dict:
+    for _ in range(5):  # an image removed while the engine lists them (another test's cleanup) is retried
+        try:
+            return _snapshot(client, root)
+        except docker.errors.NotFound:
+            time.sleep(0.5)
+    return _snapshot(client, root)
+
+
+def _snapshot(client, root: Path) -> dict:
     return {"containers": sorted(c.id for c in client.containers.list(all=True)),
             "images": sorted(i.id for i in client.images.list(filters={"label": TOOLKIT_LABEL})),
             "temp": sorted(p.name for p in Path(tempfile.gettempdir()).glob("kiln-*")),

@@ -40,7 +40,7 @@ def built(small, monkeypatch):
 
 
 def _publish(project, registry, *args):
-    return invoke("publish", f"{registry.host}/team", "--gpu", "4090", "--image", TEST_IMAGE, "--plain", *args,
+    return invoke("publish", "--registry", f"{registry.host}/team", "--gpu", "4090", "--image", TEST_IMAGE, "--plain", *args,
                   root=project.root)
 
 
@@ -207,7 +207,7 @@ def test_a_tls_registry_with_its_own_ca(built, tmp_path):
 
 def test_ctrl_c_mid_push_claims_nothing(built, registry, client):
     project, result, record = built
-    cmd = [sys.executable, str(project.root / "tasks.py"), "publish", f"{registry.host}/team", "--gpu", "4090",
+    cmd = [sys.executable, str(project.root / "tasks.py"), "publish", "--registry", f"{registry.host}/team", "--gpu", "4090",
            "--image", TEST_IMAGE, "--plain", "--force"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -25,7 +25,7 @@ def test_smoke_then_publish_then_pull_by_digest(built, tmp_path):
     assert smoked.returncode == 0 and "record: " in smoked.stdout, smoked.stdout[-1500:]
     registry = LocalRegistry(tmp_path / "registry", free_port()).start()
     try:
-        out = _task("publish", f"{registry.host}/team", "--gpu", "4090", "--plain",
+        out = _task("publish", "--registry", f"{registry.host}/team", "--gpu", "4090", "--plain",
                     env={"KILN_REGISTRY_USER": USER, "KILN_REGISTRY_PASSWORD": PASSWORD})
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
         assert "smoke passed:" in out.stdout and PASSWORD not in out.stdout + out.stderr
