@@ -139,13 +139,19 @@ def main() -> int:
             ("3 profiles vs 1", f"{cold + sum(extra):.1f} s", f"{(cold + sum(extra)) / cold:.3f}x (goal <= 1.15x)"),
             ("image size", f"{size / 1e9:.3f} GB", f"overhead {overhead:+.2%} against the naive build (goal <= 3%)"),
             ("naive single-stage", f"{naive_size / 1e9:.3f} GB", f"built in {naive_s:.0f} s")]
+    report(rows, results, args.json)
+    return 0
+
+
+def report(rows: list[tuple[str, str, str]], results: dict, json_path: Path | None) -> None:
+    """The table of one run, and its figures as JSON when asked."""
+    width = max(len(name) for name, _, _ in rows) + 2
     print()
     for name, value, note in rows:
-        print(f"{name:<34}{value:>12}  {note}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-    return 0
+        print(f"{name:<{width}}{value:>12}  {note}")
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

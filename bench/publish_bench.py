@@ -18,7 +18,6 @@ docker-registry and htpasswd. Removes what it made.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.build_bench import IMAGE, copy_project, prune, timed_build  # noqa: E402
+from bench.build_bench import IMAGE, copy_project, prune, report, timed_build  # noqa: E402
 from kiln.engine.client import connect  # noqa: E402
 from kiln.events import Event  # noqa: E402
 from kiln.publish.job import PublishRequest, publish  # noqa: E402
@@ -124,12 +123,7 @@ def main() -> int:
             ("re-publish after a start-script edit", f"{edit_bytes / 1e3:.1f} kB",
              f"{results['republish_vs_changed_layer']}x the changed layer ({changed / 1e3:.1f} kB; goal <= 1.05x)"),
             ("three profiles vs one", f"{three / 1e9:.2f} GB", f"{three / first_bytes:.3f}x (goal <= 1.1x)")]
-    print()
-    for name, value, note in rows:
-        print(f"{name:<50}{value:>12}  {note}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    report(rows, results, args.json)
     return 0
 
 

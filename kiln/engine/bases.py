@@ -45,8 +45,10 @@ def ensure_base(client: docker.DockerClient, lock: Lock, name: str, records: Pat
         return _registry_base(client, ref)
     current = _current(client, ref, recipe_digest(base))
     if current and _current(client, base_ref(lock, name, "build"), recipe_digest(base)):
-        packages = _recorded_packages(records, name) or base_packages(client, ref)
-        result = BaseResult(ref, current.id, False, tuple(packages))
+        recorded = _recorded_packages(records, name)
+        result = BaseResult(ref, current.id, False, tuple(recorded or base_packages(client, ref)))
+        if recorded:
+            return result
     else:
         result = _debootstrap_base(client, base, ref, base_ref(lock, name, "build"), on_event)
     _write_record(records, name, base, result)

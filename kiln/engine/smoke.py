@@ -149,7 +149,7 @@ def write_smoke_record(records: Path, run: SmokeRun, tag: str) -> Path:
     record = {"image_id": run.image_id, "tag": tag, "exit_code": run.exit_code, "gpus": run.gpu_note,
               "summary": {k: summary.get(k) for k in ("pass", "warn", "fail", "skip")},
               "profile": run.facts.get("profile", {}).get("name")}
-    path = records / f"{run.image_id.removeprefix('sha256:')[:16]}.json"
+    path = _record_path(records, run.image_id)
     try:
         records.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
@@ -158,8 +158,12 @@ def write_smoke_record(records: Path, run: SmokeRun, tag: str) -> Path:
     return path
 
 
+def _record_path(records: Path, image_id: str) -> Path:
+    return records / f"{image_id.removeprefix('sha256:')[:16]}.json"
+
+
 def read_smoke_record(records: Path, image_id: str) -> dict | None:
-    path = records / f"{image_id.removeprefix('sha256:')[:16]}.json"
+    path = _record_path(records, image_id)
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

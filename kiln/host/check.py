@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
+from kiln.data.files import read_json
 from kiln.data.gpus import GpuProfile
 from kiln.data.image import ImageSpec
 from kiln.data.lock import Stack
@@ -18,7 +20,8 @@ from kiln.host.readings import DiskReading, GpuReading, HostReading
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 APPLICATIONS_CLOCKS_SETTING = 0x2   # NVML clock event reason: clocks held by a clock setting
-VRAM_SLACK = 0.07                   # GB vs GiB and what the driver keeps (as the smoke payload)
+# GB vs GiB and what the driver keeps: the smoke payload's own figure, read from its data file
+PAYLOAD_THRESHOLDS = Path(__file__).resolve().parents[2] / "provision" / "container" / "smoke" / "thresholds.json"
 POWER_TOLERANCE_W = 1.0
 
 
@@ -29,6 +32,11 @@ class Line:
     measured: str
     expected: str
     fix: str = ""
+
+
+@lru_cache(maxsize=1)
+def vram_slack() -> float:
+    return float(read_json(PAYLOAD_THRESHOLDS)["vram_slack"]["value"])
 
 
 def fixes() -> dict[str, str]:
@@ -131,7 +139,7 @@ def _product(gpu: GpuReading, profile: GpuProfile, tag: str) -> Line:
 
 
 def _vram(gpu: GpuReading, profile: GpuProfile, tag: str) -> Line:
-    floor = profile.vram_gb * (1 - VRAM_SLACK)
+    floor = profile.vram_gb * (1 - vram_slack())
     if gpu.vram_bytes is None:
         return Line(SKIP, f"{tag} VRAM", "not reported", f">= {floor:.1f} GB")
     have = gpu.vram_bytes / 1e9
