@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, PositiveFloat
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from kiln.data.files import read_json, read_yaml
 from kiln.data.schema import Model, validate
@@ -42,14 +42,33 @@ class Cache(Model):
                        description="where the persistent cache (models, compile caches) is mounted")
 
 
+class ModelSource(Model):
+    """Where a model file is published: a Hugging Face style repo at a pinned revision."""
+
+    repo: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$",
+                      description="owner/name of the model repository")
+    revision: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+                          description="the repository commit (40 hex) the file is pinned at; a branch is refused by "
+                                      "the gate's strict mode")
+    path: str = Field(pattern=r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$", description="the file's path in the repository")
+
+
 class ModelFile(Model):
+    """One entry of an image's model manifest: what the file is, where it goes and how it is verified."""
+
     role: str = Field(description="diffusion_model, text_encoder, vae, checkpoint, ...")
-    folder: str = Field(description="ComfyUI model folder the file goes in")
-    file: str
-    size_gb: PositiveFloat
+    folder: str = Field(pattern=r"^[a-z0-9_]+$", description="ComfyUI model folder the file goes in")
+    file: str = Field(pattern=r"^[A-Za-z0-9._-]+$", description="file name inside that folder")
+    size: int = Field(gt=0, description="size in bytes")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the file (64 lowercase hex)")
+    source: ModelSource
     requires_comfyui: str = Field("", description="first ComfyUI version that can load it")
     encoder: str = Field("", description="for a text encoder: what it is (CLIP-L, T5-XXL, Qwen3-4B, ...)")
     clip_type: str = Field("", description="for a text encoder: the type ComfyUI's CLIPLoader must be given")
+
+    @property
+    def size_gb(self) -> float:
+        return self.size / 1e9
 
 
 class Recipe(Model):

@@ -211,7 +211,7 @@ def _cache(disk: DiskReading, models_bytes: int) -> list[Line]:
 def model_bytes(image: ImageSpec, cache: Path | None = None) -> int:
     """What the image's models still need on the cache: those already in place are not counted again."""
     missing = [m for m in image.models if cache is None or not (cache / "models" / m.folder / m.file).is_file()]
-    return int(sum(m.size_gb for m in missing) * 1e9)
+    return sum(m.size for m in missing)
 
 
 def as_json(host: HostReading, lines: list[Line]) -> dict:

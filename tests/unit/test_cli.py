@@ -76,7 +76,7 @@ def test_inconsistent_lock_stops_render(project_copy):
 def test_gate_error_renders_nothing(project_copy):
     result = invoke("render", "--gpu", "4090", "--image", "z-image-turbo", root=project_copy)
     assert result.returncode == 2
-    assert "ComfyUI >= 0.3.75" in result.stderr and "nothing rendered" in result.stderr
+    assert "ComfyUI >= 0.3.74" in result.stderr and "nothing rendered" in result.stderr
     assert not (project_copy / "build").exists()
 
 

@@ -38,7 +38,7 @@ def test_4090_holds_z_image_but_comfyui_0_3_18_cannot_load_it(project):
     assert findings(subject, rule="vram") == []
     [model] = findings(subject, rule="model-comfyui")
     assert model.severity == ERROR
-    assert "ComfyUI >= 0.3.75" in model.message and "0.3.18" in model.message
+    assert "ComfyUI >= 0.3.74" in model.message and "0.3.18" in model.message
     assert "invoke lock" in model.fix
 
 
