@@ -60,8 +60,8 @@ def _print_findings(findings) -> None:
         print(finding.line(), file=sys.stderr if finding.severity == ERROR else sys.stdout)
 
 
-def _gate(gpu: str, image: str, strict: bool):
-    subject, findings = PROJECT.check(gpu, image, strict)
+def _gate(gpu: str, image: str, strict: bool, stack: str | None = None):
+    subject, findings = PROJECT.check(gpu, image, strict, stack)
     _print_findings(findings)
     bad = errors(findings)
     if bad:
@@ -76,22 +76,27 @@ def _gate(gpu: str, image: str, strict: bool):
 def lock(c, check=False, resolve=False):
     """Resolve versions.lock's [packages] from its inputs (or --check that it is current)."""
     if check:
-        count = check_lock(PROJECT.lock_path, resolve=resolve, shown="versions.lock")
-        print(f"versions.lock is current: {count} packages, inputs unchanged, pins consistent")
+        counts = check_lock(PROJECT.lock_path, resolve=resolve, shown="versions.lock")
+        stacks = ", ".join(f"{name} {count} packages" for name, count in counts.items())
+        print(f"versions.lock is current: {stacks}; inputs unchanged, pins consistent")
         return
     started = time.monotonic()
-    changed, count = relock(PROJECT.lock_path)
-    verb = "rewritten" if changed else "unchanged"
-    print(f"versions.lock {verb}: {count} packages resolved in {time.monotonic() - started:.1f} s")
+    result = relock(PROJECT.lock_path)
+    for name, (changed, count) in result.items():
+        print(f"stack {name}: {count} packages, {'changed' if changed else 'unchanged'}")
+    verb = "rewritten" if any(changed for changed, _ in result.values()) else "unchanged"
+    print(f"versions.lock {verb} in {time.monotonic() - started:.1f} s")
 
 
 @task(help={"gpu": "GPU profile or spelling (4090, rtx4090, 'RTX 4090')", "image": "image spec name or path",
-            "strict": "treat warnings as errors"})
+            "strict": "treat warnings as errors",
+            "stack": "judge the image on this [stacks] entry of versions.lock instead of the one its spec names"})
 @user_errors
-def check(c, gpu, image=DEFAULT_IMAGE, strict=False):
+def check(c, gpu, image=DEFAULT_IMAGE, strict=False, stack=None):
     """Run the compatibility gate for one GPU and image; errors exit 2."""
-    subject = _gate(gpu, image, strict)
-    print(f"gate passed: image '{subject.image.name}' on {subject.gpu.display}")
+    subject = _gate(gpu, image, strict, stack)
+    print(f"gate passed: image '{subject.image.name}' on {subject.gpu.display} "
+          f"(stack '{subject.lock.name}': ComfyUI {subject.lock.comfyui.version}, torch {subject.lock.stack.torch})")
 
 
 @task(help={"gpu": "GPU profile or spelling", "image": "image spec name or path",

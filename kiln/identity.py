@@ -13,7 +13,8 @@ TOOLKIT_LABEL = "io.kiln.toolkit"    # every Docker object the toolkit creates c
 ROLE_LABEL = "io.kiln.role"          # what a container is for (run, smoke, test)
 RECIPE_LABEL = "io.kiln.base-recipe"
 IMAGE_LABEL = "io.kiln.image"
-LOCK_LABEL = "io.kiln.lock-sha256"
+LOCK_LABEL = "io.kiln.lock-sha256"    # of the image's stack and the bases (kiln.data.lock.stack_digest)
+STACK_LABEL = "io.kiln.stack"
 GPU_LABEL = "io.kiln.gpu"
 SOURCE_LABEL = "io.kiln.comfyui-source"    # verified / unverified
 ORIGIN_LABEL = "io.kiln.comfyui-origin"
@@ -52,7 +53,7 @@ def labels(s: Subject) -> dict[str, str]:
     return {TOOLKIT_LABEL: __version__, IMAGE_LABEL: s.image.name, GPU_LABEL: s.gpu.name,
             LOCK_LABEL: s.lock.digest, "io.kiln.torch": st.torch, "io.kiln.cuda": st.cuda,
             "io.kiln.cudnn": st.cudnn, "io.kiln.xformers": st.xformers, "io.kiln.python": st.python,
-            "io.kiln.comfyui": s.lock.comfyui.version}
+            "io.kiln.comfyui": s.lock.comfyui.version, STACK_LABEL: s.lock.name}
 
 
 def base_ref(lock: Lock, name: str, stage: str = "runtime") -> str:

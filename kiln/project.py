@@ -43,21 +43,28 @@ class Project:
 
     @cached_property
     def lock(self) -> Lock:
-        return load_lock(self.lock_path, _shown(self.lock_path, self.root))
+        """The default stack."""
+        return self.stack_lock(None)
+
+    def stack_lock(self, name: str | None) -> Lock:
+        return load_lock(self.lock_path, _shown(self.lock_path, self.root), name)
 
     @cached_property
     def gpus(self) -> dict[str, GpuProfile]:
         return load_gpus(self.gpus_path, _shown(self.gpus_path, self.root))
 
-    def subject(self, gpu: str, image: str = DEFAULT_IMAGE) -> Subject:
-        lock = self.lock
+    def subject(self, gpu: str, image: str = DEFAULT_IMAGE, stack: str | None = None) -> Subject:
+        """The image on one GPU profile, built from `stack` if given, else the stack its spec names."""
+        default = self.lock
         profile = find_gpu(self.gpus, gpu)
         path = image_path(self.images_dir, image)
-        spec = load_image(path, lock.default_base, _shown(path, self.root))
+        spec = load_image(path, default.default_base, _shown(path, self.root))
+        lock = self.stack_lock(stack or spec.stack) if (stack or spec.stack) else default
         return Subject(lock=lock, gpu=profile, image=spec, flags=flag_table(lock.comfyui.version))
 
-    def check(self, gpu: str, image: str = DEFAULT_IMAGE, strict: bool = False) -> tuple[Subject, list[Finding]]:
-        subject = self.subject(gpu, image)
+    def check(self, gpu: str, image: str = DEFAULT_IMAGE, strict: bool = False,
+              stack: str | None = None) -> tuple[Subject, list[Finding]]:
+        subject = self.subject(gpu, image, stack)
         return subject, run_rules(subject, ALL_RULES, strict)
 
 

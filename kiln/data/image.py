@@ -90,6 +90,7 @@ class Warmup(Model):
 class ImageFile(Model):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
     title: str
+    stack: str | None = Field(None, description="a [stacks] entry of versions.lock (default: the lock's default_stack)")
     base: str | None = Field(None, description="a [bases] entry of versions.lock (default: the lock's default_base)")
     server: Server
     env: dict[Annotated[str, Field(pattern=ENV_NAME)], EnvValue] = {}
@@ -105,6 +106,7 @@ class ImageSpec:
     title: str
     path: Path
     where: str  # how messages name the spec file
+    stack: str | None  # None: the lock's default stack
     base: str
     port: int
     flags: tuple[str, ...]
@@ -135,7 +137,8 @@ def load_image(path: Path, default_base: str, where: str = "") -> ImageSpec:
     spec = validate(ImageFile, read_yaml(path), path, where)
     workflow_path = path.parent / spec.warmup.workflow if spec.warmup.workflow else None
     return ImageSpec(
-        name=spec.name, title=spec.title, path=path, where=where or str(path), base=spec.base or default_base,
+        name=spec.name, title=spec.title, path=path, where=where or str(path), stack=spec.stack,
+        base=spec.base or default_base,
         port=spec.server.port, flags=spec.server.flags, env={k: str(v) for k, v in spec.env.items()},
         cache_mount=spec.cache.mount, models=spec.models, working_gb=spec.working_gb,
         workflow_path=workflow_path, workflow=_workflow(workflow_path),

@@ -8,26 +8,27 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from packaging.utils import canonicalize_name
 from pydantic import Field, model_validator
 
 from kiln.data.files import read_toml
 from kiln.data.schema import Model, validate
+from kiln.errors import KilnError
 
 INPUT_SECTIONS = ("stack", "comfyui", "resolve")
 STACK_PACKAGES = ("torch", "torchvision", "torchaudio", "xformers")
 SHA256 = r"^[0-9a-f]{64}$"
 VERSION = r"^\d+(\.\d+)*([a-z0-9.+]*)$"
 SM = r"^sm_\d{2,3}[a-z]?$"
+STACK_NAME = r"^[a-z][a-z0-9-]*$"
 
 
 class LockMeta(Model):
-    format: Literal[1] = Field(alias="schema", description="layout version of this file")
+    format: Literal[2] = Field(alias="schema", description="layout version of this file")
     default_base: str = Field(description="the [bases] entry images use unless their spec names another")
-    inputs_sha256: str = Field(pattern=SHA256, description="a sha256 (64 lowercase hex digits) of the inputs")
-    packages_sha256: str = Field(pattern=SHA256, description="a sha256 of the set of [packages] entries")
+    default_stack: str = Field(description="the [stacks] entry images use unless their spec names another")
 
 
 class Stack(Model):
@@ -118,41 +119,57 @@ class Package(PackageRow):
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
-class LockFile(Model):
-    lock: LockMeta
+class StackEntry(Model):
+    """One named stack: its pins, its ComfyUI, how it was resolved and the resolved wheels."""
+
+    title: str = Field(description="one line saying what the stack is for")
+    inputs_sha256: str = Field(pattern=SHA256, description="a sha256 (64 lowercase hex digits) of the inputs")
+    packages_sha256: str = Field(pattern=SHA256, description="a sha256 of the set of [packages] entries")
     stack: Stack
     comfyui: ComfyUI
     resolve: Resolve
-    bases: dict[str, Base] = Field(min_length=1)
     packages: dict[str, PackageRow] = {}
 
+
+class LockFile(Model):
+    lock: LockMeta
+    bases: dict[str, Base] = Field(min_length=1)
+    stacks: dict[Annotated[str, Field(pattern=STACK_NAME)], StackEntry] = Field(min_length=1)
+
     @model_validator(mode="after")
-    def _default_base(self) -> "LockFile":
+    def _defaults(self) -> "LockFile":
         if self.lock.default_base not in self.bases:
             raise ValueError(f"lock.default_base '{self.lock.default_base}' is not one of [bases] "
                              f"({', '.join(self.bases)})")
+        if self.lock.default_stack not in self.stacks:
+            raise ValueError(f"lock.default_stack '{self.lock.default_stack}' is not one of [stacks] "
+                             f"({', '.join(self.stacks)})")
         return self
 
 
 @dataclass(frozen=True)
 class Lock:
+    """One named stack of versions.lock with the bases every stack shares: what an image is built from."""
+
     path: Path
-    raw: dict[str, Any]
+    name: str
+    raw: dict[str, Any]           # the stack's own table as written
+    entry: StackEntry
     file: LockFile
     packages: dict[str, Package]  # by canonical name
-    digest: str                   # sha256 of the whole file, carried by every image built from it
+    digest: str                   # sha256 of this stack and the bases, carried by every image built from it
 
     @property
     def stack(self) -> Stack:
-        return self.file.stack
+        return self.entry.stack
 
     @property
     def comfyui(self) -> ComfyUI:
-        return self.file.comfyui
+        return self.entry.comfyui
 
     @property
     def resolve(self) -> Resolve:
-        return self.file.resolve
+        return self.entry.resolve
 
     @property
     def bases(self) -> dict[str, Base]:
@@ -164,7 +181,20 @@ class Lock:
 
     @property
     def inputs_sha256(self) -> str:
-        return self.file.lock.inputs_sha256
+        return self.entry.inputs_sha256
+
+    @property
+    def packages_sha256(self) -> str:
+        return self.entry.packages_sha256
+
+    @property
+    def stacks(self) -> dict[str, StackEntry]:
+        """Every stack of the file, so a finding can name the one that fixes it."""
+        return self.file.stacks
+
+    def table(self, key: str) -> str:
+        """How messages name one of this stack's tables: table("packages.torch") -> [stacks.card.packages.torch]."""
+        return f"[stacks.{self.name}.{key}]"
 
     def top_requirements(self) -> list[str]:
         return [f"{name}=={getattr(self.stack, name)}" for name in STACK_PACKAGES] + list(self.comfyui.requirements)
@@ -184,8 +214,27 @@ def packages_digest(packages: dict[str, "Package"]) -> str:
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()
 
 
-def load_lock(path: Path, shown: str = "") -> Lock:
+def stack_digest(raw: dict[str, Any], name: str) -> str:
+    """What an image built from one stack depends on: that stack, the bases and the file's layout
+    (another stack's edits leave it unchanged)."""
+    scope = {"schema": raw["lock"]["schema"], "default_base": raw["lock"]["default_base"],
+             "bases": raw["bases"], "stack": raw["stacks"][name]}
+    return hashlib.sha256(json.dumps(scope, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def load_lock(path: Path, shown: str = "", stack: str | None = None) -> Lock:
+    """The named stack (default: the file's default_stack)."""
     raw = read_toml(path)
     file = validate(LockFile, raw, path, shown)
-    packages = {canonicalize_name(name): Package(name=name, **row.model_dump()) for name, row in file.packages.items()}
-    return Lock(path=path, raw=raw, file=file, packages=packages, digest=hashlib.sha256(path.read_bytes()).hexdigest())
+    name = stack or file.lock.default_stack
+    if name not in file.stacks:
+        raise KilnError(f"unknown stack '{name}'", shown or str(path),
+                        f"use one of the lock's [stacks]: {', '.join(file.stacks)}")
+    entry = file.stacks[name]
+    packages = {canonicalize_name(n): Package(name=n, **row.model_dump()) for n, row in entry.packages.items()}
+    return Lock(path=path, name=name, raw=raw["stacks"][name], entry=entry, file=file, packages=packages,
+                digest=stack_digest(raw, name))
+
+
+def stack_names(path: Path, shown: str = "") -> list[str]:
+    return list(validate(LockFile, read_toml(path), path, shown).stacks)

@@ -18,7 +18,7 @@ ALLOC_PATH = TABLES / "torch_alloc_conf.yaml"
 
 
 class FlagSpec(Model):
-    takes: Literal["none", "optional", "int", "float", "str", "choice", "list"]
+    takes: Literal["none", "optional", "int", "float", "str", "choice", "list", "any"]  # any: zero or more
     type: Literal["int", "float"] | None = None
     choices: tuple[str | int, ...] | None = None
     default: Any = None

@@ -50,7 +50,7 @@ def _values(tokens: list[str], i: int, spec: FlagSpec | None, inline: str | None
     # a switch followed by a bare word collects it too, so the problem names the switch
     takes = spec.takes if spec else "optional"
     start = i
-    limit = min(i + 1, len(tokens)) if takes != "list" else len(tokens)
+    limit = len(tokens) if takes in ("list", "any") else min(i + 1, len(tokens))
     while i < limit and not tokens[i].startswith("--"):
         i += 1
     return tokens[start:i], i
@@ -86,9 +86,10 @@ def _shape(name: str, spec: FlagSpec, values: list[str], version: str) -> Proble
     if takes in ("int", "float", "str", "choice", "list") and not values:
         default = f" (ComfyUI's default: {spec.default})" if spec.default is not None else ""
         return Problem(name, f"{name} needs a value", f"write {name} <{spec.type or takes}>{default}")
-    if values and spec.choices and values[0] not in [str(c) for c in spec.choices]:
-        return Problem(name, f"{name} '{values[0]}' is not one of {', '.join(map(str, spec.choices))}",
-                       "pick one of those")
+    bad = [v for v in values if spec.choices and v not in [str(c) for c in spec.choices]]
+    if bad:
+        return Problem(name, f"{name} '{bad[0]}' is not one of {', '.join(map(str, spec.choices))}",
+                       "pick from those")
     kind = spec.type or takes
     if values and kind in ("int", "float") and not _number(values[0], kind):
         noun = "an integer" if kind == "int" else "a number"

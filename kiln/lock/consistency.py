@@ -16,37 +16,38 @@ def consistency_problems(lock: Lock, environment: dict[str, str]) -> list[str]:
     """Ways the lock disagrees with itself: stale inputs, bad hashes, unsatisfied or mismatched pins."""
     problems = []
     if inputs_digest(lock.raw) != lock.inputs_sha256:
-        problems.append("[stack]/[comfyui]/[resolve] changed since [packages] was resolved; run `invoke lock`")
+        problems.append(f"{lock.table('stack')}, [comfyui] or [resolve] changed since its [packages] were "
+                        "resolved; run `invoke lock`")
     if lock.resolve.as_of < lock.comfyui.released:
-        problems.append(f"[resolve].as_of {lock.resolve.as_of} is before ComfyUI {lock.comfyui.version} was released "
+        problems.append(f"{lock.table('resolve')}.as_of {lock.resolve.as_of} is before ComfyUI {lock.comfyui.version} was released "
                         f"({lock.comfyui.released}); resolve as of its release date or later")
     for pkg in lock.packages.values():
         problems += _package_problems(pkg, lock, environment)
     edited = any(pkg.entry_sha256 != pkg.entry_digest() for pkg in lock.packages.values())
-    if not edited and packages_digest(lock.packages) != lock.file.lock.packages_sha256:
-        problems.append("[packages] entries were added or removed by hand since `invoke lock` wrote them")
+    if not edited and packages_digest(lock.packages) != lock.packages_sha256:
+        problems.append(f"{lock.table('packages')} entries were added or removed by hand since `invoke lock` wrote them")
     for text in lock.top_requirements():
         req = _requirement(text)
         if req is not None and lock.package(req.name) is None:
-            problems.append(f"{req.name} is required by [stack]/[comfyui] but [packages] does not pin it")
+            problems.append(f"{req.name} is required by {lock.table('stack')}/[comfyui] but {lock.table('packages')} does not pin it")
     for name in STACK_PACKAGES:
         pkg = lock.package(name)
         want = getattr(lock.stack, name)
         if pkg is None or _public(pkg.version) != want:
             got = pkg.version if pkg else "missing"
-            problems.append(f"stack.{name} is {want} but [packages.{name}] is {got}; run `invoke lock`")
+            problems.append(f"{lock.table('stack')} {name} is {want} but {lock.table('packages.' + name)} is {got}; run `invoke lock`")
     return problems
 
 
 def _package_problems(pkg: Package, lock: Lock, environment: dict[str, str]) -> list[str]:
     problems = []
     if pkg.entry_sha256 != pkg.entry_digest():
-        problems.append(f"[packages.{pkg.name}] was edited by hand: its version, wheel, url, sha256, requires or "
+        problems.append(f"{lock.table('packages.' + pkg.name)} was edited by hand: its version, wheel, url, sha256, requires or "
                         "marker no longer match its entry_sha256")
     if _wheel_version(pkg.wheel) != pkg.version:
-        problems.append(f"[packages.{pkg.name}] version {pkg.version} disagrees with its wheel {pkg.wheel}")
+        problems.append(f"{lock.table('packages.' + pkg.name)} version {pkg.version} disagrees with its wheel {pkg.wheel}")
     if pkg.marker and not _applies(pkg.marker, environment):
-        problems.append(f"[packages.{pkg.name}] is only for '{pkg.marker}', which the image's platform is not")
+        problems.append(f"{lock.table('packages.' + pkg.name)} is only for '{pkg.marker}', which the image's platform is not")
     for text in pkg.requires:
         problems += _requirement_problem(pkg, text, lock, environment)
     return problems
@@ -70,14 +71,14 @@ def _requirement(text: str) -> Requirement | None:
 def _requirement_problem(pkg: Package, text: str, lock: Lock, environment: dict[str, str]) -> list[str]:
     req = _requirement(text)
     if req is None:
-        return [f"[packages.{pkg.name}] has an unreadable requirement '{text}'"]
+        return [f"{lock.table('packages.' + pkg.name)} has an unreadable requirement '{text}'"]
     if req.marker and not req.marker.evaluate({**environment, "extra": ""}):
         return []
     dep = lock.package(req.name)
     if dep is None:
-        return [f"[packages.{pkg.name}] requires {req.name} which the lock does not pin; run `invoke lock`"]
+        return [f"{lock.table('packages.' + pkg.name)} requires {req.name} which the lock does not pin; run `invoke lock`"]
     if req.specifier and not req.specifier.contains(dep.version, prereleases=True):
-        return [f"[packages.{pkg.name}] requires {req.name}{req.specifier} but the lock pins {dep.version}"]
+        return [f"{lock.table('packages.' + pkg.name)} requires {req.name}{req.specifier} but the lock pins {dep.version}"]
     return []
 
 

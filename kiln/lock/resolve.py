@@ -44,7 +44,7 @@ def compile_pins(lock: Lock) -> list[tuple[str, str, str]]:
         raise KilnError("uv is not installed", "invoke lock", "install the toolkit's requirements (pip install uv)") from None
     if out.returncode != 0:
         last = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        raise KilnError(f"resolution failed: {last}", "versions.lock [stack]/[comfyui]", "loosen or fix the pins named")
+        raise KilnError(f"resolution failed: {last}", f"versions.lock {lock.table('comfyui')}", "loosen or fix the pins named")
     return [_pin(line) for line in out.stdout.splitlines() if line.strip() and not line.startswith("#")]
 
 
@@ -59,14 +59,14 @@ def _package(lock: Lock, tags: list[Tag], name: str, version: str, marker: str) 
     page = fetch_json(url, accept=SIMPLE_JSON)
     files = page.get("files") if isinstance(page, dict) else None
     if not isinstance(files, list):
-        raise KilnError(f"{url} lists no files", "versions.lock [resolve].index", "use a PEP 691 JSON simple index")
+        raise KilnError(f"{url} lists no files", f"versions.lock {lock.table('resolve')}.index", "use a PEP 691 JSON simple index")
     wheel = best_wheel(files, name, version, tags)
     if wheel is None:
         raise KilnError(f"{name}=={version} has no wheel for cp{lock.stack.python.replace('.', '')} on "
                         f"{lock.resolve.uv_platform}", "versions.lock", "pin a version that ships such a wheel")
     sha256 = (wheel.get("hashes") or {}).get("sha256")
     if not sha256:
-        raise KilnError(f"the index gives no sha256 for {wheel['filename']}", "versions.lock [resolve].index",
+        raise KilnError(f"the index gives no sha256 for {wheel['filename']}", f"versions.lock {lock.table('resolve')}.index",
                         "use an index that publishes sha256 hashes (PEP 691)")
     meta = _metadata(wheel)
     return Package(name=name, version=version, wheel=wheel["filename"], url=wheel["url"],

@@ -1,5 +1,5 @@
 """Writing versions.lock with tomlkit: the hand-kept sections stay as written, comments included;
-[lock].inputs_sha256 and the [packages] tables are rewritten, packages in name order."""
+a stack's inputs_sha256, packages_sha256 and [packages] tables are rewritten, packages in name order."""
 
 from __future__ import annotations
 
@@ -13,17 +13,19 @@ from kiln.data.lock import Package, inputs_digest, packages_digest
 INLINE_ARRAY_CHARS = 60  # shorter arrays stay on one line
 
 
-def lock_text(text: str, packages: dict[str, Package], edits: dict[str, dict[str, Any]] | None = None) -> str:
-    """The lock's text with [packages] replaced (and any section keys in edits changed)."""
+def lock_text(text: str, stack: str, packages: dict[str, Package],
+              edits: dict[str, dict[str, Any]] | None = None) -> str:
+    """The lock's text with one stack's [packages] replaced (and any of its section keys in edits changed)."""
     doc = tomlkit.parse(text)
+    table = doc["stacks"][stack]
     for section, values in (edits or {}).items():
         for key, value in values.items():
-            doc[section][key] = value
-    doc["lock"]["inputs_sha256"] = inputs_digest(doc.unwrap())
-    doc["lock"]["packages_sha256"] = packages_digest(packages)
-    if "packages" in doc:
-        del doc["packages"]
-    doc.add("packages", _packages(packages))
+            table[section][key] = value
+    table["inputs_sha256"] = inputs_digest(table.unwrap())
+    table["packages_sha256"] = packages_digest(packages)
+    if "packages" in table:
+        del table["packages"]
+    table.add("packages", _packages(packages))
     return tomlkit.dumps(doc)
 
 

@@ -85,7 +85,7 @@ def _download(pkg: Package, dest: Path, on_event: Listener) -> int:
 def _verify(pkg: Package, got: str) -> None:
     if got != pkg.sha256:
         raise KilnError(f"hash mismatch for {pkg.name} {pkg.version}: the index served sha256 {got[:16]}..., "
-                        f"the lock pins {pkg.sha256[:16]}...", f"versions.lock [packages.{pkg.name}]",
+                        f"the lock pins {pkg.sha256[:16]}...", f"versions.lock [stacks.*.packages.{pkg.name}]",
                         "do not build; re-check the package index (or re-lock if the lock is wrong)")
 
 

@@ -54,7 +54,7 @@ def small_project(root: Path, commit: str) -> Project:
         shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir() else shutil.copy2(src, dest)
     spec = (root / "images" / "comfyui.yaml").read_text().replace("name: comfyui", f"name: {TEST_IMAGE}")
     (root / "images" / f"{TEST_IMAGE}.yaml").write_text(spec)
-    text = lock_text(lock.path.read_text(), packages, {"comfyui": {"commit": commit}})
+    text = lock_text(lock.path.read_text(), lock.name, packages, {"comfyui": {"commit": commit}})
     (root / "versions.lock").write_text(text)
     return Project(root)
 

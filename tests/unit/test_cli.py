@@ -65,19 +65,30 @@ def test_wrong_type(project_copy):
 
 def test_inconsistent_lock_stops_render(project_copy):
     lock = project_copy / "versions.lock"
-    lock.write_text(lock.read_text().replace('[packages.xformers]\nversion = "0.0.27"',
-                                             '[packages.xformers]\nversion = "0.0.28"'))
+    lock.write_text(lock.read_text().replace('[stacks.card.packages.xformers]\nversion = "0.0.27"',
+                                             '[stacks.card.packages.xformers]\nversion = "0.0.28"'))
     result = invoke("render", "--gpu", "4090", root=project_copy)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "[packages.xformers] version 0.0.28 disagrees with its wheel" in result.stderr
+    assert "[stacks.card.packages.xformers] version 0.0.28 disagrees with its wheel" in result.stderr
     assert not (project_copy / "build").exists()
 
 
 def test_gate_error_renders_nothing(project_copy):
+    spec = project_copy / "images" / "z-image-turbo.yaml"
+    spec.write_text(spec.read_text().replace("stack: zimage", "stack: card"))
     result = invoke("render", "--gpu", "4090", "--image", "z-image-turbo", root=project_copy)
     assert result.returncode == 2
     assert "ComfyUI >= 0.3.74" in result.stderr and "nothing rendered" in result.stderr
     assert not (project_copy / "build").exists()
+
+
+def test_check_names_the_stack_that_serves_z_image():
+    on_card = invoke("check", "--gpu", "4090", "--image", "z-image-turbo", "--stack", "card")
+    assert on_card.returncode == 2 and "Traceback" not in on_card.stderr
+    assert "stack 'card' pins ComfyUI 0.3.18" in on_card.stderr and "set `stack: zimage`" in on_card.stderr
+    own = invoke("check", "--gpu", "4090", "--image", "z-image-turbo")
+    assert own.returncode == 0, own.stderr
+    assert "gate passed: image 'z-image-turbo' on NVIDIA GeForce RTX 4090 (stack 'zimage': ComfyUI 0.3.74" in own.stdout
 
 
 def test_foreign_out_dir_is_refused(project_copy):

@@ -22,7 +22,7 @@ CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 
 # (file in the project, text to misspell, misspelt, the key path the error names, the nearest valid key)
 TYPOS = [
-    ("versions.lock", 'driver_floor = "525.60.13"', 'driver_flor = "525.60.13"', "stack.driver_flor", "driver_floor"),
+    ("versions.lock", 'driver_floor = "525.60.13"', 'driver_flor = "525.60.13"', "stacks.card.stack.driver_flor", "driver_floor"),
     ("gpus.yaml", "    vram_gb: 24\n    bandwidth_gbs: 1008", "    vram_gbs: 24\n    bandwidth_gbs: 1008",
      "profiles.4090.vram_gbs", "vram_gb"),
     ("images/comfyui.yaml", "  port: 8188", "  prot: 8188", "server.prot", "port"),

@@ -64,3 +64,23 @@ def test_exclusive_groups_come_from_the_table(table):
 
 def test_unknown_version_has_no_table():
     assert flag_table("9.9.9") is None
+
+
+def test_fast_takes_feature_names_from_0_3_74():
+    table = flag_table("0.3.74")
+    assert problems(table, "--fast") == []
+    assert problems(table, "--fast", "fp16_accumulation", "autotune", "--highvram") == []
+    [(flag, message, _)] = problems(table, "--fast", "fp16_accumulation", "turbo")
+    assert flag == "--fast" and "'turbo' is not one of fp16_accumulation" in message
+
+
+def test_flags_added_after_0_3_18_are_refused_there_and_known_at_0_3_74():
+    added = ["--use-flash-attention", "--disable-api-nodes", "--cache-none", "--async-offload", "--bf16-text-enc"]
+    assert all(problems(flag_table("0.3.74"), flag) == [] for flag in added)
+    assert [p[0] for p in problems(flag_table("0.3.18"), *added)] == added
+
+
+def test_new_exclusive_groups_at_0_3_74():
+    table = flag_table("0.3.74")
+    assert "--use-flash-attention" in table.group_of("--use-sage-attention")
+    assert "--cache-ram" in table.group_of("--cache-lru")

@@ -34,12 +34,27 @@ def test_16gb_card_swaps_the_text_encoder(project):
 
 
 def test_4090_holds_z_image_but_comfyui_0_3_18_cannot_load_it(project):
-    subject = project.subject("4090", "z-image-turbo")
+    subject = project.subject("4090", "z-image-turbo", stack="card")
     assert findings(subject, rule="vram") == []
     [model] = findings(subject, rule="model-comfyui")
     assert model.severity == ERROR
-    assert "ComfyUI >= 0.3.74" in model.message and "0.3.18" in model.message
-    assert "invoke lock" in model.fix
+    assert "ComfyUI >= 0.3.74" in model.message and "stack 'card' pins ComfyUI 0.3.18" in model.message
+    assert "stack 'zimage' (ComfyUI 0.3.74)" in model.fix and "`stack: zimage`" in model.fix
+
+
+def test_z_image_passes_on_its_own_stack(project):
+    for gpu in ("4090", "h200"):
+        subject = project.subject(gpu, "z-image-turbo")
+        assert subject.lock.name == "zimage" and subject.lock.comfyui.version == "0.3.74"
+        assert findings(subject, ERROR) == [] and findings(subject, WARNING) == [], gpu
+
+
+def test_without_a_stack_that_loads_the_model_the_fix_is_to_add_one(project):
+    subject = project.subject("4090", "z-image-turbo", stack="card")
+    only_card = replace(subject, lock=replace(subject.lock, file=subject.lock.file.model_copy(
+        update={"stacks": {"card": subject.lock.entry}})))
+    [model] = findings(only_card, rule="model-comfyui")
+    assert "add a stack to versions.lock with ComfyUI 0.3.74 or later" in model.fix
 
 
 def test_article_flags_one_finding_per_bad_flag(project):
@@ -113,7 +128,7 @@ def test_declared_cudnn_must_be_what_torch_carries(project):
 
 
 def _with_stack(lock, stack):
-    return replace(lock, file=lock.file.model_copy(update={"stack": stack}))
+    return replace(lock, entry=lock.entry.model_copy(update={"stack": stack}))
 
 
 def test_driver_floor_is_reported(project):

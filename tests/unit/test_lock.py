@@ -11,7 +11,7 @@ from tests.conftest import ROOT, invoke
 
 def test_writer_reproduces_the_committed_lock_byte_for_byte(project):
     lock = load_lock(project.lock_path)
-    assert lock_text(project.lock_path.read_text(), lock.packages) == project.lock_path.read_text()
+    assert lock_text(project.lock_path.read_text(), lock.name, lock.packages) == project.lock_path.read_text()
 
 
 def test_lock_holds_the_pinned_stack(project):
@@ -31,7 +31,7 @@ def test_lock_holds_the_pinned_stack(project):
 def test_check_passes_on_the_committed_lock():
     result = invoke("lock", "--check")
     assert result.returncode == 0, result.stderr
-    assert "versions.lock is current: 61 packages" in result.stdout
+    assert "versions.lock is current: card 61 packages, zimage 77 packages" in result.stdout
 
 
 def _edit(root, old, new):
@@ -46,15 +46,15 @@ def test_check_fails_after_a_stack_pin_is_edited(project_copy):
     result = invoke("lock", "--check", root=project_copy)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "changed since [packages] was resolved" in lines[0] and "invoke lock" in lines[0]
+    assert len(lines) == 1 and "[stacks.card.stack], [comfyui] or [resolve] changed since its [packages] were resolved" in lines[0] and "invoke lock" in lines[0]
     assert "Traceback" not in result.stderr
 
 
 def test_check_fails_after_a_resolved_version_is_edited(project_copy):
-    _edit(project_copy, '[packages.torch]\nversion = "2.3.1"', '[packages.torch]\nversion = "2.3.0"')
+    _edit(project_copy, '[stacks.card.packages.torch]\nversion = "2.3.1"', '[stacks.card.packages.torch]\nversion = "2.3.0"')
     result = invoke("lock", "--check", root=project_copy)
     assert result.returncode == 2
-    assert "[packages.torch] was edited by hand" in result.stderr and "more)" in result.stderr
+    assert "[stacks.card.packages.torch] was edited by hand" in result.stderr and "more)" in result.stderr
 
 
 def test_check_fails_on_a_malformed_hash(project_copy):
@@ -62,14 +62,14 @@ def test_check_fails_on_a_malformed_hash(project_copy):
     digest = lock.package("numpy").sha256
     _edit(project_copy, digest, digest[:-4] + "zzzz")
     result = invoke("lock", "--check", root=project_copy)
-    assert result.returncode == 2 and "key 'packages.numpy.sha256'" in result.stderr and "64 lowercase hex digits" in result.stderr
+    assert result.returncode == 2 and "key 'stacks.card.packages.numpy.sha256'" in result.stderr and "64 lowercase hex digits" in result.stderr
 
 
 def test_relock_from_the_index_reproduces_the_lock(project_copy):
     """Real resolution against the package index: same inputs, byte-identical lock."""
     result = invoke("lock", root=project_copy)
     assert result.returncode == 0, result.stderr
-    assert "versions.lock unchanged: 61 packages" in result.stdout
+    assert "stack card: 61 packages, unchanged" in result.stdout and "stack zimage: 77 packages, unchanged" in result.stdout
     assert (project_copy / "versions.lock").read_bytes() == (ROOT / "versions.lock").read_bytes()
 
 
@@ -90,13 +90,13 @@ def test_check_fails_on_a_marker_that_excludes_the_image(project_copy):
     packages = dict(load_lock(path).packages)
     name = next(key for key, pkg in packages.items() if pkg.marker)
     packages[name] = packages[name].model_copy(update={"marker": "platform_machine == 'aarch64'"})
-    path.write_text(lock_text(path.read_text(), packages))
+    path.write_text(lock_text(path.read_text(), "card", packages))
     result = invoke("lock", "--check", root=project_copy)
     assert result.returncode == 2 and "is only for 'platform_machine == 'aarch64''" in result.stderr
 
 
 def _entry(lock_text: str, name: str) -> str:
-    start = lock_text.index(f"[packages.{name}]\n")
+    start = lock_text.index(f"[stacks.card.packages.{name}]\n")
     end = lock_text.index("\n[", start + 1)
     return lock_text[start:end]
 
@@ -119,7 +119,7 @@ def test_check_catches_a_hand_edit_of_any_package_field(project_copy, field, pat
     path.write_text(text.replace(entry, entry.replace(found.group(), changed, 1), 1))
     result = invoke("lock", "--check", root=project_copy)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "[packages.torch] was edited by hand" in result.stderr, result.stderr
+    assert "[stacks.card.packages.torch] was edited by hand" in result.stderr, result.stderr
 
 
 def test_check_catches_a_removed_package_entry(project_copy):
@@ -128,3 +128,35 @@ def test_check_catches_a_removed_package_entry(project_copy):
     path.write_text(text.replace(_entry(text, "torchsde") + "\n", "", 1))
     result = invoke("lock", "--check", root=project_copy)
     assert result.returncode == 2 and "added or removed by hand" in result.stderr
+
+
+def test_each_stack_has_its_own_digest(project_copy):
+    path = project_copy / "versions.lock"
+    card, zimage = load_lock(path), load_lock(path, stack="zimage")
+    assert card.name == "card" and zimage.name == "zimage" and card.digest != zimage.digest
+    _edit(project_copy, 'title = "Z-Image-Turbo:', 'title = "Z-Image-Turbo (edited):')
+    assert load_lock(path).digest == card.digest
+    assert load_lock(path, stack="zimage").digest != zimage.digest
+
+
+def test_the_zimage_stack_keeps_the_cards_cuda_and_torch(project):
+    card, zimage = project.lock, project.stack_lock("zimage")
+    assert zimage.stack == card.stack
+    assert (zimage.comfyui.version, zimage.comfyui.commit) == ("0.3.74", "90b3995ec842335e44d70e0521ff6ff6c3ff9aaa")
+    assert zimage.package("torch").version == "2.3.1" and zimage.package("xformers").version == "0.0.27"
+    assert zimage.package("comfyui-frontend-package").version == "1.30.6"
+    assert zimage.package("torch").sha256 == card.package("torch").sha256
+
+
+def test_a_spec_naming_an_unknown_stack_is_refused(project_copy):
+    spec = project_copy / "images" / "z-image-turbo.yaml"
+    spec.write_text(spec.read_text().replace("stack: zimage", "stack: zimag"))
+    result = invoke("check", "--gpu", "4090", "--image", "z-image-turbo", root=project_copy)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "unknown stack 'zimag'" in result.stderr and "card, zimage" in result.stderr
+
+
+def test_a_stale_second_stack_fails_the_check(project_copy):
+    _edit(project_copy, '"transformers>=4.50.3"', '"transformers>=4.51"')
+    result = invoke("lock", "--check", root=project_copy)
+    assert result.returncode == 2 and "[stacks.zimage.stack], [comfyui] or [resolve] changed" in result.stderr

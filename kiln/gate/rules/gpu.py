@@ -42,7 +42,7 @@ def _newer_than(cc: tuple[int, int], sass: list[tuple[int, int]]) -> bool:
 
 def driver_floor(s: Subject) -> Iterator[Finding]:
     st = s.lock.stack
-    yield Finding(NOTE, "driver", "versions.lock [stack]",
+    yield Finding(NOTE, "driver", f"versions.lock {s.lock.table('stack')}",
                   f"hosts need NVIDIA driver >= {st.driver_floor} for CUDA {st.cuda} (>= {st.driver_recommended} "
                   f"without minor-version compatibility); the image sets NVIDIA_REQUIRE_CUDA=\"{st.nvidia_require_cuda}\"")
 

@@ -23,10 +23,20 @@ def comfyui_loads_models(s: Subject) -> Iterator[Finding]:
     need = max(Version(m.requires_comfyui) for m in too_new)
     files = ", ".join(m.file for m in too_new)
     yield Finding(ERROR, "model-comfyui", f"{s.image.where} models",
-                  f"{s.image.title}: {files} need ComfyUI >= {need}; versions.lock pins ComfyUI "
+                  f"{s.image.title}: {files} need ComfyUI >= {need}; stack '{s.lock.name}' pins ComfyUI "
                   f"{s.lock.comfyui.version}, which has no loader for them and fails at the first prompt",
-                  f"move [comfyui] in versions.lock to {need} or later (version and commit) and run `invoke lock`, "
-                  "or build an image without these models (--image comfyui)")
+                  _stack_fix(s, need))
+
+
+def _stack_fix(s: Subject, need: Version) -> str:
+    able = [(name, entry.comfyui.version) for name, entry in s.lock.stacks.items()
+            if Version(entry.comfyui.version) >= need]
+    if able:
+        name, version = able[0]
+        return (f"build it from stack '{name}' (ComfyUI {version}): set `stack: {name}` in {s.image.where}, "
+                "or build an image without these models (--image comfyui)")
+    return (f"add a stack to versions.lock with ComfyUI {need} or later (version and commit) and run "
+            "`invoke lock`, or build an image without these models (--image comfyui)")
 
 
 def warmup_follows_recipe(s: Subject) -> Iterator[Finding]:

@@ -17,7 +17,7 @@ def xformers_matches_torch(s: Subject) -> Iterator[Finding]:
     spec = requirement_pins(s.lock, "xformers", "torch")
     torch = s.lock.stack.torch
     if spec and not SpecifierSet(spec).contains(torch, prereleases=True):
-        yield Finding(ERROR, "xformers-torch", "versions.lock [stack]",
+        yield Finding(ERROR, "xformers-torch", f"versions.lock {s.lock.table('stack')}",
                       f"xformers {s.lock.stack.xformers} requires torch{spec} (its wheel metadata) but the stack "
                       f"pins torch {torch}; pip would silently swap torch, or fail with --no-deps",
                       f"set stack.torch to a version in torch{spec}, or pick the xformers release built for "
@@ -28,7 +28,7 @@ def wheels_for_target(s: Subject) -> Iterator[Finding]:
     tags = set(target_tags(s.lock))
     for pkg in s.lock.packages.values():
         if not tags.intersection(parse_wheel_filename(pkg.wheel)[3]):
-            yield Finding(ERROR, "wheel-platform", f"versions.lock [packages.{pkg.name}]",
+            yield Finding(ERROR, "wheel-platform", f"versions.lock {s.lock.table('packages.' + pkg.name)}",
                           f"{pkg.wheel} does not install on cp{s.lock.stack.python.replace('.', '')} "
                           f"{s.lock.resolve.uv_platform}", "run `invoke lock` to pick a wheel for the stack's Python")
 
@@ -44,7 +44,7 @@ def cuda_carried_by_wheels(s: Subject) -> Iterator[Finding]:
         pkg = s.lock.package(package)
         got = pkg.version if pkg else "missing"
         if got != want and not got.startswith(want + "."):
-            yield Finding(ERROR, "cuda-wheels", f"versions.lock [packages.{package}]",
+            yield Finding(ERROR, "cuda-wheels", f"versions.lock {s.lock.table('packages.' + package)}",
                           f"the stack declares {what} {want} but the locked {package} is {got}",
                           f"declare the {what} version torch {st.torch} actually carries, or re-lock")
 
