@@ -4,6 +4,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import pytest
 from tests.conftest import ROOT
 
 TAG = "kiln/comfyui:0.3.18-torch2.3.1-cu121-4090"
+ZIMAGE_TAG = "kiln/z-image-turbo:0.3.74-torch2.3.1-cu121-4090"
 
 
 @dataclass(frozen=True)
@@ -59,3 +61,22 @@ def _env():
     return {k: v for k, v in os.environ.items() if k != "KILN_CA_BUNDLE"}
 
 
+
+
+@pytest.fixture(scope="session")
+def zimage_standin(tmp_path_factory):
+    """The stand-in reporting the zimage stack's ComfyUI version."""
+    src = tmp_path_factory.mktemp("standin") / "comfyui"
+    shutil.copytree(ROOT / "tests" / "standin" / "comfyui", src, ignore=shutil.ignore_patterns("__pycache__"))
+    (src / "comfyui_version.py").write_text('__version__ = "0.3.74"\n')
+    return src
+
+
+@pytest.fixture(scope="session")
+def zimage_built(zimage_standin):
+    cmd = [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "build", "--gpu", "4090", "--image",
+           "z-image-turbo", "--plain", "--comfyui-src", str(zimage_standin), "--allow-unverified-source"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env={"PYTHONPATH": str(ROOT), **_env()})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"tag {ZIMAGE_TAG}" in result.stdout
+    return json.loads((ROOT / "build" / "z-image-turbo-4090.build.json").read_text())

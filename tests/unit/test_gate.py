@@ -162,3 +162,15 @@ def test_a_linked_loader_input_names_no_file(project):
 
 def test_the_shipped_zimage_warmup_loads_its_models(project):
     assert findings(project.subject("h200", "z-image-turbo"), rule="warmup-models") == []
+
+
+def test_a_model_fetched_from_a_branch_is_a_warning(project, tmp_path):
+    spec = tmp_path / "zi.yaml"
+    spec.write_text((project.images_dir / "z-image-turbo.yaml").read_text().replace(
+        "revision: 6fc90a3b1b653e935a0d175e260736de25b84df5, path: split_files/vae", "revision: main, path: split_files/vae"))
+    (tmp_path / "workflows").symlink_to(project.images_dir / "workflows")
+    subject = project.subject("h200", "z-image-turbo")
+    assert findings(subject, rule="model-source") == []
+    edited = replace(subject, image=load_image(spec, "debian-bookworm", "zi.yaml"))
+    [warning] = findings(edited, rule="model-source")
+    assert warning.severity == WARNING and "ae.safetensors" in warning.message and "models[2].source.revision" in warning.where

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterator
 
 from packaging.version import Version
@@ -37,6 +38,16 @@ def _stack_fix(s: Subject, need: Version) -> str:
                 "or build an image without these models (--image comfyui)")
     return (f"add a stack to versions.lock with ComfyUI {need} or later (version and commit) and run "
             "`invoke lock`, or build an image without these models (--image comfyui)")
+
+
+def model_sources_pinned(s: Subject) -> Iterator[Finding]:
+    """A branch name moves: the file fetched tomorrow may not be the one the manifest's sha256 names."""
+    for i, m in enumerate(s.image.models):
+        if not re.fullmatch(r"[0-9a-f]{40}", m.source.revision):
+            yield Finding(WARNING, "model-source", f"{s.image.where} models[{i}].source.revision",
+                          f"{m.file} is fetched from {m.source.repo} at '{m.source.revision}', a branch or tag that "
+                          "can move; the sha256 check then fails instead of fetching the file the manifest names",
+                          "pin the repository commit (40 hex) the file was published at")
 
 
 def warmup_follows_recipe(s: Subject) -> Iterator[Finding]:

@@ -11,6 +11,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from comfyui_version import __version__
+import models
 
 SWITCHES = ["--disable-auto-launch", "--auto-launch", "--cpu", "--gpu-only", "--highvram", "--normalvram", "--lowvram",
             "--novram", "--force-fp16", "--force-fp32", "--fp16-vae", "--bf16-vae", "--fp32-vae", "--disable-xformers",
@@ -53,20 +54,63 @@ class State:
         return [{"name": "cpu", "type": "cpu", "index": None, "vram_total": 0, "vram_free": 0,
                  "torch_vram_total": 0, "torch_vram_free": 0, "pytorch": version}]
 
-    def submit(self, prompt):
+    def missing_files(self, prompt):
+        """ComfyUI refuses a prompt whose loader names a file no model folder has (value_not_in_list)."""
+        roots = models.model_roots(sum(self.args.extra_model_paths_config or [], []))
+        errors = {}
+        for node_id, node in prompt.items():
+            field = models.FILE_INPUTS.get(node.get("class_type"))
+            name = node.get("inputs", {}).get(field) if field else None
+            if isinstance(name, str) and models.find(roots, node["class_type"], name) is None:
+                errors[node_id] = {"errors": [{"type": "value_not_in_list", "message": "Value not in list",
+                                               "details": f"{field}: '{name}' not in []"}],
+                                   "class_type": node["class_type"]}
+        return errors
+
+    def execute(self, prompt):
+        """(status, outputs): loaders recognise their files, SaveImage writes the image."""
+        roots = models.model_roots(sum(self.args.extra_model_paths_config or [], []))
+        failing = os.environ.get("STANDIN_FAIL_NODE")  # a node class whose execution fails, as a broken model would
+        for node_id, node in prompt.items():
+            cls, inputs = node.get("class_type"), node.get("inputs", {})
+            field = models.FILE_INPUTS.get(cls)
+            problem = f"stand-in: {failing} failed" if cls == failing else None
+            if problem is None and field and isinstance(inputs.get(field), str):
+                problem = models.recognise(cls, inputs.get("type"), models.find(roots, cls, inputs[field]))
+            if problem:
+                return {"status_str": "error", "completed": False, "messages": [
+                    ["execution_error", {"node_id": node_id, "node_type": cls, "exception_message": problem}]]}, {}
         if any(node.get("class_type") == "KSampler" for node in prompt.values()):
             self.compile_once()
-        failing = os.environ.get("STANDIN_FAIL_NODE")  # a node class whose execution fails, as a broken model would
-        status = {"status_str": "success", "completed": True, "messages": []}
-        if failing and any(node.get("class_type") == failing for node in prompt.values()):
-            status = {"status_str": "error", "completed": False, "messages": [
-                ["execution_error", {"node_type": failing, "exception_message": f"stand-in: {failing} failed"}]]}
+        outputs = {}
+        for node_id, node in prompt.items():
+            if node.get("class_type") == "SaveImage":
+                outputs[node_id] = {"images": [self.save(node, prompt)]}
+        return {"status_str": "success", "completed": True, "messages": []}, outputs
+
+    def save(self, node, prompt):
+        folder = self.args.output_directory or os.path.join(os.path.dirname(os.path.abspath(__file__)), "output")
+        name = f"{node.get('inputs', {}).get('filename_prefix', 'ComfyUI')}_{self.counter:05d}_.png"
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, name), "wb") as handle:
+                handle.write(models.png(*models.latent_size(prompt)))
+        except OSError as exc:
+            sys.stderr.write(f"standin: cannot save {name}: {exc}\n")
+        return {"filename": name, "subfolder": "", "type": "output"}
+
+    def submit(self, prompt):
+        errors = self.missing_files(prompt)
+        if errors:
+            return None, {"error": {"type": "prompt_outputs_failed_validation",
+                                    "message": "Prompt outputs failed validation"}, "node_errors": errors}
         with self.lock:
             self.counter += 1
             prompt_id = str(uuid.uuid4())
-            self.history[prompt_id] = {"prompt": [self.counter, prompt_id, prompt, {}, []], "outputs": {},
+            status, outputs = self.execute(prompt)
+            self.history[prompt_id] = {"prompt": [self.counter, prompt_id, prompt, {}, []], "outputs": outputs,
                                        "status": status}
-            return {"prompt_id": prompt_id, "number": self.counter, "node_errors": {}}
+            return prompt_id, {"prompt_id": prompt_id, "number": self.counter, "node_errors": {}}
 
 
     @staticmethod
@@ -106,6 +150,19 @@ def handler_for(state):
             elif path.startswith("/history/"):
                 entry = state.history.get(path.split("/", 2)[2])
                 self._send(200, {path.split("/", 2)[2]: entry} if entry else {})
+            elif path == "/view":
+                query = dict(part.split("=", 1) for part in self.path.partition("?")[2].split("&") if "=" in part)
+                folder = state.args.output_directory or os.path.join(os.path.dirname(os.path.abspath(__file__)), "output")
+                target = os.path.join(folder, os.path.basename(query.get("filename", "")))
+                if not os.path.isfile(target):
+                    return self._send(404, {"error": "not found"})
+                with open(target, "rb") as handle:
+                    data = handle.read()
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
             elif path == "/queue":
                 self._send(200, {"queue_running": [], "queue_pending": []})
             elif path == "/object_info":
@@ -126,7 +183,8 @@ def handler_for(state):
                 if not isinstance(body.get("prompt"), dict) or not body["prompt"]:
                     return self._send(400, {"error": {"type": "prompt_no_outputs", "message": "no prompt"},
                                             "node_errors": {}})
-                return self._send(200, state.submit(body["prompt"]))
+                prompt_id, answer = state.submit(body["prompt"])
+                return self._send(200 if prompt_id else 400, answer)
             if path in ("/free", "/interrupt"):
                 return self._send(200, {})
             self._send(404, {"error": "not found"})
