@@ -19,11 +19,14 @@ VramMode = Literal["--gpu-only", "--highvram", "--normalvram", "--lowvram", "--n
 class Serving(Model):
     vram_mode: VramMode = Field(description="ComfyUI's VRAM mode flag on this card")
     reserve_vram_gb: float = Field(ge=0, description="VRAM left free for the driver and other programs (GB)")
+    resolution: int = Field(ge=256, le=4096, multiple_of=64,
+                            description="side of the square image the warm-up renders on this card (pixels)")
 
 
 class ServingOverride(Model):
     vram_mode: VramMode | None = None
     reserve_vram_gb: float | None = Field(None, ge=0)
+    resolution: int | None = Field(None, ge=256, le=4096, multiple_of=64)
 
 
 class Pcie(Model):

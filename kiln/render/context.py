@@ -52,9 +52,22 @@ def render_texts(s: Subject, templates_dir: Path) -> dict[str, str]:
     }
     texts = {name: _render(env, template, values) for name, template in TEMPLATES.items()}
     texts["kiln.json"] = json.dumps(image_facts(s).to_json(), indent=2, sort_keys=True) + "\n"
-    texts["warmup.json"] = json.dumps(s.image.workflow or {}, indent=2, sort_keys=True) + "\n"
+    texts["warmup.json"] = json.dumps(sized_workflow(s), indent=2, sort_keys=True) + "\n"
     texts["requirements.lock.txt"] = requirements_text(s.lock)
     return texts
+
+
+LATENT_NODES = ("EmptySD3LatentImage", "EmptyLatentImage")
+
+
+def sized_workflow(s: Subject) -> dict[str, Any]:
+    """The warm-up workflow at the profile's serving resolution."""
+    workflow = json.loads(json.dumps(s.image.workflow or {}))
+    side = s.gpu.serving.resolution
+    for node in workflow.values():
+        if node.get("class_type") in LATENT_NODES:
+            node.setdefault("inputs", {}).update(width=side, height=side)
+    return workflow
 
 
 def _environment(templates_dir: Path) -> jinja2.Environment:

@@ -128,3 +128,16 @@ def test_registry_base_renders_pinned_by_digest_and_lints(project, tmp_path):
     assert "tini=0.19.0-1" in dockerfile
     lint = subprocess.run([BIN / "hadolint", out / "Dockerfile"], capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout
+
+
+def test_the_warmup_renders_at_the_profiles_resolution(project_copy):
+    gpus = project_copy / "gpus.yaml"
+    gpus.write_text(gpus.read_text().replace('    serving: {vram_mode: --normalvram}\n  4070ti:',
+                                             '    serving: {vram_mode: --normalvram, resolution: 768}\n  4070ti:', 1))
+    from kiln.project import Project
+    from kiln.render.context import sized_workflow
+    project = Project(project_copy)
+    latent = lambda gpu: sized_workflow(project.subject(gpu, "z-image-turbo"))["7"]["inputs"]
+    assert (latent("h200")["width"], latent("h200")["height"]) == (1024, 1024)
+    edited = [name for name, p in project.gpus.items() if p.serving.resolution == 768]
+    assert edited and (latent(edited[0])["width"], latent(edited[0])["height"]) == (768, 768)
