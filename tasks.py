@@ -31,6 +31,7 @@ from kiln.host.check import as_json, check_host, exit_code, model_bytes, write_j
 from kiln.host.probe import read_host
 from kiln.identity import base_ref, image_tags, run_name
 from kiln.lock.relock import check_lock, relock
+from kiln.models.synthetic import write_synthetic
 from kiln.publish.credentials import find_credentials
 from kiln.publish.job import PublishRequest, publish as run_publish
 from kiln.publish.push import parse_target
@@ -345,9 +346,30 @@ def host_check(c, gpu, image=DEFAULT_IMAGE, cache=None, json=None, require_gpu=F
         raise Exit(code=1)
 
 
+@task(name="synth", help={"out": "folder to write into (<out>/<folder>/<file>, as ComfyUI's models/ is laid out)",
+                          "full": "the real sizes (about 20.7 GB) instead of the small set",
+                          "seed": "seed of the random weights (same seed, same bytes)",
+                          "only": "comma-separated roles to write (diffusion_model, text_encoder, vae)",
+                          "plain": "plain log lines instead of a live view"})
+@user_errors
+def synth(c, out, full=False, seed="0", only="", plain=False):
+    """Write synthetic Z-Image-Turbo model files: the real key layout with random weights."""
+    roles = tuple(r.strip() for r in only.split(",") if r.strip())
+    show = console.progress(plain)
+    failed = True
+    try:
+        written = write_synthetic(arguments.path(out, "--out"), "full" if full else "small",
+                                  arguments.whole(seed, "--seed"), show, roles)
+        failed = False
+    finally:
+        show.close(failed)
+    console.table(("file", "bytes", "sha256"), [(f.path, f"{f.size:,}", f.sha256) for f in written], numeric=(1,))
+
+
 ns = Collection(lock, check, render, schema, gpus, base, build, clean, smoke, report, run, stop, publish)
 ns.add_collection(Collection("provision", cache))
 ns.add_collection(Collection("host", host_check))
+ns.add_collection(Collection("models", synth))
 
 
 class KilnProgram(Program):

@@ -50,6 +50,17 @@ def positive(value: object, flag: str) -> float:
     return number
 
 
+def whole(value: object, flag: str) -> int:
+    """A whole number from 0 up (a seed, a count)."""
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise KilnError(f"'{_shown(value)}' is not a whole number", flag, "give a number like 0 or 42") from None
+    if number < 0:
+        raise KilnError(f"{number} is negative", flag, "give a number from 0 up")
+    return number
+
+
 def path(value: str, flag: str) -> Path:
     if not value or any(c in value for c in "\x00\n\r"):
         raise KilnError(f"'{_shown(value)}' is not a usable path", flag, "give a path on one line")
