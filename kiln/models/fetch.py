@@ -365,7 +365,7 @@ def _put_in_place(spot: Place, model: ModelFile) -> None:
 
 def _refused(exc: Refused, model: ModelFile, spot: Place, run: _Run) -> KilnError:
     via = f" (answered by {exc.answered_by} after a redirect)" if exc.answered_by else ""
-    what = f"HTTP {exc.status} for {exc.url}{via}"
+    what = f"HTTP {exc.status} for {exc.url}{via}" + (f" ({exc.detail})" if exc.detail else "")
     if exc.status in (401, 403):
         fix = ("the token in HF_TOKEN was refused: check that it can read the repository" if run.endpoint.token else
                "the repository may be gated or private: accept its terms on its page and set HF_TOKEN")

@@ -4,6 +4,7 @@ a response to read, a transient failure to retry, or a refusal to report."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from urllib.parse import urljoin
@@ -37,6 +38,7 @@ class Refused(Exception):
     status: int
     url: str          # the URL asked for (never carries the token)
     answered_by: str  # the host that answered, when a redirect led elsewhere
+    detail: str = ""  # the Hub's own reason (X-Error-Code, X-Error-Message), when it gives one
 
 
 @dataclass
@@ -71,7 +73,7 @@ class Http:
             if response.status in TRANSIENT_STATUS:
                 raise Transient(f"HTTP {response.status} from {origin(current)[1]}", _retry_after(response))
             answered = origin(current)[1] if origin(current) != origin(url) else ""
-            raise Refused(response.status, shown(url), answered)
+            raise Refused(response.status, shown(url), answered, _hub_reason(response))
         raise Transient(f"more than {MAX_REDIRECTS} redirects from {shown(url)}")
 
     def _get(self, url: str, offset: int) -> urllib3.BaseHTTPResponse:
@@ -83,6 +85,13 @@ class Http:
                                      preload_content=False)
         except (HTTPError, OSError) as exc:
             raise Transient(f"cannot reach {origin(url)[1]} ({_reason(exc)})") from None
+
+
+def _hub_reason(response: urllib3.BaseHTTPResponse) -> str:
+    """The Hugging Face Hub names the refusal (RepoNotFound, GatedRepo, EntryNotFound, ...) in headers."""
+    code = re.sub(r"[^A-Za-z0-9_.-]", "", response.headers.get("X-Error-Code") or "")[:40]
+    message = " ".join((response.headers.get("X-Error-Message") or "").split())[:160]
+    return ": ".join(part for part in (code, message) if part)
 
 
 def _retry_after(response: urllib3.BaseHTTPResponse) -> float | None:

@@ -74,7 +74,7 @@ def _handler(server: ModelServer):
             elif self.path in faults.redirect:
                 self._empty(302, {"Location": faults.redirect[self.path]})
             elif self.path not in server.files:
-                self._empty(404)
+                self._empty(404, {"X-Error-Code": "EntryNotFound", "X-Error-Message": "Entry not found"})
             else:
                 self._file(server.content(self.path))
 

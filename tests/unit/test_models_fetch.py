@@ -74,8 +74,9 @@ class Models:
     def leftovers(self) -> list[str]:
         """Everything in the model folders that is not a model file in its final place."""
         finals = {self.final(file) for _, _, file, _ in FILES}
+        kept = finals | {f.with_name(f.name + ".verified") for f in finals if f.is_file()}
         return sorted(str(p.relative_to(self.cache)) for p in (self.cache / "models").rglob("*")
-                      if p.is_file() and p not in finals and not p.name.endswith(".verified"))
+                      if p.is_file() and p not in kept)
 
     def assert_in_place(self, *files: str) -> None:
         for file in files or self.data:
@@ -285,7 +286,8 @@ def test_not_found_names_the_url_without_the_token(models, monkeypatch):
     path = models.path_of("ae.safetensors")
     del models.server.files[path]
     result = models.fetch()
-    line = _one_error(result, f"HTTP 404 for {models.server.base}{path}", "vae/ae.safetensors", "images/tiny.yaml")
+    line = _one_error(result, f"HTTP 404 for {models.server.base}{path} (EntryNotFound: Entry not found)",
+                      "vae/ae.safetensors", "images/tiny.yaml")
     assert TOKEN not in result.stdout + result.stderr and "Bearer" not in line
     assert len(models.server.gets(path)) == 1            # a 404 is not retried
     assert not models.final("ae.safetensors").exists() and models.leftovers() == []
@@ -309,6 +311,12 @@ def test_bad_endpoint_is_one_line(models, monkeypatch):
 def test_an_image_without_models_has_nothing_to_fetch(models):
     out = _ok(invoke("models.fetch", "--gpu", "4090", "--to", str(models.cache), root=models.root))
     assert "lists no model files" in out and not (models.cache / "models").exists()
+
+
+def test_the_task_is_listed_with_help(project_copy):
+    line = next(line for line in invoke("--list", root=project_copy).stdout.splitlines()
+                if line.strip().startswith("models.fetch "))
+    assert "Fetch the image's model files" in line
 
 
 def test_endpoint_urls_and_where_the_token_goes():
