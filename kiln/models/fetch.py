@@ -136,6 +136,14 @@ def _interrupted(items: list[Item], cache: Path) -> KilnError:
 
 
 def _one(item: Item, run: _Run) -> Fetched:
+    try:
+        return _fetch_one(item, run)
+    except OSError as exc:
+        raise KilnError(f"{exc.strerror or exc} ({exc.filename or item.spot.final})", item.spot.shown,
+                        "check the cache folder and its disk, then run again") from None
+
+
+def _fetch_one(item: Item, run: _Run) -> Fetched:
     model, spot = item.model, item.spot
     waited: list[str] = []
 
