@@ -288,12 +288,12 @@ def _receive_all(partial: _Partial, model: ModelFile, spot: Place, run: _Run) ->
             failures = 0 if partial.have - before >= CHUNK else failures
             failures += 1
             if failures >= FAILURES:
+                kept = f": the partial download ({size_text(partial.have)}) is kept and resumes" if partial.have else ""
                 raise KilnError(f"download failed {failures} times in a row, last: {exc}", spot.shown,
-                                f"check the connection to {run.endpoint.base} and run again: the partial download "
-                                f"({size_text(partial.have)}) is kept and resumes") from None
+                                f"check the connection to {run.endpoint.base} and run again{kept}") from None
             delay = exc.retry_after or BACKOFF_S * 2 ** (failures - 1) * (1 + random.random() / 4)
-            run.emit(Event("phase", f"{spot.shown}: {exc}; retry {failures}/{FAILURES - 1} in {delay:.1f} s, "
-                                    f"resuming at {size_text(partial.have)}"))
+            at = f"resuming at {size_text(partial.have)}" if partial.have else "from the start"
+            run.emit(Event("phase", f"{spot.shown}: {exc}; retry {failures}/{FAILURES - 1} in {delay:.1f} s, {at}"))
             if run.stop.wait(delay):
                 raise Stopped() from None
 
