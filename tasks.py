@@ -32,6 +32,9 @@ from kiln.host.probe import read_host
 from kiln.identity import base_ref, image_tags, run_name
 from kiln.lock.relock import check_lock, relock
 from kiln.models.synthetic import write_synthetic
+from kiln.models.fetch import FetchReport, FetchRequest, fetch_models
+from kiln.models.plan import check_cache as check_model_cache, size_text
+from kiln.models.source import endpoint_from_env
 from kiln.publish.credentials import find_credentials
 from kiln.publish.job import PublishRequest, publish as run_publish
 from kiln.publish.push import parse_target
@@ -366,10 +369,50 @@ def synth(c, out, full=False, seed="0", only="", plain=False):
     console.table(("file", "bytes", "sha256"), [(f.path, f"{f.size:,}", f.sha256) for f in written], numeric=(1,))
 
 
+@task(name="fetch", help={"gpu": "GPU profile or spelling (selects the spec like the other tasks)",
+                          "image": "image spec name or path whose models: manifest is fetched",
+                          "to": "the cache folder (see provision.cache); files go to <to>/models/<folder>/<file>",
+                          "rehash": "hash files already in place even when their verification record matches",
+                          "plain": "plain log lines instead of a live view"})
+@user_errors
+def models_fetch(c, gpu, to, image=DEFAULT_IMAGE, rehash=False, plain=False):
+    """Fetch the image's model files into a cache: parallel, resumable, each verified by size and sha256."""
+    cache = arguments.path(to, "--to")
+    check_model_cache(cache)
+    subject = PROJECT.subject(gpu, image)
+    if not subject.image.models:
+        print(f"image '{subject.image.name}' lists no model files; nothing to fetch")
+        return
+    request = FetchRequest(cache=cache, where=subject.image.where, rehash=rehash)
+    show = console.progress(plain)
+    failed = True
+    try:
+        result = fetch_models(subject.image.models, request, endpoint_from_env(), show)
+        failed = False
+    finally:
+        show.close(failed)
+    _print_fetch(result, cache)
+
+
+def _print_fetch(result: FetchReport, cache: Path) -> None:
+    for line in result.warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    rows = [(f"{f.model.folder}/{f.model.file}", size_text(f.model.size), f"{f.model.sha256[:16]} ok",
+             "record" if f.verified == "record" else "hashed", f.outcome + (f" ({f.note})" if f.note else ""),
+             f"{f.seconds:.1f} s", f"{size_text(int(f.received / f.seconds))}/s" if f.received and f.seconds else "-")
+            for f in result.files]
+    console.table(("file", "size", "sha256", "verified", "outcome", "time", "rate"), rows, numeric=(1, 5, 6))
+    got = [f for f in result.files if f.outcome != "skipped"]
+    received = sum(f.received for f in got)
+    print(f"{len(result.files)} model file(s) in {cache / 'models'}, every sha256 verified: {len(got)} fetched "
+          f"({size_text(received)} received), {len(result.files) - len(got)} already in place; "
+          f"{result.seconds:.1f} s")
+
+
 ns = Collection(lock, check, render, schema, gpus, base, build, clean, smoke, report, run, stop, publish)
 ns.add_collection(Collection("provision", cache))
 ns.add_collection(Collection("host", host_check))
-ns.add_collection(Collection("models", synth))
+ns.add_collection(Collection("models", synth, models_fetch))
 
 
 class KilnProgram(Program):
