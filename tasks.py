@@ -18,11 +18,14 @@ from kiln.data.files import read_json
 from kiln.data.gpus import find_gpu
 from kiln.data.schemas import write_schemas
 from kiln.engine.bases import ensure_base
-from kiln.engine.client import connect, image_exists, remove_made_containers, remove_made_images
+from kiln.engine.client import connect, image_exists, listed, remove_made_containers, remove_made_images
 from kiln.engine.facts import read_facts
 from kiln.engine.job import BuildRequest, run_build
 from kiln.engine.run import RunRequest, check_cache, start, stop as stop_containers
+from kiln.engine.run_record import write_run_record
 from kiln.engine.smoke import check_writable, resolve_tag, run_in_image, run_on_host, write_smoke_record
+from kiln.deploy.job import DeployRequest, deploy as run_deploy
+from kiln.deploy.targets import TARGETS, targets as parse_targets
 from kiln.errors import KilnError
 from kiln.gate.findings import ERROR, errors
 from kiln.engine.gpu_access import engine_reading
@@ -262,6 +265,10 @@ def run(c, gpu, image=DEFAULT_IMAGE, cache=None, port="8188", gpus="all", public
         show.close()
     print(f"{running.name} is ready at {running.url} ({running.seconds_to_healthy:.1f} s to healthy)")
     print("warm-up: " + ", ".join(f"{k}={v}" for k, v in sorted(running.warmup.items())))
+    image_id = listed(lambda: client.images.get(tag).id)
+    record = write_run_record(PROJECT.root / "build" / "run", image_id, tag, running.seconds_to_healthy, running.warmup,
+                              cpu_mode)
+    print(f"record: {record}")
 
 
 @task(help={"name": "only this container (default: every one `invoke run` started)"})
@@ -315,6 +322,25 @@ def publish(c, registry, gpu=None, image=DEFAULT_IMAGE, all_gpus=False, force=Fa
             print(f"  {kind} {ref}")
 
 
+@task(help={"gpu": "GPU profile or spelling the image was built for", "image": "image spec name or path",
+            "target": f"{', '.join(TARGETS)} or all", "out": "output directory (default build/deploy/<image>-<gpu>)",
+            "cpu_mode": "compose only: no GPU request, ComfyUI on the CPU (tests on hosts without a GPU)"})
+@user_errors
+def deploy(c, gpu, target, image=DEFAULT_IMAGE, out=None, cpu_mode=False):
+    """Render where the image runs (compose, k8s, cloud-init, runpod, vast) from one deployment manifest."""
+    chosen = parse_targets(target)
+    folder = arguments.path(out, "--out") if out is not None else None
+    subject = PROJECT.subject(gpu, image)
+    build = PROJECT.root / "build"
+    request = DeployRequest(targets=chosen, out=folder or build / "deploy" / f"{subject.image.name}-{subject.gpu.name}",
+                            build_dir=build, templates=PROJECT.templates_dir, gpus_file="gpus.yaml", cpu_mode=cpu_mode)
+    manifest, written = run_deploy(subject, request)
+    print(f"{manifest.name}: {manifest.image.reference} ({'published' if manifest.image.published else 'local image id'}), "
+          f"start-up budget {manifest.startup.budget_s} s ({manifest.startup.source})")
+    for path in written:
+        print(f"  wrote {path}")
+
+
 @task(name="check", help={"gpu": "GPU profile the host will run", "image": "image spec name or path",
                           "cache": "the cache folder the image will mount (space, filesystem, NVMe)",
                           "json": "also write the readings and verdicts here",
@@ -340,7 +366,7 @@ def host_check(c, gpu, image=DEFAULT_IMAGE, cache=None, json=None, require_gpu=F
         raise Exit(code=1)
 
 
-ns = Collection(lock, check, render, schema, gpus, base, build, clean, smoke, report, run, stop, publish)
+ns = Collection(lock, check, render, schema, gpus, base, build, clean, smoke, report, run, stop, publish, deploy)
 ns.add_collection(Collection("provision", cache))
 ns.add_collection(Collection("host", host_check))
 
