@@ -38,9 +38,11 @@ from kiln.publish.credentials import find_credentials
 from kiln.publish.job import PublishRequest, publish as run_publish
 from kiln.publish.push import parse_target
 from kiln.project import DEFAULT_IMAGE, Project
-from kiln.render.context import write_context
+from kiln.render.bake import bake_text
+from kiln.render.context import PORTABLE_CA, write_context
 from kiln.render.report import report_facts, write_reports
 from kiln.sources import comfyui as source, wheels
+from kiln.sources.comfyui import comfyui_source
 
 PROJECT = Project(Path(__file__).resolve().parent)
 
@@ -98,14 +100,49 @@ def check(c, gpu, image=DEFAULT_IMAGE, strict=False):
 
 
 @task(help={"gpu": "GPU profile or spelling", "image": "image spec name or path",
-            "out": "output directory (default build/<image>-<gpu>)", "strict": "treat warnings as errors"})
+            "out": "output directory (default build/<image>-<gpu>, with --all-gpus build/portable/<image>)",
+            "strict": "treat warnings as errors",
+            "portable": "a context a stock engine builds without kiln: wheels from the index by hash, ComfyUI inside",
+            "all_gpus": "with --portable: every profile, plus a docker-bake.json sharing the heavy stage",
+            "comfyui_src": "with --portable: local ComfyUI checkout (verified against the pinned commit) or archive",
+            "allow_unverified_source": "with --portable: accept a --comfyui-src that cannot be verified",
+            "ca_bundle": "with --portable: CA bundle pip trusts in the builder stage only (also KILN_CA_BUNDLE)"})
 @user_errors
-def render(c, gpu, image=DEFAULT_IMAGE, out=None, strict=False):
+def render(c, gpu=None, image=DEFAULT_IMAGE, out=None, strict=False, portable=False, all_gpus=False, comfyui_src=None,
+           allow_unverified_source=False, ca_bundle=None):
     """Gate, then render the build context (Dockerfile, start script, model paths, facts, manifest)."""
-    subject = _gate(gpu, image, strict)
-    target = Path(out) if out else PROJECT.root / "build" / f"{subject.image.name}-{subject.gpu.name}"
-    rendered = write_context(subject, PROJECT.templates_dir, PROJECT.payload_dir, target)
-    print(f"rendered {len(rendered.files)} files to {rendered.out}")
+    if (all_gpus or comfyui_src or allow_unverified_source or ca_bundle) and not portable:
+        raise KilnError("--all-gpus, --comfyui-src, --allow-unverified-source and --ca-bundle go with --portable",
+                        "invoke render", "add --portable")
+    if not gpu and not all_gpus:
+        raise KilnError("no GPU profile given", "--gpu", "pass --gpu=X (or --portable --all-gpus)")
+    if not portable:
+        subject = _gate(gpu, image, strict)
+        target = Path(out) if out else PROJECT.root / "build" / f"{subject.image.name}-{subject.gpu.name}"
+        rendered = write_context(subject, PROJECT.templates_dir, PROJECT.payload_dir, target)
+        print(f"rendered {len(rendered.files)} files to {rendered.out}")
+        return
+    _use_ca_bundle(ca_bundle)
+    subjects = [_gate(g, image, strict) for g in ([gpu] if gpu and not all_gpus else PROJECT.gpus)]
+    comfy = comfyui_source(PROJECT.lock.comfyui, Path(comfyui_src) if comfyui_src else None, allow_unverified_source,
+                           source.default_cache())
+    extra = {f"comfyui/{name}": path for name, path in comfy.files.items()}
+    if os.environ.get("KILN_CA_BUNDLE"):
+        extra[PORTABLE_CA] = Path(os.environ["KILN_CA_BUNDLE"])
+    name = subjects[0].image.name
+    root = Path(out) if out else PROJECT.root / "build" / ("portable" if all_gpus else "") / (
+        name if all_gpus else f"{name}-{subjects[0].gpu.name}-portable")
+    contexts = {}
+    for subject in subjects:
+        folder = root / subject.gpu.name if all_gpus else root
+        rendered = write_context(subject, PROJECT.templates_dir, PROJECT.payload_dir, folder, True, extra)
+        contexts[subject.gpu.name] = (subject.gpu.name, image_tags(subject))
+        print(f"rendered {len(rendered.files)} files to {rendered.out} (portable"
+              f"{'' if comfy.verified else ', ComfyUI source UNVERIFIED'})")
+    if all_gpus:
+        bake = root / "docker-bake.json"
+        bake.write_text(bake_text(name, contexts), encoding="utf-8")
+        print(f"bake file {bake}: docker buildx bake -f {bake}")
 
 
 @task(help={"out": "where to write the JSON Schemas (default docs/schemas)"})
