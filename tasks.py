@@ -18,11 +18,14 @@ from kiln.data.files import read_json
 from kiln.data.gpus import find_gpu
 from kiln.data.schemas import write_schemas
 from kiln.engine.bases import ensure_base
-from kiln.engine.client import connect, image_exists, remove_made_containers, remove_made_images
+from kiln.engine.client import connect, image_exists, listed, remove_made_containers, remove_made_images
 from kiln.engine.facts import read_facts
 from kiln.engine.job import BuildRequest, run_build
 from kiln.engine.run import RunRequest, check_cache, start, stop as stop_containers
+from kiln.engine.run_record import write_run_record
 from kiln.engine.smoke import check_writable, resolve_tag, run_in_image, run_on_host, write_smoke_record
+from kiln.deploy.job import DeployRequest, deploy as run_deploy
+from kiln.deploy.targets import TARGETS, targets as parse_targets
 from kiln.errors import KilnError
 from kiln.gate.findings import ERROR, errors
 from kiln.engine.gpu_access import engine_reading
@@ -39,9 +42,11 @@ from kiln.publish.credentials import find_credentials
 from kiln.publish.job import PublishRequest, publish as run_publish
 from kiln.publish.push import parse_target
 from kiln.project import DEFAULT_IMAGE, Project
-from kiln.render.context import write_context
+from kiln.render.bake import bake_text
+from kiln.render.context import PORTABLE_CA, write_context
 from kiln.render.report import report_facts, write_reports
 from kiln.sources import comfyui as source, wheels
+from kiln.sources.comfyui import comfyui_source
 
 PROJECT = Project(Path(__file__).resolve().parent)
 
@@ -104,14 +109,49 @@ def check(c, gpu, image=DEFAULT_IMAGE, strict=False, stack=None):
 
 
 @task(help={"gpu": "GPU profile or spelling", "image": "image spec name or path",
-            "out": "output directory (default build/<image>-<gpu>)", "strict": "treat warnings as errors"})
+            "out": "output directory (default build/<image>-<gpu>, with --all-gpus build/portable/<image>)",
+            "strict": "treat warnings as errors",
+            "portable": "a context a stock engine builds without kiln: wheels from the index by hash, ComfyUI inside",
+            "all_gpus": "with --portable: every profile, plus a docker-bake.json sharing the heavy stage",
+            "comfyui_src": "with --portable: local ComfyUI checkout (verified against the pinned commit) or archive",
+            "allow_unverified_source": "with --portable: accept a --comfyui-src that cannot be verified",
+            "ca_bundle": "with --portable: CA bundle pip trusts in the builder stage only (also KILN_CA_BUNDLE)"})
 @user_errors
-def render(c, gpu, image=DEFAULT_IMAGE, out=None, strict=False):
+def render(c, gpu=None, image=DEFAULT_IMAGE, out=None, strict=False, portable=False, all_gpus=False, comfyui_src=None,
+           allow_unverified_source=False, ca_bundle=None):
     """Gate, then render the build context (Dockerfile, start script, model paths, facts, manifest)."""
-    subject = _gate(gpu, image, strict)
-    target = Path(out) if out else PROJECT.root / "build" / f"{subject.image.name}-{subject.gpu.name}"
-    rendered = write_context(subject, PROJECT.templates_dir, PROJECT.payload_dir, target)
-    print(f"rendered {len(rendered.files)} files to {rendered.out}")
+    if (all_gpus or comfyui_src or allow_unverified_source or ca_bundle) and not portable:
+        raise KilnError("--all-gpus, --comfyui-src, --allow-unverified-source and --ca-bundle go with --portable",
+                        "invoke render", "add --portable")
+    if not gpu and not all_gpus:
+        raise KilnError("no GPU profile given", "--gpu", "pass --gpu=X (or --portable --all-gpus)")
+    if not portable:
+        subject = _gate(gpu, image, strict)
+        target = Path(out) if out else PROJECT.root / "build" / f"{subject.image.name}-{subject.gpu.name}"
+        rendered = write_context(subject, PROJECT.templates_dir, PROJECT.payload_dir, target)
+        print(f"rendered {len(rendered.files)} files to {rendered.out}")
+        return
+    _use_ca_bundle(ca_bundle)
+    subjects = [_gate(g, image, strict) for g in ([gpu] if gpu and not all_gpus else PROJECT.gpus)]
+    comfy = comfyui_source(PROJECT.lock.comfyui, Path(comfyui_src) if comfyui_src else None, allow_unverified_source,
+                           source.default_cache())
+    extra = {f"comfyui/{name}": path for name, path in comfy.files.items()}
+    if os.environ.get("KILN_CA_BUNDLE"):
+        extra[PORTABLE_CA] = Path(os.environ["KILN_CA_BUNDLE"])
+    name = subjects[0].image.name
+    root = Path(out) if out else PROJECT.root / "build" / ("portable" if all_gpus else "") / (
+        name if all_gpus else f"{name}-{subjects[0].gpu.name}-portable")
+    contexts = {}
+    for subject in subjects:
+        folder = root / subject.gpu.name if all_gpus else root
+        rendered = write_context(subject, PROJECT.templates_dir, PROJECT.payload_dir, folder, True, extra)
+        contexts[subject.gpu.name] = (subject.gpu.name, image_tags(subject))
+        print(f"rendered {len(rendered.files)} files to {rendered.out} (portable"
+              f"{'' if comfy.verified else ', ComfyUI source UNVERIFIED'})")
+    if all_gpus:
+        bake = root / "docker-bake.json"
+        bake.write_text(bake_text(name, contexts), encoding="utf-8")
+        print(f"bake file {bake}: docker buildx bake -f {bake}")
 
 
 @task(help={"out": "where to write the JSON Schemas (default docs/schemas)"})
@@ -271,6 +311,10 @@ def run(c, gpu, image=DEFAULT_IMAGE, cache=None, port="8188", gpus="all", public
         show.close()
     print(f"{running.name} is ready at {running.url} ({running.seconds_to_healthy:.1f} s to healthy)")
     print("warm-up: " + ", ".join(f"{k}={v}" for k, v in sorted(running.warmup.items())))
+    image_id = listed(lambda: client.images.get(tag).id)
+    record = write_run_record(PROJECT.root / "build" / "run", image_id, tag, running.seconds_to_healthy, running.warmup,
+                              cpu_mode)
+    print(f"record: {record}")
 
 
 @task(help={"name": "only this container (default: every one `invoke run` started)"})
@@ -322,6 +366,25 @@ def publish(c, registry, gpu=None, image=DEFAULT_IMAGE, all_gpus=False, force=Fa
             print(f"  {'would push' if dry_run else 'published'} {line}")
         for kind, ref in result.artifacts.items():
             print(f"  {kind} {ref}")
+
+
+@task(help={"gpu": "GPU profile or spelling the image was built for", "image": "image spec name or path",
+            "target": f"{', '.join(TARGETS)} or all", "out": "output directory (default build/deploy/<image>-<gpu>)",
+            "cpu_mode": "compose only: no GPU request, ComfyUI on the CPU (tests on hosts without a GPU)"})
+@user_errors
+def deploy(c, gpu, target, image=DEFAULT_IMAGE, out=None, cpu_mode=False):
+    """Render where the image runs (compose, k8s, cloud-init, runpod, vast) from one deployment manifest."""
+    chosen = parse_targets(target)
+    folder = arguments.path(out, "--out") if out is not None else None
+    subject = PROJECT.subject(gpu, image)
+    build = PROJECT.root / "build"
+    request = DeployRequest(targets=chosen, out=folder or build / "deploy" / f"{subject.image.name}-{subject.gpu.name}",
+                            build_dir=build, templates=PROJECT.templates_dir, gpus_file="gpus.yaml", cpu_mode=cpu_mode)
+    manifest, written = run_deploy(subject, request)
+    print(f"{manifest.name}: {manifest.image.reference} ({'published' if manifest.image.published else 'local image id'}), "
+          f"start-up budget {manifest.startup.budget_s} s ({manifest.startup.source})")
+    for path in written:
+        print(f"  wrote {path}")
 
 
 @task(name="check", help={"gpu": "GPU profile the host will run", "image": "image spec name or path",
@@ -409,7 +472,7 @@ def _print_fetch(result: FetchReport, cache: Path) -> None:
           f"{result.seconds:.1f} s")
 
 
-ns = Collection(lock, check, render, schema, gpus, base, build, clean, smoke, report, run, stop, publish)
+ns = Collection(lock, check, render, schema, gpus, base, build, clean, smoke, report, run, stop, publish, deploy)
 ns.add_collection(Collection("provision", cache))
 ns.add_collection(Collection("host", host_check))
 ns.add_collection(Collection("models", synth, models_fetch))

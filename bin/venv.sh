@@ -20,6 +20,8 @@ build_host() {
     command -v debootstrap >/dev/null 2>&1 || missing="$missing debootstrap"
     command -v docker-registry >/dev/null 2>&1 || missing="$missing docker-registry"  # publish tests
     command -v htpasswd >/dev/null 2>&1 || missing="$missing apache2-utils"
+    command -v docker-compose >/dev/null 2>&1 || missing="$missing docker-compose"  # deploy tests
+    command -v cloud-init >/dev/null 2>&1 || missing="$missing cloud-init"  # `cloud-init schema` only
     if [ -n "$missing" ]; then
         # shellcheck disable=SC2086  # a list of package names
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null

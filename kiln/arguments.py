@@ -64,6 +64,9 @@ def whole(value: object, flag: str) -> int:
 def path(value: str, flag: str) -> Path:
     if not value or any(c in value for c in "\x00\n\r"):
         raise KilnError(f"'{_shown(value)}' is not a usable path", flag, "give a path on one line")
+    if value.startswith("-"):  # `invoke models.synth --help` hands "--help" to the first required option
+        raise KilnError(f"'{_shown(value)}' looks like an option, not a path", flag,
+                        f"give the path after {flag} (write ./{value} for a file whose name starts with '-')")
     return Path(value)
 
 

@@ -45,6 +45,14 @@ class Measured(Model):
                               "measured with; other releases are judged against the spec sheet")
 
 
+class Marketplaces(Model):
+    """How GPU marketplaces name this card (their own identifiers, not NVML's)."""
+
+    runpod_gpu_id: str | None = Field(None, description="RunPod GPU type id (docs.runpod.io/references/gpu-types)")
+    runpod_pool: str | None = Field(None, description="RunPod GPU pool id for Hub listings (same page, GPU pools)")
+    vast_gpu_name: str | None = Field(None, description="Vast.ai offer filter value gpu_name")
+
+
 class GpuEntry(Model):
     display: str = Field(description="the product name NVML reports")
     aliases: tuple[str, ...] = Field((), description="other spellings for --gpu (rtx4090, ...); not card names")
@@ -58,6 +66,10 @@ class GpuEntry(Model):
     confidence: Literal["sourced", "calculated", "from-memory", "assumed"]
     serving: ServingOverride = ServingOverride()
     measured: Measured = Measured()
+    product_label: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+                                      description="the nvidia.com/gpu.product node label GPU Feature Discovery sets "
+                                                  "for this card (NVML name, spaces as hyphens)")
+    marketplaces: Marketplaces = Marketplaces()
 
 
 class Defaults(Model):

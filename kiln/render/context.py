@@ -25,6 +25,8 @@ MANIFEST = "manifest.json"
 TEMPLATES = {"Dockerfile": "Dockerfile.j2", "start.sh": "start.sh.j2",
              "extra_model_paths.yaml": "extra_model_paths.yaml.j2"}
 EXECUTABLE = ("start.sh",)
+PORTABLE_CA_README = "ca/README.txt"
+PORTABLE_CA = "ca/extra-ca.pem"
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ def requirements_text(lock: Lock) -> str:
     return "# Locked by versions.lock; installed with --require-hashes --no-deps.\n" + "\n".join(lines) + "\n"
 
 
-def render_texts(s: Subject, templates_dir: Path) -> dict[str, str]:
+def render_texts(s: Subject, templates_dir: Path, portable: bool = False) -> dict[str, str]:
     env = _environment(templates_dir)
     cache = s.image.cache_mount
     values = {
@@ -49,11 +51,15 @@ def render_texts(s: Subject, templates_dir: Path) -> dict[str, str]:
         "env": {**cache_env(cache), **s.image.env},
         "managed_flags": managed_flags(s.image), "profile_flags": profile_flags(s.gpu, s.image, s.flags),
         "ready_marker": READY_MARKER, "failed_marker": FAILED_MARKER, "cache_dirs": cache_folders(),
+        "portable": portable,
     }
     texts = {name: _render(env, template, values) for name, template in TEMPLATES.items()}
     texts["kiln.json"] = json.dumps(image_facts(s).to_json(), indent=2, sort_keys=True) + "\n"
     texts["warmup.json"] = json.dumps(sized_workflow(s), indent=2, sort_keys=True) + "\n"
     texts["requirements.lock.txt"] = requirements_text(s.lock)
+    if portable:
+        texts[PORTABLE_CA_README] = ("An optional extra-ca.pem here is the CA bundle pip trusts in the builder stage only\n"
+                                     "(replacing its own); it never reaches the final image.\n")
     return texts
 
 
@@ -101,9 +107,11 @@ def _template_line(exc: BaseException, template: str) -> int | str:
     return line
 
 
-def write_context(s: Subject, templates_dir: Path, payload_dir: Path, out: Path) -> Rendered:
-    """Write the whole context atomically: a failure leaves out/ as it was."""
-    texts = render_texts(s, templates_dir)
+def write_context(s: Subject, templates_dir: Path, payload_dir: Path, out: Path, portable: bool = False,
+                  extra_files: dict[str, Path] | None = None) -> Rendered:
+    """Write the whole context atomically: a failure leaves out/ as it was. A portable context also holds
+    what a stock engine needs without kiln (extra_files: ComfyUI's source, an optional CA bundle)."""
+    texts = render_texts(s, templates_dir, portable)
     _refuse_foreign(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -111,6 +119,9 @@ def write_context(s: Subject, templates_dir: Path, payload_dir: Path, out: Path)
     except OSError as exc:
         raise KilnError(f"cannot create the output folder ({exc.strerror})", str(out), "choose a writable --out") from None
     try:
+        for name, source in sorted((extra_files or {}).items()):
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, staging / name)
         files = _write_files(staging, texts, payload_dir)
         manifest = {"generator": "kiln", "toolkit": __version__, "gpu": s.gpu.name, "image": s.image.name,
                     "lock_sha256": s.lock.digest, "files": files}
@@ -129,6 +140,7 @@ def write_context(s: Subject, templates_dir: Path, payload_dir: Path, out: Path)
 def _write_files(staging: Path, texts: dict[str, str], payload_dir: Path) -> dict[str, str]:
     for name, text in texts.items():
         path = staging / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         path.chmod(0o755 if name in EXECUTABLE else 0o644)
     _copy_payload(payload_dir, staging / "payload")

@@ -105,7 +105,7 @@ def build_serve_image(tmp: Path, mount: str = "/cache", name: str = SERVE_IMAGE)
     spec = (project.images_dir / f"{TEST_IMAGE}.yaml").read_text().replace(f"name: {TEST_IMAGE}", f"name: {name}")
     spec = spec.replace("mount: /cache", f"mount: {mount}")
     spec = spec.replace("models: []", "models:\n  - {role: checkpoint, folder: checkpoints, file: standin.safetensors,"
-                                       " size: 1000000, sha256: " + "0" * 64 + ", source: {repo: kiln/standin, revision: main,"
+                                       " size: 1000000, sha256: '" + "0" * 64 + "', source: {repo: kiln/standin, revision: main,"
                                        " path: standin.safetensors}}")
     spec = spec.replace("warmup: {}", "warmup: {workflow: workflows/serve.json}")
     (project.images_dir / f"{name}.yaml").write_text(spec)

@@ -150,6 +150,10 @@ def test_cli_run_prints_url_and_warmup(client, serve_image, tmp_path):
         result = _run_cli(project, "--cache", str(serve_cache(tmp_path)), "--port", str(port))
         assert result.returncode == 0, result.stderr[-2000:]
         assert f"is ready at http://127.0.0.1:{port}" in result.stdout and "first_s=" in result.stdout
+        [record] = [json.loads(Path(line.split(": ", 1)[1]).read_text()) for line in result.stdout.splitlines()
+                    if line.startswith("record: ")]
+        assert record["cpu_mode"] is True and record["seconds_to_healthy"] > 0 and "first_s" in record["warmup"]
+        assert record["image_id"] == client.images.get(serve_image[1]).id
     finally:
         stop(client, f"kiln-{SERVE}-4090-{port}")
 

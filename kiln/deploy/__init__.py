@@ -1,0 +1,2 @@
+"""Deployment targets from one manifest per image and GPU profile: compose, Kubernetes, cloud-init,
+RunPod and Vast.ai."""

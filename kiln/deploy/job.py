@@ -1,0 +1,44 @@
+"""`invoke deploy`: the manifest for one image and GPU profile, each requested target rendered from
+it and checked for what it needs, then everything written at once (or nothing)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiln.data.deploy import deploy_defaults
+from kiln.data.subject import Subject
+from kiln.deploy.manifest import Deployment, deployment
+from kiln.deploy.records import image_record
+from kiln.deploy.targets import EXECUTABLE, NEEDS_DIGEST, check_target, manifest_text, render
+from kiln.deploy.write import MANIFEST, write_deployment
+from kiln.errors import KilnError
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    targets: tuple[str, ...]
+    out: Path
+    build_dir: Path          # where build records (and run records under run/) are
+    templates: Path
+    gpus_file: str = "gpus.yaml"
+    cpu_mode: bool = False   # compose only: no GPU request, ComfyUI on the CPU (tests)
+
+
+def plan(s: Subject, req: DeployRequest) -> tuple[Deployment, dict[str, str]]:
+    if req.cpu_mode and req.targets != ("compose",):
+        raise KilnError("--cpu-mode is for the compose target only (a test run on a host without a GPU)",
+                        "--cpu-mode", "use --target compose, or leave --cpu-mode out")
+    record = image_record(req.build_dir, s, need_digest=any(t in NEEDS_DIGEST for t in req.targets))
+    manifest = deployment(s, record, deploy_defaults())
+    for target in req.targets:
+        check_target(manifest, target, req.gpus_file)
+    texts = {MANIFEST: manifest_text(manifest)}
+    for target in req.targets:
+        texts.update(render(manifest, target, req.templates, s.image.workflow, req.cpu_mode))
+    return manifest, texts
+
+
+def deploy(s: Subject, req: DeployRequest) -> tuple[Deployment, list[Path]]:
+    manifest, texts = plan(s, req)
+    return manifest, write_deployment(req.out, texts, EXECUTABLE)

@@ -1,0 +1,92 @@
+"""Rendering the deployment targets from templates/deploy: which files each target writes, what the
+manifest must hold for it (a digest, a GPU product label, a marketplace's card name), and the texts.
+Pure: no engine, no network; the same manifest gives byte-identical files."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from kiln.deploy.manifest import Deployment
+from kiln.errors import KilnError
+
+TARGETS: dict[str, dict[str, str]] = {
+    "compose": {"compose.yaml": "compose.yaml.j2"},
+    "k8s": {"k8s/pvc.yaml": "k8s/pvc.yaml.j2", "k8s/deployment.yaml": "k8s/deployment.yaml.j2",
+            "k8s/service.yaml": "k8s/service.yaml.j2"},
+    "cloud-init": {"cloud-init/kiln-deploy.sh": "cloud-init/kiln-deploy.sh.j2",
+                   "cloud-init/user-data.yaml": "cloud-init/user-data.yaml.j2"},
+    "runpod": {"runpod/template.json": "runpod/template.json.j2", "runpod/.runpod/hub.json": "runpod/hub.json.j2",
+               "runpod/.runpod/tests.json": "runpod/tests.json.j2"},
+    "vast": {"vast/template.json": "vast/template.json.j2"},
+}
+NEEDS_DIGEST = ("k8s", "cloud-init", "runpod", "vast")  # they pull the image: a local id cannot do
+EXECUTABLE = ("cloud-init/kiln-deploy.sh",)
+
+
+def targets(value: str) -> tuple[str, ...]:
+    if value == "all":
+        return tuple(TARGETS)
+    if value not in TARGETS:
+        raise KilnError(f"unknown target '{value[:40]}'", "--target", f"use one of: {', '.join(TARGETS)}, all")
+    return (value,)
+
+
+def check_target(d: Deployment, target: str, gpus_file: str) -> None:
+    """What a target needs from the profile, refused before anything is written."""
+    needs = {"k8s": [("product_label", d.gpu.product_label, "the nvidia.com/gpu.product label GPU Feature Discovery "
+                                                            "sets (NVML name, spaces as hyphens)")],
+             "runpod": [("marketplaces.runpod_gpu_id", d.gpu.runpod_gpu_id, "RunPod's GPU type id"),
+                        ("marketplaces.runpod_pool", d.gpu.runpod_pool, "RunPod's GPU pool id")],
+             "vast": [("marketplaces.vast_gpu_name", d.gpu.vast_gpu_name, "Vast.ai's gpu_name")]}
+    for key, value, what in needs.get(target, []):
+        if not value:
+            raise KilnError(f"profile {d.gpu.profile} has no {key}, which the {target} target needs",
+                            f"{gpus_file} profiles.{d.gpu.profile}", f"add {key}: {what}")
+
+
+def render(d: Deployment, target: str, templates: Path, workflow: dict | None = None,
+           cpu_mode: bool = False) -> dict[str, str]:
+    env = _environment(templates)
+    values: dict[str, Any] = {"d": d, "cpu_mode": cpu_mode, "workflow": workflow or {},
+                              "registry": d.image.reference.split("/", 1)[0] if d.image.published else "",
+                              "env_flags": "".join(f" -e {k}={v}" for k, v in d.env.items())}
+    texts: dict[str, str] = {}
+    for name, template in TARGETS[target].items():
+        if name == "cloud-init/user-data.yaml":
+            values["script"] = texts["cloud-init/kiln-deploy.sh"].rstrip("\n")
+        text = _render(env, template, values)
+        texts[name] = _canonical_json(text, template) if name.endswith(".json") else text
+    return texts
+
+
+def manifest_text(d: Deployment) -> str:
+    return json.dumps(d.to_json(), indent=2, sort_keys=True) + "\n"
+
+
+def _canonical_json(text: str, template: str) -> str:
+    try:
+        return json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+    except ValueError as exc:
+        raise KilnError(f"renders invalid JSON ({exc})", f"templates/deploy/{template}", "fix the template") from None
+
+
+def _environment(templates: Path) -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates / "deploy")), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    env.filters["shq"] = lambda v: shlex.quote(str(v))
+    env.policies["json.dumps_kwargs"] = {"sort_keys": True, "ensure_ascii": False}
+    return env
+
+
+def _render(env: jinja2.Environment, template: str, values: dict[str, Any]) -> str:
+    try:
+        return env.get_template(template).render(values)
+    except jinja2.TemplateNotFound:
+        raise KilnError("template not found", f"templates/deploy/{template}", "restore it from the repository") from None
+    except (jinja2.UndefinedError, jinja2.TemplateSyntaxError) as exc:
+        raise KilnError(f"cannot render ({exc.message})", f"templates/deploy/{template}", "fix the template") from None

@@ -1,0 +1,272 @@
+"""invoke deploy: the manifest and every target rendered for 4090 and h200, pinned by golden files
+and checked by each target's own tool (kubernetes-validate strict on two Kubernetes versions,
+cloud-init schema, shellcheck, docker-compose config, JSON Schemas of the marketplaces); bad input
+is one line, exit 2, nothing written."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kiln.engine.run_record import write_run_record
+from kiln.identity import image_tags
+from kiln.project import Project
+from tests.conftest import ROOT, invoke
+
+GOLDEN = ROOT / "tests" / "golden" / "deploy"
+SCHEMAS = ROOT / "docs" / "schemas" / "marketplaces"
+BIN = Path(sys.executable).parent
+K8S_VERSIONS = ("1.25.0", "1.37.0")
+# A stand-in publish record: what `invoke publish` writes into the build record, with a fixed digest.
+DIGEST = "sha256:" + "a" * 64
+IMAGE_ID = "sha256:" + "1" * 64
+REGISTRY = "registry.example:5000/team"
+
+
+def write_build_record(root: Path, gpu: str, image: str = "comfyui", published: bool = True) -> Path:
+    s = Project(root).subject(gpu, image)
+    record = {"image_id": IMAGE_ID, "tags": image_tags(s), "size": 6_000_000_000, "gpu": s.gpu.name,
+              "image": s.image.name}
+    if published:
+        record["published"] = {"references": [f"{REGISTRY}/kiln/{s.image.name}@{DIGEST}"]}
+    path = root / "build" / f"{s.image.name}-{s.gpu.name}.build.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+    return path
+
+
+@pytest.fixture
+def published(project_copy):
+    for gpu in ("4090", "h200", "h800"):
+        write_build_record(project_copy, gpu)
+    return project_copy
+
+
+def _deploy(root, gpu, out, target="all", *extra):
+    return invoke("deploy", "--gpu", gpu, "--target", target, "--out", str(out), *extra, root=root)
+
+
+def _tree(path: Path) -> dict[str, str]:
+    return {str(p.relative_to(path)): p.read_text() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("gpu", ["4090", "h200"])
+def test_golden_and_deterministic(published, tmp_path, gpu):
+    out = tmp_path / gpu
+    result = _deploy(published, gpu, out)
+    assert result.returncode == 0, result.stderr
+    got = _tree(out)
+    assert set(got) == {"deploy.json", "compose.yaml", "k8s/deployment.yaml", "k8s/pvc.yaml", "k8s/service.yaml",
+                        "cloud-init/user-data.yaml", "cloud-init/kiln-deploy.sh", "runpod/template.json",
+                        "runpod/.runpod/hub.json", "runpod/.runpod/tests.json", "vast/template.json"}
+    for name, text in got.items():
+        golden = GOLDEN / gpu / name
+        if os.environ.get("KILN_UPDATE_GOLDEN"):
+            golden.parent.mkdir(parents=True, exist_ok=True)
+            golden.write_text(text)
+        assert text == golden.read_text(), f"{gpu}/{name} differs; KILN_UPDATE_GOLDEN=1 rewrites goldens"
+    assert _deploy(published, gpu, out).returncode == 0
+    assert _tree(out) == got
+    assert os.access(out / "cloud-init" / "kiln-deploy.sh", os.X_OK)
+
+
+def test_manifest_takes_the_digest_the_profile_and_the_defaults(published, tmp_path):
+    _deploy(published, "h200", tmp_path / "out")
+    d = json.loads((tmp_path / "out" / "deploy.json").read_text())
+    assert d["image"] == {"reference": f"{REGISTRY}/kiln/comfyui@{DIGEST}", "published": True,
+                          "tag": image_tags(Project(published).subject("h200"))[0], "container_disk_gb": 16}
+    assert d["gpu"]["product_label"] == "NVIDIA-H200" and d["gpu"]["runpod_pool"] == "HOPPER_141"
+    assert d["gpu"]["driver_floor"] == Project(published).lock.stack.driver_floor
+    assert d["startup"] == {"budget_s": 900, "period_s": 10, "source": "default: no warm-up measured by invoke run"}
+    assert d["uid"] == 10001 and d["port"] == 8188 and d["cache"]["expected_bytes"] == 0
+    deployment = yaml.safe_load((tmp_path / "out" / "k8s" / "deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    [term] = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term["matchExpressions"] == [{"key": "nvidia.com/gpu.product", "operator": "In", "values": ["NVIDIA-H200"]}]
+    [container] = pod["containers"]
+    assert container["image"] == f"{REGISTRY}/kiln/comfyui@{DIGEST}"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] == 900
+    assert container["readinessProbe"]["httpGet"]["path"] == "/system_stats"
+    sec = container["securityContext"]
+    assert sec["readOnlyRootFilesystem"] and not sec["allowPrivilegeEscalation"] and sec["capabilities"]["drop"] == ["ALL"]
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 10001
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/cache", "/tmp", "/opt/comfyui/output", "/opt/comfyui/temp", "/opt/comfyui/user", "/home/comfy"} <= mounts
+
+
+def test_cache_size_comes_from_the_model_manifest(published, tmp_path):
+    write_build_record(published, "h200", image="z-image-turbo")
+    assert invoke("deploy", "--gpu", "h200", "--image", "z-image-turbo", "--target", "k8s", "--out", str(tmp_path / "z"),
+                  root=published).returncode == 0
+    d = json.loads((tmp_path / "z" / "deploy.json").read_text())
+    spec = yaml.safe_load((published / "images" / "z-image-turbo.yaml").read_text())
+    assert d["cache"]["expected_bytes"] == sum(m["size"] for m in spec["models"])
+    assert d["cache"]["volume_gb"] == -(-d["cache"]["expected_bytes"] // 10**9) + 20
+    assert d["resources"]["memory_gib"] == 16 + -(-d["cache"]["expected_bytes"] // 10**9)
+    pvc = yaml.safe_load((tmp_path / "z" / "k8s" / "pvc.yaml").read_text())
+    assert pvc["spec"]["resources"]["requests"]["storage"] == f"{d['cache']['volume_gb']}Gi"
+
+
+@pytest.mark.parametrize("seconds, cpu_mode, budget", [(38.5, False, 120), (100.0, False, 300), (100.0, True, 900)])
+def test_startup_budget_from_the_recorded_warmup(published, tmp_path, seconds, cpu_mode, budget):
+    write_run_record(published / "build" / "run", IMAGE_ID, "kiln/comfyui:x", seconds, {"first_s": 1.0}, cpu_mode)
+    _deploy(published, "4090", tmp_path / "out", "k8s")
+    d = json.loads((tmp_path / "out" / "deploy.json").read_text())
+    assert d["startup"]["budget_s"] == budget
+    assert d["startup"]["source"].startswith("default" if cpu_mode else "measured")
+    deployment = yaml.safe_load((tmp_path / "out" / "k8s" / "deployment.yaml").read_text())
+    probe = deployment["spec"]["template"]["spec"]["containers"][0]["startupProbe"]
+    assert probe["failureThreshold"] * probe["periodSeconds"] == budget
+
+
+@pytest.mark.parametrize("gpu", ["4090", "h200"])
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_kubernetes_manifests_pass_strict_validation(published, tmp_path, gpu, version):
+    _deploy(published, gpu, tmp_path / "out", "k8s")
+    files = sorted(str(p) for p in (tmp_path / "out" / "k8s").glob("*.yaml"))
+    result = subprocess.run([BIN / "kubernetes-validate", "--strict", "-k", version, *files], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("passed") == 3
+
+
+def test_kubernetes_validation_catches_a_wrong_field(published, tmp_path):
+    _deploy(published, "4090", tmp_path / "out", "k8s")
+    path = tmp_path / "out" / "k8s" / "deployment.yaml"
+    path.write_text(path.read_text().replace("readOnlyRootFilesystem:", "readOnlyRootFilesytem:"))
+    result = subprocess.run([BIN / "kubernetes-validate", "--strict", "-k", K8S_VERSIONS[0], str(path)],
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+
+
+@pytest.mark.parametrize("gpu", ["4090", "h200"])
+def test_cloud_init_passes_schema_and_its_shell_passes_shellcheck(published, tmp_path, gpu):
+    _deploy(published, gpu, tmp_path / "out", "cloud-init")
+    folder = tmp_path / "out" / "cloud-init"
+    schema = subprocess.run(["cloud-init", "schema", "--config-file", str(folder / "user-data.yaml")],
+                            capture_output=True, text=True)
+    assert schema.returncode == 0 and "Valid cloud-config" in schema.stdout, schema.stdout + schema.stderr
+    data = yaml.safe_load((folder / "user-data.yaml").read_text())
+    [script] = [f for f in data["write_files"] if f["path"] == "/usr/local/sbin/kiln-deploy"]
+    assert script["content"] == (folder / "kiln-deploy.sh").read_text()
+    assert data["runcmd"] == [["/usr/local/sbin/kiln-deploy"]]
+    sc = subprocess.run([BIN / "shellcheck", str(folder / "kiln-deploy.sh")], capture_output=True, text=True)
+    assert sc.returncode == 0, sc.stdout
+    text = script["content"]
+    assert f"IMAGE={REGISTRY}/kiln/comfyui@{DIGEST}" in text and "docker pull \"$IMAGE\"" in text
+    assert "DRIVER_FLOOR=525.60.13" in text and "/dev/nvme" in text and "--password-stdin" in text
+
+
+def test_cloud_init_schema_catches_a_wrong_value(published, tmp_path):
+    _deploy(published, "4090", tmp_path / "out", "cloud-init")
+    path = tmp_path / "out" / "cloud-init" / "user-data.yaml"
+    path.write_text(path.read_text().replace('permissions: "0755"', "permissions: 755"))
+    assert subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True).returncode != 0
+
+
+@pytest.mark.parametrize("gpu", ["4090", "h200"])
+def test_compose_file_is_valid_and_asks_for_the_gpu(published, tmp_path, gpu):
+    _deploy(published, gpu, tmp_path / "out", "compose")
+    path = tmp_path / "out" / "compose.yaml"
+    config = subprocess.run(["docker-compose", "-f", str(path), "config"], capture_output=True, text=True)
+    assert config.returncode == 0, config.stderr
+    service = yaml.safe_load(config.stdout)["services"]["comfyui"]
+    assert service["deploy"]["resources"]["reservations"]["devices"] == [{"driver": "nvidia", "count": 1,
+                                                                         "capabilities": ["gpu"]}]
+    assert service["image"] == f"{REGISTRY}/kiln/comfyui@{DIGEST}"
+    assert service["read_only"] and service["restart"] == "unless-stopped"
+    assert service["ports"] == ["127.0.0.1:8188:8188/tcp"] and service["volumes"] == ["/var/lib/kiln/cache:/cache:rw"]
+    assert service["healthcheck"]["start_period"] == "15m"
+    broken = path.read_text().replace("read_only: true", "read_onyl: true")
+    path.write_text(broken)
+    assert subprocess.run(["docker-compose", "-f", str(path), "config", "-q"], capture_output=True).returncode != 0
+
+
+MARKETPLACE = {"runpod/template.json": "runpod-template", "runpod/.runpod/hub.json": "runpod-hub",
+               "runpod/.runpod/tests.json": "runpod-tests", "vast/template.json": "vast-template"}
+
+
+@pytest.mark.parametrize("gpu", ["4090", "h200"])
+def test_marketplace_files_pass_their_schemas(published, tmp_path, gpu):
+    _deploy(published, gpu, tmp_path / "out")
+    for name, schema in MARKETPLACE.items():
+        result = subprocess.run([BIN / "check-jsonschema", "--schemafile", SCHEMAS / f"{schema}.schema.json",
+                                 tmp_path / "out" / name], capture_output=True, text=True)
+        assert result.returncode == 0, name + result.stdout
+    vast = json.loads((tmp_path / "out" / "vast" / "template.json").read_text())
+    assert vast["extra_filters"]["gpu_name"] == {"eq": {"4090": "RTX 4090", "h200": "H200"}[gpu]}
+
+
+def test_every_marketplace_schema_cites_its_documentation_and_has_teeth(published, tmp_path):
+    _deploy(published, "4090", tmp_path / "out")
+    for name, schema in MARKETPLACE.items():
+        doc = json.loads((SCHEMAS / f"{schema}.schema.json").read_text())
+        assert "https://docs." in doc["$comment"]
+        path = tmp_path / "out" / name
+        data = json.loads(path.read_text())
+        data.pop(doc["required"][0])
+        path.write_text(json.dumps(data))
+        result = subprocess.run([BIN / "check-jsonschema", "--schemafile", SCHEMAS / f"{schema}.schema.json", path],
+                                capture_output=True, text=True)
+        assert result.returncode != 0, name
+
+
+def test_compose_runs_the_local_image_id_without_a_publish_record(project_copy, tmp_path):
+    write_build_record(project_copy, "4090", published=False)
+    result = _deploy(project_copy, "4090", tmp_path / "out", "compose")
+    assert result.returncode == 0, result.stderr
+    assert f"image: \"{IMAGE_ID}\"" in (tmp_path / "out" / "compose.yaml").read_text()
+    assert "local image id" in result.stdout
+
+
+def _refused(result, fragment, out: Path):
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and fragment in line, line
+    assert not out.exists()
+
+
+def test_unknown_target_is_refused(published, tmp_path):
+    _refused(_deploy(published, "4090", tmp_path / "out", "helm"), "unknown target 'helm'", tmp_path / "out")
+
+
+@pytest.mark.parametrize("target", ["k8s", "cloud-init", "runpod", "vast", "all"])
+def test_a_digest_target_without_a_publish_record_is_refused(project_copy, tmp_path, target):
+    write_build_record(project_copy, "4090", published=False)
+    _refused(_deploy(project_copy, "4090", tmp_path / "out", target), "no publish record", tmp_path / "out")
+
+
+def test_no_build_record_is_refused(project_copy, tmp_path):
+    _refused(_deploy(project_copy, "4090", tmp_path / "out", "compose"), "no build record", tmp_path / "out")
+
+
+def test_a_build_record_from_another_lock_is_refused(published, tmp_path):
+    path = published / "build" / "comfyui-4090.build.json"
+    record = json.loads(path.read_text())
+    record["tags"] = ["kiln/comfyui:lock-000000000000-4090"]
+    path.write_text(json.dumps(record))
+    _refused(_deploy(published, "4090", tmp_path / "out", "compose"), "another versions.lock", tmp_path / "out")
+
+
+def test_a_profile_without_a_product_label_is_refused_for_kubernetes(published, tmp_path):
+    _refused(_deploy(published, "h800", tmp_path / "out", "k8s"), "profile h800 has no product_label",
+             tmp_path / "out")
+    assert _deploy(published, "h800", tmp_path / "ok", "compose").returncode == 0
+
+
+def test_cpu_mode_is_for_compose_only(published, tmp_path):
+    _refused(_deploy(published, "4090", tmp_path / "out", "k8s", "--cpu-mode"), "--cpu-mode", tmp_path / "out")
+
+
+def test_a_foreign_output_folder_is_left_alone(published, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    result = _deploy(published, "4090", out, "compose")
+    assert result.returncode == 2 and "not an earlier kiln deployment" in result.stderr
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
