@@ -133,7 +133,7 @@ def render(c, gpu=None, image=DEFAULT_IMAGE, out=None, strict=False, portable=Fa
         return
     _use_ca_bundle(ca_bundle)
     subjects = [_gate(g, image, strict) for g in ([gpu] if gpu and not all_gpus else PROJECT.gpus)]
-    comfy = comfyui_source(PROJECT.lock.comfyui, Path(comfyui_src) if comfyui_src else None, allow_unverified_source,
+    comfy = comfyui_source(subjects[0].lock.comfyui, Path(comfyui_src) if comfyui_src else None, allow_unverified_source,
                            source.default_cache())
     extra = {f"comfyui/{name}": path for name, path in comfy.files.items()}
     if os.environ.get("KILN_CA_BUNDLE"):

@@ -104,7 +104,9 @@ def test_a_failed_smoke_record_is_refused(built, registry):
 def test_an_image_built_from_another_lock_is_refused(built, registry):
     project, _, _ = built
     lock = project.root / "versions.lock"
-    lock.write_text(lock.read_text().replace("\n[stack]\n", "\n# edited after the build\n[stack]\n", 1))
+    text = lock.read_text()
+    assert 'title = "the design card:' in text
+    lock.write_text(text.replace('title = "the design card:', 'title = "the design card (edited after the build):', 1))
     _one_error(_publish(project, registry, "--force"), "built from another versions.lock")
 
 
