@@ -11,6 +11,7 @@ from kiln.data.image import image_path, load_image
 from kiln.data.lock import Lock, load_lock
 from kiln.data.subject import Subject
 from kiln.data.tables import flag_table
+from kiln.errors import KilnError
 from kiln.gate.findings import Finding, run_rules
 from kiln.gate.rules import ALL_RULES
 
@@ -59,8 +60,16 @@ class Project:
         profile = find_gpu(self.gpus, gpu)
         path = image_path(self.images_dir, image)
         spec = load_image(path, default.default_base, _shown(path, self.root))
-        lock = self.stack_lock(stack or spec.stack) if (stack or spec.stack) else default
+        lock = self._named_stack(stack, "--stack") if stack else \
+            self._named_stack(spec.stack, f"{spec.where} stack") if spec.stack else default
         return Subject(lock=lock, gpu=profile, image=spec, flags=flag_table(lock.comfyui.version))
+
+    def _named_stack(self, name: str, where: str) -> Lock:
+        """A stack named by the user: a typo is theirs, so the message points at where they wrote it."""
+        names = list(self.lock.stacks)
+        if name not in names:
+            raise KilnError(f"unknown stack '{name}'", where, f"use one of the lock's [stacks]: {', '.join(names)}")
+        return self.stack_lock(name)
 
     def check(self, gpu: str, image: str = DEFAULT_IMAGE, strict: bool = False,
               stack: str | None = None) -> tuple[Subject, list[Finding]]:

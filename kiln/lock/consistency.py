@@ -16,8 +16,8 @@ def consistency_problems(lock: Lock, environment: dict[str, str]) -> list[str]:
     """Ways the lock disagrees with itself: stale inputs, bad hashes, unsatisfied or mismatched pins."""
     problems = []
     if inputs_digest(lock.raw) != lock.inputs_sha256:
-        problems.append(f"{lock.table('stack')}, [comfyui] or [resolve] changed since its [packages] were "
-                        "resolved; run `invoke lock`")
+        problems.append(f"{lock.table('stack')}, {lock.table('comfyui')} or {lock.table('resolve')} changed since "
+                        f"{lock.table('packages')} was resolved; run `invoke lock`")
     if lock.resolve.as_of < lock.comfyui.released:
         problems.append(f"{lock.table('resolve')}.as_of {lock.resolve.as_of} is before ComfyUI {lock.comfyui.version} was released "
                         f"({lock.comfyui.released}); resolve as of its release date or later")
@@ -29,7 +29,8 @@ def consistency_problems(lock: Lock, environment: dict[str, str]) -> list[str]:
     for text in lock.top_requirements():
         req = _requirement(text)
         if req is not None and lock.package(req.name) is None:
-            problems.append(f"{req.name} is required by {lock.table('stack')}/[comfyui] but {lock.table('packages')} does not pin it")
+            problems.append(f"{req.name} is required by {lock.table('stack')}/{lock.table('comfyui')} but {lock.table('packages')} "
+                            "does not pin it")
     for name in STACK_PACKAGES:
         pkg = lock.package(name)
         want = getattr(lock.stack, name)

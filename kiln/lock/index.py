@@ -61,7 +61,7 @@ def fetch_json(url: str, accept: str | None = None) -> Any:
         return json.loads(fetch_bytes(url, accept=accept))
     except ValueError as exc:
         raise KilnError(f"{url} did not answer JSON ({exc})", "network",
-                        "check that the index URL in versions.lock [stacks.*.resolve] is a PEP 691 simple index") from None
+                        "check that the stack's [resolve].index in versions.lock is a PEP 691 simple index") from None
 
 
 def _reason(exc: BaseException) -> str:

@@ -63,7 +63,8 @@ def _package(lock: Lock, tags: list[Tag], name: str, version: str, marker: str) 
     wheel = best_wheel(files, name, version, tags)
     if wheel is None:
         raise KilnError(f"{name}=={version} has no wheel for cp{lock.stack.python.replace('.', '')} on "
-                        f"{lock.resolve.uv_platform}", "versions.lock", "pin a version that ships such a wheel")
+                        f"{lock.resolve.uv_platform}", f"versions.lock {lock.table('comfyui')}",
+                        "pin a version that ships such a wheel")
     sha256 = (wheel.get("hashes") or {}).get("sha256")
     if not sha256:
         raise KilnError(f"the index gives no sha256 for {wheel['filename']}", f"versions.lock {lock.table('resolve')}.index",

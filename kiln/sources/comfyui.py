@@ -53,7 +53,7 @@ def _fetched(pin: ComfyUI, cache: Path) -> Path:
     try:
         for args in (["init", "-q"], ["fetch", "-q", "--depth", "1", pin.repo, pin.commit], ["checkout", "-q", "FETCH_HEAD"]):
             _git(staging, *args, timeout=300, fail=lambda err: KilnError(
-                f"cannot fetch ComfyUI {pin.version} from {pin.repo} ({err})", "versions.lock [stacks.*.comfyui]",
+                f"cannot fetch ComfyUI {pin.version} from {pin.repo} ({err})", f"versions.lock (ComfyUI {pin.version})",
                 "this host cannot reach the git host: pass --comfyui-src PATH with a checkout of commit "
                 f"{pin.commit[:12]}"))
         staging.rename(checkout)

@@ -50,12 +50,12 @@ def ensure_wheels(lock: Lock, cache: Path, on_event: Listener = ignore) -> Cache
         if wheel_path(cache, pkg).is_file():
             reused += 1
             continue
-        size += _download(pkg, wheel_path(cache, pkg), on_event)
+        size += _download(pkg, wheel_path(cache, pkg), on_event, f"versions.lock {lock.table('packages.' + pkg.name)}")
         downloaded += 1
     return CacheReport(downloaded, size, reused)
 
 
-def _download(pkg: Package, dest: Path, on_event: Listener) -> int:
+def _download(pkg: Package, dest: Path, on_event: Listener, where: str) -> int:
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     digest, done = hashlib.sha256(), 0
@@ -71,7 +71,7 @@ def _download(pkg: Package, dest: Path, on_event: Listener) -> int:
                     on_event(Event("download", pkg.wheel, done, total))
         finally:
             response.release_conn()
-        _verify(pkg, digest.hexdigest())
+        _verify(pkg, digest.hexdigest(), where)
         part.rename(dest)
     except (OSError, HTTPError) as exc:
         raise KilnError(f"downloading {pkg.wheel} failed ({exc})", f"wheel cache {dest.parent.parent}",
@@ -82,10 +82,10 @@ def _download(pkg: Package, dest: Path, on_event: Listener) -> int:
     return done
 
 
-def _verify(pkg: Package, got: str) -> None:
+def _verify(pkg: Package, got: str, where: str) -> None:
     if got != pkg.sha256:
         raise KilnError(f"hash mismatch for {pkg.name} {pkg.version}: the index served sha256 {got[:16]}..., "
-                        f"the lock pins {pkg.sha256[:16]}...", f"versions.lock [stacks.*.packages.{pkg.name}]",
+                        f"the lock pins {pkg.sha256[:16]}...", where,
                         "do not build; re-check the package index (or re-lock if the lock is wrong)")
 
 

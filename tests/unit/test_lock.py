@@ -46,7 +46,7 @@ def test_check_fails_after_a_stack_pin_is_edited(project_copy):
     result = invoke("lock", "--check", root=project_copy)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "[stacks.card.stack], [comfyui] or [resolve] changed since its [packages] were resolved" in lines[0] and "invoke lock" in lines[0]
+    assert len(lines) == 1 and "[stacks.card.stack], [stacks.card.comfyui] or [stacks.card.resolve] changed since [stacks.card.packages] was resolved" in lines[0] and "invoke lock" in lines[0]
     assert "Traceback" not in result.stderr
 
 
@@ -153,10 +153,12 @@ def test_a_spec_naming_an_unknown_stack_is_refused(project_copy):
     spec.write_text(spec.read_text().replace("stack: zimage", "stack: zimag"))
     result = invoke("check", "--gpu", "4090", "--image", "z-image-turbo", root=project_copy)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "unknown stack 'zimag'" in result.stderr and "card, zimage" in result.stderr
+    assert "images/z-image-turbo.yaml stack: unknown stack 'zimag'" in result.stderr and "card, zimage" in result.stderr
+    typo = invoke("check", "--gpu", "4090", "--image", "z-image-turbo", "--stack", "crad", root=project_copy)
+    assert typo.returncode == 2 and "--stack: unknown stack 'crad'" in typo.stderr
 
 
 def test_a_stale_second_stack_fails_the_check(project_copy):
     _edit(project_copy, '"transformers>=4.50.3"', '"transformers>=4.51"')
     result = invoke("lock", "--check", root=project_copy)
-    assert result.returncode == 2 and "[stacks.zimage.stack], [comfyui] or [resolve] changed" in result.stderr
+    assert result.returncode == 2 and "[stacks.zimage.stack], [stacks.zimage.comfyui] or [stacks.zimage.resolve] changed" in result.stderr

@@ -1,5 +1,7 @@
 """The publish stage's SBOM and provenance, built from the real lock, GPU profile and image spec."""
 
+import hashlib
+
 import json
 
 import pytest
@@ -115,7 +117,8 @@ def test_provenance_names_the_lock_commit_and_base(subject):
     commit = subject.lock.comfyui.commit
     assert deps[f"git+{subject.lock.comfyui.repo}@{commit}"]["digest"] == {"gitCommit": commit}
     assert deps["docker-image://kiln-base:debian-bookworm-py3.11"]["digest"] == {"sha256": "2" * 64}
-    assert deps["versions.lock"]["digest"] == {"sha256": subject.lock.digest}
+    assert deps["versions.lock"]["digest"] == {"sha256": hashlib.sha256(subject.lock.path.read_bytes()).hexdigest()}
+    assert deps[f"versions.lock#stacks.{subject.lock.name}"]["digest"] == {"sha256": subject.lock.digest}
     assert stmt["predicate"]["runDetails"]["metadata"]["invocationId"] == IMAGE
 
 

@@ -20,7 +20,7 @@ def xformers_matches_torch(s: Subject) -> Iterator[Finding]:
         yield Finding(ERROR, "xformers-torch", f"versions.lock {s.lock.table('stack')}",
                       f"xformers {s.lock.stack.xformers} requires torch{spec} (its wheel metadata) but the stack "
                       f"pins torch {torch}; pip would silently swap torch, or fail with --no-deps",
-                      f"set stack.torch to a version in torch{spec}, or pick the xformers release built for "
+                      f"set torch in {s.lock.table('stack')} to a version in torch{spec}, or pick the xformers release built for "
                       f"torch {torch}; then run `invoke lock`")
 
 
