@@ -1,7 +1,6 @@
 """The publish stage's SBOM and provenance, built from the real lock, GPU profile and image spec."""
 
 import hashlib
-
 import json
 
 import pytest
