@@ -1,5 +1,5 @@
-"""The ComfyUI stand-in's model handling, which the Z-Image warm-up tests lean on: it must refuse what
-ComfyUI would refuse (a missing file, a DiT that is not Z-Image, a text encoder of the wrong type)."""
+"""The ComfyUI stand-in's model handling, which the Z-Image engine test leans on: it must refuse what ComfyUI
+refuses (a missing file, a DiT that is not Z-Image), and a text encoder of a type it does not serve."""
 
 import json
 import socket
@@ -48,6 +48,9 @@ def standin(tmp_path):
             break
         except OSError:
             time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("the stand-in did not answer /system_stats within 10 s")
     yield url, tmp_path
     proc.terminate()
     proc.wait(10)
