@@ -2,6 +2,7 @@
 makes the next warm-up faster, clean SIGTERM, non-root on a read-only root, one-line bad input."""
 
 import json
+from dataclasses import replace
 import os
 import socket
 import subprocess
@@ -94,10 +95,20 @@ def test_non_root_on_a_read_only_root(client, serve_image, tmp_path, running):
 
 def test_without_a_cache_mount_it_says_so(client, serve_image, running):
     _, tag = serve_image
-    up = start(client, _request(tag, None, _free_port()))
+    request = _request(tag, None, _free_port())
+    up = start(client, replace(request, env={**request.env, "KILN_SERVE_WITHOUT_MODELS": "1"}))
     logs = client.containers.get(up.container_id).logs().decode()
     assert "/cache is not a mount of a disk" in logs
     assert "skipped: models not in the cache" in up.warmup["workflow"]
+
+
+def test_missing_models_keep_the_server_unhealthy(client, serve_image):
+    _, tag = serve_image
+    before = len(client.containers.list(all=True))
+    with pytest.raises(KilnError, match="the warm-up failed.*models not in the cache: checkpoints/standin.safetensors"
+                                        ".*invoke models.fetch"):
+        start(client, _request(tag, None, _free_port(), name="kiln-test-nomodels"))
+    assert len(client.containers.list(all=True)) == before
 
 
 def _run_cli(project, *args, env=None):

@@ -88,8 +88,13 @@ def warm_workflow(url: str, facts: Dict[str, Any], workflow_path: Path, models_r
     if not workflow:
         return {"workflow": "none in this image"}
     missing = missing_models(facts, models_root)
-    if missing:
+    if missing and os.environ.get("KILN_SERVE_WITHOUT_MODELS") == "1":
         return {"workflow": f"skipped: models not in the cache: {', '.join(missing)}"}
+    if missing:
+        # ready without its models, the server would fail every prompt: not healthy, and say how to fix it
+        raise RuntimeError(f"models not in the cache: {', '.join(missing)} (under {models_root}); fetch them "
+                           "with `invoke models.fetch --to <cache>`, or set KILN_SERVE_WITHOUT_MODELS=1 to serve "
+                           "without them")
     first = run_prompt(url, with_new_seed(workflow), limit_s)
     second = run_prompt(url, with_new_seed(workflow), limit_s)
     return {"workflow": workflow_path.name, "first_s": round(first, 3), "second_s": round(second, 3)}
