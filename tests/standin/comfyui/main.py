@@ -147,6 +147,8 @@ def handler_for(state):
                                             "comfyui_version": __version__, "embedded_python": False,
                                             "argv": sys.argv, "standin": True, "platform": platform.platform()},
                                  "devices": state.devices()})
+            elif path == "/history":
+                self._send(200, dict(state.history))
             elif path.startswith("/history/"):
                 entry = state.history.get(path.split("/", 2)[2])
                 self._send(200, {path.split("/", 2)[2]: entry} if entry else {})
