@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kiln.data.gpus import GpuProfile, find_gpu, load_gpus
 from kiln.data.image import image_path, load_image
-from kiln.data.lock import Lock, load_lock
+from kiln.data.lock import Lock, LockSet, read_lock
 from kiln.data.subject import Subject
 from kiln.data.tables import flag_table
 from kiln.errors import KilnError
@@ -43,12 +43,16 @@ class Project:
         return self.root / "provision" / "container"
 
     @cached_property
+    def locks(self) -> LockSet:
+        return read_lock(self.lock_path, _shown(self.lock_path, self.root))
+
+    @cached_property
     def lock(self) -> Lock:
         """The default stack."""
-        return self.stack_lock(None)
+        return self.locks.stack()
 
     def stack_lock(self, name: str | None) -> Lock:
-        return load_lock(self.lock_path, _shown(self.lock_path, self.root), name)
+        return self.locks.stack(name)
 
     @cached_property
     def gpus(self) -> dict[str, GpuProfile]:
@@ -66,7 +70,7 @@ class Project:
 
     def _named_stack(self, name: str, where: str) -> Lock:
         """A stack named by the user: a typo is theirs, so the message points at where they wrote it."""
-        names = list(self.lock.stacks)
+        names = self.locks.names
         if name not in names:
             raise KilnError(f"unknown stack '{name}'", where, f"use one of the lock's [stacks]: {', '.join(names)}")
         return self.stack_lock(name)

@@ -222,19 +222,36 @@ def stack_digest(raw: dict[str, Any], name: str) -> str:
     return hashlib.sha256(json.dumps(scope, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def load_lock(path: Path, shown: str = "", stack: str | None = None) -> Lock:
-    """The named stack (default: the file's default_stack)."""
+@dataclass(frozen=True)
+class LockSet:
+    """versions.lock read and validated once; each stack is a view of it."""
+
+    path: Path
+    shown: str
+    raw: dict[str, Any]
+    file: LockFile
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.file.stacks)
+
+    def stack(self, name: str | None = None) -> Lock:
+        """The named stack (default: the file's default_stack)."""
+        name = name or self.file.lock.default_stack
+        if name not in self.file.stacks:
+            raise KilnError(f"unknown stack '{name}'", self.shown or str(self.path),
+                            f"use one of the lock's [stacks]: {', '.join(self.file.stacks)}")
+        entry = self.file.stacks[name]
+        packages = {canonicalize_name(n): Package(name=n, **row.model_dump()) for n, row in entry.packages.items()}
+        return Lock(path=self.path, name=name, raw=self.raw["stacks"][name], entry=entry, file=self.file,
+                    packages=packages, digest=stack_digest(self.raw, name))
+
+
+def read_lock(path: Path, shown: str = "") -> LockSet:
     raw = read_toml(path)
-    file = validate(LockFile, raw, path, shown)
-    name = stack or file.lock.default_stack
-    if name not in file.stacks:
-        raise KilnError(f"unknown stack '{name}'", shown or str(path),
-                        f"use one of the lock's [stacks]: {', '.join(file.stacks)}")
-    entry = file.stacks[name]
-    packages = {canonicalize_name(n): Package(name=n, **row.model_dump()) for n, row in entry.packages.items()}
-    return Lock(path=path, name=name, raw=raw["stacks"][name], entry=entry, file=file, packages=packages,
-                digest=stack_digest(raw, name))
+    return LockSet(path=path, shown=shown, raw=raw, file=validate(LockFile, raw, path, shown))
 
 
-def stack_names(path: Path, shown: str = "") -> list[str]:
-    return list(validate(LockFile, read_toml(path), path, shown).stacks)
+def load_lock(path: Path, shown: str = "", stack: str | None = None) -> Lock:
+    """One stack of the file (default: its default_stack)."""
+    return read_lock(path, shown).stack(stack)
