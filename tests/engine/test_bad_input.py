@@ -59,7 +59,7 @@ ARGUMENTS = [
 
 # (id, file, text replaced, replacement, task, fragment)
 DATA = [
-    ("lock-typo", "versions.lock", 'cuda = "12.1"', 'cuda_version = "12.1"', ["lock", "--check"], "unknown key 'stack.cuda_version'"),
+    ("lock-typo", "versions.lock", 'cuda = "12.1"', 'cuda_version = "12.1"', ["lock", "--check"], "unknown key 'stacks.card.stack.cuda_version'"),
     ("lock-syntax", "versions.lock", 'cuda = "12.1"', "cuda = 12.1.0", ["check", "--gpu", "4090"], "malformed TOML"),
     ("gpus-syntax", "gpus.yaml", "    vram_gb: 24\n", "    vram_gb: [24\n", ["gpus"], "malformed YAML"),
     ("gpus-type", "gpus.yaml", "    vram_gb: 24\n", "    vram_gb: lots\n", ["gpus"], "key 'profiles.4090.vram_gb'"),
