@@ -312,9 +312,9 @@ def run(c, gpu, image=DEFAULT_IMAGE, cache=None, port="8188", gpus="all", public
     print(f"{running.name} is ready at {running.url} ({running.seconds_to_healthy:.1f} s to healthy)")
     print("warm-up: " + ", ".join(f"{k}={v}" for k, v in sorted(running.warmup.items())))
     image_id = listed(lambda: client.images.get(tag).id)
-    record = write_run_record(PROJECT.root / "build" / "run", image_id, tag, running.seconds_to_healthy, running.warmup,
-                              cpu_mode)
-    print(f"record: {record}")
+    written = write_run_record(PROJECT.root / "build" / "run", image_id, tag, running.seconds_to_healthy, running.warmup,
+                               cpu_mode)
+    print(f"record: {written.path}" + (f" kept, not replaced: {written.kept_because}" if written.kept else ""))
 
 
 @task(help={"name": "only this container (default: every one `invoke run` started)"})

@@ -82,7 +82,8 @@ def test_manifest_takes_the_digest_the_profile_and_the_defaults(published, tmp_p
                           "tag": image_tags(Project(published).subject("h200"))[0], "container_disk_gb": 16}
     assert d["gpu"]["product_label"] == "NVIDIA-H200" and d["gpu"]["runpod_pool"] == "HOPPER_141"
     assert d["gpu"]["driver_floor"] == Project(published).lock.stack.driver_floor
-    assert d["startup"] == {"budget_s": 900, "period_s": 10, "source": "default: no warm-up measured by invoke run"}
+    assert d["startup"] == {"budget_s": 900, "period_s": 10, "weights_load_s": 0,
+                            "source": "default: no warm-up measured by invoke run"}
     assert d["uid"] == 10001 and d["port"] == 8188 and d["cache"]["expected_bytes"] == 0
     deployment = yaml.safe_load((tmp_path / "out" / "k8s" / "deployment.yaml").read_text())
     pod = deployment["spec"]["template"]["spec"]
@@ -123,6 +124,74 @@ def test_startup_budget_from_the_recorded_warmup(published, tmp_path, seconds, c
     deployment = yaml.safe_load((tmp_path / "out" / "k8s" / "deployment.yaml").read_text())
     probe = deployment["spec"]["template"]["spec"]["containers"][0]["startupProbe"]
     assert probe["failureThreshold"] * probe["periodSeconds"] == budget
+
+
+def _zimage_weights_and_rate(root: Path) -> tuple[int, float]:
+    spec = yaml.safe_load((root / "images" / "z-image-turbo.yaml").read_text())
+    rate = yaml.safe_load((ROOT / "kiln" / "data" / "tables" / "deploy.yaml").read_text())["startup"]["cache_read_mib_s"]
+    return sum(m["size"] for m in spec["models"]), rate
+
+
+def _zimage_startup(root: Path, out: Path) -> dict:
+    result = invoke("deploy", "--gpu", "4090", "--image", "z-image-turbo", "--target", "k8s", "--out", str(out), root=root)
+    assert result.returncode == 0, result.stderr
+    return json.loads((out / "deploy.json").read_text())["startup"]
+
+
+# Warm-up results as the in-image warm-up reports them (provision/container/serve/warmup.py).
+RAN = {"device_s": 2.0, "workflow": "warmup.json", "first_s": 9.5, "second_s": 0.9}
+SKIPPED = {"device_s": 2.0, "workflow": "skipped: models not in the cache: diffusion_models/z_image_turbo_bf16.safetensors"}
+
+
+@pytest.mark.parametrize("warmup, cpu_mode, measured", [(RAN, False, True), (SKIPPED, False, False),
+                                                       (RAN, True, False)])
+def test_only_a_gpu_run_of_the_warmup_workflow_sizes_the_budget_and_weight_reading_is_added(
+        published, tmp_path, warmup, cpu_mode, measured):
+    write_build_record(published, "4090", image="z-image-turbo")
+    write_run_record(published / "build" / "run", IMAGE_ID, "kiln/z-image-turbo:x", 30.0, warmup, cpu_mode)
+    startup = _zimage_startup(published, tmp_path / "out")
+    weights, rate = _zimage_weights_and_rate(published)
+    load = -(-weights // int(rate * 2**20))
+    base = max(120, 30.0 * 3) if measured else 900
+    assert startup["weights_load_s"] == load and load > 100  # 20.7 GB at a network volume's baseline
+    assert startup["budget_s"] == -(-(base + load) // 10) * 10
+    assert startup["source"].startswith("measured" if measured else "default")
+    assert f"+ {load} s to read 20.7 GB of model files" in startup["source"]
+    if warmup is SKIPPED:
+        assert "did not run the warm-up workflow" in startup["source"]
+    k8s = yaml.safe_load((tmp_path / "out" / "k8s" / "deployment.yaml").read_text())
+    probe = k8s["spec"]["template"]["spec"]["containers"][0]["startupProbe"]
+    assert probe["failureThreshold"] * probe["periodSeconds"] == startup["budget_s"]
+
+
+@pytest.mark.parametrize("later, cpu_mode", [(SKIPPED, False), (RAN, True), (SKIPPED, True)])
+def test_a_lesser_run_never_replaces_a_complete_gpu_record(published, tmp_path, later, cpu_mode):
+    records = published / "build" / "run"
+    first = write_run_record(records, IMAGE_ID, "kiln/z-image-turbo:x", 30.0, RAN, False)
+    kept = first.path.read_text()
+    second = write_run_record(records, IMAGE_ID, "kiln/z-image-turbo:x", 5.0, later, cpu_mode)
+    assert second.kept and second.path == first.path and first.path.read_text() == kept
+    assert "the earlier record is a GPU run that ran the warm-up workflow" in second.kept_because
+    write_build_record(published, "4090", image="z-image-turbo")
+    assert _zimage_startup(published, tmp_path / "out")["source"].startswith("measured: 30 s")
+    better = write_run_record(records, IMAGE_ID, "kiln/z-image-turbo:x", 20.0, RAN, False)
+    assert not better.kept and json.loads(better.path.read_text())["seconds_to_healthy"] == 20.0
+
+
+def test_a_complete_run_replaces_a_lesser_record(published):
+    records = published / "build" / "run"
+    write_run_record(records, IMAGE_ID, "kiln/z-image-turbo:x", 5.0, SKIPPED, True)
+    written = write_run_record(records, IMAGE_ID, "kiln/z-image-turbo:x", 30.0, SKIPPED, False)
+    assert not written.kept and json.loads(written.path.read_text())["cpu_mode"] is False
+    assert not list(records.glob(".*"))  # no temporary file left beside the record
+
+
+def test_memory_request_reasoning_and_read_rate_assumption_are_written_down():
+    text = (ROOT / "kiln" / "data" / "tables" / "deploy.yaml").read_text()
+    rate = text.split("cache_read_mib_s:")[0].rsplit("period_s:", 1)[1]
+    assert "ASSUMPTION" in rate and "docs.aws.amazon.com" in rate
+    memory = text.split("memory_per_weight:")[0].rsplit("memory_base_gib:", 1)[1]
+    assert "load_torch_file" in memory and "Reasoning" in memory
 
 
 @pytest.mark.parametrize("gpu", ["4090", "h200"])
