@@ -24,7 +24,7 @@ from kiln.engine.job import BuildRequest, run_build
 from kiln.engine.run import RunRequest, check_cache, start, stop as stop_containers
 from kiln.engine.run_record import write_run_record
 from kiln.engine.smoke import check_writable, resolve_tag, run_in_image, run_on_host, write_smoke_record
-from kiln.deploy.job import DeployRequest, deploy as run_deploy
+from kiln.deploy.job import DeployRequest, default_out as default_deploy_out, deploy as run_deploy
 from kiln.deploy.targets import TARGETS, targets as parse_targets
 from kiln.errors import KilnError
 from kiln.gate.findings import ERROR, errors
@@ -377,7 +377,8 @@ def publish(c, registry, gpu=None, image=DEFAULT_IMAGE, all_gpus=False, force=Fa
 
 
 @task(help={"gpu": "GPU profile or spelling the image was built for", "image": "image spec name or path",
-            "target": f"{', '.join(TARGETS)} or all", "out": "output directory (default build/deploy/<image>-<gpu>)",
+            "target": f"{', '.join(TARGETS)} or all",
+            "out": "output directory (default build/deploy/<image>-<gpu>, with --cpu-mode build/deploy/<image>-<gpu>-cpu)",
             "cpu_mode": "compose only: no GPU request, ComfyUI on the CPU (tests on hosts without a GPU)"})
 @user_errors
 def deploy(c, gpu, target, image=DEFAULT_IMAGE, out=None, cpu_mode=False):
@@ -386,8 +387,9 @@ def deploy(c, gpu, target, image=DEFAULT_IMAGE, out=None, cpu_mode=False):
     folder = arguments.path(out, "--out") if out is not None else None
     subject = PROJECT.subject(gpu, image)
     build = PROJECT.root / "build"
-    request = DeployRequest(targets=chosen, out=folder or build / "deploy" / f"{subject.image.name}-{subject.gpu.name}",
-                            build_dir=build, templates=PROJECT.templates_dir, gpus_file="gpus.yaml", cpu_mode=cpu_mode)
+    request = DeployRequest(targets=chosen, out=folder or default_deploy_out(build, subject, cpu_mode), build_dir=build,
+                            templates=PROJECT.templates_dir, fetch_script=PROJECT.root / "provision" / "host" / "fetch_models.py",
+                            gpus_file="gpus.yaml", cpu_mode=cpu_mode)
     manifest, written = run_deploy(subject, request)
     print(f"{manifest.name}: {manifest.image.reference} ({'published' if manifest.image.published else 'local image id'}), "
           f"start-up budget {manifest.startup.budget_s} s ({manifest.startup.source})")

@@ -16,6 +16,7 @@ from kiln.data.schema import Model
 from kiln.data.subject import Subject
 from kiln.deploy.records import ImageRecord
 from kiln.engine.run_record import ran_workflow
+from kiln.models.source import DEFAULT_ENDPOINT
 from kiln.identity import FAILED_MARKER, READY_MARKER, UID, WRITABLE, cache_folders, image_tags
 
 
@@ -40,11 +41,18 @@ class Gpu(Model):
     cuda: str
 
 
+class ModelOrigin(Model):
+    repo: str
+    revision: str
+    path: str
+
+
 class CachedModel(Model):
     folder: str
     file: str
     size: int
     sha256: str
+    source: ModelOrigin = Field(description="where the file is fetched from: <endpoint>/<repo>/resolve/<revision>/<path>")
 
 
 class Cache(Model):
@@ -54,6 +62,7 @@ class Cache(Model):
     host_dir: str
     folders: tuple[str, ...]
     models: tuple[CachedModel, ...]
+    endpoint: str = Field(description="where the models are fetched from unless HF_ENDPOINT says otherwise")
 
 
 class Health(Model):
@@ -116,8 +125,9 @@ def deployment(s: Subject, record: ImageRecord, d: DeployDefaults) -> Deployment
                 cuda=s.lock.stack.cuda),
         cache=Cache(mount=s.image.cache_mount, expected_bytes=weights,
                     volume_gb=max(d.disk.cache_min_gb, math.ceil(weights / 1e9) + d.disk.cache_slack_gb),
-                    host_dir=d.host.cache_dir, folders=tuple(cache_folders()),
-                    models=tuple(CachedModel(folder=m.folder, file=m.file, size=m.size, sha256=m.sha256)
+                    host_dir=d.host.cache_dir, folders=tuple(cache_folders()), endpoint=DEFAULT_ENDPOINT,
+                    models=tuple(CachedModel(folder=m.folder, file=m.file, size=m.size, sha256=m.sha256,
+                                             source=ModelOrigin(**m.source.model_dump()))
                                  for m in s.image.models)),
         health=Health(ready_marker=READY_MARKER, failed_marker=FAILED_MARKER, path="/system_stats",
                       readiness=d.readiness.model_dump(), liveness=d.liveness.model_dump()),
