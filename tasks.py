@@ -24,7 +24,7 @@ from kiln.engine.job import BuildRequest, run_build
 from kiln.engine.run import RunRequest, check_cache, start, stop as stop_containers
 from kiln.engine.run_record import write_run_record
 from kiln.engine.smoke import check_writable, resolve_tag, run_in_image, run_on_host, write_smoke_record
-from kiln.deploy.job import DeployRequest, deploy as run_deploy
+from kiln.deploy.job import DeployRequest, default_out as default_deploy_out, deploy as run_deploy
 from kiln.deploy.targets import TARGETS, targets as parse_targets
 from kiln.errors import KilnError
 from kiln.gate.findings import ERROR, errors
@@ -42,8 +42,8 @@ from kiln.publish.credentials import find_credentials
 from kiln.publish.job import PublishRequest, publish as run_publish
 from kiln.publish.push import parse_target
 from kiln.project import DEFAULT_IMAGE, Project
-from kiln.render.bake import bake_text
-from kiln.render.context import PORTABLE_CA, write_context
+from kiln.render.context import write_context
+from kiln.render.portable import SUMMARY, PortableRequest, default_out, every_profile, render_portable
 from kiln.render.report import report_facts, write_reports
 from kiln.sources import comfyui as source, wheels
 from kiln.sources.comfyui import comfyui_source
@@ -112,7 +112,8 @@ def check(c, gpu, image=DEFAULT_IMAGE, strict=False, stack=None):
             "out": "output directory (default build/<image>-<gpu>, with --all-gpus build/portable/<image>)",
             "strict": "treat warnings as errors",
             "portable": "a context a stock engine builds without kiln: wheels from the index by hash, ComfyUI inside",
-            "all_gpus": "with --portable: every profile, plus a docker-bake.json sharing the heavy stage",
+            "all_gpus": "with --portable: every profile the gate passes (the others skipped and listed), plus a "
+                        "docker-bake.json sharing the heavy stage",
             "comfyui_src": "with --portable: local ComfyUI checkout (verified against the pinned commit) or archive",
             "allow_unverified_source": "with --portable: accept a --comfyui-src that cannot be verified",
             "ca_bundle": "with --portable: CA bundle pip trusts in the builder stage only (also KILN_CA_BUNDLE)"})
@@ -131,27 +132,34 @@ def render(c, gpu=None, image=DEFAULT_IMAGE, out=None, strict=False, portable=Fa
         rendered = write_context(subject, PROJECT.templates_dir, PROJECT.payload_dir, target)
         print(f"rendered {len(rendered.files)} files to {rendered.out}")
         return
-    _use_ca_bundle(ca_bundle)
-    subjects = [_gate(g, image, strict) for g in ([gpu] if gpu and not all_gpus else PROJECT.gpus)]
-    comfy = comfyui_source(subjects[0].lock.comfyui, Path(comfyui_src) if comfyui_src else None, allow_unverified_source,
-                           source.default_cache())
-    extra = {f"comfyui/{name}": path for name, path in comfy.files.items()}
-    if os.environ.get("KILN_CA_BUNDLE"):
-        extra[PORTABLE_CA] = Path(os.environ["KILN_CA_BUNDLE"])
-    name = subjects[0].image.name
-    root = Path(out) if out else PROJECT.root / "build" / ("portable" if all_gpus else "") / (
-        name if all_gpus else f"{name}-{subjects[0].gpu.name}-portable")
-    contexts = {}
-    for subject in subjects:
-        folder = root / subject.gpu.name if all_gpus else root
-        rendered = write_context(subject, PROJECT.templates_dir, PROJECT.payload_dir, folder, True, extra)
-        contexts[subject.gpu.name] = (subject.gpu.name, image_tags(subject))
-        print(f"rendered {len(rendered.files)} files to {rendered.out} (portable"
-              f"{'' if comfy.verified else ', ComfyUI source UNVERIFIED'})")
+    ca = ca_bundle or os.environ.get("KILN_CA_BUNDLE")
+    src = arguments.path(comfyui_src, "--comfyui-src") if comfyui_src is not None else None
     if all_gpus:
-        bake = root / "docker-bake.json"
-        bake.write_text(bake_text(name, contexts), encoding="utf-8")
-        print(f"bake file {bake}: docker buildx bake -f {bake}")
+        selection = every_profile(PROJECT, image, strict)
+        for subject, findings in selection.passed:
+            _print_findings(findings)
+        subjects = [subject for subject, _ in selection.passed]
+    else:
+        selection, subjects = None, [_gate(gpu, image, strict)]
+    request = PortableRequest(
+        out=Path(out) if out else default_out(PROJECT.root / "build", subjects[0].image.name,
+                                             None if all_gpus else subjects[0].gpu.name),
+        templates=PROJECT.templates_dir, payload=PROJECT.payload_dir,
+        source=lambda pin: comfyui_source(pin, src, allow_unverified_source, source.default_cache()),
+        source_shown=f"--comfyui-src {src}" if src else "the ComfyUI source", ca_bundle=Path(ca) if ca else None)
+    result = render_portable(subjects, request, all_gpus, selection.skipped if selection else ())
+    for name, rendered in result.contexts.items():
+        print(f"rendered {len(rendered.files)} files to {rendered.out} (portable"
+              f"{'' if result.verified else ', ComfyUI source UNVERIFIED'})")
+    if result.bake:
+        print(f"bake file {result.bake}: docker buildx bake -f {result.bake}")
+    for skipped in result.skipped:
+        print(f"skipped {skipped.profile}: the gate refuses image '{subjects[0].image.name}' there "
+              f"({len(skipped.errors)} error(s)):", file=sys.stderr)
+        _print_findings(skipped.errors)
+    if result.skipped:
+        print(f"warning: {len(result.skipped)} profile(s) skipped and left out of the bake file: "
+              f"{', '.join(k.profile for k in result.skipped)} (recorded in {result.root / SUMMARY})", file=sys.stderr)
 
 
 @task(help={"out": "where to write the JSON Schemas (default docs/schemas)"})
@@ -312,9 +320,9 @@ def run(c, gpu, image=DEFAULT_IMAGE, cache=None, port="8188", gpus="all", public
     print(f"{running.name} is ready at {running.url} ({running.seconds_to_healthy:.1f} s to healthy)")
     print("warm-up: " + ", ".join(f"{k}={v}" for k, v in sorted(running.warmup.items())))
     image_id = listed(lambda: client.images.get(tag).id)
-    record = write_run_record(PROJECT.root / "build" / "run", image_id, tag, running.seconds_to_healthy, running.warmup,
-                              cpu_mode)
-    print(f"record: {record}")
+    written = write_run_record(PROJECT.root / "build" / "run", image_id, tag, running.seconds_to_healthy, running.warmup,
+                               cpu_mode)
+    print(f"record: {written.path}" + (f" kept, not replaced: {written.kept_because}" if written.kept else ""))
 
 
 @task(help={"name": "only this container (default: every one `invoke run` started)"})
@@ -369,7 +377,8 @@ def publish(c, registry, gpu=None, image=DEFAULT_IMAGE, all_gpus=False, force=Fa
 
 
 @task(help={"gpu": "GPU profile or spelling the image was built for", "image": "image spec name or path",
-            "target": f"{', '.join(TARGETS)} or all", "out": "output directory (default build/deploy/<image>-<gpu>)",
+            "target": f"{', '.join(TARGETS)} or all",
+            "out": "output directory (default build/deploy/<image>-<gpu>, with --cpu-mode build/deploy/<image>-<gpu>-cpu)",
             "cpu_mode": "compose only: no GPU request, ComfyUI on the CPU (tests on hosts without a GPU)"})
 @user_errors
 def deploy(c, gpu, target, image=DEFAULT_IMAGE, out=None, cpu_mode=False):
@@ -378,8 +387,9 @@ def deploy(c, gpu, target, image=DEFAULT_IMAGE, out=None, cpu_mode=False):
     folder = arguments.path(out, "--out") if out is not None else None
     subject = PROJECT.subject(gpu, image)
     build = PROJECT.root / "build"
-    request = DeployRequest(targets=chosen, out=folder or build / "deploy" / f"{subject.image.name}-{subject.gpu.name}",
-                            build_dir=build, templates=PROJECT.templates_dir, gpus_file="gpus.yaml", cpu_mode=cpu_mode)
+    request = DeployRequest(targets=chosen, out=folder or default_deploy_out(build, subject, cpu_mode), build_dir=build,
+                            templates=PROJECT.templates_dir, fetch_script=PROJECT.root / "provision" / "host" / "fetch_models.py",
+                            gpus_file="gpus.yaml", cpu_mode=cpu_mode)
     manifest, written = run_deploy(subject, request)
     print(f"{manifest.name}: {manifest.image.reference} ({'published' if manifest.image.published else 'local image id'}), "
           f"start-up budget {manifest.startup.budget_s} s ({manifest.startup.source})")

@@ -23,8 +23,11 @@ build_host() {
     command -v docker-compose >/dev/null 2>&1 || missing="$missing docker-compose"  # deploy tests
     command -v cloud-init >/dev/null 2>&1 || missing="$missing cloud-init"  # `cloud-init schema` only
     if [ -n "$missing" ]; then
+        # cloud-init is for `cloud-init schema` only: disabled before it is installed, so its services
+        # never run on this host, and installed without recommends
+        mkdir -p /etc/cloud && touch /etc/cloud/cloud-init.disabled
         # shellcheck disable=SC2086  # a list of package names
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
     fi
     "$VENV/bin/invoke" --search-root "$ROOT" base --plain >/dev/null
 }

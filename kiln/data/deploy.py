@@ -19,6 +19,7 @@ class Startup(Model):
     margin: PositiveFloat
     floor_s: PositiveInt
     period_s: PositiveInt
+    cache_read_mib_s: PositiveFloat
 
 
 class Probe(Model):

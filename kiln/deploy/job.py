@@ -21,8 +21,14 @@ class DeployRequest:
     out: Path
     build_dir: Path          # where build records (and run records under run/) are
     templates: Path
+    fetch_script: Path | None = None  # provision/host/fetch_models.py: cloud-init fetches the models with it
     gpus_file: str = "gpus.yaml"
     cpu_mode: bool = False   # compose only: no GPU request, ComfyUI on the CPU (tests)
+
+
+def default_out(build: Path, s: Subject, cpu_mode: bool) -> Path:
+    """build/deploy/<image>-<gpu>; the CPU-mode compose file gets its own folder, so it never replaces the GPU one."""
+    return build / "deploy" / f"{s.image.name}-{s.gpu.name}{'-cpu' if cpu_mode else ''}"
 
 
 def plan(s: Subject, req: DeployRequest) -> tuple[Deployment, dict[str, str]]:
@@ -34,9 +40,21 @@ def plan(s: Subject, req: DeployRequest) -> tuple[Deployment, dict[str, str]]:
     for target in req.targets:
         check_target(manifest, target, req.gpus_file)
     texts = {MANIFEST: manifest_text(manifest)}
+    script = _fetch_script(req) if "cloud-init" in req.targets and manifest.cache.models else ""
     for target in req.targets:
-        texts.update(render(manifest, target, req.templates, s.image.workflow, req.cpu_mode))
+        texts.update(render(manifest, target, req.templates, s.image.workflow, req.cpu_mode, script))
     return manifest, texts
+
+
+def _fetch_script(req: DeployRequest) -> str:
+    if req.fetch_script is None:
+        raise KilnError("the image lists model files, but no fetch script was given", "DeployRequest.fetch_script",
+                        "pass provision/host/fetch_models.py")
+    try:
+        return req.fetch_script.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise KilnError(f"cannot read the model fetch script ({exc.strerror})", str(req.fetch_script),
+                        "restore provision/host/fetch_models.py from the repository") from None
 
 
 def deploy(s: Subject, req: DeployRequest) -> tuple[Deployment, list[Path]]:

@@ -15,6 +15,8 @@ from kiln.data.deploy import DeployDefaults
 from kiln.data.schema import Model
 from kiln.data.subject import Subject
 from kiln.deploy.records import ImageRecord
+from kiln.engine.run_record import ran_workflow
+from kiln.models.source import DEFAULT_ENDPOINT
 from kiln.identity import FAILED_MARKER, READY_MARKER, UID, WRITABLE, cache_folders, image_tags
 
 
@@ -39,11 +41,18 @@ class Gpu(Model):
     cuda: str
 
 
+class ModelOrigin(Model):
+    repo: str
+    revision: str
+    path: str
+
+
 class CachedModel(Model):
     folder: str
     file: str
     size: int
     sha256: str
+    source: ModelOrigin = Field(description="where the file is fetched from: <endpoint>/<repo>/resolve/<revision>/<path>")
 
 
 class Cache(Model):
@@ -53,6 +62,7 @@ class Cache(Model):
     host_dir: str
     folders: tuple[str, ...]
     models: tuple[CachedModel, ...]
+    endpoint: str = Field(description="where the models are fetched from unless HF_ENDPOINT says otherwise")
 
 
 class Health(Model):
@@ -66,6 +76,8 @@ class Health(Model):
 class Startup(Model):
     budget_s: int
     period_s: int
+    weights_load_s: int = Field(description="part of the budget for reading the model files from the cache volume "
+                                            "(their bytes at startup.cache_read_mib_s of deploy.yaml, an assumption)")
     source: str
 
 
@@ -113,12 +125,13 @@ def deployment(s: Subject, record: ImageRecord, d: DeployDefaults) -> Deployment
                 cuda=s.lock.stack.cuda),
         cache=Cache(mount=s.image.cache_mount, expected_bytes=weights,
                     volume_gb=max(d.disk.cache_min_gb, math.ceil(weights / 1e9) + d.disk.cache_slack_gb),
-                    host_dir=d.host.cache_dir, folders=tuple(cache_folders()),
-                    models=tuple(CachedModel(folder=m.folder, file=m.file, size=m.size, sha256=m.sha256)
+                    host_dir=d.host.cache_dir, folders=tuple(cache_folders()), endpoint=DEFAULT_ENDPOINT,
+                    models=tuple(CachedModel(folder=m.folder, file=m.file, size=m.size, sha256=m.sha256,
+                                             source=ModelOrigin(**m.source.model_dump()))
                                  for m in s.image.models)),
         health=Health(ready_marker=READY_MARKER, failed_marker=FAILED_MARKER, path="/system_stats",
                       readiness=d.readiness.model_dump(), liveness=d.liveness.model_dump()),
-        startup=startup(record.run, d),
+        startup=startup(record.run, d, weights, needs_workflow=bool(s.image.workflow)),
         resources=Resources(cpu=d.resources.cpu, shm_gib=d.resources.shm_gib,
                             memory_gib=d.resources.memory_base_gib + math.ceil(weights / 1e9 * d.resources.memory_per_weight)),
         uid=UID, writable=WRITABLE, env_file=d.host.env_file,
@@ -131,18 +144,40 @@ def object_name(s: Subject) -> str:
     return name[:63].rstrip("-")
 
 
-def startup(run: dict | None, d: DeployDefaults) -> Startup:
-    """From a GPU run's seconds to healthy (with margin and floor), else the documented default."""
-    period = d.startup.period_s
+def startup(run: dict | None, d: DeployDefaults, weights: int, needs_workflow: bool) -> Startup:
+    """From a GPU run's seconds to healthy (with margin and floor) when that run did everything a start does
+    (the warm-up workflow too, when the image has one), else the documented default; plus the time to read
+    the model files from the cache volume, which the measuring host may have had in its page cache."""
+    period, load = d.startup.period_s, weights_load_s(weights, d)
+    why_not = _unusable(run, needs_workflow)
+    if why_not:
+        base, source = d.startup.default_s, f"default: {why_not}"
+    else:
+        seconds = run["seconds_to_healthy"]
+        base = max(d.startup.floor_s, seconds * d.startup.margin)
+        source = f"measured: {seconds:g} s to healthy by invoke run, x{d.startup.margin:g}"
+    if load:
+        source += (f"; + {load} s to read {weights / 1e9:.1f} GB of model files at {d.startup.cache_read_mib_s:g} MiB/s "
+                   "(assumed cache read rate)")
+    return Startup(budget_s=math.ceil((base + load) / period) * period, period_s=period, weights_load_s=load,
+                   source=source)
+
+
+def weights_load_s(weights: int, d: DeployDefaults) -> int:
+    return math.ceil(weights / (d.startup.cache_read_mib_s * 2**20))
+
+
+def _unusable(run: dict | None, needs_workflow: bool) -> str:
+    """Why a run record cannot size the budget ('' when it can)."""
     seconds = (run or {}).get("seconds_to_healthy")
     if not isinstance(seconds, (int, float)) or seconds <= 0:
-        return Startup(budget_s=d.startup.default_s, period_s=period, source="default: no warm-up measured by invoke run")
-    if run.get("cpu_mode"):
-        return Startup(budget_s=d.startup.default_s, period_s=period,
-                       source="default: the only measured run was in CPU mode")
-    budget = max(d.startup.floor_s, math.ceil(seconds * d.startup.margin / period) * period)
-    return Startup(budget_s=budget, period_s=period,
-                   source=f"measured: {seconds:g} s to healthy by invoke run, x{d.startup.margin:g}")
+        return "no warm-up measured by invoke run"
+    if run.get("cpu_mode", True):
+        return "the only measured run was in CPU mode"
+    if needs_workflow and not ran_workflow(run):
+        return ("the measured run did not run the warm-up workflow (the models were not in its cache: "
+                "invoke models.fetch, then invoke run again)")
+    return ""
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -4,6 +4,8 @@ Pure: no engine, no network; the same manifest gives byte-identical files."""
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import shlex
 from pathlib import Path
@@ -19,13 +21,14 @@ TARGETS: dict[str, dict[str, str]] = {
     "k8s": {"k8s/pvc.yaml": "k8s/pvc.yaml.j2", "k8s/deployment.yaml": "k8s/deployment.yaml.j2",
             "k8s/service.yaml": "k8s/service.yaml.j2"},
     "cloud-init": {"cloud-init/kiln-deploy.sh": "cloud-init/kiln-deploy.sh.j2",
-                   "cloud-init/user-data.yaml": "cloud-init/user-data.yaml.j2"},
+                   "cloud-init/user-data.yaml": "cloud-init/user-data.yaml.j2"},  # + fetch_models.py (models)
     "runpod": {"runpod/template.json": "runpod/template.json.j2", "runpod/.runpod/hub.json": "runpod/hub.json.j2",
                "runpod/.runpod/tests.json": "runpod/tests.json.j2"},
     "vast": {"vast/template.json": "vast/template.json.j2"},
 }
 NEEDS_DIGEST = ("k8s", "cloud-init", "runpod", "vast")  # they pull the image: a local id cannot do
-EXECUTABLE = ("cloud-init/kiln-deploy.sh",)
+EXECUTABLE = ("cloud-init/kiln-deploy.sh", "cloud-init/fetch_models.py")
+FETCH_SCRIPT = "cloud-init/fetch_models.py"  # provision/host/fetch_models.py, beside the script that runs it
 
 
 def targets(value: str) -> tuple[str, ...]:
@@ -50,9 +53,10 @@ def check_target(d: Deployment, target: str, gpus_file: str) -> None:
 
 
 def render(d: Deployment, target: str, templates: Path, workflow: dict | None = None,
-           cpu_mode: bool = False) -> dict[str, str]:
+           cpu_mode: bool = False, fetch_script: str = "") -> dict[str, str]:
     env = _environment(templates)
-    values: dict[str, Any] = {"d": d, "cpu_mode": cpu_mode, "workflow": workflow or {},
+    values: dict[str, Any] = {"d": d, "cpu_mode": cpu_mode, "workflow": workflow or {}, "fetch_script": fetch_script,
+                              "manifest": manifest_text(d),
                               "registry": d.image.reference.split("/", 1)[0] if d.image.published else "",
                               "env_flags": "".join(f" -e {k}={v}" for k, v in d.env.items())}
     texts: dict[str, str] = {}
@@ -61,6 +65,8 @@ def render(d: Deployment, target: str, templates: Path, workflow: dict | None = 
             values["script"] = texts["cloud-init/kiln-deploy.sh"].rstrip("\n")
         text = _render(env, template, values)
         texts[name] = _canonical_json(text, template) if name.endswith(".json") else text
+    if target == "cloud-init" and d.cache.models:
+        texts[FETCH_SCRIPT] = fetch_script
     return texts
 
 
@@ -75,10 +81,16 @@ def _canonical_json(text: str, template: str) -> str:
         raise KilnError(f"renders invalid JSON ({exc})", f"templates/deploy/{template}", "fix the template") from None
 
 
+def _gzb64(text: str) -> str:
+    """cloud-init's gz+b64 encoding; mtime 0 keeps the output byte-identical for the same text."""
+    return base64.b64encode(gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0)).decode("ascii")
+
+
 def _environment(templates: Path) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates / "deploy")), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
     env.filters["shq"] = lambda v: shlex.quote(str(v))
+    env.filters["gzb64"] = _gzb64
     env.policies["json.dumps_kwargs"] = {"sort_keys": True, "ensure_ascii": False}
     return env
 

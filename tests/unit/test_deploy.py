@@ -3,6 +3,9 @@ and checked by each target's own tool (kubernetes-validate strict on two Kuberne
 cloud-init schema, shellcheck, docker-compose config, JSON Schemas of the marketplaces); bad input
 is one line, exit 2, nothing written."""
 
+import base64
+import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -17,6 +20,7 @@ from kiln.engine.run_record import write_run_record
 from kiln.identity import image_tags
 from kiln.project import Project
 from tests.conftest import ROOT, invoke
+from tests.unit.model_server import ModelServer
 
 GOLDEN = ROOT / "tests" / "golden" / "deploy"
 SCHEMAS = ROOT / "docs" / "schemas" / "marketplaces"
@@ -55,22 +59,27 @@ def _tree(path: Path) -> dict[str, str]:
     return {str(p.relative_to(path)): p.read_text() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.parametrize("image", ["comfyui", "z-image-turbo"])
 @pytest.mark.parametrize("gpu", ["4090", "h200"])
-def test_golden_and_deterministic(published, tmp_path, gpu):
+def test_golden_and_deterministic(published, tmp_path, gpu, image):
+    """comfyui (no models) under golden/deploy/<gpu>, z-image-turbo (a model manifest) under
+    golden/deploy/z-image-turbo/<gpu>."""
+    write_build_record(published, gpu, image=image)
     out = tmp_path / gpu
-    result = _deploy(published, gpu, out)
+    result = _deploy(published, gpu, out, "all", "--image", image)
     assert result.returncode == 0, result.stderr
     got = _tree(out)
+    fetch = {"cloud-init/fetch_models.py"} if image == "z-image-turbo" else set()
     assert set(got) == {"deploy.json", "compose.yaml", "k8s/deployment.yaml", "k8s/pvc.yaml", "k8s/service.yaml",
                         "cloud-init/user-data.yaml", "cloud-init/kiln-deploy.sh", "runpod/template.json",
-                        "runpod/.runpod/hub.json", "runpod/.runpod/tests.json", "vast/template.json"}
+                        "runpod/.runpod/hub.json", "runpod/.runpod/tests.json", "vast/template.json"} | fetch
     for name, text in got.items():
-        golden = GOLDEN / gpu / name
+        golden = (GOLDEN if image == "comfyui" else GOLDEN / image) / gpu / name
         if os.environ.get("KILN_UPDATE_GOLDEN"):
             golden.parent.mkdir(parents=True, exist_ok=True)
             golden.write_text(text)
         assert text == golden.read_text(), f"{gpu}/{name} differs; KILN_UPDATE_GOLDEN=1 rewrites goldens"
-    assert _deploy(published, gpu, out).returncode == 0
+    assert _deploy(published, gpu, out, "all", "--image", image).returncode == 0
     assert _tree(out) == got
     assert os.access(out / "cloud-init" / "kiln-deploy.sh", os.X_OK)
 
@@ -82,7 +91,8 @@ def test_manifest_takes_the_digest_the_profile_and_the_defaults(published, tmp_p
                           "tag": image_tags(Project(published).subject("h200"))[0], "container_disk_gb": 16}
     assert d["gpu"]["product_label"] == "NVIDIA-H200" and d["gpu"]["runpod_pool"] == "HOPPER_141"
     assert d["gpu"]["driver_floor"] == Project(published).lock.stack.driver_floor
-    assert d["startup"] == {"budget_s": 900, "period_s": 10, "source": "default: no warm-up measured by invoke run"}
+    assert d["startup"] == {"budget_s": 900, "period_s": 10, "weights_load_s": 0,
+                            "source": "default: no warm-up measured by invoke run"}
     assert d["uid"] == 10001 and d["port"] == 8188 and d["cache"]["expected_bytes"] == 0
     deployment = yaml.safe_load((tmp_path / "out" / "k8s" / "deployment.yaml").read_text())
     pod = deployment["spec"]["template"]["spec"]
@@ -125,6 +135,74 @@ def test_startup_budget_from_the_recorded_warmup(published, tmp_path, seconds, c
     assert probe["failureThreshold"] * probe["periodSeconds"] == budget
 
 
+def _zimage_weights_and_rate(root: Path) -> tuple[int, float]:
+    spec = yaml.safe_load((root / "images" / "z-image-turbo.yaml").read_text())
+    rate = yaml.safe_load((ROOT / "kiln" / "data" / "tables" / "deploy.yaml").read_text())["startup"]["cache_read_mib_s"]
+    return sum(m["size"] for m in spec["models"]), rate
+
+
+def _zimage_startup(root: Path, out: Path) -> dict:
+    result = invoke("deploy", "--gpu", "4090", "--image", "z-image-turbo", "--target", "k8s", "--out", str(out), root=root)
+    assert result.returncode == 0, result.stderr
+    return json.loads((out / "deploy.json").read_text())["startup"]
+
+
+# Warm-up results as the in-image warm-up reports them (provision/container/serve/warmup.py).
+RAN = {"device_s": 2.0, "workflow": "warmup.json", "first_s": 9.5, "second_s": 0.9}
+SKIPPED = {"device_s": 2.0, "workflow": "skipped: models not in the cache: diffusion_models/z_image_turbo_bf16.safetensors"}
+
+
+@pytest.mark.parametrize("warmup, cpu_mode, measured", [(RAN, False, True), (SKIPPED, False, False),
+                                                       (RAN, True, False)])
+def test_only_a_gpu_run_of_the_warmup_workflow_sizes_the_budget_and_weight_reading_is_added(
+        published, tmp_path, warmup, cpu_mode, measured):
+    write_build_record(published, "4090", image="z-image-turbo")
+    write_run_record(published / "build" / "run", IMAGE_ID, "kiln/z-image-turbo:x", 30.0, warmup, cpu_mode)
+    startup = _zimage_startup(published, tmp_path / "out")
+    weights, rate = _zimage_weights_and_rate(published)
+    load = -(-weights // int(rate * 2**20))
+    base = max(120, 30.0 * 3) if measured else 900
+    assert startup["weights_load_s"] == load and load > 100  # 20.7 GB at a network volume's baseline
+    assert startup["budget_s"] == -(-(base + load) // 10) * 10
+    assert startup["source"].startswith("measured" if measured else "default")
+    assert f"+ {load} s to read 20.7 GB of model files" in startup["source"]
+    if warmup is SKIPPED:
+        assert "did not run the warm-up workflow" in startup["source"]
+    k8s = yaml.safe_load((tmp_path / "out" / "k8s" / "deployment.yaml").read_text())
+    probe = k8s["spec"]["template"]["spec"]["containers"][0]["startupProbe"]
+    assert probe["failureThreshold"] * probe["periodSeconds"] == startup["budget_s"]
+
+
+@pytest.mark.parametrize("later, cpu_mode", [(SKIPPED, False), (RAN, True), (SKIPPED, True)])
+def test_a_lesser_run_never_replaces_a_complete_gpu_record(published, tmp_path, later, cpu_mode):
+    records = published / "build" / "run"
+    first = write_run_record(records, IMAGE_ID, "kiln/z-image-turbo:x", 30.0, RAN, False)
+    kept = first.path.read_text()
+    second = write_run_record(records, IMAGE_ID, "kiln/z-image-turbo:x", 5.0, later, cpu_mode)
+    assert second.kept and second.path == first.path and first.path.read_text() == kept
+    assert "the earlier record is a GPU run that ran the warm-up workflow" in second.kept_because
+    write_build_record(published, "4090", image="z-image-turbo")
+    assert _zimage_startup(published, tmp_path / "out")["source"].startswith("measured: 30 s")
+    better = write_run_record(records, IMAGE_ID, "kiln/z-image-turbo:x", 20.0, RAN, False)
+    assert not better.kept and json.loads(better.path.read_text())["seconds_to_healthy"] == 20.0
+
+
+def test_a_complete_run_replaces_a_lesser_record(published):
+    records = published / "build" / "run"
+    write_run_record(records, IMAGE_ID, "kiln/z-image-turbo:x", 5.0, SKIPPED, True)
+    written = write_run_record(records, IMAGE_ID, "kiln/z-image-turbo:x", 30.0, SKIPPED, False)
+    assert not written.kept and json.loads(written.path.read_text())["cpu_mode"] is False
+    assert not list(records.glob(".*"))  # no temporary file left beside the record
+
+
+def test_memory_request_reasoning_and_read_rate_assumption_are_written_down():
+    text = (ROOT / "kiln" / "data" / "tables" / "deploy.yaml").read_text()
+    rate = text.split("cache_read_mib_s:")[0].rsplit("period_s:", 1)[1]
+    assert "ASSUMPTION" in rate and "docs.aws.amazon.com" in rate
+    memory = text.split("memory_per_weight:")[0].rsplit("memory_base_gib:", 1)[1]
+    assert "load_torch_file" in memory and "Reasoning" in memory
+
+
 @pytest.mark.parametrize("gpu", ["4090", "h200"])
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_kubernetes_manifests_pass_strict_validation(published, tmp_path, gpu, version):
@@ -144,9 +222,11 @@ def test_kubernetes_validation_catches_a_wrong_field(published, tmp_path):
     assert result.returncode != 0
 
 
+@pytest.mark.parametrize("image", ["comfyui", "z-image-turbo"])
 @pytest.mark.parametrize("gpu", ["4090", "h200"])
-def test_cloud_init_passes_schema_and_its_shell_passes_shellcheck(published, tmp_path, gpu):
-    _deploy(published, gpu, tmp_path / "out", "cloud-init")
+def test_cloud_init_passes_schema_and_its_shell_passes_shellcheck(published, tmp_path, gpu, image):
+    write_build_record(published, gpu, image=image)
+    assert _deploy(published, gpu, tmp_path / "out", "cloud-init", "--image", image).returncode == 0
     folder = tmp_path / "out" / "cloud-init"
     schema = subprocess.run(["cloud-init", "schema", "--config-file", str(folder / "user-data.yaml")],
                             capture_output=True, text=True)
@@ -158,7 +238,7 @@ def test_cloud_init_passes_schema_and_its_shell_passes_shellcheck(published, tmp
     sc = subprocess.run([BIN / "shellcheck", str(folder / "kiln-deploy.sh")], capture_output=True, text=True)
     assert sc.returncode == 0, sc.stdout
     text = script["content"]
-    assert f"IMAGE={REGISTRY}/kiln/comfyui@{DIGEST}" in text and "docker pull \"$IMAGE\"" in text
+    assert f"IMAGE={REGISTRY}/kiln/{image}@{DIGEST}" in text and "docker pull \"$IMAGE\"" in text
     assert "DRIVER_FLOOR=525.60.13" in text and "/dev/nvme" in text and "--password-stdin" in text
 
 
@@ -270,3 +350,128 @@ def test_a_foreign_output_folder_is_left_alone(published, tmp_path):
     result = _deploy(published, "4090", out, "compose")
     assert result.returncode == 2 and "not an earlier kiln deployment" in result.stderr
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+# --- the model files on a cloud-init VM: the rendered fetch script against a real HTTP server ---
+
+def _tiny_image(root: Path) -> dict[str, bytes]:
+    """An image spec listing two small generated model files (their real sizes and sha256)."""
+    files = {"diffusion_models/tiny-dit.safetensors": os.urandom(300_000), "vae/tiny-ae.safetensors": os.urandom(70_000)}
+    spec = yaml.safe_load((root / "images" / "comfyui.yaml").read_text())
+    spec.update(name="tiny", models=[
+        {"role": "diffusion_model" if name.startswith("diff") else "vae", "folder": name.split("/")[0],
+         "file": name.split("/")[1], "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+         "source": {"repo": "kiln-test/tiny", "revision": "a" * 40, "path": f"split_files/{name}"}}
+        for name, data in files.items()])
+    (root / "images" / "tiny.yaml").write_text(yaml.safe_dump(spec))
+    return files
+
+
+@pytest.fixture
+def tiny_deploy(published, tmp_path):
+    files = _tiny_image(published)
+    write_build_record(published, "4090", image="tiny")
+    out = tmp_path / "out"
+    result = invoke("deploy", "--gpu", "4090", "--image", "tiny", "--target", "cloud-init", "--out", str(out),
+                    root=published)
+    assert result.returncode == 0, result.stderr
+    return out, files
+
+
+def _fetch(out: Path, cache: Path, endpoint: str, *extra: str) -> subprocess.CompletedProcess:
+    env = {"PATH": os.environ["PATH"], "HF_ENDPOINT": endpoint, "HF_TOKEN": "hf_secret"}
+    # the VM's own python3, not the toolkit's venv: the script must need nothing but the standard library
+    return subprocess.run(["/usr/bin/python3", str(out / "cloud-init" / "fetch_models.py"), str(out / "deploy.json"),
+                           str(cache), *extra], capture_output=True, text=True, env=env, timeout=120)
+
+
+def _serve(server: ModelServer, files: dict[str, bytes]) -> dict[str, str]:
+    paths = {name: f"/kiln-test/tiny/resolve/{'a' * 40}/split_files/{name}" for name in files}
+    server.files.update({paths[name]: data for name, data in files.items()})
+    return paths
+
+
+def test_cloud_init_carries_the_manifest_and_the_fetch_script(tiny_deploy):
+    out, _ = tiny_deploy
+    data = yaml.safe_load((out / "cloud-init" / "user-data.yaml").read_text())
+    carried = {f["path"]: gzip.decompress(base64.b64decode(f["content"])).decode() for f in data["write_files"]
+               if f.get("encoding") == "gz+b64"}
+    assert carried == {"/etc/kiln/deploy.json": (out / "deploy.json").read_text(),
+                       "/usr/local/lib/kiln/fetch_models.py": (ROOT / "provision" / "host" / "fetch_models.py").read_text()}
+    script = (out / "cloud-init" / "kiln-deploy.sh").read_text()
+    steps = script[script.rindex("\ncheck_driver\n"):].split()
+    assert steps == ["check_driver", "wait_docker", "check_toolkit", "mount_nvme", "fetch_models", "prepare_cache",
+                     "pull", "start", "wait_healthy"]
+    assert 'report "models missing"' in script and "MODELS=2" in script
+
+
+def test_the_fetch_script_puts_every_model_in_place_verified_and_resumes_a_cut(tiny_deploy, tmp_path):
+    out, files = tiny_deploy
+    cache = tmp_path / "cache"
+    with ModelServer() as server:
+        paths = _serve(server, files)
+        server.faults.cut_once[paths["diffusion_models/tiny-dit.safetensors"]] = 100_000
+        result = _fetch(out, cache, server.base)
+        assert result.returncode == 0, result.stderr
+        dit = server.gets(paths["diffusion_models/tiny-dit.safetensors"])
+        assert [s.headers.get("range") for s in dit] == [None, "bytes=100000-"]
+        assert all(s.headers.get("authorization") == "Bearer hf_secret" for s in server.seen)
+        for name, data in files.items():
+            assert (cache / "models" / name).read_bytes() == data
+        assert not list(cache.rglob("*.part"))
+        again = _fetch(out, cache, server.base)
+        assert again.returncode == 0 and again.stdout.count("in place, sha256 verified") == 2
+        assert len(server.seen) == 3  # nothing downloaded the second time
+        assert _fetch(out, cache, server.base, "--check").returncode == 0
+
+
+def test_the_fetch_script_refuses_a_file_that_does_not_match_and_never_sends_the_token_elsewhere(tiny_deploy, tmp_path):
+    out, files = tiny_deploy
+    cache = tmp_path / "cache"
+    with ModelServer() as server, ModelServer(shown_host="localhost") as cdn:
+        paths = _serve(server, files)
+        server.faults.corrupt.add(paths["diffusion_models/tiny-dit.safetensors"])
+        cdn.files["/blob/ae"] = files["vae/tiny-ae.safetensors"]
+        server.faults.redirect[paths["vae/tiny-ae.safetensors"]] = f"{cdn.base}/blob/ae"
+        result = _fetch(out, cache, server.base)
+        assert result.returncode == 1
+        [line] = result.stderr.strip().splitlines()
+        assert "tiny-dit.safetensors: downloaded 300000 bytes that do not match the manifest's" in line
+        assert not (cache / "models" / "diffusion_models" / "tiny-dit.safetensors").exists()
+        assert not list(cache.rglob("*.part"))
+        server.faults.corrupt.clear()
+        assert _fetch(out, cache, server.base).returncode == 0
+        assert [s.headers.get("authorization") for s in cdn.seen] == [None]
+    assert (cache / "models" / "vae" / "tiny-ae.safetensors").read_bytes() == files["vae/tiny-ae.safetensors"]
+
+
+def test_the_check_mode_names_a_missing_or_short_file(tiny_deploy, tmp_path):
+    out, files = tiny_deploy
+    cache = tmp_path / "cache"
+    result = _fetch(out, cache, "http://127.0.0.1:9", "--check")
+    assert result.returncode == 1 and "diffusion_models/tiny-dit.safetensors is not in the cache" in result.stderr
+    for name, data in files.items():
+        (cache / "models" / name).parent.mkdir(parents=True, exist_ok=True)
+        (cache / "models" / name).write_bytes(data[:-1] if name.startswith("vae") else data)
+    result = _fetch(out, cache, "http://127.0.0.1:9", "--check")
+    assert result.returncode == 1 and f"vae/tiny-ae.safetensors has {len(files['vae/tiny-ae.safetensors']) - 1} bytes" \
+        in result.stderr
+
+
+def test_cloud_init_user_data_fits_the_smallest_common_limit(published, tmp_path):
+    # EC2 takes at most 16 KB of user data (docs.aws.amazon.com/AWSEC2/latest/UserGuide/user-data.html)
+    write_build_record(published, "h200", image="z-image-turbo")
+    out = tmp_path / "z"
+    assert invoke("deploy", "--gpu", "h200", "--image", "z-image-turbo", "--target", "cloud-init", "--out", str(out),
+                  root=published).returncode == 0
+    assert (out / "cloud-init" / "user-data.yaml").stat().st_size < 16 * 1024
+
+
+def test_cpu_mode_compose_goes_to_its_own_default_folder(published):
+    gpu = invoke("deploy", "--gpu", "4090", "--target", "compose", root=published)
+    cpu = invoke("deploy", "--gpu", "4090", "--target", "compose", "--cpu-mode", root=published)
+    assert gpu.returncode == 0 and cpu.returncode == 0, gpu.stderr + cpu.stderr
+    gpu_file = published / "build" / "deploy" / "comfyui-4090" / "compose.yaml"
+    cpu_file = published / "build" / "deploy" / "comfyui-4090-cpu" / "compose.yaml"
+    assert "capabilities: [gpu]" in gpu_file.read_text() and "KILN_CPU_MODE" not in gpu_file.read_text()
+    assert "KILN_CPU_MODE" in cpu_file.read_text()

@@ -2,9 +2,15 @@
 only in the builder) and, with --all-gpus, a bake file whose heavy stage is one shared target."""
 
 import json
+import shutil
+from pathlib import Path
 
+import pytest
 import yaml
 
+from kiln.gate.findings import errors
+from kiln.project import Project
+from kiln.render.context import requirements_text
 from tests.conftest import ROOT, invoke
 
 STANDIN = ROOT / "tests" / "standin" / "comfyui"  # not a git checkout: accepted only as unverified
@@ -43,3 +49,94 @@ def test_unverifiable_source_is_refused_without_the_flag(project_copy, tmp_path)
     result = invoke("render", "--gpu", "4090", "--portable", "--comfyui-src", str(STANDIN), "--out",
                     str(tmp_path / "x"), root=project_copy)
     assert result.returncode == 2 and "cannot verify" in result.stderr and not (tmp_path / "x").exists()
+
+
+def _tree(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def zimage_standin(tmp_path):
+    """The stand-in reporting the zimage stack's ComfyUI version (as tests/slow/conftest.py makes it)."""
+    src = tmp_path / "standin-0.3.74"
+    shutil.copytree(STANDIN, src, ignore=shutil.ignore_patterns("__pycache__"))
+    (src / "comfyui_version.py").write_text('__version__ = "0.3.74"\n')
+    return src
+
+
+def test_zimage_context_packs_the_comfyui_and_wheels_of_its_own_stack(project_copy, tmp_path, zimage_standin):
+    out = tmp_path / "ctx"
+    result = invoke("render", "--portable", "--gpu", "4090", "--image", "z-image-turbo", "--comfyui-src",
+                    str(zimage_standin), "--allow-unverified-source", "--out", str(out), root=project_copy)
+    assert result.returncode == 0, result.stderr
+    zimage = Project(project_copy).subject("4090", "z-image-turbo").lock
+    card = Project(project_copy).subject("4090").lock
+    assert (zimage.name, zimage.comfyui.version) == ("zimage", "0.3.74") and card.comfyui.version != "0.3.74"
+    assert '"0.3.74"' in (out / "comfyui" / "comfyui_version.py").read_text()
+    facts = json.loads((out / "kiln.json").read_text())
+    assert facts["pins"]["comfyui"] == "0.3.74" and facts["comfyui_commit"] == zimage.comfyui.commit
+    assert facts["lock_sha256"] == zimage.digest
+    wheels = (out / "requirements.lock.txt").read_text()
+    assert wheels == requirements_text(zimage) and wheels != requirements_text(card)
+    assert "UNVERIFIED" in result.stdout
+
+
+def test_a_source_of_another_comfyui_than_the_stack_pins_is_refused(project_copy, tmp_path):
+    out = tmp_path / "ctx"
+    result = invoke("render", "--portable", "--gpu", "4090", "--image", "z-image-turbo", "--comfyui-src", str(STANDIN),
+                    "--allow-unverified-source", "--out", str(out), root=project_copy)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "the ComfyUI source is version 0.3.18, stack 'zimage' pins ComfyUI 0.3.74" in line, line
+    assert not out.exists()
+
+
+def test_all_gpus_skips_and_reports_the_profiles_the_gate_refuses(project_copy, tmp_path, zimage_standin):
+    out = tmp_path / "portable"
+    result = invoke("render", "--portable", "--all-gpus", "--image", "z-image-turbo", "--comfyui-src",
+                    str(zimage_standin), "--allow-unverified-source", "--out", str(out), root=project_copy)
+    assert result.returncode == 0, result.stderr
+    refused = [g for g in yaml.safe_load((project_copy / "gpus.yaml").read_text())["profiles"]
+               if not _gate_passes(project_copy, g)]
+    assert refused == ["4070ti"]  # 12 GB: Z-Image-Turbo in bf16 does not fit
+    assert "skipped 4070ti: the gate refuses image 'z-image-turbo' there" in result.stderr
+    assert "warning: 1 profile(s) skipped and left out of the bake file: 4070ti" in result.stderr
+    bake = json.loads((out / "docker-bake.json").read_text())
+    assert "z-image-turbo-4070ti" not in bake["target"] and "z-image-turbo-4090" in bake["target"]
+    assert not (out / "4070ti").exists() and (out / "h200" / "Dockerfile").is_file()
+    summary = json.loads((out / "portable.json").read_text())
+    assert list(summary["skipped"]) == ["4070ti"] and summary["skipped"]["4070ti"][0].startswith("error: [")
+    assert summary["comfyui"] == {"zimage": {"version": "0.3.74", "commit": Project(project_copy).subject(
+        "4090", "z-image-turbo").lock.comfyui.commit, "verified": False}}
+
+
+def _gate_passes(root: Path, gpu: str) -> bool:
+    _, findings = Project(root).check(gpu, "z-image-turbo")
+    return not errors(findings)
+
+
+def test_all_gpus_refuses_a_foreign_output_folder(project_copy, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    result = invoke("render", "--portable", "--all-gpus", "--comfyui-src", str(STANDIN), "--allow-unverified-source",
+                    "--out", str(out), root=project_copy)
+    assert result.returncode == 2 and "not an earlier kiln portable render" in result.stderr, result.stderr
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_all_gpus_failing_on_one_profile_leaves_nothing_half_made(project_copy, tmp_path):
+    args = ("render", "--portable", "--all-gpus", "--comfyui-src", str(STANDIN), "--allow-unverified-source", "--out")
+    earlier = tmp_path / "earlier"
+    assert invoke(*args, str(earlier), root=project_copy).returncode == 0
+    before = _tree(earlier)
+    start = project_copy / "templates" / "start.sh.j2"
+    # The last profile of gpus.yaml fails to render: every profile before it was already written.
+    last = list(yaml.safe_load((project_copy / "gpus.yaml").read_text())["profiles"])[-1]
+    start.write_text(f'{{% if gpu.name == "{last}" %}}{{{{ no_such_value }}}}{{% endif %}}' + start.read_text())
+    fresh = tmp_path / "fresh"
+    for out in (fresh, earlier):
+        result = invoke(*args, str(out), root=project_copy)
+        assert result.returncode == 2 and "undefined value" in result.stderr, result.stderr
+    assert not fresh.exists() and _tree(earlier) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["earlier", "proj"]  # no staging folder left

@@ -2,10 +2,12 @@
 # Rendered by kiln 0.1.0 for ComfyUI server on the locked CUDA stack on NVIDIA GeForce RTX 4090; do not edit: run `invoke deploy` again.
 #
 # Runs once on a fresh GPU VM (cloud-init runcmd), as root: checks the NVIDIA driver against the
-# stack's floor and the NVIDIA Container Toolkit, puts the cache on local NVMe when the VM has an
-# unused NVMe disk, logs in to the registry when /etc/kiln/deploy.env gives credentials, pulls the image
-# by digest, runs it and waits until the warm-up made it healthy. The outcome goes to the console and
-# to /var/lib/kiln/status.json; any failure exits 1 with the reason.
+# stack's floor, waits for the Docker Engine and checks the NVIDIA Container Toolkit, puts the cache
+# on local NVMe when the VM has an unused NVMe disk, puts the image's model files into the cache
+# (fetched and verified by sha256, or only checked when KILN_FETCH_MODELS=0), logs in to the registry
+# when /etc/kiln/deploy.env gives credentials, pulls the image by digest, runs it and waits until the
+# warm-up made it healthy. The outcome goes to the console and to /var/lib/kiln/status.json; any
+# failure exits 1 with the reason.
 set -eu
 
 IMAGE=registry.example:5000/team/kiln/comfyui@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
@@ -17,9 +19,15 @@ DRIVER_FLOOR=525.60.13
 CARD='NVIDIA GeForce RTX 4090'
 BUDGET_S=900
 STATUS=/var/lib/kiln/status.json
+MANIFEST=/etc/kiln/deploy.json
+FETCH=/usr/local/lib/kiln/fetch_models.py
+MODELS=0
 KILN_BIND=127.0.0.1
 KILN_REGISTRY_USER=
 KILN_REGISTRY_PASSWORD=
+KILN_FETCH_MODELS=1
+HF_ENDPOINT=
+HF_TOKEN=
 if [ -f /etc/kiln/deploy.env ]; then
     # shellcheck disable=SC1091  # written by whoever launches the VM
     . /etc/kiln/deploy.env
@@ -43,17 +51,34 @@ fail() {
 
 check_driver() {
     command -v nvidia-smi > /dev/null 2>&1 || fail "no NVIDIA driver (nvidia-smi not found): install driver $DRIVER_FLOOR or later"
-    driver=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -n 1)
-    [ -n "$driver" ] || fail "nvidia-smi sees no GPU: check the VM's GPU and driver"
+    # nvidia-smi's own exit status decides: its error text must never reach the version comparison
+    query=$(nvidia-smi --query-gpu=driver_version,name --format=csv,noheader) \
+        || fail "nvidia-smi failed ($(printf '%s' "$query" | head -n 1)): check the VM's GPU and driver"
+    line=$(printf '%s\n' "$query" | head -n 1)
+    driver=${line%%,*}
+    card=${line#*, }
+    case "$driver" in
+        [0-9]*.[0-9]*) ;;
+        *) fail "nvidia-smi sees no GPU (it printed '$line'): check the VM's GPU and driver" ;;
+    esac
     lowest=$(printf '%s\n%s\n' "$DRIVER_FLOOR" "$driver" | sort -V | head -n 1)
     [ "$lowest" = "$DRIVER_FLOOR" ] || fail "driver $driver is older than $DRIVER_FLOOR, the floor of CUDA 12.1: upgrade the driver"
-    card=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -n 1)
     [ "$card" = "$CARD" ] || fail "this VM has a $card, the image is built for a $CARD: choose the matching VM type"
     say "driver $driver (floor $DRIVER_FLOOR), $card"
 }
 
-check_toolkit() {
+# On first boot dockerd may still be starting when runcmd runs: wait (bounded) until it answers.
+wait_docker() {
     command -v docker > /dev/null 2>&1 || fail "no Docker Engine: install docker.io (or docker-ce)"
+    tries=0
+    until docker info > /dev/null 2>&1; do
+        tries=$((tries + 1))
+        [ "$tries" -lt 60 ] || fail "the Docker Engine does not answer after 120 s: see systemctl status docker"
+        sleep 2
+    done
+}
+
+check_toolkit() {
     if ! command -v nvidia-container-runtime-hook > /dev/null 2>&1 && ! docker info 2> /dev/null | grep -q nvidia; then
         fail "no NVIDIA Container Toolkit: install nvidia-container-toolkit, then nvidia-ctk runtime configure --runtime=docker and restart docker"
     fi
@@ -71,16 +96,40 @@ mount_nvme() {
         if [ -z "$fs" ]; then
             say "formatting $disk for the cache"
             mkfs.ext4 -q -L kiln-cache "$disk"
+            udevadm settle || true
         elif [ "$(blkid -o value -s LABEL "$disk" || true)" != kiln-cache ]; then
             continue
         fi
         mkdir -p "$CACHE"
-        mount -o noatime LABEL=kiln-cache "$CACHE"
+        mount -o noatime "$disk" "$CACHE"
         grep -q '^LABEL=kiln-cache ' /etc/fstab || echo "LABEL=kiln-cache $CACHE ext4 noatime,nofail 0 2" >> /etc/fstab
         say "cache on $disk at $CACHE"
         return 0
     done
     say "no unused NVMe disk: the cache stays on the root disk at $CACHE"
+}
+
+# The image's model files, from the manifest's cache.models: fetched into the cache and verified by
+# size and sha256 (HF_ENDPOINT and HF_TOKEN from /etc/kiln/deploy.env), or with KILN_FETCH_MODELS=0 only
+# checked to be there with the right size. Without them the image would serve with no model loaded.
+fetch_models() {
+    [ "$MODELS" -gt 0 ] || return 0
+    command -v python3 > /dev/null 2>&1 || missing "no python3 on this VM to fetch the model files with"
+    mkdir -p "$(dirname "$STATUS")"
+    if [ "$KILN_FETCH_MODELS" = 0 ]; then
+        python3 "$FETCH" "$MANIFEST" "$CACHE" --check 2> "$STATUS.err" \
+            || missing "$(tail -n 1 "$STATUS.err") (KILN_FETCH_MODELS=0: put the files into $CACHE/models first)"
+    else
+        HF_ENDPOINT="$HF_ENDPOINT" HF_TOKEN="$HF_TOKEN" python3 "$FETCH" "$MANIFEST" "$CACHE" --owner 10001 2> "$STATUS.err" \
+            || missing "$(tail -n 1 "$STATUS.err")"
+    fi
+    rm -f "$STATUS.err"
+    say "$MODELS model file(s) in $CACHE/models, verified"
+}
+
+missing() {
+    report "models missing" "$*"
+    exit 1
 }
 
 prepare_cache() {
@@ -119,7 +168,7 @@ wait_healthy() {
         state=$(docker inspect --format '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "$NAME")
         case "$state" in
             "running healthy") break ;;
-            exited*) fail "the container stopped before it was ready: $(docker logs --tail 5 "$NAME" 2>&1 | tr '\n' ' ')" ;;
+            exited*|restarting*) fail "the container stopped before it was ready: $(docker logs --tail 5 "$NAME" 2>&1 | tr '\n' ' ')" ;;
         esac
         [ $(($(date +%s) - started)) -lt "$BUDGET_S" ] || fail "not healthy after $BUDGET_S s: see docker logs $NAME"
         sleep 5
@@ -130,8 +179,10 @@ wait_healthy() {
 }
 
 check_driver
+wait_docker
 check_toolkit
 mount_nvme
+fetch_models
 prepare_cache
 pull
 start

@@ -1,0 +1,213 @@
+"""`invoke render --portable`: build contexts a stock engine builds with no kiln present (locked wheels
+from the index by hash, ComfyUI inside, an optional CA for the builder stage only), for one GPU profile
+or for every profile the image passes the gate on, then with a docker-bake.json sharing the heavy stage.
+
+Each context packs the ComfyUI of its own stack, checked against that stack's pin. With every profile,
+the contexts, the bake file and portable.json (what was rendered and what the gate refused) are written
+into a staging folder beside --out and swapped in at the end: a failure leaves --out as it was."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+from kiln import __version__
+from kiln.data.lock import ComfyUI
+from kiln.data.subject import Subject
+from kiln.errors import KilnError
+from kiln.gate.findings import Finding, errors
+from kiln.identity import image_tags
+from kiln.project import Project
+from kiln.render.bake import bake_text
+from kiln.render.context import PORTABLE_CA, Rendered, write_context
+
+BAKE = "docker-bake.json"
+SUMMARY = "portable.json"
+VERSION_FILE = "comfyui_version.py"
+_DECLARED = re.compile(r"""^__version__\s*=\s*["']([^"']+)["']""", re.M)
+
+
+class Source(Protocol):
+    """A ComfyUI tree (kiln.sources.comfyui.Source): its files by path, and whether it was verified."""
+    files: dict[str, Path]
+    verified: bool
+
+
+@dataclass(frozen=True)
+class PortableRequest:
+    out: Path
+    templates: Path
+    payload: Path
+    source: Callable[[ComfyUI], Source]   # the ComfyUI tree for a stack's pin (fetched, or --comfyui-src)
+    source_shown: str = "the ComfyUI source"
+    ca_bundle: Path | None = None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    profile: str
+    errors: tuple[Finding, ...]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Every profile of an image: those the gate passes (with their notes and warnings) and those it refuses."""
+    passed: tuple[tuple[Subject, tuple[Finding, ...]], ...]
+    skipped: tuple[Skipped, ...] = ()
+
+
+@dataclass(frozen=True)
+class PortableResult:
+    root: Path
+    contexts: dict[str, Rendered]
+    verified: bool
+    bake: Path | None = None
+    skipped: tuple[Skipped, ...] = field(default=())
+
+
+def default_out(build: Path, image: str, gpu: str | None) -> Path:
+    """build/<image>-<gpu>-portable for one profile, build/portable/<image> for every profile."""
+    return build / f"{image}-{gpu}-portable" if gpu else build / "portable" / image
+
+
+def every_profile(project: Project, image: str, strict: bool) -> Selection:
+    """The gate on every profile: an image that cannot run on a card (too little VRAM, say) is skipped
+    with the gate's errors, and the others are rendered; no profile passing is an error."""
+    passed, skipped = [], []
+    for name in project.gpus:
+        subject, findings = project.check(name, image, strict)
+        bad = errors(findings)
+        if bad:
+            skipped.append(Skipped(subject.gpu.name, tuple(bad)))
+        else:
+            passed.append((subject, tuple(findings)))
+    if not passed:
+        raise KilnError(f"the gate refuses image '{image}' on every GPU profile", "gpus.yaml",
+                        f"run `invoke check --gpu X --image {image}` to see why on one profile")
+    return Selection(tuple(passed), tuple(skipped))
+
+
+def render_portable(subjects: list[Subject], req: PortableRequest, every: bool,
+                    skipped: tuple[Skipped, ...] = ()) -> PortableResult:
+    """One context at req.out, or (every) one per profile under req.out with the bake file."""
+    if every:
+        _refuse_foreign(req.out)
+    extra_ca = _ca(req.ca_bundle)
+    sources = _sources(subjects, req)
+    extras = {s.gpu.name: _extra_files(sources[s.lock.comfyui.commit], extra_ca) for s in subjects}
+    verified = all(src.verified for src in sources.values())
+    if not every:
+        [s] = subjects
+        rendered = write_context(s, req.templates, req.payload, req.out, True, extras[s.gpu.name])
+        return PortableResult(root=req.out, contexts={s.gpu.name: rendered}, verified=verified)
+    staging = _staging(req.out)
+    try:
+        contexts = {s.gpu.name: write_context(s, req.templates, req.payload, staging / s.gpu.name, True,
+                                              extras[s.gpu.name]) for s in subjects}
+        image = subjects[0].image.name
+        (staging / BAKE).write_text(bake_text(image, {s.gpu.name: (s.gpu.name, image_tags(s)) for s in subjects}),
+                                    encoding="utf-8")
+        (staging / SUMMARY).write_text(_summary(image, subjects, sources, skipped), encoding="utf-8")
+        _swap_in(staging, req.out)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise KilnError(f"cannot write the portable contexts ({exc.strerror})", str(req.out),
+                        "check free space and permissions of --out") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    contexts = {name: Rendered(out=req.out / name, files=r.files) for name, r in contexts.items()}
+    return PortableResult(root=req.out, contexts=contexts, verified=verified, bake=req.out / BAKE, skipped=skipped)
+
+
+def _sources(subjects: list[Subject], req: PortableRequest) -> dict[str, Source]:
+    """The ComfyUI source of each subject's own stack (by pinned commit), each checked against its pin."""
+    sources: dict[str, Source] = {}
+    for s in subjects:
+        pin = s.lock.comfyui
+        if pin.commit not in sources:
+            source = req.source(pin)
+            _check_version(source, pin, s.lock.name, req.source_shown)
+            sources[pin.commit] = source
+    return sources
+
+
+def _check_version(source: Source, pin: ComfyUI, stack: str, shown: str) -> None:
+    """A source whose version file names another ComfyUI than the stack pins is refused, verified or not: an
+    unverified tree of the default stack's ComfyUI cannot load the models of an image of another stack."""
+    path = source.files.get(VERSION_FILE)
+    if path is None:
+        return
+    try:
+        found = _DECLARED.search(path.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return
+    if found and found.group(1) != pin.version:
+        raise KilnError(f"the ComfyUI source is version {found.group(1)}, stack '{stack}' pins ComfyUI {pin.version} "
+                        f"(commit {pin.commit[:12]})", shown,
+                        f"give a source of ComfyUI {pin.version}, or render an image of a stack that pins "
+                        f"{found.group(1)}")
+
+
+def _ca(bundle: Path | None) -> Path | None:
+    if bundle is not None and not bundle.is_file():
+        raise KilnError("CA bundle not found", f"--ca-bundle {bundle}", "give a PEM file of CA certificates")
+    return bundle
+
+
+def _extra_files(source: Source, ca: Path | None) -> dict[str, Path]:
+    extra = {f"comfyui/{name}": path for name, path in source.files.items()}
+    if ca is not None:
+        extra[PORTABLE_CA] = ca
+    return extra
+
+
+def _summary(image: str, subjects: list[Subject], sources: dict[str, Source], skipped: tuple[Skipped, ...]) -> str:
+    doc = {"generator": "kiln", "toolkit": __version__, "image": image, "bake": BAKE,
+           "profiles": sorted(s.gpu.name for s in subjects),
+           "comfyui": {s.lock.name: {"version": s.lock.comfyui.version, "commit": s.lock.comfyui.commit,
+                                     "verified": sources[s.lock.comfyui.commit].verified} for s in subjects},
+           "skipped": {k.profile: [f.line() for f in k.errors] for k in skipped}}
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+def _refuse_foreign(out: Path) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise KilnError("output path exists and is not a directory", str(out), "choose another --out")
+    if any(out.iterdir()) and not _is_portable(out):
+        raise KilnError("output directory holds files that are not an earlier kiln portable render", str(out),
+                        "choose an empty or new --out directory")
+
+
+def _is_portable(out: Path) -> bool:
+    try:
+        return json.loads((out / SUMMARY).read_text(encoding="utf-8")).get("generator") == "kiln"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _staging(out: Path) -> Path:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise KilnError(f"cannot create the output folder ({exc.strerror})", str(out), "choose a writable --out") from None
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+    staging.rename(out)
+    out.chmod(0o755)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Put a deployment's model files into its cache, on a host without the toolkit (a cloud-init VM, a pod).
+
+Usage: fetch_models.py DEPLOY_JSON CACHE_DIR [--check] [--owner UID]
+
+Reads `cache.models` of the deployment manifest `invoke deploy` wrote (deploy.json: folder, file, size,
+sha256 and the source repo, revision and path of each file) and makes CACHE_DIR/models/<folder>/<file>
+of each. A file already there with the manifest's size and sha256 is kept. Others are downloaded from
+HF_ENDPOINT (default: the manifest's cache.endpoint) into <file>.part, resumed where a cut left it,
+and renamed into place only after size and sha256 match. HF_TOKEN is sent to the endpoint's own host
+only, never along a redirect to a CDN. With --check nothing is downloaded: each file must be there with
+the manifest's size. --owner gives what it makes to that uid/gid when run as root.
+
+Standard library only (Python 3.6 or later): it runs on the python3 every cloud-init host has. Exit 0
+when every file is in place, 1 with one line saying which file and why otherwise."""
+
+import hashlib
+import http.client
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+CHUNK = 4 << 20
+ATTEMPTS = 4
+
+
+class Failed(Exception):
+    pass
+
+
+def say(text):
+    print("kiln-fetch: " + text, flush=True)
+
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def url_of(endpoint, source):
+    quote = urllib.parse.quote
+    return "{}/{}/resolve/{}/{}".format(endpoint, source["repo"], quote(source["revision"], safe=""),
+                                        quote(source["path"]))
+
+
+def origin(url):
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
+
+
+def request(url, endpoint, token, offset):
+    req = urllib.request.Request(url, headers={"User-Agent": "kiln-fetch"})
+    if offset:
+        req.add_header("Range", "bytes={}-".format(offset))
+    if token and origin(url) == origin(endpoint):
+        # not carried along a redirect (urllib copies only redirectable headers to the next request)
+        req.add_unredirected_header("Authorization", "Bearer " + token)
+    return urllib.request.urlopen(req, timeout=60)
+
+
+def download(model, part, endpoint, token):
+    """Append to part until it holds model['size'] bytes; resumes with a Range request after a cut (which
+    may end the body early without any error)."""
+    url = url_of(endpoint, model["source"])
+    for attempt in range(1, ATTEMPTS + 1):
+        offset = os.path.getsize(part) if os.path.exists(part) else 0
+        if offset >= model["size"]:
+            return
+        try:
+            with request(url, endpoint, token, offset) as answer, open(part, "ab") as out:
+                if offset and answer.status != 206:  # the server ignored the Range: start over
+                    out.truncate(0)
+                for block in iter(lambda: answer.read(CHUNK), b""):
+                    out.write(block)
+            got = os.path.getsize(part)
+            if got >= model["size"]:
+                return
+            problem = "the connection ended at {} of {} bytes".format(got, model["size"])
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403, 404):
+                raise Failed("{} answered {} for {}: check HF_TOKEN and the model's access".format(
+                    urllib.parse.urlsplit(url).hostname, exc.code, model["source"]["path"]))
+            problem = "HTTP {}".format(exc.code)
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            problem = str(exc) or type(exc).__name__
+        say("{}: {} (attempt {} of {})".format(model["file"], problem, attempt, ATTEMPTS))
+        time.sleep(min(30, 2 ** attempt))
+    raise Failed("cannot download {}: the endpoint keeps failing".format(model["file"]))
+
+
+def place(model, cache, endpoint, token, owner):
+    folder = os.path.join(cache, "models", model["folder"])
+    final = os.path.join(folder, model["file"])
+    if os.path.exists(final) and os.path.getsize(final) == model["size"] and sha256_of(final) == model["sha256"]:
+        say("{}/{}: in place, sha256 verified".format(model["folder"], model["file"]))
+        return
+    os.makedirs(folder, exist_ok=True)
+    part = final + ".part"
+    say("{}/{}: fetching {:.2f} GB".format(model["folder"], model["file"], model["size"] / 1e9))
+    download(model, part, endpoint, token)
+    size = os.path.getsize(part)
+    if size != model["size"] or sha256_of(part) != model["sha256"]:
+        os.unlink(part)
+        raise Failed("{}: downloaded {} bytes that do not match the manifest's size {} and sha256 {}".format(
+            model["file"], size, model["size"], model["sha256"][:16]))
+    os.replace(part, final)
+    if owner is not None and os.geteuid() == 0:
+        for path in (os.path.join(cache, "models"), folder, final):
+            os.chown(path, owner, owner)
+    say("{}/{}: fetched, sha256 verified".format(model["folder"], model["file"]))
+
+
+def check(model, cache):
+    final = os.path.join(cache, "models", model["folder"], model["file"])
+    if not os.path.isfile(final):
+        raise Failed("{}/{} is not in the cache".format(model["folder"], model["file"]))
+    if os.path.getsize(final) != model["size"]:
+        raise Failed("{}/{} has {} bytes, the manifest says {}".format(
+            model["folder"], model["file"], os.path.getsize(final), model["size"]))
+
+
+def main(argv):
+    args = [a for a in argv if not a.startswith("--")]
+    owner = argv[argv.index("--owner") + 1] if "--owner" in argv else None
+    if owner is not None:
+        args.remove(owner)
+    if len(args) != 2:
+        print(__doc__.split("\n\n")[1], file=sys.stderr)
+        return 2
+    manifest, cache = args
+    try:
+        with open(manifest) as f:
+            spec = json.load(f)["cache"]
+        models = spec["models"]
+        endpoint = (os.environ.get("HF_ENDPOINT") or spec["endpoint"]).rstrip("/")
+        token = (os.environ.get("HF_TOKEN") or "").strip()
+        for model in models:
+            if "--check" in argv:
+                check(model, cache)
+            else:
+                place(model, cache, endpoint, token, int(owner) if owner else None)
+    except Failed as exc:
+        print("kiln-fetch: " + str(exc), file=sys.stderr)
+        return 1
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print("kiln-fetch: cannot use {} or {} ({})".format(manifest, cache, exc), file=sys.stderr)
+        return 1
+    say("{} model file(s) in {}".format(len(models), os.path.join(cache, "models")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
