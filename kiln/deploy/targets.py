@@ -7,14 +7,13 @@ from __future__ import annotations
 import base64
 import gzip
 import json
-import shlex
 from pathlib import Path
 from typing import Any
 
-import jinja2
 
 from kiln.deploy.manifest import Deployment
 from kiln.errors import KilnError
+from kiln.render.templates import environment, render_template
 
 TARGETS: dict[str, dict[str, str]] = {
     "compose": {"compose.yaml": "compose.yaml.j2"},
@@ -54,7 +53,7 @@ def check_target(d: Deployment, target: str, gpus_file: str) -> None:
 
 def render(d: Deployment, target: str, templates: Path, workflow: dict | None = None,
            cpu_mode: bool = False, fetch_script: str = "") -> dict[str, str]:
-    env = _environment(templates)
+    env = environment(templates / "deploy", {"gzb64": _gzb64})
     values: dict[str, Any] = {"d": d, "cpu_mode": cpu_mode, "workflow": workflow or {}, "fetch_script": fetch_script,
                               "manifest": manifest_text(d),
                               "registry": d.image.reference.split("/", 1)[0] if d.image.published else "",
@@ -63,7 +62,7 @@ def render(d: Deployment, target: str, templates: Path, workflow: dict | None = 
     for name, template in TARGETS[target].items():
         if name == "cloud-init/user-data.yaml":
             values["script"] = texts["cloud-init/kiln-deploy.sh"].rstrip("\n")
-        text = _render(env, template, values)
+        text = render_template(env, template, values, "templates/deploy")
         texts[name] = _canonical_json(text, template) if name.endswith(".json") else text
     if target == "cloud-init" and d.cache.models:
         texts[FETCH_SCRIPT] = fetch_script
@@ -84,21 +83,3 @@ def _canonical_json(text: str, template: str) -> str:
 def _gzb64(text: str) -> str:
     """cloud-init's gz+b64 encoding; mtime 0 keeps the output byte-identical for the same text."""
     return base64.b64encode(gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0)).decode("ascii")
-
-
-def _environment(templates: Path) -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates / "deploy")), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
-    env.filters["shq"] = lambda v: shlex.quote(str(v))
-    env.filters["gzb64"] = _gzb64
-    env.policies["json.dumps_kwargs"] = {"sort_keys": True, "ensure_ascii": False}
-    return env
-
-
-def _render(env: jinja2.Environment, template: str, values: dict[str, Any]) -> str:
-    try:
-        return env.get_template(template).render(values)
-    except jinja2.TemplateNotFound:
-        raise KilnError("template not found", f"templates/deploy/{template}", "restore it from the repository") from None
-    except (jinja2.UndefinedError, jinja2.TemplateSyntaxError) as exc:
-        raise KilnError(f"cannot render ({exc.message})", f"templates/deploy/{template}", "fix the template") from None

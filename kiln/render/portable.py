@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
@@ -25,6 +23,7 @@ from kiln.identity import image_tags
 from kiln.project import Project
 from kiln.render.bake import bake_text
 from kiln.render.context import PORTABLE_CA, Rendered, write_context
+from kiln.render.outdir import marked, replaced
 
 BAKE = "docker-bake.json"
 SUMMARY = "portable.json"
@@ -95,8 +94,6 @@ def every_profile(project: Project, image: str, strict: bool) -> Selection:
 def render_portable(subjects: list[Subject], req: PortableRequest, every: bool,
                     skipped: tuple[Skipped, ...] = ()) -> PortableResult:
     """One context at req.out, or (every) one per profile under req.out with the bake file."""
-    if every:
-        _refuse_foreign(req.out)
     extra_ca = _ca(req.ca_bundle)
     sources = _sources(subjects, req)
     extras = {s.gpu.name: _extra_files(sources[s.lock.comfyui.commit], extra_ca) for s in subjects}
@@ -105,22 +102,13 @@ def render_portable(subjects: list[Subject], req: PortableRequest, every: bool,
         [s] = subjects
         rendered = write_context(s, req.templates, req.payload, req.out, True, extras[s.gpu.name])
         return PortableResult(root=req.out, contexts={s.gpu.name: rendered}, verified=verified)
-    staging = _staging(req.out)
-    try:
+    with replaced(req.out, marked(SUMMARY, "generator", "kiln"), "portable render", "portable contexts") as staging:
         contexts = {s.gpu.name: write_context(s, req.templates, req.payload, staging / s.gpu.name, True,
                                               extras[s.gpu.name]) for s in subjects}
         image = subjects[0].image.name
         (staging / BAKE).write_text(bake_text(image, {s.gpu.name: (s.gpu.name, image_tags(s)) for s in subjects}),
                                     encoding="utf-8")
         (staging / SUMMARY).write_text(_summary(image, subjects, sources, skipped), encoding="utf-8")
-        _swap_in(staging, req.out)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise KilnError(f"cannot write the portable contexts ({exc.strerror})", str(req.out),
-                        "check free space and permissions of --out") from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     contexts = {name: Rendered(out=req.out / name, files=r.files) for name, r in contexts.items()}
     return PortableResult(root=req.out, contexts=contexts, verified=verified, bake=req.out / BAKE, skipped=skipped)
 
@@ -174,40 +162,3 @@ def _summary(image: str, subjects: list[Subject], sources: dict[str, Source], sk
                                      "verified": sources[s.lock.comfyui.commit].verified} for s in subjects},
            "skipped": {k.profile: [f.line() for f in k.errors] for k in skipped}}
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
-
-
-def _refuse_foreign(out: Path) -> None:
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise KilnError("output path exists and is not a directory", str(out), "choose another --out")
-    if any(out.iterdir()) and not _is_portable(out):
-        raise KilnError("output directory holds files that are not an earlier kiln portable render", str(out),
-                        "choose an empty or new --out directory")
-
-
-def _is_portable(out: Path) -> bool:
-    try:
-        return json.loads((out / SUMMARY).read_text(encoding="utf-8")).get("generator") == "kiln"
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def _staging(out: Path) -> Path:
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    except OSError as exc:
-        raise KilnError(f"cannot create the output folder ({exc.strerror})", str(out), "choose a writable --out") from None
-
-
-def _swap_in(staging: Path, out: Path) -> None:
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        out.rename(old)
-    staging.rename(out)
-    out.chmod(0o755)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
