@@ -145,8 +145,8 @@ def render(c, gpu=None, image=DEFAULT_IMAGE, out=None, strict=False, portable=Fa
         out=Path(out) if out else default_out(PROJECT.root / "build", subjects[0].image.name,
                                              None if all_gpus else subjects[0].gpu.name),
         templates=PROJECT.templates_dir, payload=PROJECT.payload_dir,
-        source=lambda pin: comfyui_source(pin, src, allow_unverified_source, source.default_cache()),
-        source_shown=f"--comfyui-src {src}" if src else "the ComfyUI source", ca_bundle=Path(ca) if ca else None)
+        source=lambda pin, stack: comfyui_source(pin, src, allow_unverified_source, source.default_cache(), stack),
+        ca_bundle=Path(ca) if ca else None)
     result = render_portable(subjects, request, all_gpus, selection.skipped if selection else ())
     for name, rendered in result.contexts.items():
         print(f"rendered {len(rendered.files)} files to {rendered.out} (portable"

@@ -32,7 +32,7 @@ def run_build(s: Subject, req: BuildRequest, on_event: Listener = ignore) -> tup
     client = connect()
     started = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     base = require_base(client, s.lock, s.image.base)
-    source = comfyui_source(s.lock.comfyui, req.comfyui_src, req.allow_unverified, req.source_cache)
+    source = comfyui_source(s.lock.comfyui, req.comfyui_src, req.allow_unverified, req.source_cache, s.lock.name)
     write_context(s, req.templates, req.payload, req.out)
     on_event(Event("phase", f"wheel cache {req.wheel_cache}: checking {len(s.lock.packages)} locked wheels"))
     wheels = ensure_wheels(s.lock, req.wheel_cache, on_event)

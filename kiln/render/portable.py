@@ -9,7 +9,6 @@ into a staging folder beside --out and swapped in at the end: a failure leaves -
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
@@ -27,8 +26,6 @@ from kiln.render.outdir import marked, replaced
 
 BAKE = "docker-bake.json"
 SUMMARY = "portable.json"
-VERSION_FILE = "comfyui_version.py"
-_DECLARED = re.compile(r"""^__version__\s*=\s*["']([^"']+)["']""", re.M)
 
 
 class Source(Protocol):
@@ -42,8 +39,7 @@ class PortableRequest:
     out: Path
     templates: Path
     payload: Path
-    source: Callable[[ComfyUI], Source]   # the ComfyUI tree for a stack's pin (fetched, or --comfyui-src)
-    source_shown: str = "the ComfyUI source"
+    source: Callable[[ComfyUI, str], Source]   # the ComfyUI tree for a stack's pin and name (fetched, or --comfyui-src)
     ca_bundle: Path | None = None
 
 
@@ -119,27 +115,8 @@ def _sources(subjects: list[Subject], req: PortableRequest) -> dict[str, Source]
     for s in subjects:
         pin = s.lock.comfyui
         if pin.commit not in sources:
-            source = req.source(pin)
-            _check_version(source, pin, s.lock.name, req.source_shown)
-            sources[pin.commit] = source
+            sources[pin.commit] = req.source(pin, s.lock.name)
     return sources
-
-
-def _check_version(source: Source, pin: ComfyUI, stack: str, shown: str) -> None:
-    """A source whose version file names another ComfyUI than the stack pins is refused, verified or not: an
-    unverified tree of the default stack's ComfyUI cannot load the models of an image of another stack."""
-    path = source.files.get(VERSION_FILE)
-    if path is None:
-        return
-    try:
-        found = _DECLARED.search(path.read_text(encoding="utf-8", errors="replace"))
-    except OSError:
-        return
-    if found and found.group(1) != pin.version:
-        raise KilnError(f"the ComfyUI source is version {found.group(1)}, stack '{stack}' pins ComfyUI {pin.version} "
-                        f"(commit {pin.commit[:12]})", shown,
-                        f"give a source of ComfyUI {pin.version}, or render an image of a stack that pins "
-                        f"{found.group(1)}")
 
 
 def _ca(bundle: Path | None) -> Path | None:

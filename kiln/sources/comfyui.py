@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -15,6 +16,8 @@ from kiln.data.lock import ComfyUI
 from kiln.errors import KilnError
 
 SKIP = {".git", "__pycache__", ".github"}
+VERSION_FILE = "comfyui_version.py"
+_DECLARED = re.compile(r"""^__version__\s*=\s*["']([^"']+)["']""", re.M)
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ def default_cache() -> Path:
     return Path(os.environ.get("KILN_SOURCE_CACHE") or Path.home() / ".cache" / "kiln" / "comfyui")
 
 
-def comfyui_source(pin: ComfyUI, src: Path | None, allow_unverified: bool, cache: Path) -> Source:
+def comfyui_source(pin: ComfyUI, src: Path | None, allow_unverified: bool, cache: Path, stack: str = "") -> Source:
     if src is None:
         return _git_files(_fetched(pin, cache), pin, verified=True)
     if not src.exists():
@@ -41,7 +44,25 @@ def comfyui_source(pin: ComfyUI, src: Path | None, allow_unverified: bool, cache
                         "give a git checkout of that commit, or add --allow-unverified-source (the image is "
                         "labelled unverified)")
     tree = _unpacked(src) if src.is_file() else src
-    return Source(files=_tree_files(tree), verified=False, origin=f"unverified:{src.name}")
+    files = _tree_files(tree)
+    _same_version(files, pin, stack)
+    return Source(files=files, verified=False, origin=f"unverified:{src.name}")
+
+
+def _same_version(files: dict[str, Path], pin: ComfyUI, stack: str) -> None:
+    """An unverified tree whose version file names another ComfyUI than the stack pins is refused: the
+    card's 0.3.18 given to a Z-Image image would build, then fail at the first prompt."""
+    path = files.get(VERSION_FILE)
+    try:
+        found = _DECLARED.search(path.read_text(encoding="utf-8", errors="replace")) if path else None
+    except OSError:
+        found = None
+    if found and found.group(1) != pin.version:
+        pins = f"stack '{stack}' pins" if stack else "the stack pins"
+        raise KilnError(f"the ComfyUI source is version {found.group(1)}, {pins} ComfyUI {pin.version} "
+                        f"(commit {pin.commit[:12]})", "--comfyui-src",
+                        f"give a source of ComfyUI {pin.version}, or build an image of a stack that pins "
+                        f"{found.group(1)}")
 
 
 def _fetched(pin: ComfyUI, cache: Path) -> Path:
