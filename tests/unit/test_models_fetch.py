@@ -391,6 +391,21 @@ def test_a_linked_model_folder_is_refused_and_nothing_written_where_it_points(mo
     assert sorted(p.name for p in (models.cache / "models").iterdir()) == (["vae"] if linked == "models/vae" else [])
 
 
+@pytest.mark.parametrize("key, value", [("path", "../../other-owner/other-repo/resolve/main/x.safetensors"),
+                                        ("path", "split_files/./vae/ae.safetensors"),
+                                        ("revision", "main/../../../other-owner/other-repo"),
+                                        ("file", "..")])
+def test_dot_segments_in_the_manifest_are_refused(models, key, value):
+    spec_file = models.root / "images" / "tiny.yaml"
+    spec = yaml.safe_load(spec_file.read_text())
+    entry = spec["models"][2]
+    (entry if key == "file" else entry["source"])[key] = value
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    keypath = "models[2].file" if key == "file" else f"models[2].source.{key}"
+    _one_error(models.fetch(), "images/tiny.yaml:", f"key '{keypath}': {value!r}", "'.' or '..'")
+    assert models.server.seen == [] and not (models.cache / "models").exists()
+
+
 def test_another_users_lock_file_is_waited_on_not_refused(tmp_path):
     """A second user may not write the first one's lock file: it locks it read-only, waits while the first
     holds it, then takes over. The second user is uid 10001 in a forked child; the folder is reached through
