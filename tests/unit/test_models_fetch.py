@@ -406,6 +406,26 @@ def test_dot_segments_in_the_manifest_are_refused(models, key, value):
     assert models.server.seen == [] and not (models.cache / "models").exists()
 
 
+def test_a_token_goes_over_plain_http_only_to_a_loopback_address():
+    for base in ("http://127.0.0.1:8080", "http://127.8.9.10", "http://[::1]:9000", "http://localhost:8000",
+                 "https://mirror.example"):
+        assert endpoint_from_env({"HF_ENDPOINT": base, "HF_TOKEN": TOKEN}).token == TOKEN, base
+    for base in ("http://mirror.example", "http://10.0.0.7:8080", "http://127.0.0.1.example.com",
+                 "http://[::ffff:10.0.0.7]"):
+        with pytest.raises(KilnError, match="cleartext") as caught:
+            endpoint_from_env({"HF_ENDPOINT": base, "HF_TOKEN": TOKEN})
+        assert TOKEN not in caught.value.line()
+    assert endpoint_from_env({"HF_ENDPOINT": "http://mirror.example"}).token == ""
+
+
+def test_a_token_for_a_plain_http_mirror_on_the_network_is_refused(models, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("HF_ENDPOINT", "http://192.0.2.1:8080")     # TEST-NET-1: refused before any connection
+    result = models.fetch()
+    _one_error(result, "HF_TOKEN would be sent in cleartext to 192.0.2.1", "https://")
+    assert TOKEN not in result.stdout + result.stderr and not (models.cache / "models").exists()
+
+
 def test_another_users_lock_file_is_waited_on_not_refused(tmp_path):
     """A second user may not write the first one's lock file: it locks it read-only, waits while the first
     holds it, then takes over. The second user is uid 10001 in a forked child; the folder is reached through
