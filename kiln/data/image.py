@@ -13,6 +13,9 @@ from kiln.data.schema import Model, validate
 from kiln.errors import KilnError
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# a path segment with something besides dots: '.' and '..' would let a URL (urllib3 normalises them) or a
+# cache path leave the place it is built for
+SEGMENT = r"[A-Za-z0-9._-]*[A-Za-z0-9_-][A-Za-z0-9._-]*"
 
 
 def _one_line(value: str) -> str:
@@ -47,10 +50,11 @@ class ModelSource(Model):
 
     repo: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$",
                       description="owner/name of the model repository")
-    revision: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
-                          description="the repository commit (40 hex) the file is pinned at; a branch is refused by "
-                                      "the gate's strict mode")
-    path: str = Field(pattern=r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$", description="the file's path in the repository")
+    revision: str = Field(pattern=rf"^[A-Za-z0-9][A-Za-z0-9._-]*(/{SEGMENT})*$",
+                          description="the repository commit (40 hex) the file is pinned at (a branch is refused by "
+                                      "the gate's strict mode; no '.' or '..' segments)")
+    path: str = Field(pattern=rf"^{SEGMENT}(/{SEGMENT})*$",
+                      description="the file's path in the repository (no '.' or '..' segments)")
 
 
 class ModelFile(Model):
@@ -58,7 +62,7 @@ class ModelFile(Model):
 
     role: str = Field(description="diffusion_model, text_encoder, vae, checkpoint, ...")
     folder: str = Field(pattern=r"^[a-z0-9_]+$", description="ComfyUI model folder the file goes in")
-    file: str = Field(pattern=r"^[A-Za-z0-9._-]+$", description="file name inside that folder")
+    file: str = Field(pattern=rf"^{SEGMENT}$", description="file name inside that folder (not '.' or '..')")
     size: int = Field(gt=0, description="size in bytes")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the file (64 lowercase hex)")
     source: ModelSource

@@ -1,7 +1,8 @@
 """Fetching an image's model files into the cache: a few files at a time, each under its lock,
 streamed into <file>.part while its sha256 is computed, resumed with a Range request after a cut
 connection (or in a later run), retried with backoff, and renamed into place only once its size
-and sha256 match the manifest. A bad hash deletes the partial; anything else keeps it to resume."""
+and sha256 match the manifest. A bad hash deletes the partial; anything else keeps it to resume.
+Every file is reached through its model folder held open, never through a link (see store)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from kiln.models.cancel import Stopped, check
 from kiln.models.locking import held
 from kiln.models.plan import Item, branch_warnings, check_space, plan, size_text
 from kiln.models.source import Endpoint
-from kiln.models.store import Place, forget, hash_into, make_folders, own, recorded, sha256_of, sync_folder, \
+from kiln.models.store import Folder, Place, forget, hash_in_place, hash_into, open_folder, plain_size, recorded, \
     write_record
 from kiln.models.transfer import Http, Opened, Refused, Transient
 
@@ -69,6 +70,7 @@ class _Run:
     request: FetchRequest
     stop: threading.Event
     emit: Listener
+    folders: dict[str, Folder]
     reading: set = field(default_factory=set)       # responses being read, cut short on Ctrl-C
     guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -86,22 +88,26 @@ class _Run:
 def fetch_models(models: tuple[ModelFile, ...], request: FetchRequest, endpoint: Endpoint,
                  on_event: Listener = ignore) -> FetchReport:
     started = time.monotonic()
-    items = plan(models, request.cache, request.where, request.rehash)
+    items = plan(models, request.cache, request.where)
     check_space(items, request.cache)
-    created = [d for d in dict.fromkeys(i.spot.final.parent for i in items)
-               for d in make_folders(request.cache, d)]
     emit_lock = threading.Lock()
 
     def emit(event: Event) -> None:
         with emit_lock:
             on_event(event)
 
-    run = _Run(Http(endpoint, request.workers), endpoint, request, threading.Event(), emit)
+    run = _Run(Http(endpoint, request.workers), endpoint, request, threading.Event(), emit, {})
+    created: list[Path] = []
     try:
+        for name in dict.fromkeys(m.folder for m in models):
+            run.folders[name] = open_folder(request.cache, name, created)
         files = _in_parallel(items, run)
     except BaseException:
         _drop_empty(created)
         raise
+    finally:
+        for folder in run.folders.values():
+            folder.close()
     return FetchReport(files, branch_warnings(models, request.where), time.monotonic() - started)
 
 
@@ -129,7 +135,8 @@ def _first_failure(failed: list[tuple[Item, BaseException]]) -> BaseException:
 
 
 def _interrupted(items: list[Item], cache: Path) -> KilnError:
-    kept = [f"{i.spot.part.name} ({size_text(i.spot.part.stat().st_size)})" for i in items if i.spot.part.is_file()]
+    sizes = [(i.spot.part.name, plain_size(i.spot.part)) for i in items]
+    kept = [f"{name} ({size_text(size)})" for name, size in sizes if size is not None]
     left = f"kept to resume: {', '.join(kept)}; " if kept else ""
     return KilnError("interrupted; no unverified file was put in place", f"--to {cache}",
                      f"{left}run the same command again to continue")
@@ -144,45 +151,46 @@ def _one(item: Item, run: _Run) -> Fetched:
 
 
 def _fetch_one(item: Item, run: _Run) -> Fetched:
-    model, spot = item.model, item.spot
+    model, spot, folder = item.model, item.spot, run.folders[item.model.folder]
     waited: list[str] = []
 
     def on_wait(holder: str) -> None:
         waited.append(holder)
         run.emit(Event("phase", f"{spot.shown}: another fetch ({holder}) holds it; waiting for it to finish"))
 
-    with held(spot.lock, run.stop, on_wait):
+    with held(folder, spot.lock.name, run.stop, on_wait):
         started = time.monotonic()
-        verified = _already_verified(spot, model, run)
+        verified = _already_verified(folder, spot, model, run)
         if verified:
             note = f"by {waited[0]}" if waited else ""
             return Fetched(model, spot.final, "skipped", verified, 0, time.monotonic() - started, note)
-        replacing = spot.final.is_file()
-        received, resumed = _download(model, spot, run)
+        replacing = folder.stat(spot.final.name) is not None
+        received, resumed = _download(model, folder, spot, run)
         outcome = "replaced" if replacing else "resumed" if resumed else "fetched"
         return Fetched(model, spot.final, outcome, "sha256", received, time.monotonic() - started)
 
 
-def _already_verified(spot: Place, model: ModelFile, run: _Run) -> str:
+def _already_verified(folder: Folder, spot: Place, model: ModelFile, run: _Run) -> str:
     """How the file in place is known to be the manifest's ("record" or "sha256"), or "" to fetch it."""
-    if not run.request.rehash and recorded(spot, model):
+    if not run.request.rehash and recorded(folder, spot, model):
         return "record"
-    size = spot.final.stat().st_size if spot.final.is_file() else None
-    if size == model.size and _hashes_right(spot, model, run, "as --rehash asks" if run.request.rehash else
+    info = folder.stat(spot.final.name)
+    size = info.st_size if info else None
+    if size == model.size and _hashes_right(folder, spot, model, run, "as --rehash asks" if run.request.rehash else
                                             "not verified by this toolkit since it last changed"):
         return "sha256"
-    forget(spot)
+    forget(folder, spot)
     if size is not None and size != model.size:
         run.emit(Event("phase", f"{spot.shown}: in place with {size} bytes, the manifest says {model.size}; "
                                 "fetching it again (replaced once the new one is verified)"))
     return ""
 
 
-def _hashes_right(spot: Place, model: ModelFile, run: _Run, why: str) -> bool:
+def _hashes_right(folder: Folder, spot: Place, model: ModelFile, run: _Run, why: str) -> bool:
     run.emit(Event("phase", f"{spot.shown}: in place, {why}; hashing its {size_text(model.size)}"))
-    got = sha256_of(spot.final, run.stop)
+    got, info = hash_in_place(folder, spot.final.name, run.stop)
     if got == model.sha256:
-        write_record(spot, model)
+        write_record(folder, spot, model, info)
         return True
     run.emit(Event("phase", f"{spot.shown}: in place but its sha256 is {got}, the manifest says {model.sha256}; "
                             "fetching it again (the file in place is replaced once the new one is verified)"))
@@ -190,14 +198,15 @@ def _hashes_right(spot: Place, model: ModelFile, run: _Run, why: str) -> bool:
 
 
 class _Partial:
-    """The .part file: the bytes written so far and their running sha256."""
+    """The .part file, held open: the bytes written so far and their running sha256."""
 
-    def __init__(self, path: Path, model: ModelFile):
-        self.path, self.model = path, model
-        created = not path.exists()
-        self.handle = open(path, "r+b" if not created else "w+b")
-        if created:
-            own(path)
+    def __init__(self, folder: Folder, path: Path, model: ModelFile):
+        self.folder, self.path, self.model = folder, path, model
+        try:
+            fd = folder.open(path.name, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+        except FileExistsError:
+            fd = folder.open(path.name, os.O_RDWR)
+        self.handle = os.fdopen(fd, "r+b")
         self.digest, self.have, self.received = hashlib.sha256(), 0, 0
 
     def load(self, stop: threading.Event) -> int:
@@ -206,7 +215,8 @@ class _Partial:
         if length > self.model.size:
             self.restart()
             return 0
-        self.have = hash_into(self.path, self.digest, stop) if length else 0
+        self.handle.seek(0)
+        self.have = hash_into(self.handle, self.digest, stop) if length else 0
         self.handle.seek(self.have)
         self.handle.truncate()
         return self.have
@@ -235,12 +245,14 @@ class _Partial:
             raise self._disk_error(exc) from None
 
     def close(self) -> None:
+        """Close it; an empty partial is removed (nothing to resume)."""
         try:
+            empty = os.fstat(self.handle.fileno()).st_size == 0
             self.handle.close()
-        except OSError:
-            pass
-        if self.path.is_file() and self.path.stat().st_size == 0:
-            self.path.unlink()
+        except (OSError, ValueError):
+            return
+        if empty:
+            self.folder.unlink(self.path.name)
 
     def _disk_error(self, exc: OSError) -> KilnError:
         return KilnError(f"cannot write {self.path.name} ({exc.strerror})", str(self.path.parent),
@@ -251,25 +263,24 @@ class _Mismatch(Exception):
     """The server's file is not the manifest's (size): retrying or resuming cannot fix it."""
 
 
-def _download(model: ModelFile, spot: Place, run: _Run) -> tuple[int, bool]:
-    partial = _Partial(spot.part, model)
+def _download(model: ModelFile, folder: Folder, spot: Place, run: _Run) -> tuple[int, bool]:
+    partial = _Partial(folder, spot.part, model)
     try:
         start = partial.load(run.stop)
         if start:
             run.emit(Event("phase", f"{spot.shown}: resuming after the {size_text(start)} already downloaded"))
         _receive_all(partial, model, spot, run)
         partial.finish()
+        _verify(partial, model, spot, run)
+        _put_in_place(partial, spot, model)
     except _Mismatch as exc:
-        partial.close()
-        spot.part.unlink(missing_ok=True)
+        folder.unlink(spot.part.name)
         raise KilnError(f"{exc}; the download was deleted", f"{spot.shown} from {run.endpoint.url(model)}",
                         f"check the source (repo, revision, path) and size in {run.request.where}") from None
     except Refused as exc:
         raise _refused(exc, model, spot, run) from None
     finally:
         partial.close()
-    _verify(partial, model, spot, run)
-    _put_in_place(spot, model)
     return partial.received, start > 0
 
 
@@ -353,22 +364,26 @@ def _verify(partial: _Partial, model: ModelFile, spot: Place, run: _Run) -> None
     got = partial.digest.hexdigest()
     if partial.have == model.size and got == model.sha256:
         return
-    spot.part.unlink(missing_ok=True)
+    partial.folder.unlink(spot.part.name)
     raise KilnError(f"sha256 mismatch: expected {model.sha256}, got {got}; the download was deleted",
                     f"{spot.shown} from {run.endpoint.url(model)}",
                     f"check the source (repo, revision, path) and sha256 in {run.request.where}, or the endpoint")
 
 
-def _put_in_place(spot: Place, model: ModelFile) -> None:
+def _put_in_place(partial: _Partial, spot: Place, model: ModelFile) -> None:
+    """Rename the verified partial over the file; the record is made from the fstat of the verified
+    descriptor right after the rename (which moves the ctime on), not from whatever the name holds then."""
+    folder, fd = partial.folder, partial.handle.fileno()
     try:
-        os.chmod(spot.part, 0o644)
-        forget(spot)
-        os.replace(spot.part, spot.final)
-        sync_folder(spot.final.parent)
+        os.fchmod(fd, 0o644)
+        forget(folder, spot)
+        folder.replace(spot.part.name, spot.final.name)
+        info = os.fstat(fd)
+        folder.sync()
     except OSError as exc:
         raise KilnError(f"cannot move the verified download into place ({exc.strerror})", str(spot.final),
                         "check the cache folder; the verified download is kept as .part") from None
-    write_record(spot, model)
+    write_record(folder, spot, model, info)
 
 
 def _refused(exc: Refused, model: ModelFile, spot: Place, run: _Run) -> KilnError:

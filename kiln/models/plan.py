@@ -1,5 +1,6 @@
 """Before any download: the cache given is a usable folder, no two manifest entries share a place, what
-each file still needs (verified, present but unrecorded, partial, missing), and enough free space."""
+each file still needs (in place with the right size, partial, missing), and enough free space. Only
+sizes are read here, never through a link; the fetch opens and checks every file itself."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from kiln.data.image import ModelFile
 from kiln.errors import KilnError
 from kiln.identity import MODELS_DIR
-from kiln.models.store import Place, place, recorded
+from kiln.models.store import Place, place, plain_size
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
@@ -20,14 +21,14 @@ COMMIT = re.compile(r"^[0-9a-f]{40}$")
 class Item:
     model: ModelFile
     spot: Place
-    state: str      # verified, present (right size, not yet verified), wrong-size, partial, missing
+    state: str      # present (right size: verified or hashed first), wrong-size, partial, missing
     partial: int    # bytes already in the .part file
 
     @property
     def needed(self) -> int:
         """Bytes still to download. A present file of the right size counts 0: it is hashed first and
         most often is the file (if not, the download that follows may still run out of space)."""
-        if self.state in ("verified", "present"):
+        if self.state == "present":
             return 0
         return self.model.size - (self.partial if self.partial <= self.model.size else 0)
 
@@ -43,10 +44,10 @@ def check_cache(cache: Path) -> None:
         raise KilnError(f"{MODELS_DIR} exists and is not a folder", f"--to {cache}", "move it away; models go there")
 
 
-def plan(models: tuple[ModelFile, ...], cache: Path, where: str, rehash: bool = False) -> list[Item]:
+def plan(models: tuple[ModelFile, ...], cache: Path, where: str) -> list[Item]:
     check_cache(cache)
     _one_place_each(models, where)
-    return [_item(m, place(cache, m), rehash) for m in models]
+    return [_item(m, place(cache, m)) for m in models]
 
 
 def _one_place_each(models: tuple[ModelFile, ...], where: str) -> None:
@@ -59,13 +60,10 @@ def _one_place_each(models: tuple[ModelFile, ...], where: str) -> None:
         seen[key] = model
 
 
-def _item(model: ModelFile, spot: Place, rehash: bool) -> Item:
-    partial = spot.part.stat().st_size if spot.part.is_file() else 0
-    if spot.final.is_file():
-        if spot.final.stat().st_size != model.size:
-            return Item(model, spot, "wrong-size", partial)
-        verified = not rehash and recorded(spot, model)
-        return Item(model, spot, "verified" if verified else "present", partial)
+def _item(model: ModelFile, spot: Place) -> Item:
+    partial, size = plain_size(spot.part) or 0, plain_size(spot.final)
+    if size is not None:
+        return Item(model, spot, "present" if size == model.size else "wrong-size", partial)
     return Item(model, spot, "partial" if partial else "missing", partial)
 
 

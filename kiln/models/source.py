@@ -1,8 +1,10 @@
 """Where a model file is downloaded from: the Hugging Face style endpoint (HF_ENDPOINT), the file's
-resolve URL, and the token (HF_TOKEN), which is only ever sent to the endpoint's own origin."""
+resolve URL, and the token (HF_TOKEN), which is only ever sent to the endpoint's own origin, and over
+plain http only to a loopback address (a local mirror or test server), never in cleartext across a network."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
@@ -43,7 +45,19 @@ def endpoint_from_env(environ: dict[str, str] | None = None) -> Endpoint:
     token = (env.get("HF_TOKEN") or "").strip()
     if any(c in token for c in "\x00\r\n "):
         raise KilnError("the token holds spaces or line breaks", "environment HF_TOKEN", "set it to the token alone")
+    if token and parts.scheme == "http" and not _loopback(parts.hostname):
+        raise KilnError(f"HF_TOKEN would be sent in cleartext to {parts.hostname} (HF_ENDPOINT is plain http)",
+                        "environment HF_ENDPOINT, HF_TOKEN",
+                        "use an https:// endpoint (plain http carries a token only to 127.0.0.0/8, ::1 or localhost), "
+                        "or unset HF_TOKEN")
     return Endpoint(base, token)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
 
 
 def origin(url: str) -> tuple[str, str, int]:

@@ -1,16 +1,21 @@
 """`invoke models.fetch` against a real HTTP server on 127.0.0.1 serving generated model files: fetch,
 skip, resume after a cut connection or Ctrl-C, hash mismatch, the file lock, free space, the token,
-refusals and bad input. Every run goes through tasks.py as a user runs it."""
+refusals, links and odd files planted in the cache, and bad input. Every run goes through tasks.py as a
+user runs it."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import random
+import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +24,9 @@ import yaml
 
 from kiln.errors import KilnError
 from kiln.identity import UID
+from kiln.models.locking import held
 from kiln.models.source import Endpoint, endpoint_from_env
+from kiln.models.store import Folder
 from tests.conftest import ROOT, invoke
 from tests.unit.model_server import ModelServer
 
@@ -330,3 +337,150 @@ def test_endpoint_urls_and_where_the_token_goes():
     assert Endpoint("https://huggingface.co").auth_for("https://huggingface.co/x") == {}
     with pytest.raises(KilnError, match="credentials"):
         endpoint_from_env({"HF_ENDPOINT": "https://user:pw@mirror.example"})
+
+
+def _victim(tmp_path: Path) -> Path:
+    """A file outside the cache that a link planted in it points at (root's, mode 0600, when run as root)."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"root:x:0:0:root:/root:/bin/bash\n")
+    victim.chmod(0o600)
+    return victim
+
+
+def _untouched(path: Path):
+    info = os.stat(path)
+    return path.read_bytes(), info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)
+
+
+# A process in a container can write the cache (it is the image user's) and plant any of these; the fetch
+# (run as root here: the suite runs as root) must neither write, truncate, chown nor chmod the file they
+# lead to. Without root the same refusals hold and the victim's content shows any write.
+PLANTED = {"lock link": ("ae.safetensors.lock", "symlink", "is a symbolic link"),
+           "partial link": ("ae.safetensors.part", "symlink", "is a symbolic link"),
+           "record link": ("ae.safetensors.verified", "symlink", "is a symbolic link"),
+           "final link": ("ae.safetensors", "symlink", "is a symbolic link"),
+           "lock hard link": ("ae.safetensors.lock", "hardlink", "has 1 other hard link(s)"),
+           "partial hard link": ("ae.safetensors.part", "hardlink", "has 1 other hard link(s)")}
+
+
+@pytest.mark.parametrize("case", PLANTED)
+def test_a_link_planted_in_the_cache_is_refused_and_its_target_untouched(models, tmp_path, case):
+    name, kind, what = PLANTED[case]
+    victim = _victim(tmp_path)
+    before = _untouched(victim)
+    planted = models.final("ae.safetensors").with_name(name)
+    if name.endswith(".verified"):
+        _ok(models.fetch())                 # the file in place, its record replaced by a link
+        planted.unlink()
+    planted.parent.mkdir(parents=True, exist_ok=True)
+    planted.symlink_to(victim) if kind == "symlink" else os.link(victim, planted)
+    _one_error(models.fetch(), f"{planted}: {what}", "remove it")
+    assert _untouched(victim) == before
+    models.assert_in_place("dit.safetensors", "encoder.safetensors")
+
+
+@pytest.mark.parametrize("linked", ["models", "models/vae"])
+def test_a_linked_model_folder_is_refused_and_nothing_written_where_it_points(models, tmp_path, linked):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    link = models.cache / linked
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(elsewhere)
+    _one_error(models.fetch(), f"{link}: is a symbolic link", "make it a real folder")
+    assert list(elsewhere.iterdir()) == [] and models.server.seen == []
+    assert sorted(p.name for p in (models.cache / "models").iterdir()) == (["vae"] if linked == "models/vae" else [])
+
+
+@pytest.mark.parametrize("key, value", [("path", "../../other-owner/other-repo/resolve/main/x.safetensors"),
+                                        ("path", "split_files/./vae/ae.safetensors"),
+                                        ("revision", "main/../../../other-owner/other-repo"),
+                                        ("file", "..")])
+def test_dot_segments_in_the_manifest_are_refused(models, key, value):
+    spec_file = models.root / "images" / "tiny.yaml"
+    spec = yaml.safe_load(spec_file.read_text())
+    entry = spec["models"][2]
+    (entry if key == "file" else entry["source"])[key] = value
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    keypath = "models[2].file" if key == "file" else f"models[2].source.{key}"
+    _one_error(models.fetch(), "images/tiny.yaml:", f"key '{keypath}': {value!r}", "'.' or '..'")
+    assert models.server.seen == [] and not (models.cache / "models").exists()
+
+
+def test_a_token_goes_over_plain_http_only_to_a_loopback_address():
+    for base in ("http://127.0.0.1:8080", "http://127.8.9.10", "http://[::1]:9000", "http://localhost:8000",
+                 "https://mirror.example"):
+        assert endpoint_from_env({"HF_ENDPOINT": base, "HF_TOKEN": TOKEN}).token == TOKEN, base
+    for base in ("http://mirror.example", "http://10.0.0.7:8080", "http://127.0.0.1.example.com",
+                 "http://[::ffff:10.0.0.7]"):
+        with pytest.raises(KilnError, match="cleartext") as caught:
+            endpoint_from_env({"HF_ENDPOINT": base, "HF_TOKEN": TOKEN})
+        assert TOKEN not in caught.value.line()
+    assert endpoint_from_env({"HF_ENDPOINT": "http://mirror.example"}).token == ""
+
+
+def test_a_token_for_a_plain_http_mirror_on_the_network_is_refused(models, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setenv("HF_ENDPOINT", "http://192.0.2.1:8080")     # TEST-NET-1: refused before any connection
+    result = models.fetch()
+    _one_error(result, "HF_TOKEN would be sent in cleartext to 192.0.2.1", "https://")
+    assert TOKEN not in result.stdout + result.stderr and not (models.cache / "models").exists()
+
+
+def test_another_users_lock_file_is_waited_on_not_refused(tmp_path):
+    """A second user may not write the first one's lock file: it locks it read-only, waits while the first
+    holds it, then takes over. The second user is uid 10001 in a forked child; the folder is reached through
+    the descriptor the child inherits (the test's temporary folders are root's alone)."""
+    if os.geteuid() != 0:
+        pytest.skip("acting as a second user needs root")
+    path = tmp_path / "vae"
+    path.mkdir()
+    os.chown(path, UID, UID)
+    folder = Folder(path, os.open(path, os.O_RDONLY | os.O_DIRECTORY))
+    lock = path / "ae.safetensors.lock"
+    first = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)       # the first user's (root's), mode 0644
+    fcntl.flock(first, fcntl.LOCK_EX)
+    os.write(first, f"{os.getpid()}\n".encode())
+    reading, writing = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(first)                 # the first user's lock stays the parent's alone
+        _second_user(folder, lock.name, writing)
+    os.close(writing)
+    status = None
+    try:
+        assert _line(reading) == f"waiting on pid {os.getpid()}"
+        lock.unlink()                   # as a holder does, before it releases the lock
+        os.close(first)
+        assert _line(reading) == "held"
+        status = os.waitpid(child, 0)[1]
+        assert status == 0 and not lock.exists()
+    finally:
+        if status is None:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+        folder.close()
+
+
+def _second_user(folder: Folder, name: str, out: int) -> None:
+    code = 1
+    try:
+        os.setgroups([])
+        os.setgid(UID)
+        os.setuid(UID)
+        with held(folder, name, threading.Event(), lambda holder: os.write(out, f"waiting on {holder}\n".encode())):
+            os.write(out, b"held\n")
+        code = 0
+    except BaseException as exc:
+        os.write(out, f"{exc}\n".encode())
+    finally:
+        os._exit(code)
+
+
+def _line(fd: int) -> str:
+    text = b""
+    while not text.endswith(b"\n"):
+        assert select.select([fd], [], [], 30)[0], f"no line from the second user; so far {text!r}"
+        chunk = os.read(fd, 200)
+        assert chunk, f"the second user ended early: {text!r}"
+        text += chunk
+    return text.decode().strip()
