@@ -1,0 +1,125 @@
+"""A real ComfyUI server process for the benchmark: start with flags, queue prompts over its HTTP API,
+time each node from the websocket messages it sends, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+
+@dataclass
+class Timeline:
+    """Websocket messages of one prompt, stamped on arrival (perf_counter seconds)."""
+    posted: float
+    events: list = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+    error: str = ""
+
+
+class Messages:
+    """Reads the server's websocket in a thread and files each message under its prompt id."""
+
+    def __init__(self, url: str, client_id: str):
+        self.url, self.client_id = url, client_id
+        self.prompts: dict[str, Timeline] = {}
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._read()), daemon=True)
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise TimeoutError("the server's websocket did not open within 30 s")
+
+    async def _read(self) -> None:
+        ws_url = self.url.replace("http://", "ws://") + f"/ws?clientId={self.client_id}"
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(ws_url, max_msg_size=0) as ws:
+                self._ready.set()
+                async for message in ws:
+                    if message.type == aiohttp.WSMsgType.TEXT:
+                        self._file(json.loads(message.data), time.perf_counter())
+
+    def _file(self, message: dict, now: float) -> None:
+        data = message.get("data") or {}
+        if not data.get("prompt_id"):
+            return
+        # a prompt's first messages can arrive before its POST has returned
+        timeline = self.prompts.setdefault(data["prompt_id"], Timeline(now))
+        kind = message.get("type")
+        timeline.events.append((now, kind, data.get("node"), data.get("value")))
+        if kind == "execution_error":
+            timeline.error = str(data.get("exception_message", "execution error"))[:300]
+        if kind in ("execution_success", "execution_error", "execution_interrupted"):
+            timeline.done.set()
+
+
+class ComfyServer:
+    def __init__(self, comfyui: Path, python: str, port: int, work: Path, flags: list[str], env: dict[str, str],
+                 log: Path):
+        self.url = f"http://127.0.0.1:{port}"
+        self.client_id = uuid.uuid4().hex
+        (work / "frontend").mkdir(parents=True, exist_ok=True)
+        (work / "frontend" / "index.html").write_text("<!doctype html><title>kiln bench</title>\n")
+        argv = [python, "main.py", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
+                "--front-end-root", str(work / "frontend"), "--extra-model-paths-config", str(work / "models.yaml"),
+                "--output-directory", str(work / "output"), "--temp-directory", str(work / "temp"), *flags]
+        self.argv = argv
+        self._log = open(log, "ab")
+        self._log.write(("\n$ " + " ".join(argv) + "\n").encode())
+        self._log.flush()
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(argv, cwd=comfyui, env={**os.environ, **env}, stdout=self._log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.messages: Messages | None = None
+
+    def wait_ready(self, limit_s: float) -> float:
+        while time.perf_counter() - self.started < limit_s:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with {self.process.returncode} before answering")
+            try:
+                with urllib.request.urlopen(self.url + "/system_stats", timeout=2):
+                    self.messages = Messages(self.url, self.client_id)
+                    return time.perf_counter() - self.started
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError(f"ComfyUI did not answer within {limit_s:.0f} s")
+
+    def run(self, workflow: dict, limit_s: float) -> Timeline:
+        body = json.dumps({"prompt": workflow, "client_id": self.client_id}).encode()
+        request = urllib.request.Request(self.url + "/prompt", data=body, headers={"Content-Type": "application/json"})
+        posted = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
+        if "prompt_id" not in answer:
+            raise RuntimeError(f"ComfyUI refused the prompt: {json.dumps(answer)[:300]}")
+        timeline = self.messages.prompts.setdefault(answer["prompt_id"], Timeline(posted))
+        timeline.posted = posted
+        if not timeline.done.wait(limit_s):
+            raise TimeoutError(f"the prompt did not finish within {limit_s:.0f} s")
+        if timeline.error:
+            raise RuntimeError(f"the prompt failed: {timeline.error}")
+        return timeline
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(15)
+        self._log.close()
+
+
+def python_executable() -> str:
+    return sys.executable

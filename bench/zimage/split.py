@@ -1,0 +1,52 @@
+"""Where a prompt's time went, from the websocket timeline: the node that ran between two
+'executing' messages, and the sampler's per-step 'progress' messages."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from .server import Timeline
+
+# node ids of the image's workflow (images/workflows/z-image-turbo.json)
+TEXT, SAMPLER, DECODE = "5", "8", "9"
+
+
+@dataclass(frozen=True)
+class Split:
+    total_s: float
+    text_s: float | None
+    sampling_s: float | None
+    step_s: float | None
+    decode_s: float | None
+
+    def row(self) -> dict:
+        return {k: (round(v, 4) if v is not None else None) for k, v in self.__dict__.items()}
+
+
+def split(timeline: Timeline) -> Split:
+    end = next(t for t, kind, _, _ in timeline.events if kind in ("execution_success", "execution_error"))
+    starts = [(t, node) for t, kind, node, _ in timeline.events if kind == "executing" and node]
+    spans = {node: (nxt[0] if nxt else end) - t for (t, node), nxt in zip(starts, starts[1:] + [None])}
+    steps = [t for t, kind, node, _ in timeline.events if kind == "progress" and node == SAMPLER]
+    gaps = [b - a for a, b in zip(steps, steps[1:])]
+    return Split(end - timeline.posted, spans.get(TEXT), spans.get(SAMPLER),
+                 statistics.median(gaps) if gaps else None, spans.get(DECODE))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    rank = q * (len(ordered) - 1)
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def summary(splits: list[Split]) -> dict:
+    totals = [s.total_s for s in splits]
+    def med(name: str):
+        values = [getattr(s, name) for s in splits if getattr(s, name) is not None]
+        return round(statistics.median(values), 4) if values else None
+    return {"n": len(splits), "p50_s": round(percentile(totals, 0.5), 4), "p90_s": round(percentile(totals, 0.9), 4),
+            "min_s": round(min(totals), 4), "text_s": med("text_s"), "sampling_s": med("sampling_s"),
+            "step_s": med("step_s"), "decode_s": med("decode_s")}

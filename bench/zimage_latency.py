@@ -1,0 +1,246 @@
+"""Z-Image-Turbo latency through the real ComfyUI server on a GPU host, against the compute floor.
+
+Usage (on the GPU host, from the repository root; ComfyUI at the zimage stack's commit unpacked in DIR):
+  python3 bench/zimage_latency.py --comfyui DIR --models MODELS --work WORK --json OUT.json [--group 1|2]
+
+Writes full-size synthetic weights (kiln.models.synthetic, the real shapes) into MODELS unless they are
+there, measures the bf16 matmul rate with the smoke suite's own probe, computes the DiT floor
+(bench/zimage/floor.py), then starts ComfyUI once per lever (bench/zimage/levers.yaml) and sends the
+image's workflow (images/workflows/z-image-turbo.json) at the profile's resolution through /prompt,
+each request with a new prompt text and seed: first request after ready, then --prompts more for
+p50/p90 and the split (text encode, per sampling step, VAE decode) read from the server's websocket.
+Results go to --json after every lever, so a run cut short keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "provision" / "container")]
+
+from kiln.data.launch import profile_flags  # noqa: E402
+from kiln.events import ignore  # noqa: E402
+from kiln.models.synthetic import planned_sizes, write_synthetic  # noqa: E402
+from kiln.project import Project  # noqa: E402
+from zimage.floor import compute_floor  # noqa: E402
+from zimage.levers import Lever, load_levers  # noqa: E402
+from zimage.server import ComfyServer  # noqa: E402
+from zimage.split import split, summary  # noqa: E402
+
+GPU, IMAGE = "h200", "z-image-turbo"
+TEXT = "a red bicycle leaning on a white wall, morning light, photo {i:03d}"
+LEVER_ESTIMATE_S = 60
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--comfyui", type=Path, required=True)
+    p.add_argument("--models", type=Path, required=True)
+    p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--json", type=Path, required=True)
+    p.add_argument("--group", type=int, action="append")
+    p.add_argument("--only", action="append", help="lever names")
+    p.add_argument("--prompts", type=int, default=10)
+    p.add_argument("--resolution", type=int)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--size", choices=("small", "full"), default="full")
+    p.add_argument("--cpu", action="store_true", help="plumbing check without a GPU (adds --cpu)")
+    p.add_argument("--budget-s", type=float, default=540)
+    p.add_argument("--port", type=int, default=8390)
+    return p.parse_args(argv)
+
+
+def ensure_models(models: Path, size: str) -> dict:
+    wanted = planned_sizes(size)
+    present = all((models / path).is_file() and (models / path).stat().st_size == n for path, n in wanted.items())
+    started = time.perf_counter()
+    if not present:
+        # one process per file: the generator is single-threaded and the diffusion model is 12 GB
+        roles = ("diffusion_model", "text_encoder", "vae")
+        with ProcessPoolExecutor(len(roles)) as pool:
+            list(pool.map(write_synthetic, [models] * 3, [size] * 3, [0] * 3, [ignore] * 3, [(r,) for r in roles]))
+    return {"size": size, "bytes": sum(wanted.values()), "written_s": None if present else
+            round(time.perf_counter() - started, 1)}
+
+
+def install_nodes(comfyui: Path) -> None:
+    nodes = comfyui / "custom_nodes"
+    for source in (ROOT / "provision/container/comfyui_nodes/kiln_warmup", ROOT / "bench/zimage/shims/kiln_card_rmsnorm"):
+        shutil.copytree(source, nodes / source.name, dirs_exist_ok=True)
+
+
+def models_yaml(work: Path, models: Path) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "models.yaml").write_text(json.dumps({"kiln": {"base_path": str(models), "diffusion_models": "diffusion_models",
+                                                          "text_encoders": "text_encoders", "vae": "vae"}}))
+
+
+def matmul_tflops(gpu_profile: dict) -> tuple[float, str]:
+    """The smoke suite's bf16 matmul probe, as `invoke smoke` runs it on this card."""
+    from smoke.checks_perf import check_matmul_bf16
+    from smoke.context import Context, Options
+    check = check_matmul_bf16(Context({"profile": gpu_profile, "pins": {}}, Options(expect_path="")))
+    if check.measured is None:
+        raise RuntimeError(f"the smoke matmul probe measured nothing: {check.note}")
+    return float(check.measured), check.note
+
+
+def caption_tokens(comfyui: Path) -> int:
+    from transformers import Qwen2Tokenizer
+    tokenizer = Qwen2Tokenizer.from_pretrained(str(comfyui / "comfy/text_encoders/qwen25_tokenizer"))
+    text = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n".format(TEXT.format(i=0))
+    return len(tokenizer(text)["input_ids"])
+
+
+class PeakMemory:
+    """Highest device memory in use while a lever runs (nvidia-smi, every 0.2 s)."""
+
+    def __init__(self):
+        self.peak_mib, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self):
+        while not self._stop.wait(0.2):
+            try:
+                out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                                     capture_output=True, text=True, timeout=5).stdout
+                self.peak_mib = max(self.peak_mib, max(int(x) for x in out.split()))
+            except (OSError, ValueError, subprocess.SubprocessError):
+                return
+
+    def stop(self) -> float | None:
+        self._stop.set()
+        return round(self.peak_mib / 1024, 2) if self.peak_mib else None
+
+
+def workflow_for(resolution: int, steps: int | None) -> dict:
+    graph = json.loads((ROOT / "images/workflows/z-image-turbo.json").read_text())
+    for node in graph.values():
+        if node["class_type"] == "EmptySD3LatentImage":
+            node["inputs"].update(width=resolution, height=resolution)
+        if node["class_type"] == "KSampler" and steps:
+            node["inputs"]["steps"] = steps
+    return graph
+
+
+def request(graph: dict, i: int) -> dict:
+    fresh = json.loads(json.dumps(graph))
+    for node in fresh.values():
+        if node["class_type"] == "CLIPTextEncode":
+            node["inputs"]["text"] = TEXT.format(i=i)
+        if "seed" in node["inputs"]:
+            node["inputs"]["seed"] = random.randrange(2 ** 32)
+    return fresh
+
+
+def kiln_warmup(url: str, graph: dict, models: Path, manifest: list[dict], work: Path) -> dict:
+    """What the image runs before it reports ready (provision/container/serve/warmup.py)."""
+    from serve.warmup import warm_device, warm_workflow
+    path = work / "warmup.json"
+    path.write_text(json.dumps(graph))
+    return {**warm_device(url, 300), **warm_workflow(url, {"warmup": {"models": manifest}}, path, models, 600)}
+
+
+def run_lever(lever: Lever, args, baseline: list[str], env: dict, graph: dict, manifest: list[dict],
+              prompt_limit: float) -> dict:
+    flags = lever.flags(baseline)
+    if args.cpu:  # --cpu shares the VRAM modes' exclusive group
+        flags = [f for f in flags if f not in ("--highvram", "--gpu-only", "--normalvram")] + ["--cpu"]
+    lever_env = {**env, **lever.env}
+    if lever.inductor_cache:
+        cache = args.work / "inductor" / lever.inductor_cache
+        if lever.fresh_cache:
+            shutil.rmtree(cache, ignore_errors=True)
+        lever_env.update(TORCHINDUCTOR_CACHE_DIR=str(cache), TRITON_CACHE_DIR=str(cache / "triton"))
+    peak = PeakMemory()
+    server = ComfyServer(args.comfyui, sys.executable, args.port, args.work, flags, lever_env, args.work / "comfyui.log")
+    result = {"what": lever.what, "flags": flags, "env": lever.env}
+    try:
+        result["ready_s"] = round(server.wait_ready(120), 2)
+        if lever.warmup:
+            result["warmup"] = kiln_warmup(server.url, lever.prompt(graph), args.models, manifest, args.work)
+        prompt = lever.prompt(graph)
+        first = split(server.run(request(prompt, 0), prompt_limit))
+        result["first"] = first.row()
+        result["steady"] = summary([split(server.run(request(prompt, i), prompt_limit))
+                                    for i in range(1, args.prompts + 1)])
+        result["first_vs_p50"] = round(first.total_s / result["steady"]["p50_s"], 3)
+    except Exception as exc:  # one lever failing must not lose the others
+        result["error"] = f"{type(exc).__name__}: {exc}"[:400]
+    finally:
+        server.stop()
+        result["peak_vram_gb"] = peak.stop()
+    return result
+
+
+def table(results: dict) -> str:
+    floor_s = results.get("floor", {}).get("seconds")
+    rows = ["| lever | ready s | first s | p50 s | p90 s | text ms | step ms | decode ms | x floor | peak GB |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results["levers"].items():
+        if "steady" not in r:
+            rows.append(f"| {name} | {r.get('ready_s', '')} | {r.get('error') or r.get('skipped', '')} |||||||")
+            continue
+        s = r["steady"]
+        ms = lambda v: f"{v * 1e3:.0f}" if v is not None else "-"  # noqa: E731
+        ratio = f"{s['p50_s'] / floor_s:.2f}" if floor_s else "-"
+        rows.append(f"| {name} | {r['ready_s']} | {r['first']['total_s']:.3f} | {s['p50_s']:.3f} | {s['p90_s']:.3f} | "
+                    f"{ms(s['text_s'])} | {ms(s['step_s'])} | {ms(s['decode_s'])} | {ratio} | {r['peak_vram_gb']} |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    started = time.perf_counter()
+    project = Project(ROOT)
+    subject = project.subject(GPU, IMAGE)
+    resolution = args.resolution or subject.gpu.serving.resolution
+    baseline = profile_flags(subject.gpu, subject.image, subject.flags) + list(subject.image.flags)
+    results = {"gpu": GPU, "image": IMAGE, "resolution": resolution, "baseline_flags": baseline, "levers": {}}
+    save = lambda: args.json.write_text(json.dumps(results, indent=1) + "\n")  # noqa: E731
+    import torch
+    results["torch"] = torch.__version__
+    results["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    results["models"] = ensure_models(args.models, args.size)
+    install_nodes(args.comfyui)
+    models_yaml(args.work, args.models)
+    graph = workflow_for(resolution, args.steps)
+    manifest = [{"folder": m.folder, "file": m.file} for m in subject.image.models]
+    steps = next(n["inputs"]["steps"] for n in graph.values() if n["class_type"] == "KSampler")
+    if not args.cpu:
+        rate, note = matmul_tflops(subject.gpu.model_dump(mode="json"))
+        floor = compute_floor(resolution, resolution, caption_tokens(args.comfyui), steps, rate)
+        results["floor"] = {"seconds": floor.seconds, "formula": floor.formula(), "matmul_note": note,
+                            "tflop_per_step": floor.tflop_per_step, "matmul_tflops": rate}
+        print("floor:", floor.formula(), flush=True)
+    save()
+    prompt_limit = 600 if args.cpu else 180
+    for lever in load_levers(set(args.group or ()), set(args.only or ())):
+        if time.perf_counter() - started > args.budget_s - LEVER_ESTIMATE_S:
+            results["levers"][lever.name] = {"what": lever.what, "skipped": "out of time in this run"}
+            continue
+        print(f"lever {lever.name} ...", flush=True)
+        results["levers"][lever.name] = run_lever(lever, args, baseline, dict(subject.image.env), graph, manifest,
+                                                  prompt_limit)
+        print(json.dumps({lever.name: results["levers"][lever.name]}), flush=True)
+        save()
+    results["elapsed_s"] = round(time.perf_counter() - started, 1)
+    save()
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
