@@ -187,17 +187,18 @@ def run_lever(lever: Lever, args, baseline: list[str], env: dict, graph: dict, m
 
 def table(results: dict) -> str:
     floor_s = results.get("floor", {}).get("seconds")
-    rows = ["| lever | ready s | first s | p50 s | p90 s | text ms | step ms | decode ms | x floor | peak GB |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| lever | ready s | first s | p50 s | p90 s | queue ms | text ms | step ms | decode ms | save ms | x floor | peak GB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results["levers"].items():
         if "steady" not in r:
-            rows.append(f"| {name} | {r.get('ready_s', '')} | {r.get('error') or r.get('skipped', '')} |||||||")
+            rows.append(f"| {name} | {r.get('ready_s', '')} | {r.get('error') or r.get('skipped', '')} |||||||||")
             continue
         s = r["steady"]
         ms = lambda v: f"{v * 1e3:.0f}" if v is not None else "-"  # noqa: E731
         ratio = f"{s['p50_s'] / floor_s:.2f}" if floor_s else "-"
         rows.append(f"| {name} | {r['ready_s']} | {r['first']['total_s']:.3f} | {s['p50_s']:.3f} | {s['p90_s']:.3f} | "
-                    f"{ms(s['text_s'])} | {ms(s['step_s'])} | {ms(s['decode_s'])} | {ratio} | {r['peak_vram_gb']} |")
+                    f"{ms(s.get('queue_s'))} | {ms(s['text_s'])} | {ms(s['step_s'])} | {ms(s['decode_s'])} | "
+                    f"{ms(s.get('save_s'))} | {ratio} | {r['peak_vram_gb']} |")
     return "\n".join(rows)
 
 

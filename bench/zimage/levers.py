@@ -29,6 +29,12 @@ class Lever:
         return [f for f in baseline if f not in self.drop] + list(self.add)
 
     def prompt(self, workflow: dict) -> dict:
+        if self.workflow == "preview":
+            graph = copy.deepcopy(workflow)
+            for node in graph.values():
+                if node["class_type"] == "SaveImage":
+                    node.update(class_type="PreviewImage", inputs={"images": node["inputs"]["images"]})
+            return graph
         if self.workflow != "compile":
             return workflow
         graph = copy.deepcopy(workflow)

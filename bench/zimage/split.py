@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from .server import Timeline
 
 # node ids of the image's workflow (images/workflows/z-image-turbo.json)
-TEXT, SAMPLER, DECODE = "5", "8", "9"
+TEXT, SAMPLER, DECODE, SAVE = "5", "8", "9", "10"
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,8 @@ class Split:
     sampling_s: float | None
     step_s: float | None
     decode_s: float | None
+    save_s: float | None
+    queue_s: float | None  # from the POST to the first node starting
 
     def row(self) -> dict:
         return {k: (round(v, 4) if v is not None else None) for k, v in self.__dict__.items()}
@@ -31,7 +33,8 @@ def split(timeline: Timeline) -> Split:
     steps = [t for t, kind, node, _ in timeline.events if kind == "progress" and node == SAMPLER]
     gaps = [b - a for a, b in zip(steps, steps[1:])]
     return Split(end - timeline.posted, spans.get(TEXT), spans.get(SAMPLER),
-                 statistics.median(gaps) if gaps else None, spans.get(DECODE))
+                 statistics.median(gaps) if gaps else None, spans.get(DECODE), spans.get(SAVE),
+                 starts[0][0] - timeline.posted if starts else None)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -49,4 +52,4 @@ def summary(splits: list[Split]) -> dict:
         return round(statistics.median(values), 4) if values else None
     return {"n": len(splits), "p50_s": round(percentile(totals, 0.5), 4), "p90_s": round(percentile(totals, 0.9), 4),
             "min_s": round(min(totals), 4), "text_s": med("text_s"), "sampling_s": med("sampling_s"),
-            "step_s": med("step_s"), "decode_s": med("decode_s")}
+            "step_s": med("step_s"), "decode_s": med("decode_s"), "save_s": med("save_s"), "queue_s": med("queue_s")}
