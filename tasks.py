@@ -251,21 +251,28 @@ def clean(c, images=False, bases=False):
             "require_gpu": "GPU checks that cannot run fail instead of skipping",
             "json": "also write the JSON report here", "html": "also write a one-page HTML report here",
             "host": "run the payload on this host's Python instead of in the image",
-            "allow_no_gpu": "given GPUs, a container that sees none is not a failure (recorded in the report)"})
+            "allow_no_gpu": "given GPUs, a container that sees none is not a failure (recorded in the report)",
+            "cache": "a cache with the image's models (from `invoke models.fetch`), mounted as `invoke run` does: "
+                     "the workflow checks run the image's warm-up workflow on them",
+            "require_models": "the workflow's models missing from the cache fail the run instead of skipping"})
 @user_errors
-def smoke(c, gpu, image=DEFAULT_IMAGE, require_gpu=False, json=None, html=None, host=False, allow_no_gpu=False):
+def smoke(c, gpu, image=DEFAULT_IMAGE, require_gpu=False, json=None, html=None, host=False, allow_no_gpu=False,
+          cache=None, require_models=False):
     """Run the GPU smoke suite inside the built image (or --host); table, JSON, HTML; exit 1 on failures."""
     outputs = [arguments.path(p, f"--{flag}") for flag, p in (("json", json), ("html", html)) if p]
     for path in outputs:
         check_writable(path)
+    cache_dir = arguments.path(cache, "--cache") if cache is not None else None
+    if cache_dir:
+        check_cache(cache_dir)
     subject = PROJECT.subject(gpu, DEFAULT_IMAGE if ":" in image else image)
     if host:
-        run = run_on_host(subject, PROJECT.payload_dir, require_gpu)
+        run = run_on_host(subject, PROJECT.payload_dir, require_gpu, cache_dir, require_models)
         title = f"kiln smoke on this host against {subject.gpu.display}"
     else:
         client = connect()
         tag = resolve_tag(client, image if ":" in image else image_tags(subject)[0], subject.gpu.name)
-        run = run_in_image(client, tag, require_gpu, allow_no_gpu)
+        run = run_in_image(client, tag, require_gpu, allow_no_gpu, cache=cache_dir, require_models=require_models)
         title = f"kiln smoke of {tag}"
     print(run.gpu_note)
     print(run.table)
