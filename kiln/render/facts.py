@@ -8,7 +8,7 @@ from kiln.data.launch import launch_flags
 from kiln.data.subject import Subject
 
 
-def image_facts(s: Subject) -> ImageFacts:
+def image_facts(s: Subject, baked_models: str | None = None) -> ImageFacts:
     st, gpu = s.lock.stack, s.gpu
     measured = {f"measured_{k}": v for k, v in gpu.measured.model_dump(exclude_none=True).items()}
     latency = {k: v for k, v in gpu.serving.model_dump().items() if k.startswith("expected_latency")}
@@ -26,5 +26,6 @@ def image_facts(s: Subject) -> ImageFacts:
                     **measured, **latency},
         "launch": {"port": s.image.port, "flags": launch_flags(s.gpu, s.image, s.flags)},
         "cache_mount": s.image.cache_mount,
-        "warmup": {"models": [{"folder": m.folder, "file": m.file} for m in s.image.models]},
+        "warmup": {"models": [{"folder": m.folder, "file": m.file} for m in s.image.models],
+                   "baked_models": baked_models},
     })
