@@ -5,9 +5,8 @@ context are the bytes verified.
 The `.verified` records beside the files are not used: they guard a fetch against accidents, not against a
 writer in the cache (any process in a container runs as the cache's owner and could write a matching record,
 kiln/models/store.py), and a baked image is what a marketplace ships. Each file is opened without following
-links, hashed through that descriptor, and streamed later from the same descriptor; its fstat (size, inode,
-mtime, ctime) is taken before hashing and compared again after streaming, so a change in between aborts
-the build instead of baking unverified bytes."""
+links, hashed through that descriptor, and streamed later from the same descriptor, hashed again while it is
+sent (and its fstat compared), so a change in between aborts the build instead of baking unverified bytes."""
 
 from __future__ import annotations
 
@@ -44,15 +43,17 @@ class BakedFile:
         return f"{BAKED_MODELS_DIR}/{self.model.folder}/{self.model.file}"
 
     def chunks(self) -> Iterator[bytes]:
-        """The file's bytes from its verified descriptor; raises when it changed since it was verified."""
-        offset, size = 0, self.model.size
+        """The file's bytes from its verified descriptor, hashed again on the way (no second read); raises
+        at its end when what was sent is not what was verified."""
+        offset, size, digest = 0, self.model.size, hashlib.sha256()
         while offset < size:
             chunk = os.pread(self.fd, min(READ_CHUNK, size - offset), offset)
             if not chunk:
                 break
             offset += len(chunk)
+            digest.update(chunk)
             yield chunk
-        if offset != size or _identity(os.fstat(self.fd)) != self.identity:
+        if offset != size or digest.hexdigest() != self.model.sha256 or _identity(os.fstat(self.fd)) != self.identity:
             raise KilnError(f"{self.model.folder}/{self.model.file} changed in the cache while it was baked",
                             "--models-from", "leave the cache alone while `invoke build --bake-models` runs, and build again")
 

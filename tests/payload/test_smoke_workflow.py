@@ -120,10 +120,13 @@ def test_models_found_in_the_cache_or_baked_into_the_image(tmp_path):
 
 
 def test_an_image_without_a_workflow_skips_the_group(tmp_path):
+    (tmp_path / "empty.json").write_text("{}\n")     # what an image without a warm-up workflow carries
+    empty = checks_workflow.check_models(_ctx(tmp_path, url="http://127.0.0.1:9", workflow=tmp_path / "empty.json"))
+    assert empty.verdict == SKIP and "no warm-up workflow" in empty.note
     ctx = _ctx(tmp_path, url="http://127.0.0.1:9", workflow=None)
     results = [fn(ctx) for _, fn in checks_workflow.CHECKS]
     assert [c.verdict for c in results] == [SKIP, SKIP, SKIP]
-    assert "no warm-up workflow" in results[0].note
+    assert "no --workflow given" in results[0].note
 
 
 # ------------------------------------------------------------------ prompt through a real server
@@ -236,7 +239,7 @@ def test_latency_on_a_gpu_against_the_profile(tmp_path):
     slow = _timed(tmp_path, 1.5, expected_latency_s=1.0, **source)
     assert slow.verdict == FAIL and "over the budget" in slow.note and "measured: H200 runs" in slow.note
     fast = _timed(tmp_path, 0.9, expected_latency_s=1.0, **source)
-    assert fast.verdict == PASS and fast.measured == 0.9 and fast.expected == f"<= 1 s +{LATENCY['slack']:.0%}"
+    assert fast.verdict == PASS and fast.measured == "0.900" and fast.expected == f"<= 1 s +{LATENCY['slack']:.0%}"
     unknown = _timed(tmp_path, 0.9)
     assert unknown.verdict == SKIP and "no expected latency for profile h200" in unknown.note
     assert not unknown.needs_gpu

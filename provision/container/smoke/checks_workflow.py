@@ -45,6 +45,8 @@ def fetch_hint(ctx: Context) -> str:
 
 
 def check_models(ctx: Context) -> Check:
+    if not ctx.options.workflow_path:
+        return skip("no --workflow given")
     if not _workflow(ctx):
         return skip("this image has no warm-up workflow")
     wanted = ctx.expect.get("warmup", {}).get("models", [])
@@ -127,7 +129,8 @@ def check_latency(ctx: Context) -> Check:
     if expected:
         note += (f"; expectation {profile.get('expected_latency_confidence', '?')}: "
                  f"{profile.get('expected_latency_source', '?')}")
-    return Check(verdict, measured=timings["steady_p50_s"], expected=shown, unit="s", note=note,
+    # three decimals: the table's number format would show a sub-10 ms p50 as 0.0
+    return Check(verdict, measured=f"{timings['steady_p50_s']:.3f}", expected=shown, unit="s", note=note,
                  needs_gpu=not ctx.has_gpu())
 
 
