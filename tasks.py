@@ -32,7 +32,7 @@ from kiln.engine.gpu_access import engine_reading
 from kiln.host.cache import prepare_cache
 from kiln.host.check import as_json, check_host, exit_code, model_bytes, write_json
 from kiln.host.probe import read_host
-from kiln.identity import base_ref, image_tags, run_name
+from kiln.identity import BAKED_MODELS_DIR, BAKED_SUFFIX, base_ref, image_tags, run_name
 from kiln.lock.relock import check_lock, relock
 from kiln.models.synthetic import write_synthetic
 from kiln.models.fetch import FetchReport, FetchRequest, fetch_models
@@ -200,18 +200,22 @@ def base(c, name=None, plain=False):
             "comfyui_src": "local ComfyUI checkout (verified against the pinned commit) or archive",
             "allow_unverified_source": "accept a --comfyui-src that cannot be verified (labelled unverified)",
             "ca_bundle": "extra CA bundle for the package index (also KILN_CA_BUNDLE); never enters the image",
-            "strict": "treat gate warnings as errors", "plain": "plain log lines instead of a live view"})
+            "strict": "treat gate warnings as errors", "plain": "plain log lines instead of a live view",
+            "bake_models": "put the manifest's model files, verified again, in their own layer (tag suffix -models)",
+            "models_from": "with --bake-models: the cache `invoke models.fetch --to` filled"})
 @user_errors
 def build(c, gpu, image=DEFAULT_IMAGE, comfyui_src=None, allow_unverified_source=False, ca_bundle=None,
-          strict=False, plain=False):
+          strict=False, plain=False, bake_models=False, models_from=None):
     """Gate, render and build the image through the Docker engine; tags it and writes a build record."""
     _use_ca_bundle(ca_bundle)
+    bake_from = _bake_from(bake_models, models_from)
     subject = _gate(gpu, image, strict)
     request = BuildRequest(
         templates=PROJECT.templates_dir, payload=PROJECT.payload_dir,
-        out=PROJECT.root / "build" / f"{subject.image.name}-{subject.gpu.name}",
+        out=PROJECT.root / "build" / f"{subject.image.name}-{subject.gpu.name}{BAKED_SUFFIX if bake_from else ''}",
         wheel_cache=wheels.default_cache(), source_cache=source.default_cache(),
-        comfyui_src=Path(comfyui_src) if comfyui_src else None, allow_unverified=allow_unverified_source)
+        comfyui_src=Path(comfyui_src) if comfyui_src else None, allow_unverified=allow_unverified_source,
+        bake_from=bake_from)
     show = console.progress(plain)
     failed = True
     try:
@@ -224,7 +228,24 @@ def build(c, gpu, image=DEFAULT_IMAGE, comfyui_src=None, allow_unverified_source
         print(f"  tag {tag}")
     if not result.verified_source:
         print("  ComfyUI source is UNVERIFIED (labelled io.kiln.comfyui-source=unverified)")
+    if bake_from:
+        print(f"  models baked into {BAKED_MODELS_DIR} from {bake_from}: {len(subject.image.models)} file(s), "
+              f"{sum(m.size for m in subject.image.models) / 1e9:.2f} GB, sha256 verified (labelled io.kiln.models=baked)")
     print(f"  record {record}")
+
+
+def _bake_from(bake_models, models_from):
+    """The cache the baked files come from. Image specs and profiles name only the in-container mount, never a
+    host cache, so with --bake-models the cache must be given."""
+    if models_from and not bake_models:
+        raise KilnError("--models-from is only used with --bake-models", "--models-from", "add --bake-models")
+    if not bake_models:
+        return None
+    if not models_from:
+        raise KilnError("--bake-models needs the cache the models were fetched to (no image spec or profile names a "
+                        "host cache)", "--bake-models", "pass --models-from CACHE, the folder given to "
+                        "`invoke models.fetch --to`")
+    return arguments.path(models_from, "--models-from")
 
 
 def _use_ca_bundle(path):
@@ -251,21 +272,28 @@ def clean(c, images=False, bases=False):
             "require_gpu": "GPU checks that cannot run fail instead of skipping",
             "json": "also write the JSON report here", "html": "also write a one-page HTML report here",
             "host": "run the payload on this host's Python instead of in the image",
-            "allow_no_gpu": "given GPUs, a container that sees none is not a failure (recorded in the report)"})
+            "allow_no_gpu": "given GPUs, a container that sees none is not a failure (recorded in the report)",
+            "cache": "a cache with the image's models (from `invoke models.fetch`), mounted as `invoke run` does: "
+                     "the workflow checks run the image's warm-up workflow on them",
+            "require_models": "the workflow's models missing from the cache fail the run instead of skipping"})
 @user_errors
-def smoke(c, gpu, image=DEFAULT_IMAGE, require_gpu=False, json=None, html=None, host=False, allow_no_gpu=False):
+def smoke(c, gpu, image=DEFAULT_IMAGE, require_gpu=False, json=None, html=None, host=False, allow_no_gpu=False,
+          cache=None, require_models=False):
     """Run the GPU smoke suite inside the built image (or --host); table, JSON, HTML; exit 1 on failures."""
     outputs = [arguments.path(p, f"--{flag}") for flag, p in (("json", json), ("html", html)) if p]
     for path in outputs:
         check_writable(path)
+    cache_dir = arguments.path(cache, "--cache") if cache is not None else None
+    if cache_dir:
+        check_cache(cache_dir)
     subject = PROJECT.subject(gpu, DEFAULT_IMAGE if ":" in image else image)
     if host:
-        run = run_on_host(subject, PROJECT.payload_dir, require_gpu)
+        run = run_on_host(subject, PROJECT.payload_dir, require_gpu, cache_dir, require_models)
         title = f"kiln smoke on this host against {subject.gpu.display}"
     else:
         client = connect()
         tag = resolve_tag(client, image if ":" in image else image_tags(subject)[0], subject.gpu.name)
-        run = run_in_image(client, tag, require_gpu, allow_no_gpu)
+        run = run_in_image(client, tag, require_gpu, allow_no_gpu, cache=cache_dir, require_models=require_models)
         title = f"kiln smoke of {tag}"
     print(run.gpu_note)
     print(run.table)

@@ -18,12 +18,16 @@ STACK_LABEL = "io.kiln.stack"
 GPU_LABEL = "io.kiln.gpu"
 SOURCE_LABEL = "io.kiln.comfyui-source"    # verified / unverified
 ORIGIN_LABEL = "io.kiln.comfyui-origin"
+MODELS_LABEL = "io.kiln.models"             # "baked" when the manifest's files are in the image
+MODELS_SHA_LABEL = "io.kiln.models.sha256"  # folder/file=sha256,... of the baked files
+BAKED_SUFFIX = "-models"                    # tag suffix of an image with its models baked in
 BASE_REPOSITORY = "kiln-base"
 
 COMFYUI_DIR = "/opt/comfyui"
 FACTS_PATH = "/opt/kiln/kiln.json"
 SMOKE_RUNNER = "/opt/kiln/payload/run-smoke.sh"
 EXTRA_MODEL_PATHS = "/opt/kiln/extra_model_paths.yaml"
+BAKED_MODELS_DIR = f"{COMFYUI_DIR}/models"   # ComfyUI's own models folder: where baked files go
 READY_MARKER = "/tmp/kiln/ready"     # written by the warm-up; the healthcheck reads it
 FAILED_MARKER = "/tmp/kiln/failed"   # the warm-up's failure reason, shown by the healthcheck
 WRITABLE = (f"{COMFYUI_DIR}/output", f"{COMFYUI_DIR}/temp", f"{COMFYUI_DIR}/user", "/home/comfy")
@@ -41,11 +45,12 @@ def cache_env(mount: str) -> dict[str, str]:
     return {name: f"{mount}/{folder}" for name, folder in CACHE_DIRS.items()}
 
 
-def image_tags(s: Subject) -> list[str]:
+def image_tags(s: Subject, baked: bool = False) -> list[str]:
     st, repo = s.lock.stack, f"kiln/{s.image.name}"
     cuda = "cu" + st.cuda.replace(".", "")
-    return [f"{repo}:{s.lock.comfyui.version}-torch{st.torch}-{cuda}-{s.gpu.name}",
-            f"{repo}:lock-{s.lock.digest[:12]}-{s.gpu.name}"]
+    suffix = BAKED_SUFFIX if baked else ""
+    return [f"{repo}:{s.lock.comfyui.version}-torch{st.torch}-{cuda}-{s.gpu.name}{suffix}",
+            f"{repo}:lock-{s.lock.digest[:12]}-{s.gpu.name}{suffix}"]
 
 
 def labels(s: Subject) -> dict[str, str]:

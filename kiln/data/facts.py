@@ -36,6 +36,9 @@ class ProfileFacts(Model):
     measured_attention_tflops: float | None = None
     measured_matmul_fp16_tflops: float | None = None
     measured_torch: str | None = None
+    expected_latency_s: float | None = None   # steady p50 of the warm-up workflow (gpus.yaml serving)
+    expected_latency_source: str | None = None
+    expected_latency_confidence: str | None = None
 
 
 class Launch(Model):
@@ -50,6 +53,7 @@ class WarmupModel(Model):
 
 class WarmupFacts(Model):
     models: tuple[WarmupModel, ...]
+    baked_models: str | None = None   # the image's own models folder, when `--bake-models` put them there
 
 
 class ImageFacts(Model):

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PositiveFloat
+from pydantic import Field, PositiveFloat, model_validator
 
 from kiln.data.files import read_yaml
 from kiln.data.schema import Model, validate
@@ -21,12 +21,37 @@ class Serving(Model):
     reserve_vram_gb: float = Field(ge=0, description="VRAM left free for the driver and other programs (GB)")
     resolution: int = Field(ge=256, le=4096, multiple_of=64,
                             description="side of the square image the warm-up renders on this card (pixels)")
+    expected_latency_s: PositiveFloat | None = Field(
+        None, description="steady p50 of the warm-up workflow at this resolution on a healthy card (seconds); "
+                          "`invoke smoke` fails a run slower than this plus the slack in thresholds.json")
+    expected_latency_source: str | None = Field(None, description="where the expected latency comes from")
+    expected_latency_confidence: Literal["measured", "estimated"] | None = None
+
+    @model_validator(mode="after")
+    def _latency_has_its_source(self):
+        _latency_sourced(self)
+        return self
 
 
 class ServingOverride(Model):
     vram_mode: VramMode | None = None
     reserve_vram_gb: float | None = Field(None, ge=0)
     resolution: int | None = Field(None, ge=256, le=4096, multiple_of=64)
+    expected_latency_s: PositiveFloat | None = None
+    expected_latency_source: str | None = None
+    expected_latency_confidence: Literal["measured", "estimated"] | None = None
+
+    @model_validator(mode="after")
+    def _latency_has_its_source(self):
+        _latency_sourced(self)
+        return self
+
+
+def _latency_sourced(serving) -> None:
+    if serving.expected_latency_s is not None and not (serving.expected_latency_source
+                                                        and serving.expected_latency_confidence):
+        raise ValueError("expected_latency_s needs expected_latency_source and expected_latency_confidence "
+                         "(measured or estimated)")
 
 
 class Pcie(Model):

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 from collections import deque
 import re
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -18,10 +16,11 @@ from requests.exceptions import RequestException
 
 from kiln.data.subject import Subject
 from kiln.engine.client import remove_container
-from kiln.engine.context_tar import write_context_tar
+from kiln.engine.context_tar import Entry, context_entries, context_size, stream_tar
 from kiln.errors import KilnError
 from kiln.events import Event, Listener, ignore
 from kiln.identity import ORIGIN_LABEL, SOURCE_LABEL, image_tags
+from kiln.models.bake import BakedFile, bake_labels
 from kiln.sources.comfyui import Source
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
@@ -47,24 +46,23 @@ def build_labels(s: Subject, source: Source) -> dict[str, str]:
 
 
 def build_image(client: docker.DockerClient, s: Subject, rendered: Path, source: Source, wheels_url: str,
-                on_event: Listener = ignore) -> BuildResult:
+                on_event: Listener = ignore, baked: list[BakedFile] | None = None) -> BuildResult:
+    """Build from the rendered context streamed to the engine; baked model files (verified and held open)
+    travel in the same stream and the image is tagged with the baked suffix."""
     started = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="kiln-context-"))
     try:
-        tar = work / "context.tar"
-        count = write_context_tar(tar, rendered, source.files)
-        on_event(Event("phase", f"context: {count} files, {tar.stat().st_size / 1e6:.1f} MB"))
+        entries = context_entries(rendered, source.files) + [_baked_entry(b) for b in baked or []]
+        on_event(Event("phase", f"context: {len(entries)} files, {context_size(entries) / 1e6:.1f} MB"))
         context_s = time.monotonic() - started
-        image_id, steps = _stream_build(client, s, tar, source, wheels_url, on_event)
+        labels = {**build_labels(s, source), **(bake_labels(baked) if baked else {})}
+        image_id, steps = _stream_build(client, stream_tar(entries), labels, wheels_url, on_event)
     except OSError as exc:
-        raise KilnError(f"cannot write the build context ({exc.strerror})", str(work),
-                        "free space in the temporary directory (TMPDIR) and build again") from None
+        raise KilnError(f"cannot send the build context ({exc.strerror or exc})", str(rendered),
+                        "check the files named and build again") from None
     except (docker.errors.APIError, RequestException) as exc:
         raise KilnError(f"the engine failed the build ({str(getattr(exc, 'explanation', None) or exc)[:200]})",
                         "docker build", "check the engine (`docker info`) and build again") from None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    tags = image_tags(s)
+    tags = image_tags(s, baked=bool(baked))
     try:
         for tag in tags:
             repo, _, name = tag.rpartition(":")
@@ -78,19 +76,22 @@ def build_image(client: docker.DockerClient, s: Subject, rendered: Path, source:
                        steps=steps, source=source.origin, verified_source=source.verified)
 
 
-def _stream_build(client, s: Subject, tar: Path, source: Source, wheels_url: str, on_event: Listener):
+def _baked_entry(baked: BakedFile) -> Entry:
+    return Entry(baked.context_name, baked.model.size, 0o644, baked.chunks)
+
+
+def _stream_build(client, context, labels: dict[str, str], wheels_url: str, on_event: Listener):
     steps: list[dict] = []
     tail: deque[str] = deque(maxlen=20)
     image_id = ""
-    with open(tar, "rb") as context:
-        stream = client.api.build(fileobj=context, custom_context=True, rm=True, forcerm=True, pull=False,
-                                  decode=True, network_mode="host", buildargs={"KILN_WHEELS": wheels_url},
-                                  labels=build_labels(s, source))
-        try:
-            for chunk in stream:
-                image_id = _handle(chunk, steps, tail, on_event) or image_id
-        finally:
-            stream.close()
+    stream = client.api.build(fileobj=context, custom_context=True, rm=True, forcerm=True, pull=False,
+                              decode=True, network_mode="host", buildargs={"KILN_WHEELS": wheels_url},
+                              labels=labels)
+    try:
+        for chunk in stream:
+            image_id = _handle(chunk, steps, tail, on_event) or image_id
+    finally:
+        stream.close()
     _finish_steps(steps)
     if not image_id:
         raise KilnError("the engine finished the build without an image id", "docker build", "run again with --plain")

@@ -12,6 +12,7 @@ from kiln.engine.build import BuildResult, build_image, remove_build_leftovers, 
 from kiln.engine.client import connect, listed
 from kiln.errors import Interrupted
 from kiln.events import Event, Listener, ignore
+from kiln.models.bake import bake_record, close_all, verify_models
 from kiln.render.context import write_context
 from kiln.sources.comfyui import comfyui_source
 from kiln.sources.wheels import WheelServer, ensure_wheels
@@ -26,14 +27,24 @@ class BuildRequest:
     source_cache: Path
     comfyui_src: Path | None = None
     allow_unverified: bool = False
+    bake_from: Path | None = None   # --bake-models: the cache holding the manifest's files
 
 
 def run_build(s: Subject, req: BuildRequest, on_event: Listener = ignore) -> tuple[BuildResult, Path]:
+    """Baking, the model files are verified first: a missing or bad one stops the build before anything is made."""
+    baked = verify_models(s.image.models, req.bake_from, on_event) if req.bake_from else []
+    try:
+        return _build(s, req, baked, on_event)
+    finally:
+        close_all(baked)
+
+
+def _build(s: Subject, req: BuildRequest, baked: list, on_event: Listener) -> tuple[BuildResult, Path]:
     client = connect()
     started = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     base = require_base(client, s.lock, s.image.base)
     source = comfyui_source(s.lock.comfyui, req.comfyui_src, req.allow_unverified, req.source_cache, s.lock.name)
-    write_context(s, req.templates, req.payload, req.out)
+    write_context(s, req.templates, req.payload, req.out, baked=bool(baked))
     on_event(Event("phase", f"wheel cache {req.wheel_cache}: checking {len(s.lock.packages)} locked wheels"))
     wheels = ensure_wheels(s.lock, req.wheel_cache, on_event)
     on_event(Event("phase", f"wheels: {wheels.downloaded} downloaded ({wheels.downloaded_bytes / 1e9:.2f} GB), "
@@ -41,7 +52,7 @@ def run_build(s: Subject, req: BuildRequest, on_event: Listener = ignore) -> tup
     before = {c.id for c in client.containers.list(all=True)}
     try:
         with WheelServer(s.lock, req.wheel_cache) as server:
-            result = build_image(client, s, req.out, source, server.url, on_event)
+            result = build_image(client, s, req.out, source, server.url, on_event, baked)
     except KeyboardInterrupt:
         gone = remove_build_leftovers(client, before)
         raise Interrupted([f"{gone} intermediate build container(s)", "the temporary build context"]) from None
@@ -52,5 +63,7 @@ def run_build(s: Subject, req: BuildRequest, on_event: Listener = ignore) -> tup
     record = write_record(result, req.out.with_name(req.out.name + ".build.json"),
                           {"gpu": s.gpu.name, "image": s.image.name, "base": base, "wheels": asdict(wheels),
                            "base_id": listed(lambda: client.images.get(base).id),
-                           "base_packages": base_packages(client, base), "started": started, "finished": finished})
+                           "base_packages": base_packages(client, base), "started": started, "finished": finished,
+                           "models": bake_record(baked, req.bake_from) if baked else {"baked": False}})
     return result, record
+

@@ -114,10 +114,15 @@ def _create(client: docker.DockerClient, req: RunRequest, facts: ImageFacts):
             device_requests=[] if req.cpu_mode else [_gpus(req.gpus)], read_only=True, tmpfs=tmpfs,
             shm_size="2g", ipc_mode="private", init=False,
             ports={f"{facts.launch.port}/tcp": ("0.0.0.0" if req.public else "127.0.0.1", req.port)},
-            volumes={str(req.cache.resolve()): {"bind": mount, "mode": "rw"}} if req.cache else None)
+            volumes=cache_volume(req.cache, mount))
     except docker.errors.APIError as exc:
         raise KilnError(f"the engine refused to create the container ({exc.explanation or exc})", req.tag,
                         "check the arguments and the engine") from None
+
+
+def cache_volume(cache: Path | None, mount: str) -> dict | None:
+    """The host cache bound read-write at the image's cache mount (its facts' cache_mount)."""
+    return {str(cache.resolve()): {"bind": mount, "mode": "rw"}} if cache else None
 
 
 def _gpus(spec: str) -> DeviceRequest:

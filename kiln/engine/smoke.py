@@ -18,6 +18,7 @@ from requests.exceptions import RequestException
 from kiln.data.subject import Subject
 from kiln.engine.client import NO_GPU_RUNTIME, image_exists, listed, remove_container
 from kiln.engine.facts import read_facts
+from kiln.engine.run import cache_volume
 from kiln.errors import Interrupted, KilnError
 from kiln.identity import GPU_LABEL, IMAGE_LABEL, ROLE_LABEL, SMOKE_RUNNER, TOOLKIT_LABEL as LABEL
 from kiln.render.facts import image_facts
@@ -49,25 +50,28 @@ def resolve_tag(client: docker.DockerClient, tag: str, gpu: str | None = None) -
     return tag
 
 
-def payload_args(gpus_given: bool, require_gpu: bool, allow_no_gpu: bool) -> list[str]:
+def payload_args(gpus_given: bool, require_gpu: bool, allow_no_gpu: bool, require_models: bool = False) -> list[str]:
     """Given GPUs, a GPU image that finds none has failed, unless the user allowed it; without a GPU
     runtime the GPU checks can only skip, unless the user required a GPU."""
     required = require_gpu or (gpus_given and not allow_no_gpu)
-    return ["--require-gpu"] if required else []
+    return (["--require-gpu"] if required else []) + (["--require-models"] if require_models else [])
 
 
 def run_in_image(client: docker.DockerClient, tag: str, require_gpu: bool, allow_no_gpu: bool = False,
-                 timeout_s: int = 900) -> SmokeRun:
-    """The payload in the image, against the facts the image itself carries."""
+                 timeout_s: int = 900, cache: Path | None = None, require_models: bool = False) -> SmokeRun:
+    """The payload in the image, against the facts the image itself carries; a cache (as `invoke run` mounts
+    it) gives the workflow checks their models."""
     image_id = listed(lambda: client.images.get(tag).id)  # before the run: a rebuild meanwhile gets no credit
     facts = read_facts(client, tag).to_json()
+    volumes = cache_volume(cache, facts["cache_mount"])
     try:
-        code, logs = _run(client, tag, payload_args(True, require_gpu, allow_no_gpu), gpus=True, timeout_s=timeout_s)
+        code, logs = _run(client, tag, payload_args(True, require_gpu, allow_no_gpu, require_models), gpus=True,
+                          timeout_s=timeout_s, volumes=volumes)
         note = "GPUs: all requested (--gpus all)" + ("; a missing GPU is allowed (--allow-no-gpu)" if allow_no_gpu
                                                       else "; a missing GPU fails the run")
     except _NoGpuRuntime as exc:
-        code, logs = _run(client, tag, payload_args(False, require_gpu, allow_no_gpu), gpus=False,
-                          timeout_s=timeout_s)
+        code, logs = _run(client, tag, payload_args(False, require_gpu, allow_no_gpu, require_models), gpus=False,
+                          timeout_s=timeout_s, volumes=volumes)
         note = (f"GPUs: this engine cannot give GPUs to containers ({exc}): every GPU check is skipped, "
                 "ComfyUI runs on the CPU; install the NVIDIA Container Toolkit for a real check")
     run = _parse(logs, code, note, tag, facts)
@@ -78,13 +82,13 @@ class _NoGpuRuntime(Exception):
     pass
 
 
-def _run(client, tag: str, args: list[str], gpus: bool, timeout_s: int) -> tuple[int, str]:
+def _run(client, tag: str, args: list[str], gpus: bool, timeout_s: int, volumes: dict | None = None) -> tuple[int, str]:
     requests = [DeviceRequest(count=-1, capabilities=[["gpu"]])] if gpus else []
     try:
         container = client.containers.create(
             tag, entrypoint=["/usr/bin/tini", "--", "/bin/sh", SMOKE_RUNNER], command=args, device_requests=requests,
             labels={LABEL: "smoke", ROLE_LABEL: "smoke"}, network_mode="none", ipc_mode="private", shm_size="1g",
-            environment={} if gpus else {"KILN_CPU_MODE": "1"})
+            environment={} if gpus else {"KILN_CPU_MODE": "1"}, volumes=volumes)
     except docker.errors.APIError as exc:
         raise KilnError(f"cannot create the smoke container ({exc.explanation or exc})", tag,
                         "check the engine and the image") from None
@@ -121,7 +125,8 @@ def _parse(logs: str, code: int, note: str, tag: str, facts: dict[str, Any]) -> 
     return SmokeRun(exit_code=code, table=table.strip(), report=data, gpu_note=note, facts=facts)
 
 
-def run_on_host(s: Subject, payload: Path, require_gpu: bool, cache_dir: Path | None = None) -> SmokeRun:
+def run_on_host(s: Subject, payload: Path, require_gpu: bool, cache_dir: Path | None = None,
+                require_models: bool = False) -> SmokeRun:
     """The same payload on this host's Python: versions are reported against the lock, not required."""
     facts = image_facts(s).to_json()
     with tempfile.TemporaryDirectory(prefix="kiln-smoke-") as tmp:
@@ -129,6 +134,7 @@ def run_on_host(s: Subject, payload: Path, require_gpu: bool, cache_dir: Path | 
         expect.write_text(json.dumps(facts))
         cmd = [sys.executable, "-m", "smoke", "--host", "--expect", str(expect), "--json", str(out)]
         cmd += ["--require-gpu"] if require_gpu else []
+        cmd += ["--require-models"] if require_models else []
         cmd += ["--cache-dir", str(cache_dir or Path(tmp) / "cache")]
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(payload)})
         if proc.returncode == 2 or not out.exists():

@@ -13,7 +13,7 @@ from kiln import __version__
 from kiln.data.launch import managed_flags, profile_flags
 from kiln.data.lock import Lock
 from kiln.data.subject import Subject
-from kiln.identity import FAILED_MARKER, READY_MARKER, UID, base_ref, cache_env, cache_folders, labels
+from kiln.identity import BAKED_MODELS_DIR, FAILED_MARKER, READY_MARKER, UID, base_ref, cache_env, cache_folders, labels
 from kiln.render.facts import image_facts
 from kiln.render.outdir import marked, replaced
 from kiln.render.templates import environment, render_template
@@ -37,7 +37,7 @@ def requirements_text(lock: Lock) -> str:
     return "# Locked by versions.lock; installed with --require-hashes --no-deps.\n" + "\n".join(lines) + "\n"
 
 
-def render_texts(s: Subject, templates_dir: Path, portable: bool = False) -> dict[str, str]:
+def render_texts(s: Subject, templates_dir: Path, portable: bool = False, baked: bool = False) -> dict[str, str]:
     env = environment(templates_dir)
     cache = s.image.cache_mount
     values = {
@@ -48,10 +48,11 @@ def render_texts(s: Subject, templates_dir: Path, portable: bool = False) -> dic
         "env": {**cache_env(cache), **s.image.env},
         "managed_flags": managed_flags(s.image), "profile_flags": profile_flags(s.gpu, s.image, s.flags),
         "ready_marker": READY_MARKER, "failed_marker": FAILED_MARKER, "cache_dirs": cache_folders(),
-        "portable": portable,
+        "portable": portable, "baked_models": BAKED_MODELS_DIR if baked else "",
     }
     texts = {name: render_template(env, template, values) for name, template in TEMPLATES.items()}
-    texts["kiln.json"] = json.dumps(image_facts(s).to_json(), indent=2, sort_keys=True) + "\n"
+    facts = image_facts(s, BAKED_MODELS_DIR if baked else None)
+    texts["kiln.json"] = json.dumps(facts.to_json(), indent=2, sort_keys=True) + "\n"
     texts["warmup.json"] = json.dumps(sized_workflow(s), indent=2, sort_keys=True) + "\n"
     texts["requirements.lock.txt"] = requirements_text(s.lock)
     if portable:
@@ -74,10 +75,10 @@ def sized_workflow(s: Subject) -> dict[str, Any]:
 
 
 def write_context(s: Subject, templates_dir: Path, payload_dir: Path, out: Path, portable: bool = False,
-                  extra_files: dict[str, Path] | None = None) -> Rendered:
+                  extra_files: dict[str, Path] | None = None, baked: bool = False) -> Rendered:
     """Write the whole context atomically: a failure leaves out/ as it was. A portable context also holds
     what a stock engine needs without kiln (extra_files: ComfyUI's source, an optional CA bundle)."""
-    texts = render_texts(s, templates_dir, portable)
+    texts = render_texts(s, templates_dir, portable, baked)
     with replaced(out, marked(MANIFEST, "generator", "kiln"), "render", "build context") as staging:
         for name, source in sorted((extra_files or {}).items()):
             (staging / name).parent.mkdir(parents=True, exist_ok=True)

@@ -8,9 +8,10 @@ from kiln.data.launch import launch_flags
 from kiln.data.subject import Subject
 
 
-def image_facts(s: Subject) -> ImageFacts:
+def image_facts(s: Subject, baked_models: str | None = None) -> ImageFacts:
     st, gpu = s.lock.stack, s.gpu
     measured = {f"measured_{k}": v for k, v in gpu.measured.model_dump(exclude_none=True).items()}
+    latency = {k: v for k, v in gpu.serving.model_dump().items() if k.startswith("expected_latency")}
     return ImageFacts.model_validate({
         "toolkit": __version__, "image": s.image.name, "lock_sha256": s.lock.digest,
         "pins": {"python": st.python, "torch": st.torch, "cuda": st.cuda, "cudnn": st.cudnn,
@@ -22,8 +23,9 @@ def image_facts(s: Subject) -> ImageFacts:
                     "vram_gb": gpu.vram_gb, "bandwidth_gbs": gpu.bandwidth_gbs,
                     "compute_capability": gpu.compute_capability, "tflops_fp16": gpu.tflops_fp16,
                     "pcie_gen": gpu.pcie.gen, "pcie_width": gpu.pcie.width, "pci_device_id": gpu.pci_device_id,
-                    **measured},
+                    **measured, **latency},
         "launch": {"port": s.image.port, "flags": launch_flags(s.gpu, s.image, s.flags)},
         "cache_mount": s.image.cache_mount,
-        "warmup": {"models": [{"folder": m.folder, "file": m.file} for m in s.image.models]},
+        "warmup": {"models": [{"folder": m.folder, "file": m.file} for m in s.image.models],
+                   "baked_models": baked_models},
     })

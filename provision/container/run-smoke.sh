@@ -2,25 +2,33 @@
 # Inside an image: start ComfyUI in the background, wait until it answers, run the smoke payload
 # against it, then print the JSON report after a marker line. Exit code: the payload's.
 # Arguments are passed to the payload (e.g. --require-gpu).
+# The warm-up may serve without the workflow's models here: the workflow checks judge them themselves
+# (skip, or fail with --require-models). The checks start once the warm-up is done, so that its prompts
+# never run beside theirs (the first timed prompt is the first a user would send).
 set -u
 PY=/opt/venv/bin/python
 PORT=$("$PY" -c 'import json; print(json.load(open("/opt/kiln/kiln.json"))["launch"]["port"])')
 CACHE=$("$PY" -c 'import json; print(json.load(open("/opt/kiln/kiln.json"))["cache_mount"])')
 URL="http://127.0.0.1:$PORT"
 
-/opt/kiln/start.sh >/tmp/comfyui.log 2>&1 &
+KILN_SERVE_WITHOUT_MODELS=1 /opt/kiln/start.sh >/tmp/comfyui.log 2>&1 &
 server=$!
-"$PY" - "$URL" "${KILN_SERVER_WAIT_S:-120}" <<'PYEOF'
-import sys, time, urllib.request
-url, limit = sys.argv[1] + "/system_stats", float(sys.argv[2])
+"$PY" - "$URL" "${KILN_SERVER_WAIT_S:-120}" "${KILN_WARMUP_WAIT_S:-600}" <<'PYEOF'
+import os, sys, time, urllib.request
+url, limit, warmup_limit = sys.argv[1] + "/system_stats", float(sys.argv[2]), float(sys.argv[3])
 deadline = time.monotonic() + limit
 while time.monotonic() < deadline:
     try:
         urllib.request.urlopen(url, timeout=2).read()
-        sys.exit(0)
+        break
     except OSError:
         time.sleep(0.5)
-sys.exit(1)
+else:
+    sys.exit(1)
+deadline = time.monotonic() + warmup_limit
+while time.monotonic() < deadline and not any(os.path.exists(p) for p in ("/tmp/kiln/ready", "/tmp/kiln/failed")):
+    time.sleep(0.25)
+sys.exit(0)
 PYEOF
 waited=$?
 if [ "$waited" != 0 ]; then
@@ -28,7 +36,8 @@ if [ "$waited" != 0 ]; then
     tail -n 20 /tmp/comfyui.log >&2
 fi
 cd /opt/kiln/payload || exit 2
-"$PY" -m smoke --expect /opt/kiln/kiln.json --json /tmp/smoke.json --comfyui-url "$URL" --cache-dir "$CACHE" "$@"
+"$PY" -m smoke --expect /opt/kiln/kiln.json --json /tmp/smoke.json --comfyui-url "$URL" --cache-dir "$CACHE" \
+    --workflow /opt/kiln/warmup.json "$@"
 rc=$?
 kill "$server" 2>/dev/null
 echo "@@KILN-SMOKE-JSON@@"

@@ -224,7 +224,7 @@ def test_runner_turns_exceptions_into_failures():
 
 
 def test_runner_groups_and_selection():
-    assert runner.GROUPS == ("versions", "gpu", "numerics", "perf", "compile", "comfyui")
+    assert runner.GROUPS == ("versions", "gpu", "numerics", "perf", "compile", "comfyui", "workflow")
     assert [m.GROUP for m in runner.selected_modules(("perf", "gpu"))] == ["gpu", "perf"]
 
 

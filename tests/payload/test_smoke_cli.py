@@ -21,6 +21,7 @@ ALL_CHECKS = {
     "perf.xformers_vs_sdpa",
     "compile.torch_compile",
     "comfyui.system_stats", "comfyui.cuda_device",
+    "workflow.models", "workflow.prompt", "workflow.latency",
 }
 FIELDS = {"group", "name", "verdict", "measured", "expected", "unit", "note", "seconds"}
 

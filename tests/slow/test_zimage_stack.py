@@ -9,6 +9,7 @@ import socket
 import struct
 import urllib.request
 
+import pytest
 import yaml
 from packaging.utils import canonicalize_name
 
@@ -69,17 +70,25 @@ def _fetched_spec(tmp, server):
     return folder / "z-image-turbo.yaml"
 
 
-def test_zimage_image_warms_up_on_models_fetched_by_manifest(zimage_built, tmp_path, monkeypatch):
-    """models.fetch from a local hub, then `invoke run --cpu-mode`: healthy only after the warm-up drove the
-    Z-Image workflow twice; the last prompt saved an image at the profile's resolution."""
-    cache = tmp_path / "cache"
+@pytest.fixture(scope="module")
+def zimage_cache(zimage_built, tmp_path_factory):
+    """A cache filled by `invoke models.fetch` from a local hub serving the spec's manifest: (spec, cache)."""
+    tmp = tmp_path_factory.mktemp("zimage-cache")
+    cache = tmp / "cache"
     assert invoke("provision.cache", "--path", str(cache)).returncode == 0
-    with ModelServer() as server:
-        spec = _fetched_spec(tmp_path, server)
-        monkeypatch.setenv("HF_ENDPOINT", server.base)
+    with ModelServer() as server, pytest.MonkeyPatch.context() as patch:
+        spec = _fetched_spec(tmp, server)
+        patch.setenv("HF_ENDPOINT", server.base)
         fetched = invoke("models.fetch", "--gpu", "4090", "--image", str(spec), "--to", str(cache), "--plain")
     assert fetched.returncode == 0, fetched.stderr
     assert "3 model file(s)" in fetched.stdout and "every sha256 verified" in fetched.stdout
+    return spec, cache
+
+
+def test_zimage_image_warms_up_on_models_fetched_by_manifest(zimage_cache):
+    """models.fetch from a local hub, then `invoke run --cpu-mode`: healthy only after the warm-up drove the
+    Z-Image workflow twice; the last prompt saved an image at the profile's resolution."""
+    spec, cache = zimage_cache
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -97,3 +106,42 @@ def test_zimage_image_warms_up_on_models_fetched_by_manifest(zimage_built, tmp_p
         assert struct.unpack(">II", png[16:24]) == (1024, 1024)
     finally:
         invoke("stop")
+
+
+def _smoke(*args):
+    result = invoke("smoke", "--gpu", "4090", "--image", "z-image-turbo", *args)
+    rows = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("workflow.")}
+    return result, rows
+
+
+def test_smoke_runs_the_zimage_workflow_on_the_fetched_models(zimage_cache, tmp_path):
+    """`invoke smoke --cache`: the workflow check runs the image's warm-up workflow in the image's ComfyUI (the
+    stand-in) on the fetched models, a 1024x1024 PNG (the 4090 profile's resolution); no GPU here, so the latency
+    is measured and recorded but not judged."""
+    _, cache = zimage_cache
+    result, rows = _smoke("--cache", str(cache), "--json", str(tmp_path / "r.json"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert rows["workflow.models"].split()[1:3] == ["PASS", "3/3"]
+    assert rows["workflow.prompt"].split()[1:4] == ["PASS", "1024x1024", "1024x1024"], rows["workflow.prompt"]
+    assert "steady p50" in rows["workflow.prompt"]
+    assert rows["workflow.latency"].split()[1] == "SKIP" and "CPU latency is not judged" in rows["workflow.latency"]
+    timings = json.loads((tmp_path / "r.json").read_text())["env"]["workflow"]
+    assert timings["first_s"] > 0 and len(timings["steady_s"]) == 3 and timings["steady_p50_s"] > 0
+
+
+def test_smoke_without_a_model_skips_naming_models_fetch_and_fails_when_models_are_required(zimage_cache):
+    _, cache = zimage_cache
+    vae = cache / "models" / "vae" / "ae.safetensors"
+    aside = cache / "ae.safetensors.aside"
+    vae.rename(aside)
+    try:
+        result, rows = _smoke("--cache", str(cache))
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+        assert rows["workflow.models"].split()[1] == "SKIP"
+        assert "vae/ae.safetensors" in rows["workflow.models"] and "invoke models.fetch" in rows["workflow.models"]
+        assert rows["workflow.prompt"].split()[1] == "SKIP"
+        required, rows = _smoke("--cache", str(cache), "--require-models")
+        assert required.returncode == 1, required.stdout[-3000:] + required.stderr[-2000:]
+        assert rows["workflow.models"].split()[1] == "FAIL" and "invoke models.fetch" in rows["workflow.models"]
+    finally:
+        aside.rename(vae)

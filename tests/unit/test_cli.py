@@ -1,5 +1,7 @@
 """The command line as a user meets it: task list, one-line errors with exit 2, nothing written."""
 
+import json
+
 import pytest
 
 from tests.conftest import invoke
@@ -104,8 +106,10 @@ def test_foreign_out_dir_is_refused(project_copy):
 def test_render_writes_the_context(project_copy, gpu):
     result = invoke("render", "--gpu", gpu, root=project_copy)
     assert result.returncode == 0, result.stderr
-    assert "rendered 2" in result.stdout
-    assert (project_copy / "build" / "comfyui-4090" / "Dockerfile").is_file()
+    out = project_copy / "build" / "comfyui-4090"
+    listed = json.loads((out / "manifest.json").read_text())["files"]
+    assert f"rendered {len(listed)} files to {out}" in result.stdout and len(listed) > 20
+    assert (out / "Dockerfile").is_file()
 
 
 def test_strict_refuses_warnings(project_copy):

@@ -44,3 +44,33 @@ def test_serving_defaults_are_merged(profiles):
     assert profiles["4090"].serving.vram_mode == "--highvram"
     assert profiles["4070ti"].serving.vram_mode == "--normalvram"
     assert profiles["4070ti"].serving.reserve_vram_gb == 0.5
+
+
+def _with_latency(project, tmp_path, serving: str):
+    text = project.gpus_path.read_text().replace(
+        "    product_label: NVIDIA-GeForce-RTX-4090\n", f"    product_label: NVIDIA-GeForce-RTX-4090\n    serving: {serving}\n", 1)
+    path = tmp_path / "gpus.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_an_expected_latency_needs_its_source_and_confidence(project, tmp_path):
+    with pytest.raises(KilnError) as err:
+        load_gpus(_with_latency(project, tmp_path, "{expected_latency_s: 0.9}"))
+    assert "expected_latency_source" in err.value.line() and "gpus.yaml" in err.value.line()
+    with pytest.raises(KilnError):
+        load_gpus(_with_latency(project, tmp_path, "{expected_latency_s: 0.9, expected_latency_source: x, "
+                                                   "expected_latency_confidence: guessed}"))
+
+
+def test_an_expected_latency_reaches_the_image_facts(project, tmp_path):
+    from dataclasses import replace
+    from kiln.render.facts import image_facts
+    profiles = load_gpus(_with_latency(project, tmp_path, "{expected_latency_s: 0.9, expected_latency_source: "
+                                                          "H200 runs, expected_latency_confidence: estimated}"))
+    assert profiles["4090"].serving.resolution == 1024     # the defaults still merge in
+    subject = replace(project.subject("4090", "z-image-turbo"), gpu=profiles["4090"])
+    facts = image_facts(subject).to_json()["profile"]
+    assert (facts["expected_latency_s"], facts["expected_latency_source"], facts["expected_latency_confidence"]) == (
+        0.9, "H200 runs", "estimated")
+    assert "expected_latency_s" not in image_facts(project.subject("4090", "z-image-turbo")).to_json()["profile"]

@@ -52,9 +52,17 @@ def warm_device(url: str, limit_s: float) -> Dict[str, Any]:
     return {"device_s": round(run_prompt(url, DEVICE_PROMPT, limit_s), 3)}
 
 
+def model_roots(facts: Dict[str, Any], models_root: Path) -> List[Path]:
+    """Where the server finds model files: the cache's models/, and the image's own models folder when the
+    files were baked into it (`invoke build --bake-models`)."""
+    baked = facts.get("warmup", {}).get("baked_models")
+    return [models_root] + ([Path(baked)] if baked else [])
+
+
 def missing_models(facts: Dict[str, Any], models_root: Path) -> List[str]:
+    roots = model_roots(facts, models_root)
     return [f"{m['folder']}/{m['file']}" for m in facts.get("warmup", {}).get("models", [])
-            if not (models_root / m["folder"] / m["file"]).is_file()]
+            if not any((root / m["folder"] / m["file"]).is_file() for root in roots)]
 
 
 def with_new_seed(workflow: Dict[str, Any]) -> Dict[str, Any]:
@@ -65,21 +73,40 @@ def with_new_seed(workflow: Dict[str, Any]) -> Dict[str, Any]:
     return fresh
 
 
-def run_prompt(url: str, workflow: Dict[str, Any], limit_s: float) -> float:
-    started = time.monotonic()
-    answer = http_json(url + "/prompt", {"prompt": workflow, "client_id": "kiln-warmup"})
+def submit_prompt(url: str, workflow: Dict[str, Any], client_id: str = "kiln-warmup") -> str:
+    """Queue the prompt; its id, or RuntimeError with the server's refusal (node_errors)."""
+    answer = http_json(url + "/prompt", {"prompt": workflow, "client_id": client_id})
     if "prompt_id" not in answer:
-        raise RuntimeError(f"ComfyUI refused the warm-up prompt: {json.dumps(answer)[:300]}")
-    prompt_id = answer["prompt_id"]
+        raise RuntimeError(f"ComfyUI refused the prompt: {json.dumps(answer)[:300]}")
+    return answer["prompt_id"]
+
+
+def wait_for_prompt(url: str, prompt_id: str, started: float, limit_s: float, poll_s: float = POLL_S) -> Dict[str, Any]:
+    """The prompt's /history entry once it completed; RuntimeError when it failed, TimeoutError after limit_s."""
     while time.monotonic() - started < limit_s:
         entry = http_json(f"{url}/history/{prompt_id}").get(prompt_id)
         status = (entry or {}).get("status", {})
         if status.get("completed"):
-            return time.monotonic() - started
+            return entry
         if status.get("status_str") == "error":
-            raise RuntimeError(f"the warm-up prompt failed: {json.dumps(status)[:300]}")
-        time.sleep(POLL_S)
-    raise TimeoutError(f"the warm-up prompt did not finish within {limit_s:.0f} s")
+            raise RuntimeError(f"the prompt failed: {failure(status)}")
+        time.sleep(poll_s)
+    raise TimeoutError(f"the prompt did not finish within {limit_s:.0f} s")
+
+
+def failure(status: Dict[str, Any]) -> str:
+    """ComfyUI's execution error in a /history status, short: which node, and its message."""
+    for kind, data in status.get("messages") or []:
+        if kind == "execution_error" and isinstance(data, dict):
+            return (f"{data.get('node_type', '?')} (node {data.get('node_id', '?')}): "
+                    f"{str(data.get('exception_message', '')).strip()[:300]}")
+    return json.dumps(status)[:300]
+
+
+def run_prompt(url: str, workflow: Dict[str, Any], limit_s: float) -> float:
+    started = time.monotonic()
+    wait_for_prompt(url, submit_prompt(url, workflow), started, limit_s)
+    return time.monotonic() - started
 
 
 def warm_workflow(url: str, facts: Dict[str, Any], workflow_path: Path, models_root: Path,

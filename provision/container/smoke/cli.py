@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", help="put TORCHINDUCTOR_CACHE_DIR/TRITON_CACHE_DIR here")
     parser.add_argument("--comfyui-url", help="base URL of a running ComfyUI to query")
     parser.add_argument("--only", help="comma-separated groups to run")
+    parser.add_argument("--workflow", help="the image's warm-up workflow (API format) for the workflow checks")
+    parser.add_argument("--require-models", action="store_true",
+                        help="the workflow's models missing from the cache is a failure, not a skip")
     return parser
 
 
@@ -53,7 +56,8 @@ def _prepare(argv: Optional[List[str]]):
     args = build_parser().parse_args(argv)
     options = Options(expect_path=args.expect, json_path=args.json_path,
                       require_gpu=args.require_gpu, host=args.host, cache_dir=args.cache_dir,
-                      comfyui_url=args.comfyui_url, only=parse_only(args.only, GROUPS))
+                      comfyui_url=args.comfyui_url, only=parse_only(args.only, GROUPS),
+                      workflow_path=args.workflow, require_models=args.require_models)
     try:
         expect = load_expect(options.expect_path)
     except ExpectError as exc:

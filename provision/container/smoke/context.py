@@ -22,6 +22,8 @@ class Options:
     cache_dir: Optional[str] = None
     comfyui_url: Optional[str] = None
     only: Optional[tuple] = None
+    workflow_path: Optional[str] = None
+    require_models: bool = False
 
 
 class Context:
@@ -118,6 +120,8 @@ def environment(ctx: Context) -> Dict[str, Any]:
     }
     if "torch" in sys.modules and ctx.torch is not None:
         env.update(_torch_env(ctx))
+    if "workflow_timings" in ctx.memo:
+        env["workflow"] = ctx.memo["workflow_timings"]
     view = ctx._driver
     if view is not None and view.ok:
         env.update({"driver": view.driver, "driver_source": view.source})

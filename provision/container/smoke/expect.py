@@ -26,6 +26,9 @@ PROFILE_OPTIONAL = {
     "measured_matmul_fp16_tflops": (int, float),
     "measured_torch": str,
     "pci_device_id": int,
+    "expected_latency_s": (int, float),
+    "expected_latency_source": str,
+    "expected_latency_confidence": str,
 }
 
 

@@ -8,13 +8,13 @@ import time
 from typing import Callable, Iterable, List, Optional, Sequence
 
 from . import (checks_comfyui, checks_compile, checks_gpu, checks_numerics, checks_perf,
-               checks_versions)
+               checks_versions, checks_workflow)
 from .context import Context
 from .deps import one_line
 from .verdict import FAIL, Check
 
 MODULES = (checks_versions, checks_gpu, checks_numerics, checks_perf, checks_compile,
-           checks_comfyui)
+           checks_comfyui, checks_workflow)
 GROUPS = tuple(module.GROUP for module in MODULES)
 # Groups that only mean something on a GPU: with --require-gpu and none visible they are failed
 # without running (their CPU fallbacks, torch.compile above all, take minutes).

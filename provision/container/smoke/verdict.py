@@ -23,6 +23,7 @@ PERF = THRESHOLDS["perf"]
 VRAM_SLACK = THRESHOLDS["vram_slack"]["value"]
 XFORMERS_SLOWDOWN_WARN = THRESHOLDS["xformers_slowdown_warn"]["value"]
 ERROR_BOUNDS = THRESHOLDS["numerics"]["bounds"]
+LATENCY = THRESHOLDS["workflow_latency"]
 
 
 @dataclasses.dataclass
@@ -264,6 +265,43 @@ def speed_ratio_verdict(candidate_ms: float, baseline_ms: float,
     if candidate_ms > baseline_ms * limit:
         return WARN, note + ": xformers much slower; consider --disable-xformers"
     return PASS, note if ratio >= 1 else note + " (within tolerance)"
+
+
+# --------------------------------------------------------------- workflow
+
+def png_size(data: bytes) -> Optional[Tuple[int, int]]:
+    """(width, height) from a PNG's IHDR chunk, None when the bytes are not a PNG."""
+    if len(data) < 24 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def p50(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def latency_budget(expected_s: float, slack: float = LATENCY["slack"]) -> float:
+    return expected_s * (1.0 + slack)
+
+
+def latency_verdict(p50_s: float, expected_s: Optional[float], has_gpu: bool, gpu_reason: str = "",
+                    profile: str = "", slack: float = LATENCY["slack"]) -> Tuple[str, str]:
+    """Steady p50 of the workflow against the profile's expected latency plus the slack: over it fails.
+    Without a GPU, or without an expectation for the profile, there is nothing to judge (skip, saying why)."""
+    if not has_gpu:
+        return SKIP, f"no GPU ({gpu_reason or 'none visible'}): CPU latency is not judged"
+    if expected_s is None:
+        return SKIP, (f"no expected latency for profile {profile or '?'} (gpus.yaml serving.expected_latency_s): "
+                      f"steady p50 {p50_s:.3f} s not judged")
+    if p50_s is None or not math.isfinite(p50_s) or p50_s <= 0:
+        return FAIL, "timing produced no usable number"
+    budget = latency_budget(expected_s, slack)
+    share = f"steady p50 {p50_s:.3f} s = {p50_s / expected_s:.0%} of the expected {expected_s:g} s"
+    if p50_s > budget:
+        return FAIL, f"{share}: over the budget {budget:.3f} s (+{slack:.0%} slack)"
+    return PASS, f"{share}; budget {budget:.3f} s (+{slack:.0%} slack)"
 
 
 # --------------------------------------------------------------- suite

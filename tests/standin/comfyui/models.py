@@ -20,9 +20,14 @@ FOLDERS = {"UNETLoader": ("diffusion_models", "unet"), "CLIPLoader": ("text_enco
            "VAELoader": ("vae",), "CheckpointLoaderSimple": ("checkpoints",)}
 
 
+# ComfyUI's own models folder beside main.py, read before the extra paths (where baked images keep their files)
+OWN_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
+
+
 def model_roots(config_paths):
-    """base_path of every extra_model_paths.yaml given (the one key the stand-in reads)."""
-    roots = []
+    """ComfyUI's own models folder, then base_path of every extra_model_paths.yaml given (the one key the
+    stand-in reads)."""
+    roots = [OWN_MODELS]
     for path in config_paths:
         with open(path) as handle:
             roots += [line.split(":", 1)[1].strip() for line in handle if line.strip().startswith("base_path:")]
