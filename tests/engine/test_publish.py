@@ -123,16 +123,22 @@ def test_a_version_tag_is_immutable_unless_overwrite(built, registry, small):
     assert _publish(project, registry, "--force", "--overwrite").returncode == 0
 
 
-def test_republish_after_a_start_script_edit_uploads_only_that_layer(built, registry, small, client):
+def test_republish_after_a_start_script_edit_uploads_only_that_layer(small, registry, client, monkeypatch):
     """The engine pushes the one new layer and finds every other already there; what the registry gains is
     that layer (holding the start script alone), the new image config and manifest, and the SBOM and
     provenance of the new digest: nothing else."""
-    project, first, _ = built
+    # Both builds serve the wheels on one port: the wheels URL is part of the venv step's cache key, and a
+    # build that finds the default port taken (another build on this host) would serve on a random one.
+    monkeypatch.setattr("kiln.sources.wheels.DEFAULT_PORT", free_port())
+    monkeypatch.setenv("KILN_REGISTRY_USER", USER)
+    monkeypatch.setenv("KILN_REGISTRY_PASSWORD", PASSWORD)
+    project, src = small
+    first, _ = build_small(project, src)
     assert _publish(project, registry, "--force").returncode == 0
     reg, repo, tag = _client_registry(registry), f"team/{TEST_IMAGE}", first.tags[0].split(":")[1]
     template = project.templates_dir / "start.sh.j2"
     template.write_text(template.read_text().replace("set -eu", "set -eu\n# edited start script", 1))
-    rebuilt, _ = build_small(project, small[1])
+    rebuilt, _ = build_small(project, src)
     held = set(registry.blobs())
     out = _publish(project, registry, "--force", "--overwrite")
     assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-1500:]
