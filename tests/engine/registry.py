@@ -49,6 +49,12 @@ class LocalRegistry:
             self.process.wait(timeout=10)
         self.process = None
 
+    def blobs(self) -> dict[str, int]:
+        """Every blob the registry stores (layers, configs, manifests, artifacts): {digest: bytes}. Content
+        addressed, so what one push adds is exactly what it uploaded that the registry did not hold."""
+        stored = self.root / "data" / "docker" / "registry" / "v2" / "blobs" / "sha256"
+        return {f"sha256:{d.name}": (d / "data").stat().st_size for d in stored.glob("*/*") if (d / "data").is_file()}
+
     def _wait(self) -> None:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:

@@ -2,12 +2,14 @@
 the smoke gate, the push with the digest read back, SBOM and provenance attached and pulled back,
 immutable tags, wrong credentials, and a registry that is down (and comes back) mid-publish."""
 
+import io
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -119,6 +121,50 @@ def test_a_version_tag_is_immutable_unless_overwrite(built, registry, small):
     assert rebuilt.image_id != result.image_id and rebuilt.tags == result.tags
     _one_error(_publish(project, registry, "--force"), "already names another image")
     assert _publish(project, registry, "--force", "--overwrite").returncode == 0
+
+
+def test_republish_after_a_start_script_edit_uploads_only_that_layer(small, registry, client, monkeypatch):
+    """The engine pushes the one new layer and finds every other already there; what the registry gains is
+    that layer (holding the start script alone), the new image config and manifest, and the SBOM and
+    provenance of the new digest: nothing else."""
+    # Both builds serve the wheels on one port: the wheels URL is part of the venv step's cache key, and a
+    # build that finds the default port taken (another build on this host) would serve on a random one.
+    monkeypatch.setattr("kiln.sources.wheels.DEFAULT_PORT", free_port())
+    monkeypatch.setenv("KILN_REGISTRY_USER", USER)
+    monkeypatch.setenv("KILN_REGISTRY_PASSWORD", PASSWORD)
+    project, src = small
+    first, _ = build_small(project, src)
+    assert _publish(project, registry, "--force").returncode == 0
+    reg, repo, tag = _client_registry(registry), f"team/{TEST_IMAGE}", first.tags[0].split(":")[1]
+    template = project.templates_dir / "start.sh.j2"
+    template.write_text(template.read_text().replace("set -eu", "set -eu\n# edited start script", 1))
+    rebuilt, _ = build_small(project, src)
+    held = set(registry.blobs())
+    out = _publish(project, registry, "--force", "--overwrite")
+    assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-1500:]
+    added = set(registry.blobs()) - held
+
+    manifest, digest = reg.manifest(repo, tag), reg.manifest_digest(repo, tag)
+    new_layers = [layer["digest"] for layer in manifest["layers"] if layer["digest"] in added]
+    assert len(new_layers) == 1, f"{len(new_layers)} of {len(manifest['layers'])} layers uploaded again"
+    with tarfile.open(fileobj=io.BytesIO(reg.blob(repo, new_layers[0]))) as layer:
+        files = {m.name: layer.extractfile(m).read().decode() for m in layer.getmembers() if m.isfile()}
+    assert list(files) == ["opt/kiln/start.sh"] and "# edited start script" in files["opt/kiln/start.sh"]
+    expected = {manifest["config"]["digest"], digest}
+    for kind in ("sbom", "att"):
+        reference = f"sha256-{digest.removeprefix('sha256:')}.{kind}"
+        artifact = reg.manifest(repo, reference)
+        expected |= {reg.manifest_digest(repo, reference), artifact["config"]["digest"]}
+        expected |= {layer["digest"] for layer in artifact["layers"]}
+    assert added - set(new_layers) <= expected, f"unexpected blobs: {added - set(new_layers) - expected}"
+
+    old_ids, new_ids = (client.api.inspect_image(i.image_id)["RootFS"]["Layers"] for i in (first, rebuilt))
+    changed = {d[7:19] for d in new_ids if d not in old_ids}
+    said = [line.strip().rsplit(": ", 1) for line in out.stdout.splitlines() if ": " in line]
+    pushed = {layer for layer, status in said if status == "Pushed"}
+    present = {layer for layer, status in said if status == "Layer already exists"}
+    assert len(changed) == 1 and pushed == changed, (changed, pushed, out.stdout[-1500:])
+    assert present >= {d[7:19] for d in new_ids} - changed, out.stdout[-1500:]
 
 
 def test_wrong_password_is_one_line_and_nothing_is_claimed(built, registry, monkeypatch):
