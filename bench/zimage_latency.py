@@ -33,6 +33,7 @@ from kiln.data.launch import profile_flags  # noqa: E402
 from kiln.events import ignore  # noqa: E402
 from kiln.models.synthetic import planned_sizes, write_synthetic  # noqa: E402
 from kiln.project import Project  # noqa: E402
+from kiln.render.facts import image_facts  # noqa: E402
 from zimage.floor import compute_floor  # noqa: E402
 from zimage.levers import Lever, load_levers  # noqa: E402
 from zimage.server import ComfyServer  # noqa: E402
@@ -153,8 +154,26 @@ def kiln_warmup(url: str, graph: dict, models: Path, manifest: list[dict], work:
     return {**warm_device(url, 300), **warm_workflow(url, {"warmup": {"models": manifest}}, path, models, 600)}
 
 
+def smoke_workflow(url: str, graph: dict, facts: dict, models: Path, work: Path) -> dict:
+    """`invoke smoke`'s workflow checks (provision/container/smoke), host mode, against this server."""
+    (work / "smoke-cache").mkdir(parents=True, exist_ok=True)
+    link = work / "smoke-cache" / "models"
+    if not link.exists():
+        link.symlink_to(models)
+    (work / "smoke-expect.json").write_text(json.dumps(facts))
+    (work / "smoke-workflow.json").write_text(json.dumps(graph))
+    report = work / "smoke-report.json"
+    done = subprocess.run([sys.executable, "-m", "smoke", "--host", "--expect", str(work / "smoke-expect.json"),
+                           "--comfyui-url", url, "--workflow", str(work / "smoke-workflow.json"), "--cache-dir",
+                           str(work / "smoke-cache"), "--require-models", "--require-gpu", "--only", "workflow",
+                           "--json", str(report)], cwd=ROOT / "provision" / "container", capture_output=True,
+                          text=True, timeout=300)
+    checks = json.loads(report.read_text()).get("checks", []) if report.is_file() else []
+    return {"exit_code": done.returncode, "table": done.stdout[-3000:], "checks": checks}
+
+
 def run_lever(lever: Lever, args, baseline: list[str], env: dict, graph: dict, manifest: list[dict],
-              prompt_limit: float) -> dict:
+              prompt_limit: float, facts: dict) -> dict:
     flags = lever.flags(baseline)
     if args.cpu:  # --cpu shares the VRAM modes' exclusive group
         flags = [f for f in flags if f not in ("--highvram", "--gpu-only", "--normalvram")] + ["--cpu"]
@@ -177,6 +196,8 @@ def run_lever(lever: Lever, args, baseline: list[str], env: dict, graph: dict, m
         result["steady"] = summary([split(server.run(request(prompt, i), prompt_limit))
                                     for i in range(1, args.prompts + 1)])
         result["first_vs_p50"] = round(first.total_s / result["steady"]["p50_s"], 3)
+        if lever.smoke:
+            result["smoke"] = smoke_workflow(server.url, prompt, facts, args.models, args.work)
     except Exception as exc:  # one lever failing must not lose the others
         result["error"] = f"{type(exc).__name__}: {exc}"[:400]
     finally:
@@ -234,7 +255,7 @@ def main(argv=None) -> int:
             continue
         print(f"lever {lever.name} ...", flush=True)
         results["levers"][lever.name] = run_lever(lever, args, baseline, dict(subject.image.env), graph, manifest,
-                                                  prompt_limit)
+                                                  prompt_limit, image_facts(subject).to_json())
         print(json.dumps({lever.name: results["levers"][lever.name]}), flush=True)
         save()
     results["elapsed_s"] = round(time.perf_counter() - started, 1)

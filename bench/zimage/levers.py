@@ -24,6 +24,7 @@ class Lever:
     warmup: bool = False
     inductor_cache: str = ""
     fresh_cache: bool = False
+    smoke: bool = False
 
     def flags(self, baseline: list[str]) -> list[str]:
         return [f for f in baseline if f not in self.drop] + list(self.add)

@@ -16,42 +16,28 @@ _NOISE = ("nvidia", "geforce", "rtx")
 VramMode = Literal["--gpu-only", "--highvram", "--normalvram", "--lowvram", "--novram"]
 
 
+class LatencyExpectation(Model):
+    seconds: PositiveFloat = Field(description="steady p50, end to end through the server's HTTP API (seconds)")
+    confidence: Literal["measured", "estimated"] = Field(
+        description="measured on this card (over budget fails smoke) or estimated from another (over budget warns)")
+    source: str = Field(min_length=1, description="the run or the formula it comes from")
+
+
 class Serving(Model):
     vram_mode: VramMode = Field(description="ComfyUI's VRAM mode flag on this card")
     reserve_vram_gb: float = Field(ge=0, description="VRAM left free for the driver and other programs (GB)")
     resolution: int = Field(ge=256, le=4096, multiple_of=64,
                             description="side of the square image the warm-up renders on this card (pixels)")
-    expected_latency_s: PositiveFloat | None = Field(
-        None, description="steady p50 of the warm-up workflow at this resolution on a healthy card (seconds); "
-                          "`invoke smoke` fails a run slower than this plus the slack in thresholds.json")
-    expected_latency_source: str | None = Field(None, description="where the expected latency comes from")
-    expected_latency_confidence: Literal["measured", "estimated"] | None = None
-
-    @model_validator(mode="after")
-    def _latency_has_its_source(self):
-        _latency_sourced(self)
-        return self
+    expected_latency: dict[str, LatencyExpectation] = Field(
+        {}, description="per image spec name: the steady p50 of its warm-up workflow at this resolution on a "
+                        "healthy card; `invoke smoke` judges a run against it plus the slack in thresholds.json")
 
 
 class ServingOverride(Model):
     vram_mode: VramMode | None = None
     reserve_vram_gb: float | None = Field(None, ge=0)
     resolution: int | None = Field(None, ge=256, le=4096, multiple_of=64)
-    expected_latency_s: PositiveFloat | None = None
-    expected_latency_source: str | None = None
-    expected_latency_confidence: Literal["measured", "estimated"] | None = None
-
-    @model_validator(mode="after")
-    def _latency_has_its_source(self):
-        _latency_sourced(self)
-        return self
-
-
-def _latency_sourced(serving) -> None:
-    if serving.expected_latency_s is not None and not (serving.expected_latency_source
-                                                        and serving.expected_latency_confidence):
-        raise ValueError("expected_latency_s needs expected_latency_source and expected_latency_confidence "
-                         "(measured or estimated)")
+    expected_latency: dict[str, LatencyExpectation] | None = None
 
 
 class Pcie(Model):

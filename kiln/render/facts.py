@@ -11,7 +11,9 @@ from kiln.data.subject import Subject
 def image_facts(s: Subject, baked_models: str | None = None) -> ImageFacts:
     st, gpu = s.lock.stack, s.gpu
     measured = {f"measured_{k}": v for k, v in gpu.measured.model_dump(exclude_none=True).items()}
-    latency = {k: v for k, v in gpu.serving.model_dump().items() if k.startswith("expected_latency")}
+    expected = gpu.serving.expected_latency.get(s.image.name)
+    latency = {"expected_latency_s": expected.seconds, "expected_latency_source": expected.source,
+               "expected_latency_confidence": expected.confidence} if expected else {}
     return ImageFacts.model_validate({
         "toolkit": __version__, "image": s.image.name, "lock_sha256": s.lock.digest,
         "pins": {"python": st.python, "torch": st.torch, "cuda": st.cuda, "cudnn": st.cudnn,

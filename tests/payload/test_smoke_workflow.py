@@ -20,7 +20,7 @@ import pytest
 from payload_env import ROOT, fresh_expect
 from smoke import checks_workflow
 from smoke.context import Context, Options
-from smoke.verdict import FAIL, LATENCY, PASS, SKIP, latency_budget, latency_verdict, p50, png_size
+from smoke.verdict import FAIL, LATENCY, PASS, SKIP, WARN, latency_budget, latency_verdict, p50, png_size
 
 STANDIN = ROOT / "tests" / "standin" / "comfyui"
 WORKFLOW = ROOT / "images" / "workflows" / "z-image-turbo.json"
@@ -241,5 +241,8 @@ def test_latency_on_a_gpu_against_the_profile(tmp_path):
     fast = _timed(tmp_path, 0.9, expected_latency_s=1.0, **source)
     assert fast.verdict == PASS and fast.measured == "0.900" and fast.expected == f"<= 1 s +{LATENCY['slack']:.0%}"
     unknown = _timed(tmp_path, 0.9)
-    assert unknown.verdict == SKIP and "no expected latency for profile h200" in unknown.note
+    assert unknown.verdict == SKIP and "no expected latency for this image on profile h200" in unknown.note
+    estimated = _timed(tmp_path, 1.5, expected_latency_s=1.0, expected_latency_source="scaled from H200",
+                       expected_latency_confidence="estimated")
+    assert estimated.verdict == WARN and "over the budget" in estimated.note and "estimated" in estimated.note
     assert not unknown.needs_gpu

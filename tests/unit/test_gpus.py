@@ -56,21 +56,34 @@ def _with_latency(project, tmp_path, serving: str):
 
 def test_an_expected_latency_needs_its_source_and_confidence(project, tmp_path):
     with pytest.raises(KilnError) as err:
-        load_gpus(_with_latency(project, tmp_path, "{expected_latency_s: 0.9}"))
-    assert "expected_latency_source" in err.value.line() and "gpus.yaml" in err.value.line()
+        load_gpus(_with_latency(project, tmp_path, "{expected_latency: {z-image-turbo: {seconds: 0.9}}}"))
+    assert "source" in err.value.line() and "gpus.yaml" in err.value.line()
     with pytest.raises(KilnError):
-        load_gpus(_with_latency(project, tmp_path, "{expected_latency_s: 0.9, expected_latency_source: x, "
-                                                   "expected_latency_confidence: guessed}"))
+        load_gpus(_with_latency(project, tmp_path, "{expected_latency: {z-image-turbo: {seconds: 0.9, source: x, "
+                                                   "confidence: guessed}}}"))
 
 
-def test_an_expected_latency_reaches_the_image_facts(project, tmp_path):
+def test_an_expected_latency_reaches_the_facts_of_its_image_only(project, tmp_path):
     from dataclasses import replace
     from kiln.render.facts import image_facts
-    profiles = load_gpus(_with_latency(project, tmp_path, "{expected_latency_s: 0.9, expected_latency_source: "
-                                                          "H200 runs, expected_latency_confidence: estimated}"))
+    profiles = load_gpus(_with_latency(project, tmp_path, "{expected_latency: {z-image-turbo: {seconds: 0.9, source: "
+                                                          "H200 runs, confidence: estimated}}}"))
     assert profiles["4090"].serving.resolution == 1024     # the defaults still merge in
     subject = replace(project.subject("4090", "z-image-turbo"), gpu=profiles["4090"])
     facts = image_facts(subject).to_json()["profile"]
     assert (facts["expected_latency_s"], facts["expected_latency_source"], facts["expected_latency_confidence"]) == (
         0.9, "H200 runs", "estimated")
-    assert "expected_latency_s" not in image_facts(project.subject("4090", "z-image-turbo")).to_json()["profile"]
+    other = replace(project.subject("4090", "comfyui"), gpu=profiles["4090"])
+    assert "expected_latency_s" not in image_facts(other).to_json()["profile"]
+
+
+def test_every_profile_that_fits_z_image_has_an_expectation_and_only_h200s_is_measured(profiles):
+    """The H200's comes from bench/zimage_latency.py; the others are scaled from it (estimated)."""
+    for name, profile in profiles.items():
+        expected = profile.serving.expected_latency.get("z-image-turbo")
+        if expected:
+            assert expected.confidence == ("measured" if name == "h200" else "estimated"), name
+            assert "docs/performance.md" in expected.source, name
+    assert profiles["h200"].serving.expected_latency["z-image-turbo"].seconds > 0
+
+

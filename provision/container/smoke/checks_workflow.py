@@ -125,7 +125,7 @@ def check_latency(ctx: Context) -> Check:
     if not timings:
         return skip("no steady runs (see workflow.prompt)", expected=shown)
     verdict, note = latency_verdict(timings["steady_p50_s"], expected, ctx.has_gpu(), ctx.gpu_reason() or "",
-                                    profile["name"])
+                                    profile["name"], confidence=profile.get("expected_latency_confidence", "measured"))
     if expected:
         note += (f"; expectation {profile.get('expected_latency_confidence', '?')}: "
                  f"{profile.get('expected_latency_source', '?')}")

@@ -35,7 +35,7 @@ fi
 if [ "${KILN_CPU_MODE:-0}" = 1 ]; then
     set -- --cpu
 else
-    set -- --highvram --reserve-vram 0.5
+    set -- --gpu-only --reserve-vram 0.5
 fi
 
 cd /opt/comfyui
