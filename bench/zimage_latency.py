@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import socket
@@ -59,6 +60,7 @@ def parse(argv):
     p.add_argument("--cpu", action="store_true", help="plumbing check without a GPU (adds --cpu)")
     p.add_argument("--budget-s", type=float, default=540)
     p.add_argument("--port", type=int, default=8390)
+    p.add_argument("--extra-site", type=Path, help="packages a lever with extra_site puts first on PYTHONPATH")
     return p.parse_args(argv)
 
 
@@ -178,6 +180,8 @@ def run_lever(lever: Lever, args, baseline: list[str], env: dict, graph: dict, m
     if args.cpu:  # --cpu shares the VRAM modes' exclusive group
         flags = [f for f in flags if f not in ("--highvram", "--gpu-only", "--normalvram")] + ["--cpu"]
     lever_env = {**env, **lever.env}
+    if lever.extra_site and args.extra_site:
+        lever_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(args.extra_site), os.environ.get("PYTHONPATH")]))
     if lever.inductor_cache:
         cache = args.work / "inductor" / lever.inductor_cache
         if lever.fresh_cache:

@@ -25,6 +25,7 @@ class Lever:
     inductor_cache: str = ""
     fresh_cache: bool = False
     smoke: bool = False
+    extra_site: bool = False
 
     def flags(self, baseline: list[str]) -> list[str]:
         return [f for f in baseline if f not in self.drop] + list(self.add)
