@@ -3,6 +3,8 @@
 import json
 import shutil
 
+import re
+
 import pytest
 
 from kiln.data.lock import load_lock
@@ -53,8 +55,8 @@ def test_profiles_share_the_heavy_layers(client, small):
     b, _ = build_small(project, src, "h200")
     la = client.images.get(a.image_id).attrs["RootFS"]["Layers"]
     lb = client.images.get(b.image_id).attrs["RootFS"]["Layers"]
-    shared = sum(1 for x, y in zip(la, lb) if x == y)
-    assert shared >= len(la) - 1 and la[-1] != lb[-1]
+    # everything up to the per-profile files (kiln.json and the warm-up workflow, then start.sh) is shared
+    assert len(la) == len(lb) and la[:-2] == lb[:-2] and la[-2] != lb[-2]
 
 
 def test_start_script_change_rebuilds_only_the_last_layer(client, small):
@@ -125,7 +127,7 @@ def test_failing_step_is_named_with_its_last_output(client, small):
     with pytest.raises(KilnError) as err:
         build_small(project, src, gpu="l4")
     line = err.value.line()
-    assert line.startswith("build step 6/24 (RUN echo")
+    assert re.match(r"build step 6/\d+ \(RUN echo", line), line
     assert "returned a non-zero code: 3" in line and "[last output: failing 42]" in line
     assert {c.id for c in client.containers.list(all=True)} == before
     assert [t for i in client.images.list(name=f"kiln/{TEST_IMAGE}") for t in i.tags] == tags_before

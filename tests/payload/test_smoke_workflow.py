@@ -42,7 +42,7 @@ def test_latency_over_the_budget_fails_and_within_it_passes():
 
 def test_latency_without_an_expectation_or_without_a_gpu_is_a_skip_with_the_reason():
     none = latency_verdict(0.8, None, has_gpu=True, profile="4090")
-    assert none[0] == SKIP and "no expected latency for profile 4090" in none[1] and "0.800 s" in none[1]
+    assert none[0] == SKIP and "no expected latency for this image on profile 4090" in none[1] and "0.800 s" in none[1]
     cpu = latency_verdict(30.0, 1.0, has_gpu=False, gpu_reason="torch.cuda.is_available() is False")
     assert cpu[0] == SKIP and "CPU latency is not judged" in cpu[1] and "is_available" in cpu[1]
     assert latency_verdict(0.0, 1.0, has_gpu=True)[0] == FAIL

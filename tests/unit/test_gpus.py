@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from kiln.errors import KilnError
 from kiln.data.gpus import find_gpu, load_gpus
@@ -47,17 +48,19 @@ def test_serving_defaults_are_merged(profiles):
 
 
 def _with_latency(project, tmp_path, serving: str):
-    text = project.gpus_path.read_text().replace(
-        "    product_label: NVIDIA-GeForce-RTX-4090\n", f"    product_label: NVIDIA-GeForce-RTX-4090\n    serving: {serving}\n", 1)
+    """gpus.yaml with the 4090's serving block replaced (comments are not needed for loading)."""
+    data = yaml.safe_load(project.gpus_path.read_text())
+    data["profiles"]["4090"]["serving"] = yaml.safe_load(serving)
     path = tmp_path / "gpus.yaml"
-    path.write_text(text)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
 
 def test_an_expected_latency_needs_its_source_and_confidence(project, tmp_path):
     with pytest.raises(KilnError) as err:
         load_gpus(_with_latency(project, tmp_path, "{expected_latency: {z-image-turbo: {seconds: 0.9}}}"))
-    assert "source" in err.value.line() and "gpus.yaml" in err.value.line()
+    assert "missing key" in err.value.line() and "expected_latency.z-image-turbo" in err.value.line()
+    assert "gpus.yaml" in err.value.line()
     with pytest.raises(KilnError):
         load_gpus(_with_latency(project, tmp_path, "{expected_latency: {z-image-turbo: {seconds: 0.9, source: x, "
                                                    "confidence: guessed}}}"))
