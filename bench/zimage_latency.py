@@ -9,7 +9,8 @@ there, measures the bf16 matmul rate with the smoke suite's own probe, computes 
 image's workflow (images/workflows/z-image-turbo.json) at the profile's resolution through /prompt,
 each request with a new prompt text and seed: first request after ready, then --prompts more for
 p50/p90 and the split (text encode, per sampling step, VAE decode) read from the server's websocket.
-Results go to --json after every lever, so a run cut short keeps what it measured.
+Results go to --json after every lever, so a run cut short keeps what it measured; --group picks
+one group of levers, so the whole set can be measured in several shorter runs.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from kiln.render.facts import image_facts  # noqa: E402
 from zimage.floor import compute_floor  # noqa: E402
 from zimage.levers import Lever, load_levers  # noqa: E402
 from zimage.server import ComfyServer  # noqa: E402
-from zimage.split import split, summary  # noqa: E402
+from zimage.split import node_ids, split, summary  # noqa: E402
 
 GPU, IMAGE = "h200", "z-image-turbo"
 TEXT = "a red bicycle leaning on a white wall, morning light, photo {i:03d}"
@@ -107,7 +108,7 @@ def caption_tokens(comfyui: Path) -> int:
 
 
 class PeakMemory:
-    """Highest device memory in use while a lever runs (nvidia-smi, every 0.2 s)."""
+    """Highest GPU memory in use on the card while a lever runs (nvidia-smi, MiB, every 0.2 s), in GiB."""
 
     def __init__(self):
         self.peak_mib, self._stop = 0, threading.Event()
@@ -195,35 +196,58 @@ def run_lever(lever: Lever, args, baseline: list[str], env: dict, graph: dict, m
         if lever.warmup:
             result["warmup"] = kiln_warmup(server.url, lever.prompt(graph), args.models, manifest, args.work)
         prompt = lever.prompt(graph)
-        first = split(server.run(request(prompt, 0), prompt_limit))
+        ids = node_ids(prompt)
+        first = split(server.run(request(prompt, 0), prompt_limit), ids)
         result["first"] = first.row()
-        result["steady"] = summary([split(server.run(request(prompt, i), prompt_limit))
+        result["steady"] = summary([split(server.run(request(prompt, i), prompt_limit), ids)
                                     for i in range(1, args.prompts + 1)])
         result["first_vs_p50"] = round(first.total_s / result["steady"]["p50_s"], 3)
         if lever.smoke:
             result["smoke"] = smoke_workflow(server.url, prompt, facts, args.models, args.work)
     except Exception as exc:  # one lever failing must not lose the others
         result["error"] = f"{type(exc).__name__}: {exc}"[:400]
+        result["log_tail"] = log_errors(args.work / "comfyui.log")
     finally:
         server.stop()
-        result["peak_vram_gb"] = peak.stop()
+        result["peak_vram_gib"] = peak.stop()
     return result
 
 
+def log_errors(log: Path, keep: int = 6) -> list[str]:
+    """The server's last exception lines: a failed prompt's reason is in its log, not in /history's cut text."""
+    lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+    return [line[:300] for line in lines if "Error" in line or "Exception" in line][-keep:]
+
+
+def source_state() -> dict:
+    """Which commit of this repository ran, and whether the tree differed from it."""
+    def git(*cmd):
+        done = subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else None
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def peak(result: dict):
+    # records before 2026-11-29's fifth run named it peak_vram_gb; the value was GiB there too
+    return result.get("peak_vram_gib", result.get("peak_vram_gb"))
+
+
 def table(results: dict) -> str:
-    floor_s = results.get("floor", {}).get("seconds")
-    rows = ["| lever | ready s | first s | p50 s | p90 s | queue ms | text ms | step ms | decode ms | save ms | x floor | peak GB |",
+    run_floor = results.get("floor", {}).get("seconds")
+    rows = ["| lever | ready s | first s | p50 s | p90 s | queue ms | text ms | step ms | decode ms | save ms | x floor | peak GiB |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results["levers"].items():
         if "steady" not in r:
-            rows.append(f"| {name} | {r.get('ready_s', '')} | {r.get('error') or r.get('skipped', '')} |||||||||")
+            reason = (r.get("error") or r.get("skipped", ""))[:120].replace("|", "/")
+            rows.append(f"| {name} | {r.get('ready_s', '')} | {reason} |||||||||")
             continue
         s = r["steady"]
         ms = lambda v: f"{v * 1e3:.0f}" if v is not None else "-"  # noqa: E731
+        floor_s = r.get("floor_s", run_floor)   # merged records carry the floor of their own run
         ratio = f"{s['p50_s'] / floor_s:.2f}" if floor_s else "-"
         rows.append(f"| {name} | {r['ready_s']} | {r['first']['total_s']:.3f} | {s['p50_s']:.3f} | {s['p90_s']:.3f} | "
                     f"{ms(s.get('queue_s'))} | {ms(s['text_s'])} | {ms(s['step_s'])} | {ms(s['decode_s'])} | "
-                    f"{ms(s.get('save_s'))} | {ratio} | {r['peak_vram_gb']} |")
+                    f"{ms(s.get('save_s'))} | {ratio} | {peak(r)} |")
     return "\n".join(rows)
 
 
@@ -234,7 +258,8 @@ def main(argv=None) -> int:
     subject = project.subject(GPU, IMAGE)
     resolution = args.resolution or subject.gpu.serving.resolution
     baseline = profile_flags(subject.gpu, subject.image, subject.flags) + list(subject.image.flags)
-    results = {"gpu": GPU, "image": IMAGE, "resolution": resolution, "baseline_flags": baseline, "levers": {}}
+    results = {"gpu": GPU, "image": IMAGE, "resolution": resolution, "baseline_flags": baseline,
+               "source": source_state(), "levers": {}}
     save = lambda: args.json.write_text(json.dumps(results, indent=1) + "\n")  # noqa: E731
     import torch
     results["torch"] = torch.__version__

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -120,6 +119,3 @@ class ComfyServer:
                 self.process.wait(15)
         self._log.close()
 
-
-def python_executable() -> str:
-    return sys.executable

@@ -8,8 +8,20 @@ from dataclasses import dataclass
 
 from .server import Timeline
 
-# node ids of the image's workflow (images/workflows/z-image-turbo.json)
-TEXT, SAMPLER, DECODE, SAVE = "5", "8", "9", "10"
+# the nodes whose time is reported, by class (their ids come from the workflow sent)
+PARTS = {"text": ("CLIPTextEncode",), "sampler": ("KSampler",), "decode": ("VAEDecode",),
+         "save": ("SaveImage", "PreviewImage")}
+
+
+def node_ids(workflow: dict) -> dict[str, str]:
+    """{part: node id} for the workflow; a part the workflow lacks is an error, not a silent blank."""
+    ids = {}
+    for part, classes in PARTS.items():
+        found = [k for k, node in workflow.items() if node["class_type"] in classes]
+        if len(found) != 1:
+            raise ValueError(f"the workflow needs exactly one {' or '.join(classes)} node, it has {len(found)}")
+        ids[part] = found[0]
+    return ids
 
 
 @dataclass(frozen=True)
@@ -26,14 +38,14 @@ class Split:
         return {k: (round(v, 4) if v is not None else None) for k, v in self.__dict__.items()}
 
 
-def split(timeline: Timeline) -> Split:
+def split(timeline: Timeline, ids: dict[str, str]) -> Split:
     end = next(t for t, kind, _, _ in timeline.events if kind in ("execution_success", "execution_error"))
     starts = [(t, node) for t, kind, node, _ in timeline.events if kind == "executing" and node]
     spans = {node: (nxt[0] if nxt else end) - t for (t, node), nxt in zip(starts, starts[1:] + [None])}
-    steps = [t for t, kind, node, _ in timeline.events if kind == "progress" and node == SAMPLER]
+    steps = [t for t, kind, node, _ in timeline.events if kind == "progress" and node == ids["sampler"]]
     gaps = [b - a for a, b in zip(steps, steps[1:])]
-    return Split(end - timeline.posted, spans.get(TEXT), spans.get(SAMPLER),
-                 statistics.median(gaps) if gaps else None, spans.get(DECODE), spans.get(SAVE),
+    return Split(end - timeline.posted, spans.get(ids["text"]), spans.get(ids["sampler"]),
+                 statistics.median(gaps) if gaps else None, spans.get(ids["decode"]), spans.get(ids["save"]),
                  starts[0][0] - timeline.posted if starts else None)
 
 

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import yaml
 
@@ -80,13 +82,26 @@ def test_an_expected_latency_reaches_the_facts_of_its_image_only(project, tmp_pa
     assert "expected_latency_s" not in image_facts(other).to_json()["profile"]
 
 
-def test_every_profile_that_fits_z_image_has_an_expectation_and_only_h200s_is_measured(profiles):
-    """The H200's comes from bench/zimage_latency.py; the others are scaled from it (estimated)."""
-    for name, profile in profiles.items():
-        expected = profile.serving.expected_latency.get("z-image-turbo")
-        if expected:
-            assert expected.confidence == ("measured" if name == "h200" else "estimated"), name
-            assert "docs/performance.md" in expected.source, name
-    assert profiles["h200"].serving.expected_latency["z-image-turbo"].seconds > 0
+ESTIMATE = re.compile(r"\(([\d.]+) s x ([\d.]+) / ([\d.]+) \+ ([\d.]+) s\)")
+
+
+def test_z_image_expectations_cover_every_resident_profile_and_estimates_follow_their_formula(project, profiles):
+    """H200: measured (bench/zimage_latency.py). Every other profile the gate lets hold all models resident
+    (not --normalvram): estimated by the formula its source states, with this profile's own tflops_fp16."""
+    resident = {name for name, p in profiles.items()
+                if p.serving.vram_mode != "--normalvram"
+                and not [f for f in project.check(name, "z-image-turbo")[1] if f.severity == "error"]}
+    having = {name for name, p in profiles.items() if "z-image-turbo" in p.serving.expected_latency}
+    assert having == resident and "h200" in having
+    for name in having:
+        expected = profiles[name].serving.expected_latency["z-image-turbo"]
+        assert "docs/performance.md" in expected.source, name
+        if name == "h200":
+            assert expected.confidence == "measured"
+            continue
+        assert expected.confidence == "estimated", name
+        gpu_s, reference, tflops, cpu_s = map(float, ESTIMATE.search(expected.source).groups())
+        assert tflops == profiles[name].tflops_fp16 and reference == profiles["h200"].tflops_fp16, name
+        assert expected.seconds == round(gpu_s * reference / tflops + cpu_s, 2), name
 
 
