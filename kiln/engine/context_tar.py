@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from kiln.errors import KilnError
+
 CHUNK = 1 << 20
 
 
@@ -53,8 +55,10 @@ def stream_tar(entries: Iterable[Entry]) -> Iterator[bytes]:
                 break
             yield chunk
         if sent != entry.size:
-            raise OSError(f"{entry.name} changed size while the build context was sent ({entry.size} bytes "
-                          f"expected, {sent} read)")
+            # a KilnError: raised inside the request body, any other error would reach the user wrapped as an
+            # engine connection failure
+            raise KilnError(f"{entry.name} changed size while the build context was sent ({entry.size} bytes "
+                            f"expected, {sent} read)", "build context", "leave the sources alone during a build, and build again")
         if entry.size % tarfile.BLOCKSIZE:
             yield tarfile.NUL * (tarfile.BLOCKSIZE - entry.size % tarfile.BLOCKSIZE)
     yield tarfile.NUL * (2 * tarfile.BLOCKSIZE)

@@ -55,7 +55,7 @@ def _build(s: Subject, req: BuildRequest, baked: list, on_event: Listener) -> tu
             result = build_image(client, s, req.out, source, server.url, on_event, baked)
     except KeyboardInterrupt:
         gone = remove_build_leftovers(client, before)
-        raise Interrupted([f"{gone} intermediate build container(s)", "the temporary build context"]) from None
+        raise Interrupted([f"{gone} intermediate build container(s)"]) from None
     except BaseException:
         remove_build_leftovers(client, before)
         raise

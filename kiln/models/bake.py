@@ -43,19 +43,24 @@ class BakedFile:
         return f"{BAKED_MODELS_DIR}/{self.model.folder}/{self.model.file}"
 
     def chunks(self) -> Iterator[bytes]:
-        """The file's bytes from its verified descriptor, hashed again on the way (no second read); raises
-        at its end when what was sent is not what was verified."""
-        offset, size, digest = 0, self.model.size, hashlib.sha256()
+        """The file's bytes from its verified descriptor, hashed again on the way (no second read). The last
+        chunk is held back until size, digest and fstat match what was verified, so the engine never
+        receives a whole changed file: a change aborts the stream before its end."""
+        offset, size, digest, held = 0, self.model.size, hashlib.sha256(), b""
         while offset < size:
             chunk = os.pread(self.fd, min(READ_CHUNK, size - offset), offset)
             if not chunk:
                 break
             offset += len(chunk)
             digest.update(chunk)
-            yield chunk
+            if held:
+                yield held
+            held = chunk
         if offset != size or digest.hexdigest() != self.model.sha256 or _identity(os.fstat(self.fd)) != self.identity:
             raise KilnError(f"{self.model.folder}/{self.model.file} changed in the cache while it was baked",
                             "--models-from", "leave the cache alone while `invoke build --bake-models` runs, and build again")
+        if held:
+            yield held
 
 
 def verify_models(models: tuple[ModelFile, ...], cache: Path, on_event: Listener = ignore) -> list[BakedFile]:

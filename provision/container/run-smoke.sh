@@ -28,10 +28,12 @@ else:
 deadline = time.monotonic() + warmup_limit
 while time.monotonic() < deadline and not any(os.path.exists(p) for p in ("/tmp/kiln/ready", "/tmp/kiln/failed")):
     time.sleep(0.25)
-sys.exit(0)
+sys.exit(0 if any(os.path.exists(p) for p in ("/tmp/kiln/ready", "/tmp/kiln/failed")) else 3)
 PYEOF
 waited=$?
-if [ "$waited" != 0 ]; then
+if [ "$waited" = 3 ]; then
+    echo "kiln-smoke: the warm-up did not finish within its limit; the timed prompts may run beside it" >&2
+elif [ "$waited" != 0 ]; then
     echo "kiln-smoke: ComfyUI did not answer at $URL; its last output:" >&2
     tail -n 20 /tmp/comfyui.log >&2
 fi

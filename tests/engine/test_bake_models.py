@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 import yaml
 
 from kiln.project import Project
+from tests.engine.registry import free_port
 from tests.conftest import FIXTURES, ROOT
 from tests.engine.conftest import TEST_IMAGE, build_small, git_checkout, run_in, small_project
 
@@ -127,9 +127,7 @@ def test_the_warm_up_runs_on_the_baked_files_with_an_empty_cache_mounted(baked, 
     tag = _tags(client, BAKED)[0]
     cache = tmp_path / "cache"
     subprocess.run(["sh", str(ROOT / "provision/host/cache.sh"), str(cache)], check=True, capture_output=True)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     try:
         ran = _task(project.root, "run", "--gpu", "4090", "--image", tag, "--cache", str(cache), "--cpu-mode",
                     "--port", str(port), "--timeout", "120")

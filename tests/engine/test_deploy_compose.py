@@ -4,7 +4,6 @@ container, network or volume behind."""
 
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -12,6 +11,7 @@ import uuid
 
 import pytest
 
+from tests.engine.registry import free_port
 from tests.conftest import invoke
 from tests.engine.conftest import build_serve_image, serve_cache
 
@@ -26,10 +26,6 @@ def serve_image(client, tmp_path_factory, base):
             client.images.remove(tag, force=True)
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _compose(path, project, *args, env=None):
@@ -51,7 +47,7 @@ def test_compose_up_healthy_serves_on_loopback_and_down_leaves_nothing(client, s
     assert rendered.returncode == 0, rendered.stderr
     image_id = client.images.get(tag).id
     assert f'image: "{image_id}"' in (out / "compose.yaml").read_text()
-    name, port = f"kiln-test-{uuid.uuid4().hex[:8]}", _free_port()
+    name, port = f"kiln-test-{uuid.uuid4().hex[:8]}", free_port()
     env = {"KILN_CACHE": str(serve_cache(tmp_path)), "KILN_PORT": str(port)}
     try:
         up = _compose(out / "compose.yaml", name, "up", "-d", env=env)

@@ -4,7 +4,6 @@ cache mount is honoured by run, the start script and the warm-up."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -14,6 +13,7 @@ from kiln.engine.facts import read_facts
 from kiln.engine.run import RunRequest, start, stop
 from kiln.engine.smoke import run_in_image
 from kiln.errors import KilnError
+from tests.engine.registry import free_port
 from tests.conftest import ROOT
 from tests.engine.conftest import TEST_IMAGE, build_serve_image, build_small, serve_cache
 
@@ -26,10 +26,6 @@ def _cli(project, *args):
                           timeout=600)
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_smoke_and_report_read_the_facts_from_the_image(client, small, tmp_path):
@@ -65,7 +61,7 @@ def mount_image(tmp_path_factory, base):
 def test_a_non_default_cache_mount_is_used_end_to_end(client, mount_image, tmp_path):
     _, tag = mount_image
     cache = serve_cache(tmp_path)
-    request = RunRequest(tag=tag, name="kiln-test-mount", port=_free_port(), cache=cache, cpu_mode=True,
+    request = RunRequest(tag=tag, name="kiln-test-mount", port=free_port(), cache=cache, cpu_mode=True,
                          timeout_s=120, env={"STANDIN_COMPILE_S": "1"})
     try:
         up = start(client, request)

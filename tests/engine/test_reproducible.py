@@ -8,6 +8,7 @@ import docker
 import pytest
 
 from kiln.sources import wheels
+from tests.engine.registry import free_port
 from tests.engine.conftest import TEST_IMAGE, build_small
 
 IMAGE = f"{TEST_IMAGE}-repro"   # its own name: no other test retags or removes it mid-test
@@ -40,10 +41,6 @@ def _remove(client, ref: str, force: bool = False, noprune: bool = True) -> None
         pass
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _build(project, src, made):
@@ -69,7 +66,7 @@ def _wheel_url(client, builder: str) -> str:
 
 def test_rebuild_without_builder_cache_on_another_port_gives_the_same_layers(client, project, made, monkeypatch):
     project, src = project
-    port = _free_port()
+    port = free_port()
     monkeypatch.setattr(wheels, "DEFAULT_PORT", port)
     first, first_builder, _ = _build(project, src, made)
     assert _wheel_url(client, first_builder) == f"http://127.0.0.1:{port}/"

@@ -15,6 +15,7 @@ import pytest
 
 from kiln.engine.run import RunRequest, start, stop
 from kiln.errors import KilnError
+from tests.engine.registry import free_port
 from tests.conftest import ROOT
 from tests.engine.conftest import SERVE_IMAGE, build_serve_image, serve_cache
 
@@ -27,10 +28,6 @@ def serve_image(tmp_path_factory, base):
     return build_serve_image(tmp_path_factory.mktemp("serve"))
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _request(tag, cache, port, name="kiln-test-run"):
@@ -46,7 +43,7 @@ def running(client):
 
 def test_healthy_only_after_warmup_then_serves(client, serve_image, tmp_path, running):
     _, tag = serve_image
-    port = _free_port()
+    port = free_port()
     up = start(client, _request(tag, serve_cache(tmp_path), port))
     assert up.url == f"http://127.0.0.1:{port}"
     assert up.warmup["first_s"] >= COMPILE_S and up.warmup["second_s"] < 1.0
@@ -60,9 +57,9 @@ def test_healthy_only_after_warmup_then_serves(client, serve_image, tmp_path, ru
 def test_restart_with_the_same_cache_warms_up_faster(client, serve_image, tmp_path, running):
     _, tag = serve_image
     cache = serve_cache(tmp_path)
-    cold = start(client, _request(tag, cache, _free_port()))
+    cold = start(client, _request(tag, cache, free_port()))
     stop(client, "kiln-test-run")
-    warm = start(client, _request(tag, cache, _free_port()))
+    warm = start(client, _request(tag, cache, free_port()))
     assert cold.warmup["first_s"] >= COMPILE_S
     assert warm.warmup["first_s"] < cold.warmup["first_s"] / 3
     owners = {p.stat().st_uid for p in (cache / "inductor").iterdir()}
@@ -71,7 +68,7 @@ def test_restart_with_the_same_cache_warms_up_faster(client, serve_image, tmp_pa
 
 def test_sigterm_stops_within_10s_with_exit_0(client, serve_image, tmp_path, running):
     _, tag = serve_image
-    up = start(client, _request(tag, serve_cache(tmp_path), _free_port()))
+    up = start(client, _request(tag, serve_cache(tmp_path), free_port()))
     container = client.containers.get(up.container_id)
     started = time.monotonic()
     container.kill(signal="SIGTERM")
@@ -81,7 +78,7 @@ def test_sigterm_stops_within_10s_with_exit_0(client, serve_image, tmp_path, run
 
 def test_non_root_on_a_read_only_root(client, serve_image, tmp_path, running):
     _, tag = serve_image
-    up = start(client, _request(tag, serve_cache(tmp_path), _free_port()))
+    up = start(client, _request(tag, serve_cache(tmp_path), free_port()))
     container = client.containers.get(up.container_id)
     assert container.attrs["HostConfig"]["ReadonlyRootfs"] is True
     assert container.exec_run("id -u").output.decode().strip() == "10001"
@@ -95,7 +92,7 @@ def test_non_root_on_a_read_only_root(client, serve_image, tmp_path, running):
 
 def test_without_a_cache_mount_it_says_so(client, serve_image, running):
     _, tag = serve_image
-    request = _request(tag, None, _free_port())
+    request = _request(tag, None, free_port())
     up = start(client, replace(request, env={**request.env, "KILN_SERVE_WITHOUT_MODELS": "1"}))
     logs = client.containers.get(up.container_id).logs().decode()
     assert "/cache is not a mount of a disk" in logs
@@ -107,7 +104,7 @@ def test_missing_models_keep_the_server_unhealthy(client, serve_image):
     before = len(client.containers.list(all=True))
     with pytest.raises(KilnError, match="the warm-up failed.*models not in the cache: checkpoints/standin.safetensors"
                                         ".*invoke models.fetch"):
-        start(client, _request(tag, None, _free_port(), name="kiln-test-nomodels"))
+        start(client, _request(tag, None, free_port(), name="kiln-test-nomodels"))
     assert len(client.containers.list(all=True)) == before
 
 
@@ -134,7 +131,7 @@ def test_bad_cache_is_refused_before_any_container(client, serve_image, tmp_path
     elif case == "root-owned":
         path.mkdir(mode=0o755)
     before = len(client.containers.list(all=True))
-    _one_error(_run_cli(project, "--cache", str(path), "--port", str(_free_port())), fragment)
+    _one_error(_run_cli(project, "--cache", str(path), "--port", str(free_port())), fragment)
     assert len(client.containers.list(all=True)) == before
 
 
@@ -149,14 +146,14 @@ def test_port_in_use_is_refused(client, serve_image):
 def test_image_not_built_names_invoke_build(client, serve_image):
     project, _ = serve_image
     cmd = [sys.executable, "-m", "invoke", "--search-root", str(project.root), "run", "--gpu", "l4",
-           "--image", SERVE, "--cpu-mode", "--port", str(_free_port())]
+           "--image", SERVE, "--cpu-mode", "--port", str(free_port())]
     missing = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     _one_error(missing, "invoke build")
 
 
 def test_cli_run_prints_url_and_warmup(client, serve_image, tmp_path):
     project, _ = serve_image
-    port = _free_port()
+    port = free_port()
     try:
         result = _run_cli(project, "--cache", str(serve_cache(tmp_path)), "--port", str(port))
         assert result.returncode == 0, result.stderr[-2000:]
@@ -226,7 +223,7 @@ def test_a_failed_warmup_ends_the_container_with_the_reason(client, serve_image,
 def test_invoke_run_reports_a_failed_warmup_and_leaves_nothing(client, serve_image, tmp_path):
     _, tag = serve_image
     before = {c.id for c in client.containers.list(all=True)}
-    request = RunRequest(tag=tag, name="kiln-test-run", port=_free_port(), cache=serve_cache(tmp_path),
+    request = RunRequest(tag=tag, name="kiln-test-run", port=free_port(), cache=serve_cache(tmp_path),
                          cpu_mode=True, timeout_s=60, env={"STANDIN_FAIL_NODE": "KSampler"})
     with pytest.raises(KilnError, match="the warm-up failed.*KSampler failed"):
         start(client, request)
