@@ -12,7 +12,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from serve.warmup import missing_models, model_roots, submit_prompt, wait_for_prompt, with_new_seed
+from serve.model_files import missing_models, model_roots
+from serve.prompt import submit_prompt, wait_for_prompt, with_new_seed
 
 from .context import Context
 from .verdict import FAIL, LATENCY, PASS, SKIP, Check, latency_verdict, p50, png_size, skip
