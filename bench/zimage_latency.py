@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +34,7 @@ from kiln.events import ignore  # noqa: E402
 from kiln.models.synthetic import planned_sizes, write_synthetic  # noqa: E402
 from kiln.project import Project  # noqa: E402
 from kiln.render.facts import image_facts  # noqa: E402
+from serve.prompt import with_new_seed  # noqa: E402
 from zimage.floor import compute_floor  # noqa: E402
 from zimage.levers import Lever, load_levers  # noqa: E402
 from zimage.server import ComfyServer  # noqa: E402
@@ -140,12 +139,11 @@ def workflow_for(resolution: int, steps: int | None) -> dict:
 
 
 def request(graph: dict, i: int) -> dict:
-    fresh = json.loads(json.dumps(graph))
+    """A user's request: the warm-up's fresh seed, and a new prompt text so the text encoder runs too."""
+    fresh = with_new_seed(graph)
     for node in fresh.values():
         if node["class_type"] == "CLIPTextEncode":
             node["inputs"]["text"] = TEXT.format(i=i)
-        if "seed" in node["inputs"]:
-            node["inputs"]["seed"] = random.randrange(2 ** 32)
     return fresh
 
 

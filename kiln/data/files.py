@@ -3,6 +3,7 @@ a key path so that validation errors can point at it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import tomllib
@@ -60,6 +61,10 @@ def read_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise KilnError(f"malformed JSON ({exc.msg})", f"{path}:{exc.lineno}", "fix the syntax at that line") from None
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def read_text(path: Path) -> str:

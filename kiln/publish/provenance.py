@@ -3,10 +3,8 @@ the lock, the image spec, the GPU profile, the ComfyUI commit and the base image
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 from kiln import __version__
+from kiln.data.files import file_sha256
 from kiln.data.subject import Subject
 from kiln.publish.sbom import image_digest_hex
 
@@ -40,11 +38,7 @@ def _build_definition(subject: Subject, base_ref: str, base_hex: str, verified_s
                 {"uri": f"git+{comfy.repo}@{comfy.commit}", "digest": {"gitCommit": comfy.commit},
                  "annotations": {"verified": verified_source}},
                 {"uri": f"docker-image://{base_ref}", "digest": {"sha256": base_hex}},
-                {"uri": "versions.lock", "digest": {"sha256": _file_sha256(subject.lock.path)}},
+                {"uri": "versions.lock", "digest": {"sha256": file_sha256(subject.lock.path)}},
                 {"uri": f"versions.lock#stacks.{subject.lock.name}", "digest": {"sha256": subject.lock.digest},
                  "annotations": {"digest": "sha256 of the canonical JSON of the stack's tables and the bases "
                                            "(kiln.data.lock.stack_digest), the image's io.kiln.lock-sha256"}}]}
-
-
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

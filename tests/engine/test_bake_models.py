@@ -1,5 +1,6 @@
 """`invoke build --bake-models --models-from CACHE` on the small fixture stack, with a tiny manifest fixture
-(tests/fixtures/models: two header-only safetensors files of a few kB with their real sha256): the files in
+(tests/fixtures/models/manifest.yaml: two header-only safetensors files of a few kB, written by the test, with
+their sha256): the files in
 their own layer at ComfyUI's models folder, before the payload and start-script layers; labels, distinct tags
 and the build record; the warm-up finds them; a bad or missing file stops the build with one line."""
 
@@ -9,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +25,18 @@ from tests.engine.conftest import TEST_IMAGE, build_small, git_checkout, run_in,
 
 BAKED = f"{TEST_IMAGE}-baked"
 MANIFEST = yaml.safe_load((FIXTURES / "models" / "manifest.yaml").read_text())["models"]
+# the one tensor each header declares (what the stand-in's detection keys on) and the metadata padding that
+# gives the file its size; no tensor data follows the header
+HEADERS = {"checkpoints/standin.safetensors": ("model.diffusion_model.input_blocks.0.0.weight", [320, 4, 3, 3], 3000),
+           "vae/tiny-vae.safetensors": ("decoder.conv_in.weight", [512, 16, 3, 3], 1500)}
+
+
+def _header_only(path: str) -> bytes:
+    key, shape, pad = HEADERS[path]
+    header = json.dumps({"__metadata__": {"note": "kiln test fixture: a safetensors header with no tensor data",
+                                          "pad": "." * pad},
+                         key: {"data_offsets": [0, 0], "dtype": "BF16", "shape": shape}}).encode()
+    return struct.pack("<Q", len(header)) + header
 
 
 def _task(project_root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -51,7 +65,8 @@ def _cache(tmp: Path) -> Path:
     cache = tmp / "cache"
     for model in MANIFEST:
         (cache / "models" / model["folder"]).mkdir(parents=True, exist_ok=True)
-        shutil.copy(FIXTURES / "models" / model["folder"] / model["file"], cache / "models" / model["folder"] / model["file"])
+        path = f"{model['folder']}/{model['file']}"
+        (cache / "models" / path).write_bytes(_header_only(path))
     return cache
 
 
@@ -66,7 +81,7 @@ def _remove(client, name: str) -> None:
 
 def test_the_fixture_manifest_names_its_files_real_sha256():
     for model in MANIFEST:
-        data = (FIXTURES / "models" / model["folder"] / model["file"]).read_bytes()
+        data = _header_only(f"{model['folder']}/{model['file']}")
         assert (len(data), hashlib.sha256(data).hexdigest()) == (model["size"], model["sha256"])
         assert 1000 < len(data) < 10_000
 

@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import http.server
 import json
-import socket
 import struct
-import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,6 +16,7 @@ import pytest
 from payload_env import ROOT, fresh_expect
 from smoke import checks_workflow
 from smoke.context import Context, Options
+from tests.standin.serving import standin_server
 from smoke.verdict import FAIL, LATENCY, PASS, SKIP, WARN, latency_budget, latency_verdict, p50, png_size
 
 STANDIN = ROOT / "tests" / "standin" / "comfyui"
@@ -131,31 +128,12 @@ def test_an_image_without_a_workflow_skips_the_group(tmp_path):
 
 # ------------------------------------------------------------------ prompt through a real server
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def standin(tmp_path):
     """The ComfyUI stand-in serving the cache's models/ (what the image's extra_model_paths.yaml does)."""
-    (tmp_path / "paths.yaml").write_text(f"kiln:\n  base_path: {tmp_path / 'cache' / 'models'}\n")
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, str(STANDIN / "main.py"), "--port", str(port), "--extra-model-paths-config",
-                             str(tmp_path / "paths.yaml"), "--output-directory", str(tmp_path / "out")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=STANDIN,
-                            env={"STANDIN_COMPILE_S": "0.2", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)})
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url + "/system_stats", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    with standin_server(tmp_path, f"kiln:\n  base_path: {tmp_path / 'cache' / 'models'}\n",
+                        env={"STANDIN_COMPILE_S": "0.2", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}) as url:
+        yield url
 
 
 def test_prompt_passes_with_the_requested_png_and_records_timings(tmp_path, standin):

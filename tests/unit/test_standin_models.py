@@ -2,19 +2,15 @@
 refuses (a missing file, a DiT that is not Z-Image), and a text encoder of a type it does not serve."""
 
 import json
-import socket
 import struct
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.standin.serving import standin_server
 
-STANDIN = ROOT / "tests" / "standin" / "comfyui"
 WORKFLOW = json.loads((ROOT / "images" / "workflows" / "z-image-turbo.json").read_text())
 
 
@@ -34,26 +30,8 @@ def _models(root, dim=3840, vocab=151936):
 
 @pytest.fixture
 def standin(tmp_path):
-    (tmp_path / "paths.yaml").write_text(f"kiln:\n  base_path: {tmp_path / 'models'}\n  vae: vae\n")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, str(STANDIN / "main.py"), "--port", str(port), "--extra-model-paths-config",
-                             str(tmp_path / "paths.yaml"), "--output-directory", str(tmp_path / "out")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=STANDIN)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url + "/system_stats", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("the stand-in did not answer /system_stats within 10 s")
-    yield url, tmp_path
-    proc.terminate()
-    proc.wait(10)
+    with standin_server(tmp_path, f"kiln:\n  base_path: {tmp_path / 'models'}\n  vae: vae\n") as url:
+        yield url, tmp_path
 
 
 def _prompt(url, workflow):
