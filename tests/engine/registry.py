@@ -1,5 +1,6 @@
 """A real registry for the tests: Debian's docker-registry (distribution 2.8) on 127.0.0.1 with htpasswd
-auth, started and stopped by the tests; its storage can be a small tmpfs to fill it up."""
+auth (or token auth, as cloud registries use), started and stopped by the tests; its storage can be a
+small tmpfs to fill it up."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class LocalRegistry:
     port: int
     process: subprocess.Popen | None = None
     tls: tuple[Path, Path] | None = None   # (certificate, key): serve HTTPS
+    token_auth: str = ""                   # an `auth:` section for token auth instead of htpasswd
 
     @property
     def host(self) -> str:
@@ -35,8 +37,7 @@ class LocalRegistry:
             f"storage:\n  filesystem: {{rootdirectory: {storage}}}\n  delete: {{enabled: true}}\n"
             f"http:\n  addr: 127.0.0.1:{self.port}\n"
             + (f"  tls: {{certificate: {self.tls[0]}, key: {self.tls[1]}}}\n" if self.tls else "")
-            +
-            f"auth:\n  htpasswd: {{realm: kiln-test, path: {self.root / 'htpasswd'}}}\n")
+            + (self.token_auth or f"auth:\n  htpasswd: {{realm: kiln-test, path: {self.root / 'htpasswd'}}}\n"))
         log = open(self.root / "registry.log", "ab")
         self.process = subprocess.Popen(["docker-registry", "serve", str(self.root / "config.yml")], stdout=log,
                                         stderr=subprocess.STDOUT)

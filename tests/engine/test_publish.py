@@ -1,6 +1,7 @@
 """`invoke publish` against a real registry (Debian's docker-registry with htpasswd auth on 127.0.0.1):
 the smoke gate, the push with the digest read back, SBOM and provenance attached and pulled back,
-immutable tags, wrong credentials, and a registry that is down (and comes back) mid-publish."""
+immutable tags, wrong credentials, a registry that is down (and comes back) mid-publish, and one that
+hands out bearer tokens as cloud registries do."""
 
 import io
 import json
@@ -23,6 +24,7 @@ from kiln.publish.sbom import validate_sbom
 from tests.conftest import ROOT, invoke
 from tests.engine.conftest import TEST_IMAGE, build_small
 from tests.engine.registry import PASSWORD, USER, LocalRegistry, free_port, make_tls
+from tests.engine.token_service import TokenService
 
 
 @pytest.fixture
@@ -268,3 +270,58 @@ def test_ctrl_c_mid_push_claims_nothing(built, registry, client):
     assert proc.returncode == 2 and "interrupted" in err and "Traceback" not in err, err[-1000:]
     assert "published" not in out and "published" not in json.loads(record.read_text())
     assert not [t for i in client.images.list() for t in i.tags if t.startswith(registry.host)]
+
+
+@pytest.fixture
+def token_registry(tmp_path):
+    """The real docker-registry with token auth, as Docker Hub, GHCR, ECR and Artifact Registry run it; its
+    token service is the stand-in of tests.engine.token_service."""
+    service = TokenService(tmp_path / "token-service")
+    reg = LocalRegistry(tmp_path / "token-registry", free_port(), token_auth=service.registry_auth()).start()
+    yield reg, service
+    reg.stop()
+    service.stop()
+
+
+def test_a_registry_with_a_token_service(built, token_registry, client):
+    project, result, record = built
+    reg, service = token_registry
+    out = _publish(project, reg, "--force")
+    assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-1500:]
+    assert PASSWORD not in out.stdout + out.stderr + record.read_text()
+    repo = f"team/{TEST_IMAGE}"
+    # the engine's push and kiln's own read-back each got bearer tokens, for this repository only
+    askers = {issued.client.split("/")[0] for issued in service.issued}
+    assert {"docker", "python-urllib3"} <= askers, askers
+    assert all(repo in scope for issued in service.issued for scope in issued.scopes), service.issued
+    digest = json.loads(record.read_text())["published"]["references"][0].split("@")[1]
+    api = _client_registry(reg)
+    assert [api.manifest_digest(repo, t.split(":")[1]) for t in result.tags] == [digest] * len(result.tags)
+    validate_sbom(api.blob(repo, api.manifest(repo, f"sha256-{digest[7:]}.sbom")["layers"][0]["digest"]).decode())
+    with pytest.raises(KilnError, match="asks for credentials"):
+        Registry(reg.host, None).manifest_digest(repo, digest)
+
+
+def test_a_token_service_refusing_the_password_is_one_line(built, token_registry, monkeypatch):
+    project, result, record = built
+    reg, service = token_registry
+    monkeypatch.setenv("KILN_REGISTRY_PASSWORD", "wrong")
+    _one_error(_publish(project, reg, "--force"), "token service refused the credentials")
+    assert service.refused and not service.issued
+    assert "token service refused" in json.loads(record.read_text())["publish_failed"]["error"]
+    assert _client_registry(reg).manifest_digest(f"team/{TEST_IMAGE}", result.tags[0].split(":")[1]) is None
+
+
+def test_an_expired_token_is_renewed(tmp_path):
+    """Docker Hub's tokens last 300 s, less than a big push: the read-back after it must ask again.
+    docker-registry accepts a token 60 s past its expiry, so one issued 57 s expired lasts 3 s."""
+    service = TokenService(tmp_path / "token-service", lifetime_s=-57)
+    reg = LocalRegistry(tmp_path / "token-registry", free_port(), token_auth=service.registry_auth()).start()
+    try:
+        api = _client_registry(reg)
+        assert api.manifest_digest("team/renew", "v1") is None and len(service.issued) == 1
+        time.sleep(4)
+        assert api.manifest_digest("team/renew", "v1") is None and len(service.issued) == 2
+    finally:
+        reg.stop()
+        service.stop()
