@@ -39,7 +39,7 @@ from kiln.models.fetch import FetchReport, FetchRequest, fetch_models
 from kiln.models.plan import check_cache as check_model_cache, size_text
 from kiln.models.source import endpoint_from_env
 from kiln.publish.credentials import find_credentials
-from kiln.publish.job import PublishRequest, publish as run_publish
+from kiln.publish.job import PublishRequest, check_all, publish as run_publish
 from kiln.publish.push import parse_target
 from kiln.project import DEFAULT_IMAGE, Project
 from kiln.render.context import write_context
@@ -371,7 +371,7 @@ def cache(c, path):
 
 
 @task(help={"gpu": "GPU profile or spelling the image was built for", "image": "image spec name or path",
-            "registry": "HOST[:PORT]/NAMESPACE to push to", "all_gpus": "every profile of this image built here",
+            "registry": "HOST[:PORT]/NAMESPACE to push to", "all_gpus": "every profile of this image built here; all are gated before any is pushed",
             "force": "publish without a passing smoke record (recorded with the image in the registry)",
             "overwrite": "let a version tag move to this image", "dry_run": "gate and plan only, push nothing",
             "plain": "plain log lines instead of a live view"})
@@ -385,13 +385,21 @@ def publish(c, registry, gpu=None, image=DEFAULT_IMAGE, all_gpus=False, force=Fa
     client = connect()
     subjects = [PROJECT.subject(g, image) for g in ([gpu] if gpu else PROJECT.gpus)]
     subjects = [s for s in subjects if gpu or image_exists(client, image_tags(s)[0])]
+    if not subjects:
+        raise KilnError(f"no {image} image is built here for any GPU profile", "--all-gpus",
+                        "build one first with `invoke build --gpu=X`")
     credentials = find_credentials(target.host)
+    build = PROJECT.root / "build"
+    pairs = []
     for subject in subjects:
         resolve_tag(client, image_tags(subject)[0], subject.gpu.name)
-        build = PROJECT.root / "build"
-        request = PublishRequest(target=target, credentials=credentials, smoke_records=build / "smoke",
-                                 build_record=build / f"{subject.image.name}-{subject.gpu.name}.build.json",
-                                 force=force, overwrite=overwrite, dry_run=dry_run)
+        pairs.append((subject, PublishRequest(
+            target=target, credentials=credentials, smoke_records=build / "smoke",
+            build_record=build / f"{subject.image.name}-{subject.gpu.name}.build.json",
+            force=force, overwrite=overwrite, dry_run=dry_run)))
+    if len(pairs) > 1 and not dry_run:
+        check_all(client, pairs)
+    for subject, request in pairs:
         show = console.progress(plain)
         try:
             result = run_publish(client, subject, request, show)

@@ -5,7 +5,7 @@ OCI artifacts (tags sha256-<hex>.sbom and .att, the convention cosign uses) and 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -69,6 +69,13 @@ def publish(client: docker.DockerClient, s: Subject, req: PublishRequest, on_eve
     result = PublishResult([f"{req.target.host}/{repo}@{digest}"], artifacts, smoke, planned)
     _record(req.build_record, result)
     return result
+
+
+def check_all(client: docker.DockerClient, pairs: list[tuple[Subject, PublishRequest]]) -> None:
+    """Every profile passes the gate and the tag check before any is pushed: a half-published set of
+    profiles is worse than none."""
+    for subject, request in pairs:
+        publish(client, subject, replace(request, dry_run=True))
 
 
 def _same_inputs(s: Subject, image) -> None:

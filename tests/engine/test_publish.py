@@ -43,8 +43,9 @@ def built(small, monkeypatch):
     return project, result, record
 
 
-def _publish(project, registry, *args):
-    return invoke("publish", "--registry", f"{registry.host}/team", "--gpu", "4090", "--image", TEST_IMAGE, "--plain", *args,
+def _publish(project, registry, *args, gpu="4090", all_gpus=False):
+    chosen = ("--all-gpus",) if all_gpus else ("--gpu", gpu)
+    return invoke("publish", "--registry", f"{registry.host}/team", *chosen, "--image", TEST_IMAGE, "--plain", *args,
                   root=project.root)
 
 
@@ -325,3 +326,30 @@ def test_an_expired_token_is_renewed(tmp_path):
     finally:
         reg.stop()
         service.stop()
+
+
+def test_all_gpus_gates_every_profile_before_pushing_any(built, registry, small):
+    project, result, _ = built
+    repo = f"team/{TEST_IMAGE}"
+    build_small(project, small[1], gpu="l4")
+    assert _publish(project, registry, "--force", gpu="l4").returncode == 0
+    template = project.templates_dir / "start.sh.j2"
+    template.write_text(template.read_text().replace("set -eu", "set -eu\n# another l4 build", 1))
+    rebuilt, _ = build_small(project, small[1], gpu="l4")
+    # the registry's l4 tag names the first l4 image: the whole set is refused, the 4090 image too
+    _one_error(_publish(project, registry, "--force", gpu=None, all_gpus=True), "already names another image")
+    assert _client_registry(registry).manifest_digest(repo, result.tags[0].split(":")[1]) is None
+    out = _publish(project, registry, "--force", "--overwrite", gpu=None, all_gpus=True)
+    assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-1500:]
+    assert f"{TEST_IMAGE} on 4090: smoke forced" in out.stdout and f"{TEST_IMAGE} on l4: smoke forced" in out.stdout
+    for tag in (result.tags[0], rebuilt.tags[0]):
+        assert _client_registry(registry).manifest_digest(repo, tag.split(":")[1]) is not None
+
+
+def test_all_gpus_with_nothing_built_is_one_line(built, registry):
+    project, _, _ = built
+    spec = (project.root / "images" / f"{TEST_IMAGE}.yaml").read_text()
+    (project.root / "images" / "kiln-unbuilt.yaml").write_text(spec.replace(f"name: {TEST_IMAGE}", "name: kiln-unbuilt"))
+    out = invoke("publish", "--registry", f"{registry.host}/team", "--all-gpus", "--image", "kiln-unbuilt", "--force",
+                 root=project.root)
+    _one_error(out, "no kiln-unbuilt image is built here for any GPU profile")
