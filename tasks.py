@@ -41,6 +41,7 @@ from kiln.models.source import endpoint_from_env
 from kiln.publish.credentials import find_credentials
 from kiln.publish.job import PublishRequest, check_all, publish as run_publish
 from kiln.publish.push import parse_target
+from kiln.publish.signing import load_signing_key
 from kiln.project import DEFAULT_IMAGE, Project
 from kiln.render.context import write_context
 from kiln.render.portable import SUMMARY, PortableRequest, default_out, every_profile, render_portable
@@ -374,12 +375,17 @@ def cache(c, path):
             "registry": "HOST[:PORT]/NAMESPACE to push to", "all_gpus": "every profile of this image built here; all are gated before any is pushed",
             "force": "publish without a passing smoke record (recorded with the image in the registry)",
             "overwrite": "let a version tag move to this image", "dry_run": "gate and plan only, push nothing",
-            "plain": "plain log lines instead of a live view"})
+            "plain": "plain log lines instead of a live view",
+            "sign_key": "ECDSA P-256 PEM key to sign the provenance with (default $KILN_SIGNING_KEY; "
+                        "an encrypted one takes $KILN_SIGNING_KEY_PASSWORD)"})
 @user_errors
 def publish(c, registry, gpu=None, image=DEFAULT_IMAGE, all_gpus=False, force=False, overwrite=False, dry_run=False,
-            plain=False):
-    """Push the built image's tags to a registry, verify them by digest, attach SBOM and provenance."""
+            plain=False, sign_key=None):
+    """Push the built image's tags to a registry, verify them by digest, attach SBOM and signed provenance."""
     target = parse_target(registry)
+    key_path = sign_key or os.environ.get("KILN_SIGNING_KEY")
+    signing_key = load_signing_key(arguments.path(key_path, "--sign-key"),
+                                   os.environ.get("KILN_SIGNING_KEY_PASSWORD")) if key_path else None
     if not gpu and not all_gpus:
         raise KilnError("no GPU profile given", "--gpu", "pass --gpu=X, or --all-gpus for every profile built here")
     client = connect()
@@ -396,7 +402,7 @@ def publish(c, registry, gpu=None, image=DEFAULT_IMAGE, all_gpus=False, force=Fa
         pairs.append((subject, PublishRequest(
             target=target, credentials=credentials, smoke_records=build / "smoke",
             build_record=build / f"{subject.image.name}-{subject.gpu.name}.build.json",
-            force=force, overwrite=overwrite, dry_run=dry_run)))
+            force=force, overwrite=overwrite, dry_run=dry_run, signing_key=signing_key)))
     if len(pairs) > 1 and not dry_run:
         check_all(client, pairs)
     for subject, request in pairs:
@@ -409,7 +415,11 @@ def publish(c, registry, gpu=None, image=DEFAULT_IMAGE, all_gpus=False, force=Fa
         for line in (result.planned if dry_run else result.references):
             print(f"  {'would push' if dry_run else 'published'} {line}")
         for kind, ref in result.artifacts.items():
-            print(f"  {kind} {ref}")
+            print(f"  {kind} {ref}{_signed(result.signed_by) if kind == 'att' else ''}")
+
+
+def _signed(keyid: str) -> str:
+    return f" (signed, key {keyid})" if keyid else " (unsigned: pass --sign-key to sign it)"
 
 
 @task(help={"gpu": "GPU profile or spelling the image was built for", "image": "image spec name or path",

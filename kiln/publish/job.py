@@ -1,6 +1,7 @@
 """`invoke publish`: the gate (a passing smoke record for this image id, immutable version tags), the
-push of every tag kiln gave the image, the digest read back, and the SBOM and provenance attached as
-OCI artifacts (tags sha256-<hex>.sbom and .att, the convention cosign uses) and pulled back."""
+push of every tag kiln gave the image, the digest read back, and the SBOM and provenance (a DSSE
+envelope, signed when a key is given) attached as OCI artifacts (tags sha256-<hex>.sbom and .att, the
+convention cosign uses) and pulled back."""
 
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ from kiln.publish.provenance import provenance
 from kiln.publish.push import Target, push_tag, verify_digest
 from kiln.publish.registry import Credentials, Registry
 from kiln.publish.sbom import image_sbom, validate_sbom
+from kiln.publish.signing import ENVELOPE_TYPE, SigningKey, envelope, verify_envelope
 
 SBOM_TYPE = "application/vnd.cyclonedx+json"
-PROVENANCE_TYPE = "application/vnd.in-toto+json"
 SMOKE_ANNOTATION = "io.kiln.smoke"
+SIGNED_ANNOTATION = "io.kiln.signed-by"
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class PublishRequest:
     force: bool = False
     overwrite: bool = False
     dry_run: bool = False
+    signing_key: SigningKey | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class PublishResult:
     artifacts: dict[str, str] = field(default_factory=dict)
     smoke: str = ""                           # what the gate found (or that it was forced)
     planned: list[str] = field(default_factory=list)
+    signed_by: str = ""                       # the provenance's signing key id; "" when unsigned
 
 
 def publish(client: docker.DockerClient, s: Subject, req: PublishRequest, on_event: Listener = ignore) -> PublishResult:
@@ -61,12 +65,13 @@ def publish(client: docker.DockerClient, s: Subject, req: PublishRequest, on_eve
         if req.dry_run:
             return PublishResult(references=[], smoke=smoke, planned=planned)
         digest = _push(client, image.id, registry, repo, tags, req.credentials, on_event)
-        artifacts = _attach(registry, repo, digest, s, image, build, smoke, on_event)
+        artifacts = _attach(registry, repo, digest, s, image, build, smoke, req.signing_key, on_event)
     except KilnError as exc:
         if not req.dry_run:
             _record_failure(req.build_record, f"{req.target.host}/{repo}", exc.line())
         raise
-    result = PublishResult([f"{req.target.host}/{repo}@{digest}"], artifacts, smoke, planned)
+    signed_by = req.signing_key.keyid if req.signing_key else ""
+    result = PublishResult([f"{req.target.host}/{repo}@{digest}"], artifacts, smoke, planned, signed_by)
     _record(req.build_record, result)
     return result
 
@@ -148,7 +153,7 @@ def _push(client, image_id: str, registry: Registry, repo: str, tags: list[str],
 
 
 def _attach(registry: Registry, repo: str, digest: str, s: Subject, image, build: dict, smoke: str,
-            on_event: Listener) -> dict[str, str]:
+            key: SigningKey | None, on_event: Listener) -> dict[str, str]:
     verified = (image.labels or {}).get(SOURCE_LABEL) == "verified"
     now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     sbom = image_sbom(s, digest, verified, build.get("base_packages", []), now)
@@ -158,17 +163,19 @@ def _attach(registry: Registry, repo: str, digest: str, s: Subject, image, build
     hex_digest = digest.removeprefix("sha256:")
     annotations = {SMOKE_ANNOTATION: smoke, "org.opencontainers.image.created": now}
     made = {}
-    for kind, media, doc in (("sbom", SBOM_TYPE, sbom), ("att", PROVENANCE_TYPE, statement)):
+    for kind, media, doc, extra in (("sbom", SBOM_TYPE, sbom, {}),
+                                    ("att", ENVELOPE_TYPE, envelope(statement, key),
+                                     {SIGNED_ANNOTATION: key.keyid if key else "unsigned"})):
         payload = json.dumps(doc, indent=2, sort_keys=True).encode()
         tag = f"sha256-{hex_digest}.{kind}"
         on_event(Event("phase", f"attaching {kind} as {repo}:{tag}"))
-        registry.put_artifact(repo, tag, payload, media, subject, annotations, f"{kind}.json")
-        _pull_back(registry, repo, tag, payload, kind)
+        registry.put_artifact(repo, tag, payload, media, subject, {**annotations, **extra}, f"{kind}.json")
+        _pull_back(registry, repo, tag, payload, kind, key)
         made[kind] = f"{registry.host}/{repo}:{tag}"
     return made
 
 
-def _pull_back(registry: Registry, repo: str, tag: str, payload: bytes, kind: str) -> None:
+def _pull_back(registry: Registry, repo: str, tag: str, payload: bytes, kind: str, key: SigningKey | None) -> None:
     layer = registry.manifest(repo, tag)["layers"][0]
     data = registry.blob(repo, layer["digest"])
     if data != payload:
@@ -176,6 +183,8 @@ def _pull_back(registry: Registry, repo: str, tag: str, payload: bytes, kind: st
                         "check the registry's storage and publish again")
     if kind == "sbom":
         validate_sbom(data.decode())
+    elif key is not None:
+        verify_envelope(json.loads(data), key.public_pem())
 
 
 def _record_failure(path: Path, target: str, line: str) -> None:
@@ -197,7 +206,8 @@ def _read_json(path: Path) -> dict:
 
 def _record(path: Path, result: PublishResult) -> None:
     record = _read_json(path)
-    record["published"] = {"references": result.references, "artifacts": result.artifacts, "smoke": result.smoke}
+    record["published"] = {"references": result.references, "artifacts": result.artifacts, "smoke": result.smoke,
+                           "provenance_signed_by": result.signed_by or "unsigned"}
     record.pop("publish_failed", None)
     try:
         path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -3,6 +3,7 @@ the smoke gate, the push with the digest read back, SBOM and provenance attached
 immutable tags, wrong credentials, a registry that is down (and comes back) mid-publish, and one that
 hands out bearer tokens as cloud registries do."""
 
+import base64
 import io
 import json
 import os
@@ -86,8 +87,12 @@ def test_forced_publish_pushes_verifies_and_attaches(built, registry, client):
     validate_sbom(sbom)
     names = {c["name"] for c in json.loads(sbom)["components"]}
     assert {"packaging", "pyyaml"} <= {n.lower() for n in names}
-    att = json.loads(reg.blob(repo, reg.manifest(repo, f"sha256-{hexd}.att")["layers"][0]["digest"]))
-    assert att["subject"][0]["digest"]["sha256"] == hexd
+    att_manifest = reg.manifest(repo, f"sha256-{hexd}.att")
+    assert att_manifest["layers"][0]["mediaType"] == "application/vnd.dsse.envelope.v1+json"
+    assert att_manifest["annotations"]["io.kiln.signed-by"] == "unsigned" and "(unsigned: pass --sign-key" in out.stdout
+    att = json.loads(reg.blob(repo, att_manifest["layers"][0]["digest"]))
+    assert att["signatures"] == []
+    assert json.loads(base64.b64decode(att["payload"]))["subject"][0]["digest"]["sha256"] == hexd
     assert not [t for i in client.images.list() for t in i.tags if t.startswith(registry.host)]
     for tag in result.tags:  # the image leaves this engine, so the pull must download it
         client.images.remove(tag, force=True)
@@ -353,3 +358,41 @@ def test_all_gpus_with_nothing_built_is_one_line(built, registry):
     out = invoke("publish", "--registry", f"{registry.host}/team", "--all-gpus", "--image", "kiln-unbuilt", "--force",
                  root=project.root)
     _one_error(out, "no kiln-unbuilt image is built here for any GPU profile")
+
+
+def test_a_signed_provenance_that_openssl_verifies(built, registry, tmp_path):
+    project, _, record = built
+    key, public, signature = tmp_path / "signing.pem", tmp_path / "public.pem", tmp_path / "signature"
+    for args in (["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key],
+                 ["ec", "-in", key, "-pubout", "-out", public]):
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+    out = _publish(project, registry, "--force", "--sign-key", str(key))
+    assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-1500:]
+    assert "-----BEGIN" not in out.stdout + out.stderr + record.read_text()
+    published = json.loads(record.read_text())["published"]
+    keyid = published["provenance_signed_by"]
+    assert keyid.startswith("sha256:") and f"(signed, key {keyid})" in out.stdout
+    digest = published["references"][0].split("@")[1]
+    reg, repo = _client_registry(registry), f"team/{TEST_IMAGE}"
+    manifest = reg.manifest(repo, f"sha256-{digest[7:]}.att")
+    assert manifest["annotations"]["io.kiln.signed-by"] == keyid and manifest["subject"]["digest"] == digest
+    envelope = json.loads(reg.blob(repo, manifest["layers"][0]["digest"]))
+    [sig] = envelope["signatures"]
+    signature.write_bytes(base64.b64decode(sig["sig"]))
+    payload = base64.b64decode(envelope["payload"])
+    kind = envelope["payloadType"].encode()
+    signed = b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)  # DSSE's PAE, written out again here
+    checked = subprocess.run(["openssl", "dgst", "-sha256", "-verify", str(public), "-signature", str(signature)],
+                             input=signed, capture_output=True)
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(payload)["subject"][0]["digest"]["sha256"] == digest[7:]
+
+
+def test_a_bad_signing_key_stops_before_anything_is_pushed(built, registry, tmp_path, monkeypatch):
+    project, result, record = built
+    rsa = tmp_path / "rsa.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-out", str(rsa)], check=True, capture_output=True)
+    monkeypatch.setenv("KILN_SIGNING_KEY", str(rsa))
+    _one_error(_publish(project, registry, "--force"), "not an ECDSA P-256 key")
+    assert _client_registry(registry).manifest_digest(f"team/{TEST_IMAGE}", result.tags[0].split(":")[1]) is None
+    assert "published" not in json.loads(record.read_text())

@@ -1,0 +1,93 @@
+"""The provenance as a DSSE envelope, the form cosign's `.att` tags hold: the in-toto statement as its
+payload, signed with the user's ECDSA P-256 key over DSSE's pre-authentication encoding (PAE), so
+`cosign verify-attestation --key <public key>` and any DSSE verifier can check it. Without a key the
+envelope carries no signature and says so."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from kiln.errors import KilnError
+
+ENVELOPE_TYPE = "application/vnd.dsse.envelope.v1+json"
+PAYLOAD_TYPE = "application/vnd.in-toto+json"
+MAKE_KEY = "make one with `openssl ecparam -name prime256v1 -genkey -noout -out kiln-signing.pem`"
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    private: ec.EllipticCurvePrivateKey = field(repr=False)
+
+    @property
+    def keyid(self) -> str:
+        """sha256 of the public key's DER SubjectPublicKeyInfo: what the envelope names its signer by."""
+        der = self.private.public_key().public_bytes(serialization.Encoding.DER,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo)
+        return "sha256:" + hashlib.sha256(der).hexdigest()
+
+    def public_pem(self) -> bytes:
+        return self.private.public_key().public_bytes(serialization.Encoding.PEM,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def load_signing_key(path: Path, password: str | None = None) -> SigningKey:
+    """An ECDSA P-256 private key from a PEM file (encrypted ones with the password given)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KilnError(f"cannot read the signing key ({exc.strerror})", str(path), MAKE_KEY) from None
+    if b"SIGSTORE PRIVATE KEY" in data or b"COSIGN PRIVATE KEY" in data:
+        raise KilnError("this is a cosign key file, which only cosign reads", str(path),
+                        f"give kiln a PEM key ({MAKE_KEY}); `cosign import-key-pair --key` takes the same file")
+    try:
+        key = serialization.load_pem_private_key(data, password.encode() if password else None)
+    except TypeError:
+        raise KilnError("the signing key is encrypted and no password was given", str(path),
+                        "set KILN_SIGNING_KEY_PASSWORD") from None
+    except ValueError:
+        raise KilnError("the signing key is not a PEM private key (or its password is wrong)", str(path),
+                        MAKE_KEY) from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise KilnError("the signing key is not an ECDSA P-256 key", str(path), MAKE_KEY)
+    return SigningKey(key)
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE v1's pre-authentication encoding: what is signed, binding the payload to its type."""
+    kind = payload_type.encode()
+    return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)
+
+
+def envelope(statement: dict, key: SigningKey | None) -> dict:
+    payload = json.dumps(statement, indent=2, sort_keys=True).encode()
+    signatures = []
+    if key is not None:
+        signature = key.private.sign(pae(PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
+        signatures.append({"keyid": key.keyid, "sig": base64.b64encode(signature).decode()})
+    return {"payloadType": PAYLOAD_TYPE, "payload": base64.b64encode(payload).decode(), "signatures": signatures}
+
+
+def verify_envelope(doc: dict, public_pem: bytes) -> dict:
+    """The statement inside an envelope, once one of its signatures checks with the public key."""
+    public = serialization.load_pem_public_key(public_pem)
+    try:
+        payload = base64.b64decode(doc["payload"], validate=True)
+        signatures = [base64.b64decode(s["sig"], validate=True) for s in doc["signatures"]]
+    except (KeyError, TypeError, ValueError):
+        raise KilnError("the provenance envelope is malformed", "provenance", "publish again") from None
+    for signature in signatures:
+        try:
+            public.verify(signature, pae(doc.get("payloadType", ""), payload), ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            continue
+        return json.loads(payload)
+    raise KilnError("no signature of the provenance envelope checks with the signing key", "provenance",
+                    "check the key and publish again")
