@@ -47,17 +47,23 @@ def load_signing_key(path: Path, password: str | None = None) -> SigningKey:
     if b"SIGSTORE PRIVATE KEY" in data or b"COSIGN PRIVATE KEY" in data:
         raise KilnError("this is a cosign key file, which only cosign reads", str(path),
                         f"give kiln a PEM key ({MAKE_KEY}); `cosign import-key-pair --key` takes the same file")
-    try:
-        key = serialization.load_pem_private_key(data, password.encode() if password else None)
-    except TypeError:
-        raise KilnError("the signing key is encrypted and no password was given", str(path),
-                        "set KILN_SIGNING_KEY_PASSWORD") from None
-    except ValueError:
-        raise KilnError("the signing key is not a PEM private key (or its password is wrong)", str(path),
-                        MAKE_KEY) from None
+    key = _read_key(data, password, str(path))
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
         raise KilnError("the signing key is not an ECDSA P-256 key", str(path), MAKE_KEY)
     return SigningKey(key)
+
+
+def _read_key(data: bytes, password: str | None, where: str):
+    try:
+        return serialization.load_pem_private_key(data, password.encode() if password else None)
+    except TypeError:
+        if password:  # a password set for other keys: this one is not encrypted
+            return _read_key(data, None, where)
+        raise KilnError("the signing key is encrypted and no password was given", where,
+                        "set KILN_SIGNING_KEY_PASSWORD") from None
+    except ValueError:
+        raise KilnError("the signing key is not a PEM private key (or its password is wrong)", where,
+                        MAKE_KEY) from None
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:

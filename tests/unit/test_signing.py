@@ -72,6 +72,10 @@ def test_an_encrypted_key_needs_its_password(tmp_path):
     assert load_signing_key(path, "open-sesame").keyid.startswith("sha256:")
 
 
+def test_a_password_set_for_other_keys_does_not_stop_a_plain_one(key_file):
+    assert load_signing_key(key_file, "meant-for-another-key").keyid == load_signing_key(key_file).keyid
+
+
 @pytest.mark.parametrize("make, fragment", [
     (["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"], "not an ECDSA P-256 key"),
     (["ecparam", "-name", "secp384r1", "-genkey", "-noout"], "not an ECDSA P-256 key"),
