@@ -396,3 +396,20 @@ def test_a_bad_signing_key_stops_before_anything_is_pushed(built, registry, tmp_
     _one_error(_publish(project, registry, "--force"), "not an ECDSA P-256 key")
     assert _client_registry(registry).manifest_digest(f"team/{TEST_IMAGE}", result.tags[0].split(":")[1]) is None
     assert "published" not in json.loads(record.read_text())
+
+
+def test_credentials_from_docker_login(built, registry, tmp_path, monkeypatch):
+    """No variables: the `auths` entry the real `docker login` wrote is what publish uses."""
+    project, _, record = built
+    config = tmp_path / "docker-config"
+    login = subprocess.run(["docker", "--config", str(config), "login", "-u", USER, "--password-stdin", registry.host],
+                           input=PASSWORD, text=True, capture_output=True)
+    assert login.returncode == 0, login.stderr
+    monkeypatch.delenv("KILN_REGISTRY_USER")
+    monkeypatch.delenv("KILN_REGISTRY_PASSWORD")
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    out = _publish(project, registry, "--force")
+    assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-1500:]
+    assert PASSWORD not in out.stdout + out.stderr + record.read_text()
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "empty-config"))
+    _one_error(_publish(project, registry, "--force", "--overwrite"), "asks for credentials and none were found")
