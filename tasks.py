@@ -6,6 +6,7 @@ import functools
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -41,7 +42,9 @@ from kiln.models.source import endpoint_from_env
 from kiln.publish.credentials import find_credentials
 from kiln.publish.job import PublishRequest, check_all, publish as run_publish
 from kiln.publish.push import parse_target
-from kiln.publish.signing import load_signing_key
+from kiln.publish.registry import Registry
+from kiln.publish.signing import load_public_key, load_signing_key
+from kiln.publish.verify import parse_reference, verify_published
 from kiln.project import DEFAULT_IMAGE, Project
 from kiln.render.context import write_context
 from kiln.render.portable import SUMMARY, PortableRequest, default_out, every_profile, render_portable
@@ -383,26 +386,13 @@ def publish(c, registry, gpu=None, image=DEFAULT_IMAGE, all_gpus=False, force=Fa
             plain=False, sign_key=None):
     """Push the built image's tags to a registry, verify them by digest, attach SBOM and signed provenance."""
     target = parse_target(registry)
-    key_path = sign_key or os.environ.get("KILN_SIGNING_KEY")
-    signing_key = load_signing_key(arguments.path(key_path, "--sign-key"),
-                                   os.environ.get("KILN_SIGNING_KEY_PASSWORD")) if key_path else None
-    if not gpu and not all_gpus:
-        raise KilnError("no GPU profile given", "--gpu", "pass --gpu=X, or --all-gpus for every profile built here")
+    if bool(gpu) == bool(all_gpus):
+        raise KilnError("give one of --gpu and --all-gpus", "--gpu", "pass --gpu=X, or --all-gpus for every profile built here")
+    signing_key = _signing_key(sign_key)
     client = connect()
-    subjects = [PROJECT.subject(g, image) for g in ([gpu] if gpu else PROJECT.gpus)]
-    subjects = [s for s in subjects if gpu or image_exists(client, image_tags(s)[0])]
-    if not subjects:
-        raise KilnError(f"no {image} image is built here for any GPU profile", "--all-gpus",
-                        "build one first with `invoke build --gpu=X`")
-    credentials = find_credentials(target.host)
-    build = PROJECT.root / "build"
-    pairs = []
-    for subject in subjects:
-        resolve_tag(client, image_tags(subject)[0], subject.gpu.name)
-        pairs.append((subject, PublishRequest(
-            target=target, credentials=credentials, smoke_records=build / "smoke",
-            build_record=build / f"{subject.image.name}-{subject.gpu.name}.build.json",
-            force=force, overwrite=overwrite, dry_run=dry_run, signing_key=signing_key)))
+    pairs = _publish_requests(client, gpu, image, PublishRequest(
+        target=target, credentials=find_credentials(target.host), smoke_records=PROJECT.root / "build" / "smoke",
+        build_record=Path(), force=force, overwrite=overwrite, dry_run=dry_run, signing_key=signing_key))
     if len(pairs) > 1 and not dry_run:
         check_all(client, pairs)
     for subject, request in pairs:
@@ -416,6 +406,43 @@ def publish(c, registry, gpu=None, image=DEFAULT_IMAGE, all_gpus=False, force=Fa
             print(f"  {'would push' if dry_run else 'published'} {line}")
         for kind, ref in result.artifacts.items():
             print(f"  {kind} {ref}{_signed(result.signed_by) if kind == 'att' else ''}")
+
+
+def _signing_key(flag: str | None):
+    path, where = (flag, "--sign-key") if flag else (os.environ.get("KILN_SIGNING_KEY"), "KILN_SIGNING_KEY")
+    if not path:
+        return None
+    return load_signing_key(arguments.path(path, where), os.environ.get("KILN_SIGNING_KEY_PASSWORD"), where)
+
+
+def _publish_requests(client, gpu, image, template: PublishRequest) -> list:
+    """(subject, request) for the profile asked for, or every profile of the image built here."""
+    subjects = [PROJECT.subject(g, image) for g in ([gpu] if gpu else PROJECT.gpus)]
+    subjects = [s for s in subjects if gpu or image_exists(client, image_tags(s)[0])]
+    if not subjects:
+        raise KilnError(f"no {image} image is built here for any GPU profile", "--all-gpus",
+                        "build one first with `invoke build --gpu=X`")
+    pairs = []
+    for subject in subjects:
+        resolve_tag(client, image_tags(subject)[0], subject.gpu.name)
+        record = PROJECT.root / "build" / f"{subject.image.name}-{subject.gpu.name}.build.json"
+        pairs.append((subject, replace(template, build_record=record)))
+    return pairs
+
+
+@task(help={"reference": "HOST[:PORT]/NAME@sha256:<hex>, as `invoke publish` printed it",
+            "key": "the signer's ECDSA P-256 public key (PEM) to check the provenance's signature with"})
+@user_errors
+def verify(c, reference, key=None):
+    """Check a published image from its registry alone: digest, SBOM, provenance, signature, smoke verdict."""
+    ref = parse_reference(reference)
+    public = load_public_key(arguments.path(key, "--key")) if key else None
+    checks = verify_published(Registry(ref.host, find_credentials(ref.host)), ref, public)
+    console.table(("verdict", "item", "detail"), [(c.verdict, c.item, c.detail) for c in checks], wrap=(2,))
+    failed = [c.item for c in checks if c.verdict == "FAIL"]
+    print(f"{ref.host}/{ref.repo}@{ref.digest}: " + (f"FAIL ({', '.join(failed)})" if failed else "verified"))
+    if failed:
+        raise Exit(code=1)
 
 
 def _signed(keyid: str) -> str:
@@ -528,7 +555,7 @@ def _print_fetch(result: FetchReport, cache: Path) -> None:
           f"{result.seconds:.1f} s")
 
 
-ns = Collection(lock, check, render, schema, gpus, base, build, clean, smoke, report, run, stop, publish, deploy)
+ns = Collection(lock, check, render, schema, gpus, base, build, clean, smoke, report, run, stop, publish, verify, deploy)
 ns.add_collection(Collection("provision", cache))
 ns.add_collection(Collection("host", host_check))
 ns.add_collection(Collection("models", synth, models_fetch))

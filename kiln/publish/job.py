@@ -22,7 +22,7 @@ from kiln.publish.provenance import provenance
 from kiln.publish.push import Target, push_tag, verify_digest
 from kiln.publish.registry import Credentials, Registry
 from kiln.publish.sbom import image_sbom, validate_sbom
-from kiln.publish.signing import ENVELOPE_TYPE, SigningKey, envelope, verify_envelope
+from kiln.publish.signing import ENVELOPE_TYPE, SigningKey, envelope
 
 SBOM_TYPE = "application/vnd.cyclonedx+json"
 SMOKE_ANNOTATION = "io.kiln.smoke"
@@ -65,6 +65,7 @@ def publish(client: docker.DockerClient, s: Subject, req: PublishRequest, on_eve
         if req.dry_run:
             return PublishResult(references=[], smoke=smoke, planned=planned)
         digest = _push(client, image.id, registry, repo, tags, req.credentials, on_event)
+        _keep_signed(registry, repo, digest, req.signing_key, req.overwrite)
         artifacts = _attach(registry, repo, digest, s, image, build, smoke, req.signing_key, on_event)
     except KilnError as exc:
         if not req.dry_run:
@@ -77,10 +78,17 @@ def publish(client: docker.DockerClient, s: Subject, req: PublishRequest, on_eve
 
 
 def check_all(client: docker.DockerClient, pairs: list[tuple[Subject, PublishRequest]]) -> None:
-    """Every profile passes the gate and the tag check before any is pushed: a half-published set of
-    profiles is worse than none."""
+    """Every profile passes the gate and the tag check before any is pushed, so a refusal leaves the
+    registry as it was. The refused profile is named and its build record says why."""
     for subject, request in pairs:
-        publish(client, subject, replace(request, dry_run=True))
+        try:
+            publish(client, subject, replace(request, dry_run=True))
+        except KilnError as exc:
+            where = f"{subject.image.name} on {subject.gpu.name}"
+            target = f"{request.target.host}/{request.target.namespace}"
+            _record_failure(request.build_record, target, f"refused before any push: {exc.line()}")
+            raise KilnError(f"{exc.what} ({exc.where})" if exc.where else exc.what, where,
+                            f"{exc.fix}; nothing of the set was pushed") from None
 
 
 def _same_inputs(s: Subject, image) -> None:
@@ -152,13 +160,25 @@ def _push(client, image_id: str, registry: Registry, repo: str, tags: list[str],
     return digests[0]
 
 
+def _keep_signed(registry: Registry, repo: str, digest: str, key: SigningKey | None, overwrite: bool) -> None:
+    """A provenance signed earlier for this digest is not replaced by an unsigned one, or one signed by
+    another key, unless --overwrite."""
+    tag = f"sha256-{digest.removeprefix('sha256:')}.att"
+    if registry.manifest_digest(repo, tag) is None:
+        return
+    signer = registry.manifest(repo, tag).get("annotations", {}).get(SIGNED_ANNOTATION, "unsigned")
+    if signer != "unsigned" and signer != (key.keyid if key else "") and not overwrite:
+        raise KilnError(f"{repo}:{tag} holds provenance signed by key {signer}", registry.host,
+                        "sign with that key (--sign-key), or pass --overwrite to replace it")
+
+
 def _attach(registry: Registry, repo: str, digest: str, s: Subject, image, build: dict, smoke: str,
             key: SigningKey | None, on_event: Listener) -> dict[str, str]:
     verified = (image.labels or {}).get(SOURCE_LABEL) == "verified"
     now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     sbom = image_sbom(s, digest, verified, build.get("base_packages", []), now)
     statement = provenance(s, f"{registry.host}/{repo}", digest, build["base"], build["base_id"], verified,
-                           build["started"], build.get("finished", now))
+                           build["started"], build.get("finished", now), smoke)
     subject = registry.descriptor(repo, digest)
     hex_digest = digest.removeprefix("sha256:")
     annotations = {SMOKE_ANNOTATION: smoke, "org.opencontainers.image.created": now}
@@ -170,12 +190,12 @@ def _attach(registry: Registry, repo: str, digest: str, s: Subject, image, build
         tag = f"sha256-{hex_digest}.{kind}"
         on_event(Event("phase", f"attaching {kind} as {repo}:{tag}"))
         registry.put_artifact(repo, tag, payload, media, subject, {**annotations, **extra}, f"{kind}.json")
-        _pull_back(registry, repo, tag, payload, kind, key)
+        _pull_back(registry, repo, tag, payload, kind)
         made[kind] = f"{registry.host}/{repo}:{tag}"
     return made
 
 
-def _pull_back(registry: Registry, repo: str, tag: str, payload: bytes, kind: str, key: SigningKey | None) -> None:
+def _pull_back(registry: Registry, repo: str, tag: str, payload: bytes, kind: str) -> None:
     layer = registry.manifest(repo, tag)["layers"][0]
     data = registry.blob(repo, layer["digest"])
     if data != payload:
@@ -183,13 +203,13 @@ def _pull_back(registry: Registry, repo: str, tag: str, payload: bytes, kind: st
                         "check the registry's storage and publish again")
     if kind == "sbom":
         validate_sbom(data.decode())
-    elif key is not None:
-        verify_envelope(json.loads(data), key.public_pem())
 
 
 def _record_failure(path: Path, target: str, line: str) -> None:
     """The build record says this publish did not happen (an earlier one elsewhere stays recorded)."""
     record = _read_json(path)
+    if not record:
+        return  # no build record to speak for (the error says so); none is made up
     record["publish_failed"] = {"target": target, "error": line}
     try:
         path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -1,13 +1,14 @@
 """The provenance as a DSSE envelope, the form cosign's `.att` tags hold: the in-toto statement as its
-payload, signed with the user's ECDSA P-256 key over DSSE's pre-authentication encoding (PAE), so
-`cosign verify-attestation --key <public key>` and any DSSE verifier can check it. Without a key the
-envelope carries no signature and says so."""
+payload, signed with the user's ECDSA P-256 key over DSSE's pre-authentication encoding (PAE), the
+signature a DSSE verifier checks with the public key. Without a key the envelope carries no signature."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from kiln.errors import KilnError
 
 ENVELOPE_TYPE = "application/vnd.dsse.envelope.v1+json"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
+MAX_KEY_BYTES = 64 * 1024
 MAKE_KEY = "make one with `openssl ecparam -name prime256v1 -genkey -noout -out kiln-signing.pem`"
 
 
@@ -28,7 +30,7 @@ class SigningKey:
 
     @property
     def keyid(self) -> str:
-        """sha256 of the public key's DER SubjectPublicKeyInfo: what the envelope names its signer by."""
+        """sha256 of the public key's DER SubjectPublicKeyInfo: how kiln's annotation and record name the key."""
         der = self.private.public_key().public_bytes(serialization.Encoding.DER,
                                                       serialization.PublicFormat.SubjectPublicKeyInfo)
         return "sha256:" + hashlib.sha256(der).hexdigest()
@@ -38,19 +40,43 @@ class SigningKey:
                                                       serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def load_signing_key(path: Path, password: str | None = None) -> SigningKey:
+def load_signing_key(path: Path, password: str | None = None, where: str = "--sign-key") -> SigningKey:
     """An ECDSA P-256 private key from a PEM file (encrypted ones with the password given)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise KilnError(f"cannot read the signing key ({exc.strerror})", str(path), MAKE_KEY) from None
+    data = _read_file(path, where)
     if b"SIGSTORE PRIVATE KEY" in data or b"COSIGN PRIVATE KEY" in data:
-        raise KilnError("this is a cosign key file, which only cosign reads", str(path),
+        raise KilnError(f"{path} is a cosign key file, which only cosign reads", where,
                         f"give kiln a PEM key ({MAKE_KEY}); `cosign import-key-pair --key` takes the same file")
-    key = _read_key(data, password, str(path))
+    key = _read_key(data, password, f"{where} {path}")
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-        raise KilnError("the signing key is not an ECDSA P-256 key", str(path), MAKE_KEY)
+        raise KilnError(f"{path} is not an ECDSA P-256 key", where, MAKE_KEY)
     return SigningKey(key)
+
+
+def load_public_key(path: Path, where: str = "--key") -> bytes:
+    """The PEM of an ECDSA P-256 public key (the half a publisher hands out), checked before use."""
+    data = _read_file(path, where)
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError:
+        raise KilnError(f"{path} is not a PEM public key", where,
+                        "give the public half: `openssl ec -in kiln-signing.pem -pubout -out kiln-signing.pub`") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise KilnError(f"{path} is not an ECDSA P-256 public key", where, "give the key the image was signed with")
+    return data
+
+
+def _read_file(path: Path, where: str) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise KilnError(f"{path} is not a regular file", where, "give the path of a PEM key file")
+            data = handle.read(MAX_KEY_BYTES + 1)
+    except OSError as exc:
+        raise KilnError(f"cannot read the key {path} ({exc.strerror})", where, "give the path of a PEM key file") from None
+    if len(data) > MAX_KEY_BYTES:
+        raise KilnError(f"{path} is larger than any PEM key ({MAX_KEY_BYTES} bytes)", where,
+                        "give the path of a PEM key file")
+    return data
 
 
 def _read_key(data: bytes, password: str | None, where: str):
@@ -62,8 +88,9 @@ def _read_key(data: bytes, password: str | None, where: str):
         raise KilnError("the signing key is encrypted and no password was given", where,
                         "set KILN_SIGNING_KEY_PASSWORD") from None
     except ValueError:
-        raise KilnError("the signing key is not a PEM private key (or its password is wrong)", where,
-                        MAKE_KEY) from None
+        if password and b"ENCRYPTED" in data:
+            raise KilnError("the signing key's password is wrong", where, "check KILN_SIGNING_KEY_PASSWORD") from None
+        raise KilnError("the signing key is not a PEM private key", where, MAKE_KEY) from None
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -77,13 +104,17 @@ def envelope(statement: dict, key: SigningKey | None) -> dict:
     signatures = []
     if key is not None:
         signature = key.private.sign(pae(PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
-        signatures.append({"keyid": key.keyid, "sig": base64.b64encode(signature).decode()})
+        # keyid left empty as cosign writes it: DSSE verifiers skip a signature whose keyid is not theirs
+        signatures.append({"keyid": "", "sig": base64.b64encode(signature).decode()})
     return {"payloadType": PAYLOAD_TYPE, "payload": base64.b64encode(payload).decode(), "signatures": signatures}
 
 
 def verify_envelope(doc: dict, public_pem: bytes) -> dict:
     """The statement inside an envelope, once one of its signatures checks with the public key."""
     public = serialization.load_pem_public_key(public_pem)
+    if doc.get("payloadType") != PAYLOAD_TYPE:
+        raise KilnError(f"the provenance envelope carries '{str(doc.get('payloadType'))[:60]}', not {PAYLOAD_TYPE}",
+                        "provenance", "it is not an in-toto attestation; publish again")
     try:
         payload = base64.b64decode(doc["payload"], validate=True)
         signatures = [base64.b64decode(s["sig"], validate=True) for s in doc["signatures"]]
@@ -91,7 +122,7 @@ def verify_envelope(doc: dict, public_pem: bytes) -> dict:
         raise KilnError("the provenance envelope is malformed", "provenance", "publish again") from None
     for signature in signatures:
         try:
-            public.verify(signature, pae(doc.get("payloadType", ""), payload), ec.ECDSA(hashes.SHA256()))
+            public.verify(signature, pae(PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
         except InvalidSignature:
             continue
         return json.loads(payload)

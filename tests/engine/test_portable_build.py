@@ -7,8 +7,6 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import pytest
-
 from kiln.render.context import PORTABLE_CA, write_context
 from kiln.sources.comfyui import comfyui_source
 from tests.engine.conftest import TEST_IMAGE, git_checkout, run_in, small_project

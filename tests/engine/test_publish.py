@@ -22,10 +22,14 @@ from kiln.errors import KilnError
 from kiln.publish.push import push_tag
 from kiln.publish.registry import Credentials, Registry
 from kiln.publish.sbom import validate_sbom
+from kiln.publish.signing import ENVELOPE_TYPE, envelope, load_signing_key
 from tests.conftest import ROOT, invoke
 from tests.engine.conftest import TEST_IMAGE, build_small
 from tests.engine.registry import PASSWORD, USER, LocalRegistry, free_port, make_tls
 from tests.engine.token_service import TokenService
+
+
+WRONG = "wrong-password-7f3a"  # distinct, so a leak of the password actually used would be found
 
 
 @pytest.fixture
@@ -50,11 +54,11 @@ def _publish(project, registry, *args, gpu="4090", all_gpus=False):
                   root=project.root)
 
 
-def _one_error(result, fragment):
+def _one_error(result, fragment, secret=PASSWORD):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stdout[-800:] + result.stderr[-800:]
     [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert fragment in line, line
-    assert PASSWORD not in result.stdout + result.stderr
+    assert secret not in result.stdout + result.stderr
 
 
 def _client_registry(registry) -> Registry:
@@ -177,9 +181,9 @@ def test_republish_after_a_start_script_edit_uploads_only_that_layer(small, regi
 
 def test_wrong_password_is_one_line_and_nothing_is_claimed(built, registry, monkeypatch):
     project, _, record = built
-    monkeypatch.setenv("KILN_REGISTRY_PASSWORD", "wrong")
+    monkeypatch.setenv("KILN_REGISTRY_PASSWORD", WRONG)
     result = _publish(project, registry, "--force")
-    _one_error(result, "refused the credentials")
+    _one_error(result, "refused the credentials", secret=WRONG)
     saved = json.loads(record.read_text())
     assert "published" not in result.stdout and "published" not in saved
     assert "refused the credentials" in saved["publish_failed"]["error"] and PASSWORD not in record.read_text()
@@ -280,8 +284,8 @@ def test_ctrl_c_mid_push_claims_nothing(built, registry, client):
 
 @pytest.fixture
 def token_registry(tmp_path):
-    """The real docker-registry with token auth, as Docker Hub, GHCR, ECR and Artifact Registry run it; its
-    token service is the stand-in of tests.engine.token_service."""
+    """The real docker-registry with token auth, as Docker Hub, GHCR and Artifact Registry run it (ECR
+    asks for Basic auth); its token service is the stand-in of tests.engine.token_service."""
     service = TokenService(tmp_path / "token-service")
     reg = LocalRegistry(tmp_path / "token-registry", free_port(), token_auth=service.registry_auth()).start()
     yield reg, service
@@ -311,11 +315,27 @@ def test_a_registry_with_a_token_service(built, token_registry, client):
 def test_a_token_service_refusing_the_password_is_one_line(built, token_registry, monkeypatch):
     project, result, record = built
     reg, service = token_registry
-    monkeypatch.setenv("KILN_REGISTRY_PASSWORD", "wrong")
-    _one_error(_publish(project, reg, "--force"), "token service refused the credentials")
+    monkeypatch.setenv("KILN_REGISTRY_PASSWORD", WRONG)
+    _one_error(_publish(project, reg, "--force"), "token service refused the credentials", secret=WRONG)
+    assert WRONG not in record.read_text()
     assert service.refused and not service.issued
     assert "token service refused" in json.loads(record.read_text())["publish_failed"]["error"]
     assert _client_registry(reg).manifest_digest(f"team/{TEST_IMAGE}", result.tags[0].split(":")[1]) is None
+
+
+def test_a_pull_only_token_is_one_line(built, tmp_path):
+    """A token without push rights (a GHCR token lacking write:packages): the registry denies the push."""
+    project, result, record = built
+    service = TokenService(tmp_path / "token-service", actions=("pull",))
+    reg = LocalRegistry(tmp_path / "token-registry", free_port(), token_auth=service.registry_auth()).start()
+    try:
+        out = _publish(project, reg, "--force")
+        _one_error(out, "denied")
+        assert "published" not in json.loads(record.read_text())
+        assert _client_registry(reg).manifest_digest(f"team/{TEST_IMAGE}", result.tags[0].split(":")[1]) is None
+    finally:
+        reg.stop()
+        service.stop()
 
 
 def test_an_expired_token_is_renewed(tmp_path):
@@ -336,19 +356,26 @@ def test_an_expired_token_is_renewed(tmp_path):
 def test_all_gpus_gates_every_profile_before_pushing_any(built, registry, small):
     project, result, _ = built
     repo = f"team/{TEST_IMAGE}"
+    # the profile refused is the one published later in the set, so a set pushed profile by profile
+    # would already have pushed 4090 when the refusal comes
+    order = [g for g in project.gpus if g in ("4090", "l4")]
+    assert order == ["4090", "l4"], order
     build_small(project, small[1], gpu="l4")
     assert _publish(project, registry, "--force", gpu="l4").returncode == 0
     template = project.templates_dir / "start.sh.j2"
     template.write_text(template.read_text().replace("set -eu", "set -eu\n# another l4 build", 1))
-    rebuilt, _ = build_small(project, small[1], gpu="l4")
-    # the registry's l4 tag names the first l4 image: the whole set is refused, the 4090 image too
-    _one_error(_publish(project, registry, "--force", gpu=None, all_gpus=True), "already names another image")
+    rebuilt, l4_record = build_small(project, small[1], gpu="l4")
+    out = _publish(project, registry, "--force", all_gpus=True)
+    _one_error(out, f"{TEST_IMAGE} on l4: ")
+    assert "already names another image" in out.stderr and "nothing of the set was pushed" in out.stderr
     assert _client_registry(registry).manifest_digest(repo, result.tags[0].split(":")[1]) is None
-    out = _publish(project, registry, "--force", "--overwrite", gpu=None, all_gpus=True)
+    assert "refused before any push" in json.loads(l4_record.read_text())["publish_failed"]["error"]
+    out = _publish(project, registry, "--force", "--overwrite", all_gpus=True)
     assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-1500:]
     assert f"{TEST_IMAGE} on 4090: smoke forced" in out.stdout and f"{TEST_IMAGE} on l4: smoke forced" in out.stdout
-    for tag in (result.tags[0], rebuilt.tags[0]):
-        assert _client_registry(registry).manifest_digest(repo, tag.split(":")[1]) is not None
+    api = _client_registry(registry)
+    for built_image in (result, rebuilt):
+        assert api.manifest(repo, built_image.tags[0].split(":")[1])["config"]["digest"] == built_image.image_id
 
 
 def test_all_gpus_with_nothing_built_is_one_line(built, registry):
@@ -377,15 +404,24 @@ def test_a_signed_provenance_that_openssl_verifies(built, registry, tmp_path):
     manifest = reg.manifest(repo, f"sha256-{digest[7:]}.att")
     assert manifest["annotations"]["io.kiln.signed-by"] == keyid and manifest["subject"]["digest"] == digest
     envelope = json.loads(reg.blob(repo, manifest["layers"][0]["digest"]))
+    assert envelope["payloadType"] == "application/vnd.in-toto+json"
     [sig] = envelope["signatures"]
     signature.write_bytes(base64.b64decode(sig["sig"]))
     payload = base64.b64decode(envelope["payload"])
-    kind = envelope["payloadType"].encode()
+    kind = b"application/vnd.in-toto+json"
     signed = b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(payload), payload)  # DSSE's PAE, written out again here
     checked = subprocess.run(["openssl", "dgst", "-sha256", "-verify", str(public), "-signature", str(signature)],
                              input=signed, capture_output=True)
     assert checked.returncode == 0, checked.stderr
-    assert json.loads(payload)["subject"][0]["digest"]["sha256"] == digest[7:]
+    statement = json.loads(payload)
+    assert statement["subject"][0]["digest"]["sha256"] == digest[7:]
+    [verdict] = statement["predicate"]["runDetails"]["byproducts"]  # the smoke verdict is under the signature
+    assert base64.b64decode(verdict["content"]).decode().startswith("forced: ")
+    # publishing the same image again without the key would swap a signed provenance for an unsigned one
+    _one_error(_publish(project, registry, "--force"), f"holds provenance signed by key {keyid}")
+    assert reg.manifest(repo, f"sha256-{digest[7:]}.att")["annotations"]["io.kiln.signed-by"] == keyid
+    assert _publish(project, registry, "--force", "--overwrite").returncode == 0
+    assert reg.manifest(repo, f"sha256-{digest[7:]}.att")["annotations"]["io.kiln.signed-by"] == "unsigned"
 
 
 def test_a_bad_signing_key_stops_before_anything_is_pushed(built, registry, tmp_path, monkeypatch):
@@ -413,3 +449,31 @@ def test_credentials_from_docker_login(built, registry, tmp_path, monkeypatch):
     assert PASSWORD not in out.stdout + out.stderr + record.read_text()
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "empty-config"))
     _one_error(_publish(project, registry, "--force", "--overwrite"), "asks for credentials and none were found")
+
+
+def test_verify_checks_a_published_image_from_the_registry_alone(built, registry, tmp_path):
+    project, _, record = built
+    key, public, other = tmp_path / "signing.pem", tmp_path / "public.pem", tmp_path / "other.pem"
+    for args in (["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key],
+                 ["ec", "-in", key, "-pubout", "-out", public],
+                 ["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", other]):
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+    assert _publish(project, registry, "--force", "--sign-key", str(key)).returncode == 0
+    reference = json.loads(record.read_text())["published"]["references"][0]
+    out = invoke("verify", "--reference", reference, "--key", str(public), root=project.root)
+    assert out.returncode == 0 and f"{reference}: verified" in out.stdout, out.stdout + out.stderr
+    rows = {line.split()[1]: line.split()[0] for line in out.stdout.splitlines()[2:] if len(line.split()) > 1}
+    assert rows["signature"] == "PASS" and rows["smoke"] == "WARN" and rows["image"] == "PASS", out.stdout
+    unkeyed = invoke("verify", "--reference", reference, root=project.root)
+    assert unkeyed.returncode == 0 and "unsigned" not in unkeyed.stdout and "not checked without --key" in unkeyed.stdout
+    # someone with push rights replaces the provenance with one they signed themselves
+    reg, repo, digest = _client_registry(registry), f"team/{TEST_IMAGE}", reference.split("@")[1]
+    tag = f"sha256-{digest[7:]}.att"
+    old = json.loads(reg.blob(repo, reg.manifest(repo, tag)["layers"][0]["digest"]))
+    forged = envelope(json.loads(base64.b64decode(old["payload"])), load_signing_key(other))
+    reg.put_artifact(repo, tag, json.dumps(forged).encode(), ENVELOPE_TYPE, reg.descriptor(repo, digest), {}, "att.json")
+    out = invoke("verify", "--reference", reference, "--key", str(public), root=project.root)
+    assert out.returncode == 1 and "FAIL (signature)" in out.stdout, out.stdout + out.stderr
+    missing = reference.split("@")[0] + "@sha256:" + "0" * 64
+    out = invoke("verify", "--reference", missing, root=project.root)
+    assert out.returncode == 1 and "FAIL (image, sbom attached, att attached)" in out.stdout, out.stdout

@@ -4,7 +4,8 @@ real docker-registry run with `auth: token`, which verifies every token's RS256 
 certificate it is given, so a wrongly signed, expired or out-of-scope token is refused for real.
 
 It hands out tokens for the password of tests.engine.registry (GET with Basic auth, as the engine and
-kiln ask, or the OAuth2 password grant), and notes who asked for which scope."""
+kiln ask, or the OAuth2 password grant), granting of each scope asked for only the actions the account
+has, and notes who asked for which scope."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class Issued:
 class TokenService:
     folder: Path
     lifetime_s: int = 300
+    actions: tuple[str, ...] = ("pull", "push")   # what the account may do; a request gets the overlap
     issued: list[Issued] = field(default_factory=list)
     refused: int = 0
 
@@ -65,7 +67,8 @@ class TokenService:
     def token(self, scopes: list[str]) -> str:
         now = int(time.time())
         claims = {"iss": ISSUER, "sub": USER, "aud": SERVICE, "iat": now, "nbf": now - 1,
-                  "exp": now + self.lifetime_s, "jti": f"{now}-{len(self.issued)}", "access": _access(scopes)}
+                  "exp": now + self.lifetime_s, "jti": f"{now}-{len(self.issued)}",
+                  "access": _access(scopes, self.actions)}
         header = {"typ": "JWT", "alg": "RS256", "x5c": [self._x5c]}
         signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
         signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)],
@@ -73,14 +76,14 @@ class TokenService:
         return f"{signing_input}.{_b64url(signature)}"
 
 
-def _access(scopes: list[str]) -> list[dict]:
-    """Every repository action asked for is granted (the one account may push anywhere)."""
+def _access(scopes: list[str], allowed: tuple[str, ...]) -> list[dict]:
+    """The repository actions asked for that the account has, as token services grant them."""
     access = []
     for scope in scopes:
         kind, _, rest = scope.partition(":")
         name, _, actions = rest.rpartition(":")
         if kind == "repository" and name:
-            access.append({"type": kind, "name": name, "actions": [a for a in actions.split(",") if a]})
+            access.append({"type": kind, "name": name, "actions": [a for a in actions.split(",") if a in allowed]})
     return access
 
 

@@ -6,8 +6,8 @@ import pytest
 
 from tests.conftest import invoke
 
-TASKS = ("base", "build", "check", "clean", "gpus", "lock", "render", "report", "run", "schema", "smoke", "stop",
-         "provision.cache")
+TASKS = ("base", "build", "check", "clean", "gpus", "lock", "publish", "render", "report", "run", "schema", "smoke",
+         "stop", "verify", "provision.cache")
 
 
 def test_every_task_is_listed_with_help():
@@ -127,3 +127,23 @@ def test_gpus_lists_every_profile_as_a_table():
     assert rows["4070ti"] == ["4070ti", "NVIDIA", "GeForce", "RTX", "4070", "Ti", "12", "504", "sm_89", "80", "4",
                               "x16", "--normalvram", "sourced"]
     assert len(rows) == 12
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("--registry", "127.0.0.1:1/team"), "give one of --gpu and --all-gpus"),
+    (("--registry", "127.0.0.1:1/team", "--gpu", "4090", "--all-gpus"), "give one of --gpu and --all-gpus"),
+    (("--registry", "no namespace", "--gpu", "4090"), "is not HOST[:PORT]/NAMESPACE"),
+    (("--registry", "127.0.0.1:1/team", "--gpu", "4090", "--sign-key", "/nonexistent/k.pem"),
+     "--sign-key: cannot read the key /nonexistent/k.pem"),
+])
+def test_publish_refuses_before_touching_anything(args, fragment):
+    _one_line_error(invoke("publish", *args), fragment)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("--reference", "127.0.0.1:1/team/comfyui:tag"), "is not HOST[:PORT]/NAME@sha256:<64 hex>"),
+    (("--reference", "127.0.0.1:1/team/comfyui@sha256:" + "0" * 64, "--key", "/nonexistent.pub"),
+     "--key: cannot read the key /nonexistent.pub"),
+])
+def test_verify_refuses_bad_input_in_one_line(args, fragment):
+    _one_line_error(invoke("verify", *args), fragment)

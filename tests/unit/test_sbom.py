@@ -1,5 +1,6 @@
 """The publish stage's SBOM and provenance, built from the real lock, GPU profile and image spec."""
 
+import base64
 import hashlib
 import json
 
@@ -106,8 +107,10 @@ def test_malformed_inputs_are_refused(subject):
 
 def test_provenance_names_the_lock_commit_and_base(subject):
     stmt = provenance(subject, "registry.example/kiln/comfyui", IMAGE, "kiln-base:debian-bookworm-py3.11", BASE,
-                      True, "2025-03-01T12:00:00Z", "2025-03-01T12:30:00Z")
+                      True, "2025-03-01T12:00:00Z", "2025-03-01T12:30:00Z", "forced: published without a passing smoke record")
     assert stmt["_type"] == "https://in-toto.io/Statement/v1"
+    [verdict] = stmt["predicate"]["runDetails"]["byproducts"]
+    assert base64.b64decode(verdict["content"]).decode() == "forced: published without a passing smoke record"
     assert stmt["subject"] == [{"name": "registry.example/kiln/comfyui", "digest": {"sha256": "1" * 64}}]
     build = stmt["predicate"]["buildDefinition"]
     assert build["externalParameters"]["lock_sha256"] == subject.lock.digest
@@ -124,4 +127,4 @@ def test_provenance_names_the_lock_commit_and_base(subject):
 @pytest.mark.parametrize("image, base", [("abc", BASE), (IMAGE, "abc")])
 def test_provenance_refuses_a_bad_digest(subject, image, base):
     with pytest.raises(KilnError, match="'abc'"):
-        provenance(subject, "kiln/comfyui", image, "kiln-base:x", base, False, "s", "f")
+        provenance(subject, "kiln/comfyui", image, "kiln-base:x", base, False, "s", "f", "passed")

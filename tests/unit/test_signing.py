@@ -5,11 +5,14 @@ import base64
 import hashlib
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from kiln.errors import KilnError
-from kiln.publish.signing import PAYLOAD_TYPE, envelope, load_signing_key, pae, verify_envelope
+from kiln.publish.signing import PAYLOAD_TYPE, envelope, load_public_key, load_signing_key, pae, verify_envelope
 
 STATEMENT = {"_type": "https://in-toto.io/Statement/v1", "subject": [{"name": "r/x", "digest": {"sha256": "1" * 64}}]}
 
@@ -35,10 +38,11 @@ def test_a_signed_envelope_verifies_with_openssl(key_file, tmp_path):
     doc = envelope(STATEMENT, key)
     assert doc["payloadType"] == PAYLOAD_TYPE and json.loads(base64.b64decode(doc["payload"])) == STATEMENT
     [signature] = doc["signatures"]
+    assert signature["keyid"] == ""  # as cosign writes it; kiln names the key outside the envelope
     public = tmp_path / "public.pem"
     public.write_bytes(key.public_pem())
     der = _openssl("pkey", "-in", public, "-pubin", "-outform", "DER").stdout
-    assert signature["keyid"] == "sha256:" + hashlib.sha256(der).hexdigest()
+    assert key.keyid == "sha256:" + hashlib.sha256(der).hexdigest()
     (tmp_path / "sig").write_bytes(base64.b64decode(signature["sig"]))
     signed = pae(doc["payloadType"], base64.b64decode(doc["payload"]))
     checked = _openssl("dgst", "-sha256", "-verify", public, "-signature", tmp_path / "sig", data=signed)
@@ -53,11 +57,16 @@ def test_tampering_and_missing_signatures_are_caught(key_file):
     doc = envelope(STATEMENT, key)
     other = {**STATEMENT, "subject": [{"name": "r/x", "digest": {"sha256": "2" * 64}}]}
     forged = {**doc, "payload": base64.b64encode(json.dumps(other).encode()).decode()}
-    retyped = {**doc, "payloadType": "application/json"}
-    for bad in (forged, retyped, envelope(STATEMENT, None)):
+    for bad in (forged, envelope(STATEMENT, None)):
         with pytest.raises(KilnError, match="no signature of the provenance envelope checks"):
             verify_envelope(bad, key.public_pem())
     assert envelope(STATEMENT, None)["signatures"] == []
+    # signed by the same key, but as another type of payload: refused by its type, not by its signature
+    payload = base64.b64decode(doc["payload"])
+    sig = key.private.sign(pae("application/json", payload), ec.ECDSA(hashes.SHA256()))
+    retyped = {**doc, "payloadType": "application/json", "signatures": [{"keyid": "", "sig": base64.b64encode(sig).decode()}]}
+    with pytest.raises(KilnError, match="not application/vnd.in-toto"):
+        verify_envelope(retyped, key.public_pem())
 
 
 def test_an_encrypted_key_needs_its_password(tmp_path):
@@ -88,7 +97,7 @@ def test_other_keys_are_refused(tmp_path, make, fragment):
 
 
 def test_unreadable_and_cosign_keys_are_one_line(tmp_path):
-    with pytest.raises(KilnError, match="cannot read the signing key"):
+    with pytest.raises(KilnError, match="cannot read the key"):
         load_signing_key(tmp_path / "missing.pem")
     cosign = tmp_path / "cosign.key"
     cosign.write_text("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nabc\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n")
@@ -98,3 +107,31 @@ def test_unreadable_and_cosign_keys_are_one_line(tmp_path):
     garbage.write_text("not a key")
     with pytest.raises(KilnError, match="not a PEM private key"):
         load_signing_key(garbage)
+
+
+def test_a_device_or_a_huge_file_is_not_read_as_a_key(tmp_path):
+    with pytest.raises(KilnError, match="not a regular file"):
+        load_signing_key(Path("/dev/zero"))
+    huge = tmp_path / "huge.pem"
+    huge.write_bytes(b"-" * (1 << 20))
+    with pytest.raises(KilnError, match="larger than any PEM key"):
+        load_signing_key(huge)
+
+
+def test_the_error_names_where_the_key_came_from(key_file, tmp_path):
+    with pytest.raises(KilnError) as caught:
+        load_signing_key(tmp_path / "nope.pem", where="KILN_SIGNING_KEY")
+    assert caught.value.where == "KILN_SIGNING_KEY" and "nope.pem" in caught.value.what
+
+
+def test_a_public_key_is_checked_before_use(key_file, tmp_path):
+    public = tmp_path / "public.pem"
+    assert _openssl("ec", "-in", key_file, "-pubout", "-out", public).returncode == 0
+    assert load_public_key(public) == public.read_bytes()
+    with pytest.raises(KilnError, match="not a PEM public key"):
+        load_public_key(key_file)  # the private half is not what a verifier is given
+    rsa = tmp_path / "rsa.pub"
+    assert _openssl("genpkey", "-algorithm", "RSA", "-out", tmp_path / "rsa.pem").returncode == 0
+    assert _openssl("pkey", "-in", tmp_path / "rsa.pem", "-pubout", "-out", rsa).returncode == 0
+    with pytest.raises(KilnError, match="not an ECDSA P-256 public key"):
+        load_public_key(rsa)
