@@ -11,6 +11,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from rich.table import Table
 from rich.text import Text
 
+from kiln.errors import printable
 from kiln.events import Event
 
 
@@ -94,5 +95,10 @@ def table(headers, rows, numeric=(), wrap=()) -> None:
         view.add_column(header, justify="right" if index in numeric else "left", no_wrap=index not in wrap,
                         overflow="fold")
     for row in rows:
-        view.add_row(*(Text(str(cell)) for cell in row))  # cells are data: "[...]" is not markup
+        view.add_row(*(Text(_cell(cell)) for cell in row))
     Console(width=200 if not sys.stdout.isatty() else None).print(view)
+
+
+def _cell(value) -> str:
+    """Cells are data: "[...]" is not markup, and escape sequences are shown, not obeyed (lines kept)."""
+    return "\n".join(printable(line) for line in str(value).split("\n"))

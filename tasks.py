@@ -431,13 +431,15 @@ def _publish_requests(client, gpu, image, template: PublishRequest) -> list:
 
 
 @task(help={"reference": "HOST[:PORT]/NAME@sha256:<hex>, as `invoke publish` printed it",
-            "key": "the signer's ECDSA P-256 public key (PEM) to check the provenance's signature with"})
+            "key": "the signer's ECDSA P-256 public key (PEM) to check the provenance's signature with",
+            "allow_unsigned": "without --key, accept a provenance nobody can authenticate (a WARN, not a FAIL)"})
 @user_errors
-def verify(c, reference, key=None):
+def verify(c, reference, key=None, allow_unsigned=False):
     """Check a published image from its registry alone: digest, SBOM, provenance, signature, smoke verdict."""
     ref = parse_reference(reference)
     public = load_public_key(arguments.path(key, "--key")) if key else None
-    checks = verify_published(Registry(ref.host, find_credentials(ref.host)), ref, public)
+    registry = Registry(ref.host, find_credentials(ref.host), actions="pull")
+    checks = verify_published(registry, ref, public, allow_unsigned)
     console.table(("verdict", "item", "detail"), [(c.verdict, c.item, c.detail) for c in checks], wrap=(2,))
     failed = [c.item for c in checks if c.verdict == "FAIL"]
     print(f"{ref.host}/{ref.repo}@{ref.digest}: " + (f"FAIL ({', '.join(failed)})" if failed else "verified"))

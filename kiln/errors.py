@@ -5,6 +5,11 @@ import re
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+def printable(text: str) -> str:
+    """Control characters (a terminal's escape sequences among them) written out as \\x.. escapes."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 class KilnError(Exception):
     """A user-actionable failure: what went wrong, where, and how to fix it."""
 
@@ -15,7 +20,7 @@ class KilnError(Exception):
     def line(self) -> str:
         head = f"{self.where}: {self.what}" if self.where else self.what
         text = f"{head}; {self.fix}" if self.fix else head
-        return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+        return printable(text)
 
 
 class Interrupted(KilnError):

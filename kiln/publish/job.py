@@ -22,7 +22,7 @@ from kiln.publish.provenance import provenance
 from kiln.publish.push import Target, push_tag, verify_digest
 from kiln.publish.registry import Credentials, Registry
 from kiln.publish.sbom import image_sbom, validate_sbom
-from kiln.publish.signing import ENVELOPE_TYPE, SigningKey, envelope
+from kiln.publish.signing import ENVELOPE_TYPE, SigningKey, envelope, verify_envelope
 
 SBOM_TYPE = "application/vnd.cyclonedx+json"
 SMOKE_ANNOTATION = "io.kiln.smoke"
@@ -61,7 +61,9 @@ def publish(client: docker.DockerClient, s: Subject, req: PublishRequest, on_eve
     tags = [tag.rsplit(":", 1)[1] for tag in local if tag in image.tags]  # only tags this image carries
     planned = [f"{req.target.host}/{repo}:{tag}" for tag in tags]
     try:
-        _immutable(registry, repo, tags, image.id, req.overwrite)
+        present = _immutable(registry, repo, tags, image.id, req.overwrite)
+        if present:  # this very image is there already: its provenance is checked before any push
+            _keep_signed(registry, repo, present, req.signing_key, req.overwrite)
         if req.dry_run:
             return PublishResult(references=[], smoke=smoke, planned=planned)
         digest = _push(client, image.id, registry, repo, tags, req.credentials, on_event)
@@ -87,8 +89,8 @@ def check_all(client: docker.DockerClient, pairs: list[tuple[Subject, PublishReq
             where = f"{subject.image.name} on {subject.gpu.name}"
             target = f"{request.target.host}/{request.target.namespace}"
             _record_failure(request.build_record, target, f"refused before any push: {exc.line()}")
-            raise KilnError(f"{exc.what} ({exc.where})" if exc.where else exc.what, where,
-                            f"{exc.fix}; nothing of the set was pushed") from None
+            fix = f"{exc.fix}; nothing of the set was pushed" if exc.fix else "nothing of the set was pushed"
+            raise KilnError(f"{exc.what} ({exc.where})" if exc.where else exc.what, where, fix) from None
 
 
 def _same_inputs(s: Subject, image) -> None:
@@ -124,14 +126,20 @@ def _gate(req: PublishRequest, image_id: str) -> str:
     return "forced: published without a passing smoke record (--force)"
 
 
-def _immutable(registry: Registry, repo: str, tags: list[str], image_id: str, overwrite: bool) -> None:
+def _immutable(registry: Registry, repo: str, tags: list[str], image_id: str, overwrite: bool) -> str:
+    """Refuse a tag that names another image; returns the digest of a tag already naming this one, or ""."""
+    present = ""
     for tag in tags:
-        if registry.manifest_digest(repo, tag) is None:
+        digest = registry.manifest_digest(repo, tag)
+        if digest is None:
             continue
-        config = registry.manifest(repo, tag).get("config", {}).get("digest")
-        if config != image_id and not overwrite:
-            raise KilnError(f"{repo}:{tag} already names another image ({(config or '?')[:19]}), not {image_id[:19]}",
+        config = (registry.manifest(repo, tag).get("config") or {}).get("digest")
+        if config == image_id:
+            present = digest
+        elif not overwrite:
+            raise KilnError(f"{repo}:{tag} already names another image ({str(config)[:19]}), not {image_id[:19]}",
                             registry.host, "version tags are immutable: build a new version, or pass --overwrite")
+    return present
 
 
 def _push(client, image_id: str, registry: Registry, repo: str, tags: list[str], credentials: Credentials | None,
@@ -161,15 +169,33 @@ def _push(client, image_id: str, registry: Registry, repo: str, tags: list[str],
 
 
 def _keep_signed(registry: Registry, repo: str, digest: str, key: SigningKey | None, overwrite: bool) -> None:
-    """A provenance signed earlier for this digest is not replaced by an unsigned one, or one signed by
-    another key, unless --overwrite."""
+    """A provenance signed earlier for this digest (by kiln, cosign or anyone: judged by the envelope's
+    signatures, not by an annotation) is replaced only by one this key signs too, or with --overwrite.
+    One kiln cannot read counts as signed."""
     tag = f"sha256-{digest.removeprefix('sha256:')}.att"
-    if registry.manifest_digest(repo, tag) is None:
+    if overwrite or registry.manifest_digest(repo, tag) is None:
         return
-    signer = registry.manifest(repo, tag).get("annotations", {}).get(SIGNED_ANNOTATION, "unsigned")
-    if signer != "unsigned" and signer != (key.keyid if key else "") and not overwrite:
-        raise KilnError(f"{repo}:{tag} holds provenance signed by key {signer}", registry.host,
-                        "sign with that key (--sign-key), or pass --overwrite to replace it")
+    doc = _envelope_at(registry, repo, tag)
+    if doc is not None and not doc.get("signatures"):
+        return  # unsigned: nothing to lose
+    if doc is not None and key is not None:
+        try:
+            verify_envelope(doc, key.public_pem())
+            return
+        except KilnError:
+            pass
+    what = "a signed provenance and no --sign-key was given" if key is None else "a provenance signed by another key"
+    raise KilnError(f"{repo}:{tag} holds {what}", registry.host,
+                    "sign with the key that signed it (--sign-key), or pass --overwrite to replace it")
+
+
+def _envelope_at(registry: Registry, repo: str, tag: str) -> dict | None:
+    try:
+        layers = registry.manifest(repo, tag).get("layers") or [{}]
+        doc = json.loads(registry.blob(repo, str(layers[0].get("digest"))))
+    except (KilnError, ValueError, AttributeError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def _attach(registry: Registry, repo: str, digest: str, s: Subject, image, build: dict, smoke: str,

@@ -26,6 +26,8 @@ OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 RETRY = Retry(total=5, backoff_factor=0.5, backoff_jitter=0.5, status_forcelist=(408, 429, 500, 502, 503, 504),
               allowed_methods=("GET", "HEAD", "PUT", "POST"), raise_on_status=False)
 CERTS_D = Path("/etc/docker/certs.d")  # where Docker itself looks for a registry's CA
+MAX_MANIFEST = 4 << 20   # bytes; the distribution spec lets registries refuse manifests over 4 MiB
+MAX_BLOB = 64 << 20      # bytes of an SBOM or provenance read back; kiln's are about 100 kB
 API_HOSTS = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
 
 
@@ -40,6 +42,7 @@ class Registry:
     host: str                         # host[:port]
     credentials: Credentials | None
     scheme: str = ""
+    actions: str = "pull,push"        # the scope asked of a token service; "pull" to only read
     _token: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
@@ -55,19 +58,30 @@ class Registry:
         return response.headers.get("Docker-Content-Digest") if response.status == 200 else None
 
     def descriptor(self, repo: str, reference: str) -> dict:
-        """The manifest's OCI descriptor (mediaType, digest, size), as an artifact's subject names it."""
-        response = self.request("GET", f"/v2/{repo}/manifests/{reference}", repo,
-                                headers={"Accept": ", ".join(MANIFEST_TYPES)})
-        return {"mediaType": response.headers.get("Content-Type", "").split(";")[0],
-                "digest": "sha256:" + hashlib.sha256(response.data).hexdigest(), "size": len(response.data)}
+        """The manifest's OCI descriptor (mediaType, digest, size), as an artifact's subject names it; the
+        digest hashed from the bytes served, not taken from a header."""
+        content_type, data = self._manifest_bytes(repo, reference)
+        return {"mediaType": content_type, "digest": "sha256:" + hashlib.sha256(data).hexdigest(), "size": len(data)}
 
     def manifest(self, repo: str, reference: str) -> dict:
-        response = self.request("GET", f"/v2/{repo}/manifests/{reference}", repo,
-                                headers={"Accept": ", ".join(MANIFEST_TYPES)})
-        return json.loads(response.data)
+        data = self._manifest_bytes(repo, reference)[1]
+        try:
+            manifest = json.loads(data)
+        except ValueError:
+            manifest = None
+        if not isinstance(manifest, dict):
+            raise KilnError(f"the manifest {repo}:{reference[:80]} is not a JSON object", self.host,
+                            "the registry serves something that is not an image or artifact manifest")
+        return manifest
 
-    def blob(self, repo: str, digest: str) -> bytes:
-        data = self.request("GET", f"/v2/{repo}/blobs/{digest}", repo).data
+    def _manifest_bytes(self, repo: str, reference: str) -> tuple[str, bytes]:
+        response = self.request("GET", f"/v2/{repo}/manifests/{reference}", repo, stream=True,
+                                headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        return response.headers.get("Content-Type", "").split(";")[0], self._read(response, MAX_MANIFEST, reference)
+
+    def blob(self, repo: str, digest: str, limit: int = MAX_BLOB) -> bytes:
+        response = self.request("GET", f"/v2/{repo}/blobs/{digest}", repo, stream=True)
+        data = self._read(response, limit, digest)
         if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
             raise KilnError(f"blob {digest[:19]} of {repo} does not match its digest", self.host,
                             "the registry serves corrupt data; check its storage")
@@ -98,51 +112,91 @@ class Registry:
         self.request("PUT", f"/v2/{repo}/manifests/{tag}", repo, body=body, headers={"Content-Type": OCI_MANIFEST})
         return "sha256:" + hashlib.sha256(body).hexdigest()
 
+    def _read(self, response: urllib3.BaseHTTPResponse, limit: int, what: str) -> bytes:
+        try:
+            data = response.read(limit + 1)
+        finally:
+            response.release_conn()
+        if len(data) > limit:
+            raise KilnError(f"{what[:80]} is larger than {limit >> 20} MiB", self.host,
+                            "kiln reads no manifest or attachment that large; check what the registry serves")
+        return data
+
     def request(self, method: str, path: str, repo: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None, missing_ok: bool = False) -> urllib3.BaseHTTPResponse:
+                headers: dict[str, str] | None = None, missing_ok: bool = False,
+                stream: bool = False) -> urllib3.BaseHTTPResponse:
         url = path if path.startswith("http") else f"{self.scheme}://{self.api_host}{path}"
-        response = self._send(method, url, body, headers or {})
+        response = self._send(method, url, body, headers or {}, stream)
         if response.status == 401:
+            response.drain_conn()
             self._authenticate(response.headers.get("WWW-Authenticate", ""), repo)
-            response = self._send(method, url, body, headers or {})
+            response = self._send(method, url, body, headers or {}, stream)
         if response.status == 404 and missing_ok:
             return response
         if response.status >= 400:
             raise _refused(self.host, method, path, response)
         return response
 
-    def _send(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
+    def _send(self, method: str, url: str, body: bytes | None, headers: dict[str, str],
+              stream: bool = False) -> urllib3.BaseHTTPResponse:
         # credentials go to the registry itself only, never to a host an upload Location points at
         own = urllib3.util.parse_url(url).netloc == self.api_host
         auth = {"Authorization": self._token} if self._token and own else {}
         try:
-            return self.pool.request(method, url, body=body, headers={**headers, **auth}, redirect=True)
+            return self.pool.request(method, url, body=body, headers={**headers, **auth}, redirect=True,
+                                     preload_content=not stream)
         except (HTTPError, OSError) as exc:
             raise KilnError(f"cannot reach the registry ({getattr(exc, 'reason', None) or exc})", self.host,
                             "check that it runs and that this host can reach it") from None
 
     def _authenticate(self, challenge: str, repo: str) -> None:
-        if self.credentials is None:
-            raise KilnError("the registry asks for credentials and none were found", self.host,
-                            "`docker login` to it, or set KILN_REGISTRY_USER and KILN_REGISTRY_PASSWORD")
-        basic = base64.b64encode(f"{self.credentials.username}:{self.credentials.password}".encode()).decode()
-        if challenge.lower().startswith("basic"):
-            self._token = f"Basic {basic}"
+        bearer = not challenge.lower().startswith("basic")
+        if self.credentials is None and not bearer:
+            raise _no_credentials(self.host)
+        if not bearer:
+            self._token = f"Basic {self._basic()}"
             return
         params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
         if "realm" not in params:
             raise KilnError(f"unknown auth challenge '{challenge[:60]}'", self.host, "use a Docker Registry v2")
         realm = urllib3.util.parse_url(params["realm"])
-        if realm.scheme != "https" and not _loopback(realm.netloc or ""):
-            raise KilnError(f"the registry asks for the password over plain HTTP at {params['realm']}", self.host,
-                            "refused: use a registry whose token service speaks HTTPS")
-        query = {"service": params.get("service", ""), "scope": f"repository:{repo}:pull,push"}
-        response = self.pool.request("GET", params["realm"], fields=query, headers={"Authorization": f"Basic {basic}"})
-        if response.status != 200:
+        if self.credentials and realm.scheme != "https" and not _loopback(realm.netloc or ""):
+            raise KilnError(f"the registry asks for the password over plain HTTP at {params['realm'][:80]}",
+                            self.host, "refused: use a registry whose token service speaks HTTPS")
+        query = {"service": params.get("service", ""), "scope": f"repository:{repo}:{self.actions}"}
+        # without credentials, an anonymous token: public images on Docker Hub and GHCR are read so
+        auth = {"Authorization": f"Basic {self._basic()}"} if self.credentials else {}
+        try:
+            response = self.pool.request("GET", params["realm"], fields=query, headers=auth)
+        except (HTTPError, OSError) as exc:
+            raise KilnError(f"cannot reach the registry's token service ({getattr(exc, 'reason', None) or exc})",
+                            self.host, "check that this host can reach it") from None
+        if response.status != 200 and self.credentials is None:
+            raise _no_credentials(self.host)
+        token = _token_of(response)
+        if token is None:
             raise KilnError(f"the registry's token service refused the credentials (HTTP {response.status})",
                             self.host, "check the user name and password (or token)")
+        self._token = f"Bearer {token}"
+
+    def _basic(self) -> str:
+        return base64.b64encode(f"{self.credentials.username}:{self.credentials.password}".encode()).decode()
+
+
+def _no_credentials(host: str) -> KilnError:
+    return KilnError("the registry asks for credentials and none were found", host,
+                     "`docker login` to it, or set KILN_REGISTRY_USER and KILN_REGISTRY_PASSWORD")
+
+
+def _token_of(response: urllib3.BaseHTTPResponse) -> str | None:
+    if response.status != 200:
+        return None
+    try:
         data = json.loads(response.data)
-        self._token = f"Bearer {data.get('token') or data.get('access_token')}"
+    except ValueError:
+        return None
+    token = (data.get("token") or data.get("access_token")) if isinstance(data, dict) else None
+    return token if isinstance(token, str) and token else None
 
 
 def _refused(host: str, method: str, path: str, response: urllib3.BaseHTTPResponse) -> KilnError:

@@ -67,7 +67,8 @@ def load_public_key(path: Path, where: str = "--key") -> bytes:
 
 def _read_file(path: Path, where: str) -> bytes:
     try:
-        with path.open("rb") as handle:
+        # non-blocking, so a FIFO given as the key is refused instead of waited on
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                 raise KilnError(f"{path} is not a regular file", where, "give the path of a PEM key file")
             data = handle.read(MAX_KEY_BYTES + 1)
@@ -110,20 +111,22 @@ def envelope(statement: dict, key: SigningKey | None) -> dict:
 
 
 def verify_envelope(doc: dict, public_pem: bytes) -> dict:
-    """The statement inside an envelope, once one of its signatures checks with the public key."""
+    """The statement inside an envelope, once one of its signatures checks with the public key (DSSE
+    lets an envelope carry several; one good one is enough, undecodable ones are skipped)."""
     public = serialization.load_pem_public_key(public_pem)
     if doc.get("payloadType") != PAYLOAD_TYPE:
         raise KilnError(f"the provenance envelope carries '{str(doc.get('payloadType'))[:60]}', not {PAYLOAD_TYPE}",
                         "provenance", "it is not an in-toto attestation; publish again")
     try:
         payload = base64.b64decode(doc["payload"], validate=True)
-        signatures = [base64.b64decode(s["sig"], validate=True) for s in doc["signatures"]]
     except (KeyError, TypeError, ValueError):
         raise KilnError("the provenance envelope is malformed", "provenance", "publish again") from None
-    for signature in signatures:
+    signed = pae(PAYLOAD_TYPE, payload)
+    listed = doc.get("signatures")
+    for signature in listed if isinstance(listed, list) else []:
         try:
-            public.verify(signature, pae(PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
-        except InvalidSignature:
+            public.verify(base64.b64decode(signature["sig"], validate=True), signed, ec.ECDSA(hashes.SHA256()))
+        except (InvalidSignature, KeyError, TypeError, ValueError):
             continue
         return json.loads(payload)
     raise KilnError("no signature of the provenance envelope checks with the signing key", "provenance",

@@ -1,7 +1,8 @@
 """`invoke verify`: what a consumer of a published image checks before listing or running it, read from
 the registry alone: the image is served at its digest, its SBOM and provenance are attached to that
-digest, the SBOM is valid CycloneDX, the provenance is an in-toto statement about this digest signed
-by the key given, and the smoke verdict under that signature."""
+digest, the SBOM is valid CycloneDX and about that digest, the provenance is an in-toto statement about
+it signed by the key given, and the smoke verdict under that signature. Whatever the registry serves is
+untrusted: a malformed piece is a FAIL row, never a crash."""
 
 from __future__ import annotations
 
@@ -11,14 +12,16 @@ import json
 import re
 from dataclasses import dataclass
 
-from kiln.errors import KilnError
+from kiln.errors import KilnError, printable
 from kiln.publish.provenance import PREDICATE_TYPE, SMOKE_BYPRODUCT, STATEMENT_TYPE
 from kiln.publish.registry import Registry
 from kiln.publish.sbom import validate_sbom
 from kiln.publish.signing import PAYLOAD_TYPE, verify_envelope
 
-REFERENCE = re.compile(r"^(?P<host>[a-zA-Z0-9.-]+(?::\d{1,5})?)/(?P<repo>[a-z0-9]+(?:[._/-][a-z0-9]+)*)"
+_NAME = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+REFERENCE = re.compile(rf"^(?P<host>[a-zA-Z0-9.-]+(?::\d{{1,5}})?)/(?P<repo>{_NAME}(?:/{_NAME})*)"
                        r"@(?P<digest>sha256:[0-9a-f]{64})$")
+DETAIL_CHARS = 160
 
 
 @dataclass(frozen=True)
@@ -35,87 +38,175 @@ class Check:
     detail: str
 
 
+class _Bad(Exception):
+    """Something the registry served is not what it should be: one FAIL row."""
+
+
 def parse_reference(text: str) -> Reference:
     match = REFERENCE.match(text.strip())
     if not match:
         raise KilnError(f"'{text[:120]}' is not HOST[:PORT]/NAME@sha256:<64 hex>", "--reference",
                         "give the reference `invoke publish` printed, digest and all")
-    return Reference(match["host"], match["repo"], match["digest"])
+    host = match["host"]
+    if "." not in host and ":" not in host and host != "localhost":  # Docker's rule for what names a registry
+        raise KilnError(f"'{host}' in '{text[:120]}' is not a registry host", "--reference",
+                        "start the reference with the registry, e.g. registry.example.com/team/comfyui@sha256:...")
+    return Reference(host, match["repo"], match["digest"])
 
 
-def verify_published(registry: Registry, ref: Reference, public_pem: bytes | None) -> list[Check]:
+def verify_published(registry: Registry, ref: Reference, public_pem: bytes | None,
+                     allow_unsigned: bool = False) -> list[Check]:
+    """The checks, in order. Reaching the registry at all (auth, network) raises KilnError; anything it
+    then serves that is missing or malformed is a FAIL row."""
     served = registry.manifest_digest(ref.repo, ref.digest)
-    checks = [Check("PASS", "image", f"served at {ref.digest[:19]}") if served == ref.digest else
-              Check("FAIL", "image", f"the registry does not serve {ref.repo}@{ref.digest[:19]}")]
-    sbom, sbom_check = _attached(registry, ref, "sbom")
-    checks.append(sbom_check)
+    checks = [_check("image", lambda: _image(registry, ref, served))]
+    sbom = _fetch(registry, ref, "sbom", checks)
     if sbom is not None:
-        checks.append(_sbom_valid(sbom))
-    envelope, att_check = _attached(registry, ref, "att")
-    checks.append(att_check)
+        checks.append(_check("sbom valid", lambda: _sbom(sbom, ref)))
+    envelope = _fetch(registry, ref, "att", checks)
     if envelope is not None:
-        checks += _provenance(envelope, ref, public_pem)
+        checks += _provenance(envelope, ref, public_pem, allow_unsigned)
     return checks
 
 
-def _attached(registry: Registry, ref: Reference, kind: str) -> tuple[bytes | None, Check]:
-    tag = f"sha256-{ref.digest.removeprefix('sha256:')}.{kind}"
-    if registry.manifest_digest(ref.repo, tag) is None:
-        return None, Check("FAIL", f"{kind} attached", f"no {tag} in {ref.repo}")
-    manifest = registry.manifest(ref.repo, tag)
-    subject = (manifest.get("subject") or {}).get("digest")
-    if subject != ref.digest:
-        return None, Check("FAIL", f"{kind} attached", f"{tag} names {str(subject)[:19]} as its subject")
-    layers = manifest.get("layers") or [{}]
-    return registry.blob(ref.repo, layers[0].get("digest", "")), Check("PASS", f"{kind} attached", tag)
+def _check(item: str, run) -> Check:
+    try:
+        verdict, detail = run()
+    except _Bad as exc:
+        verdict, detail = "FAIL", str(exc)
+    except (TypeError, AttributeError, KeyError, ValueError) as exc:  # a shape nobody checked for
+        verdict, detail = "FAIL", f"malformed ({type(exc).__name__})"
+    return Check(verdict, item, printable(detail)[:DETAIL_CHARS])
 
 
-def _sbom_valid(data: bytes) -> Check:
+def _image(registry: Registry, ref: Reference, served: str | None) -> tuple[str, str]:
+    if served is None:
+        raise _Bad(f"the registry does not serve {ref.repo}@{ref.digest[:19]}")
+    try:
+        digest = registry.descriptor(ref.repo, ref.digest)["digest"]
+    except KilnError as exc:
+        raise _Bad(exc.what) from None
+    if digest != ref.digest:
+        raise _Bad(f"the manifest served hashes to {digest[:19]}, not {ref.digest[:19]}")
+    return "PASS", f"served at {ref.digest[:19]}, its bytes hash to it"
+
+
+def _fetch(registry: Registry, ref: Reference, kind: str, checks: list[Check]) -> bytes | None:
+    found: list[bytes] = []
+
+    def run() -> tuple[str, str]:
+        tag = f"sha256-{ref.digest.removeprefix('sha256:')}.{kind}"
+        if registry.manifest_digest(ref.repo, tag) is None:
+            raise _Bad(f"no {tag} in {ref.repo}")
+        try:
+            manifest = registry.manifest(ref.repo, tag)
+            subject = _get(manifest, "subject", dict).get("digest")
+            if subject != ref.digest:
+                raise _Bad(f"{tag} names {str(subject)[:19]} as its subject")
+            layers = _get(manifest, "layers", list)
+            if len(layers) != 1 or not isinstance(layers[0], dict):
+                raise _Bad(f"{tag} has {len(layers)} layers, not one")
+            found.append(registry.blob(ref.repo, str(layers[0].get("digest"))))
+        except KilnError as exc:
+            raise _Bad(exc.what) from None
+        return "PASS", tag
+
+    checks.append(_check(f"{kind} attached", run))
+    return found[0] if found else None
+
+
+def _get(data: object, key: str, kind: type):
+    value = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(value, kind):
+        raise _Bad(f"'{key}' is missing or not a {kind.__name__}")
+    return value
+
+
+def _json(data: bytes, what: str) -> dict:
+    try:
+        value = json.loads(data)
+    except ValueError:
+        raise _Bad(f"the {what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise _Bad(f"the {what} is not a JSON object")
+    return value
+
+
+def _sbom(data: bytes, ref: Reference) -> tuple[str, str]:
     try:
         validate_sbom(data.decode(errors="replace"))
     except KilnError as exc:
-        return Check("FAIL", "sbom valid", exc.what)
-    components = json.loads(data).get("components", [])
-    return Check("PASS", "sbom valid", f"CycloneDX 1.6, {len(components)} components")
+        raise _Bad(exc.what) from None
+    document = _json(data, "SBOM")
+    described = _get(_get(document, "metadata", dict), "component", dict).get("version")
+    if described != ref.digest:
+        raise _Bad(f"it describes {str(described)[:19]}, another image")
+    return "PASS", f"CycloneDX 1.6, {len(document.get('components') or [])} components, about this digest"
 
 
-def _provenance(data: bytes, ref: Reference, public_pem: bytes | None) -> list[Check]:
-    try:
-        envelope = json.loads(data)
-        statement = json.loads(base64.b64decode(envelope["payload"], validate=True))
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        return [Check("FAIL", "provenance", "not a DSSE envelope holding JSON")]
-    return [_statement(envelope, statement, ref), _signature(envelope, public_pem), _smoke(statement)]
+def _provenance(data: bytes, ref: Reference, public_pem: bytes | None, allow_unsigned: bool) -> list[Check]:
+    statement: list[dict] = []
+
+    def read() -> tuple[str, str]:
+        envelope = _json(data, "provenance envelope")
+        if envelope.get("payloadType") != PAYLOAD_TYPE:
+            raise _Bad(f"payload type '{str(envelope.get('payloadType'))[:60]}', not {PAYLOAD_TYPE}")
+        try:
+            payload = base64.b64decode(_get(envelope, "payload", str), validate=True)
+        except binascii.Error:
+            raise _Bad("its payload is not base64") from None
+        statement.append(_statement(_json(payload, "statement"), ref))
+        return "PASS", "in-toto v1, SLSA provenance v1, about this digest alone"
+
+    checks = [_check("provenance", read)]
+    if not statement:
+        return checks
+    envelope = json.loads(data)
+    checks.append(_check("signature", lambda: _signature(envelope, public_pem, allow_unsigned)))
+    checks.append(_check("smoke", lambda: _smoke(statement[0])))
+    return checks
 
 
-def _statement(envelope: dict, statement: dict, ref: Reference) -> Check:
-    subjects = [s.get("digest", {}).get("sha256") for s in statement.get("subject", []) if isinstance(s, dict)]
-    if envelope.get("payloadType") != PAYLOAD_TYPE:
-        return Check("FAIL", "provenance", f"payload type '{str(envelope.get('payloadType'))[:60]}'")
+def _statement(statement: dict, ref: Reference) -> dict:
     if statement.get("_type") != STATEMENT_TYPE or statement.get("predicateType") != PREDICATE_TYPE:
-        return Check("FAIL", "provenance", "not an in-toto v1 statement with a SLSA v1 provenance predicate")
-    if ref.digest.removeprefix("sha256:") not in subjects:
-        return Check("FAIL", "provenance", "its subject is another image")
-    return Check("PASS", "provenance", "in-toto v1, SLSA provenance v1, about this digest")
+        raise _Bad("not an in-toto v1 statement with a SLSA v1 provenance predicate")
+    subjects = _get(statement, "subject", list)
+    digests = [s.get("digest") for s in subjects if isinstance(s, dict)]
+    if len(subjects) != 1 or not isinstance(digests[0], dict) or \
+            digests[0].get("sha256") != ref.digest.removeprefix("sha256:"):
+        raise _Bad("its subject is not this image alone")
+    return statement
 
 
-def _signature(envelope: dict, public_pem: bytes | None) -> Check:
+def _signature(envelope: dict, public_pem: bytes | None, allow_unsigned: bool) -> tuple[str, str]:
     if public_pem is None:
-        signed = "signed" if envelope.get("signatures") else "unsigned"
-        return Check("SKIP", "signature", f"{signed}; not checked without --key")
+        if allow_unsigned:
+            return "WARN", "not checked (--allow-unsigned): anyone who can push could have written it"
+        raise _Bad("no --key: the provenance and its smoke verdict are not authenticated "
+                   "(give the signer's public key, or --allow-unsigned to accept that)")
     try:
         verify_envelope(envelope, public_pem)
     except KilnError as exc:
-        return Check("FAIL", "signature", exc.what)
-    return Check("PASS", "signature", "checks with the key given")
+        raise _Bad(exc.what) from None
+    return "PASS", "checks with the key given"
 
 
-def _smoke(statement: dict) -> Check:
-    byproducts = statement.get("predicate", {}).get("runDetails", {}).get("byproducts", [])
-    verdict = next((b.get("annotations", {}).get("verdict", "") for b in byproducts
-                    if isinstance(b, dict) and b.get("name") == SMOKE_BYPRODUCT), "")
+def _smoke(statement: dict) -> tuple[str, str]:
+    run_details = _get(_get(statement, "predicate", dict), "runDetails", dict)
+    listed = run_details.get("byproducts")
+    byproducts = [b for b in listed if isinstance(b, dict)] if isinstance(listed, list) else []
+    found = [b for b in byproducts if b.get("name") == SMOKE_BYPRODUCT]
+    if len(found) != 1:
+        raise _Bad("no smoke verdict in the provenance")
+    try:
+        verdict = base64.b64decode(_get(found[0], "content", str), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise _Bad("the smoke verdict is not base64 text") from None
+    annotations = found[0].get("annotations")
+    if isinstance(annotations, dict) and annotations.get("verdict") not in (None, verdict):
+        raise _Bad("the smoke verdict's content and annotation disagree")
     if verdict.startswith("passed"):
-        return Check("PASS", "smoke", verdict)
+        return "PASS", verdict
     if verdict.startswith("forced"):
-        return Check("WARN", "smoke", verdict)
-    return Check("FAIL", "smoke", "no smoke verdict in the provenance")
+        return "WARN", verdict
+    raise _Bad(f"smoke verdict '{verdict[:80]}'")

@@ -293,7 +293,7 @@ def token_registry(tmp_path):
     service.stop()
 
 
-def test_a_registry_with_a_token_service(built, token_registry, client):
+def test_a_registry_with_a_token_service(built, token_registry, monkeypatch, tmp_path):
     project, result, record = built
     reg, service = token_registry
     out = _publish(project, reg, "--force")
@@ -310,6 +310,16 @@ def test_a_registry_with_a_token_service(built, token_registry, client):
     validate_sbom(api.blob(repo, api.manifest(repo, f"sha256-{digest[7:]}.sbom")["layers"][0]["digest"]).decode())
     with pytest.raises(KilnError, match="asks for credentials"):
         Registry(reg.host, None).manifest_digest(repo, digest)
+    # a public image: anyone may pull, and verify needs nothing more (no variables, an empty Docker config)
+    service.anonymous_pull = True
+    monkeypatch.delenv("KILN_REGISTRY_USER")
+    monkeypatch.delenv("KILN_REGISTRY_PASSWORD")
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
+    reference = f"{reg.host}/{repo}@{digest}"
+    out = invoke("verify", "--reference", reference, "--allow-unsigned", root=project.root)
+    assert out.returncode == 0 and f"{reference}: verified" in out.stdout, out.stdout + out.stderr
+    anonymous = [issued for issued in service.issued if not issued.account]
+    assert anonymous and all(scope.endswith(":pull") for issued in anonymous for scope in issued.scopes), anonymous
 
 
 def test_a_token_service_refusing_the_password_is_one_line(built, token_registry, monkeypatch):
@@ -418,7 +428,10 @@ def test_a_signed_provenance_that_openssl_verifies(built, registry, tmp_path):
     [verdict] = statement["predicate"]["runDetails"]["byproducts"]  # the smoke verdict is under the signature
     assert base64.b64decode(verdict["content"]).decode().startswith("forced: ")
     # publishing the same image again without the key would swap a signed provenance for an unsigned one
-    _one_error(_publish(project, registry, "--force"), f"holds provenance signed by key {keyid}")
+    _one_error(_publish(project, registry, "--force"), "holds a signed provenance and no --sign-key was given")
+    other = tmp_path / "other.pem"
+    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(other)], check=True)
+    _one_error(_publish(project, registry, "--force", "--sign-key", str(other)), "a provenance signed by another key")
     assert reg.manifest(repo, f"sha256-{digest[7:]}.att")["annotations"]["io.kiln.signed-by"] == keyid
     assert _publish(project, registry, "--force", "--overwrite").returncode == 0
     assert reg.manifest(repo, f"sha256-{digest[7:]}.att")["annotations"]["io.kiln.signed-by"] == "unsigned"
@@ -465,7 +478,9 @@ def test_verify_checks_a_published_image_from_the_registry_alone(built, registry
     rows = {line.split()[1]: line.split()[0] for line in out.stdout.splitlines()[2:] if len(line.split()) > 1}
     assert rows["signature"] == "PASS" and rows["smoke"] == "WARN" and rows["image"] == "PASS", out.stdout
     unkeyed = invoke("verify", "--reference", reference, root=project.root)
-    assert unkeyed.returncode == 0 and "unsigned" not in unkeyed.stdout and "not checked without --key" in unkeyed.stdout
+    assert unkeyed.returncode == 1 and "FAIL (signature)" in unkeyed.stdout and "not authenticated" in unkeyed.stdout
+    accepted = invoke("verify", "--reference", reference, "--allow-unsigned", root=project.root)
+    assert accepted.returncode == 0 and f"{reference}: verified" in accepted.stdout, accepted.stdout
     # someone with push rights replaces the provenance with one they signed themselves
     reg, repo, digest = _client_registry(registry), f"team/{TEST_IMAGE}", reference.split("@")[1]
     tag = f"sha256-{digest[7:]}.att"

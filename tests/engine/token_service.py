@@ -28,6 +28,7 @@ SERVICE, ISSUER = "kiln-test-registry", "kiln-test-token-service"
 class Issued:
     client: str            # the User-Agent that asked
     scopes: tuple[str, ...]
+    account: str = ""      # "" for an anonymous token
 
 
 @dataclass
@@ -35,6 +36,7 @@ class TokenService:
     folder: Path
     lifetime_s: int = 300
     actions: tuple[str, ...] = ("pull", "push")   # what the account may do; a request gets the overlap
+    anonymous_pull: bool = False                   # as Docker Hub and GHCR for public images
     issued: list[Issued] = field(default_factory=list)
     refused: int = 0
 
@@ -64,11 +66,11 @@ class TokenService:
         self._server.shutdown()
         self._server.server_close()
 
-    def token(self, scopes: list[str]) -> str:
+    def token(self, scopes: list[str], allowed: tuple[str, ...]) -> str:
         now = int(time.time())
         claims = {"iss": ISSUER, "sub": USER, "aud": SERVICE, "iat": now, "nbf": now - 1,
                   "exp": now + self.lifetime_s, "jti": f"{now}-{len(self.issued)}",
-                  "access": _access(scopes, self.actions)}
+                  "access": _access(scopes, allowed)}
         header = {"typ": "JWT", "alg": "RS256", "x5c": [self._x5c]}
         signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
         signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)],
@@ -104,11 +106,12 @@ def _handler(service: TokenService):
             self._answer(given, " ".join(form.get("scope", [])).split())
 
         def _answer(self, given: tuple[str, str], scopes: list[str]) -> None:
-            if given != (USER, PASSWORD):
+            anonymous = given == ("", "") and service.anonymous_pull
+            if given != (USER, PASSWORD) and not anonymous:
                 service.refused += 1
                 return self._json(401, {"details": "incorrect username or password"})
-            service.issued.append(Issued(self.headers.get("User-Agent", ""), tuple(scopes)))
-            token = service.token(scopes)
+            service.issued.append(Issued(self.headers.get("User-Agent", ""), tuple(scopes), "" if anonymous else USER))
+            token = service.token(scopes, ("pull",) if anonymous else service.actions)
             self._json(200, {"token": token, "access_token": token, "expires_in": service.lifetime_s})
 
         def _json(self, status: int, body: dict) -> None:
