@@ -137,7 +137,7 @@ def _immutable(registry: Registry, repo: str, tags: list[str], image_id: str, ov
         if config == image_id:
             present = digest
         elif not overwrite:
-            raise KilnError(f"{repo}:{tag} already names another image ({str(config)[:19]}), not {image_id[:19]}",
+            raise KilnError(f"{repo}:{tag} already names another image ({str(config or '?')[:19]}), not {image_id[:19]}",
                             registry.host, "version tags are immutable: build a new version, or pass --overwrite")
     return present
 
@@ -190,10 +190,11 @@ def _keep_signed(registry: Registry, repo: str, digest: str, key: SigningKey | N
 
 
 def _envelope_at(registry: Registry, repo: str, tag: str) -> dict | None:
+    """The envelope at tag, or None for anything else the registry serves there (hostile shapes included)."""
     try:
-        layers = registry.manifest(repo, tag).get("layers") or [{}]
-        doc = json.loads(registry.blob(repo, str(layers[0].get("digest"))))
-    except (KilnError, ValueError, AttributeError):
+        layers = registry.manifest(repo, tag).get("layers")
+        doc = json.loads(registry.blob(repo, str(layers[0]["digest"])))
+    except Exception:  # noqa: BLE001 - whatever is there and unreadable counts as signed
         return None
     return doc if isinstance(doc, dict) else None
 

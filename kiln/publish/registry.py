@@ -28,6 +28,7 @@ RETRY = Retry(total=5, backoff_factor=0.5, backoff_jitter=0.5, status_forcelist=
 CERTS_D = Path("/etc/docker/certs.d")  # where Docker itself looks for a registry's CA
 MAX_MANIFEST = 4 << 20   # bytes; the distribution spec lets registries refuse manifests over 4 MiB
 MAX_BLOB = 64 << 20      # bytes of an SBOM or provenance read back; kiln's are about 100 kB
+MAX_SMALL = 1 << 20      # bytes of a token answer or an error body
 API_HOSTS = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
 
 
@@ -52,10 +53,13 @@ class Registry:
                                         timeout=Timeout(connect=10, read=120))
 
     def manifest_digest(self, repo: str, reference: str) -> str | None:
-        """The digest the registry serves for repo:reference, or None when it has no such manifest."""
+        """The digest the registry serves for repo:reference, or None when it has no such manifest (judged
+        by the status; a registry that sends no digest header has the bytes hashed instead)."""
         response = self.request("HEAD", f"/v2/{repo}/manifests/{reference}", repo,
                                 headers={"Accept": ", ".join(MANIFEST_TYPES)}, missing_ok=True)
-        return response.headers.get("Docker-Content-Digest") if response.status == 200 else None
+        if response.status != 200:
+            return None
+        return response.headers.get("Docker-Content-Digest") or self.descriptor(repo, reference)["digest"]
 
     def descriptor(self, repo: str, reference: str) -> dict:
         """The manifest's OCI descriptor (mediaType, digest, size), as an artifact's subject names it; the
@@ -67,7 +71,7 @@ class Registry:
         data = self._manifest_bytes(repo, reference)[1]
         try:
             manifest = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             manifest = None
         if not isinstance(manifest, dict):
             raise KilnError(f"the manifest {repo}:{reference[:80]} is not a JSON object", self.host,
@@ -113,38 +117,53 @@ class Registry:
         return "sha256:" + hashlib.sha256(body).hexdigest()
 
     def _read(self, response: urllib3.BaseHTTPResponse, limit: int, what: str) -> bytes:
-        try:
-            data = response.read(limit + 1)
-        finally:
-            response.release_conn()
-        if len(data) > limit:
+        data = self._body(response, limit)
+        if data is None:
             raise KilnError(f"{what[:80]} is larger than {limit >> 20} MiB", self.host,
                             "kiln reads no manifest or attachment that large; check what the registry serves")
+        return data
+
+    def _body(self, response: urllib3.BaseHTTPResponse, limit: int, prefix: bool = False) -> bytes | None:
+        """At most limit bytes of the body (None when there is more, or its first limit bytes with prefix);
+        the connection goes back to the pool only when the body was read to its end."""
+        try:
+            data = response.read(limit + 1)
+        except (HTTPError, OSError) as exc:
+            response.close()
+            raise KilnError(f"the registry broke off an answer ({exc})", self.host, "try again") from None
+        if len(data) > limit:
+            response.close()
+            return data[:limit] if prefix else None
+        response.release_conn()
         return data
 
     def request(self, method: str, path: str, repo: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None, missing_ok: bool = False,
                 stream: bool = False) -> urllib3.BaseHTTPResponse:
+        """The answer; its body left unread for stream=True (the caller reads it with a limit), else read
+        to at most MAX_SMALL bytes and dropped. Every body is read with a limit."""
         url = path if path.startswith("http") else f"{self.scheme}://{self.api_host}{path}"
-        response = self._send(method, url, body, headers or {}, stream)
+        response = self._send(method, url, body, headers or {})
         if response.status == 401:
-            response.drain_conn()
+            response.close()
             self._authenticate(response.headers.get("WWW-Authenticate", ""), repo)
-            response = self._send(method, url, body, headers or {}, stream)
-        if response.status == 404 and missing_ok:
-            return response
-        if response.status >= 400:
-            raise _refused(self.host, method, path, response)
+            response = self._send(method, url, body, headers or {})
+        if response.status == 401 and self.credentials is None:
+            response.close()  # an anonymous token that does not reach this repository
+            raise _no_credentials(self.host)
+        if response.status >= 400 and not (response.status == 404 and missing_ok):
+            raise _refused(self.host, method, path, response.status, self._body(response, MAX_SMALL, prefix=True))
+        if not stream or response.status >= 400:
+            self._body(response, MAX_SMALL)
         return response
 
-    def _send(self, method: str, url: str, body: bytes | None, headers: dict[str, str],
-              stream: bool = False) -> urllib3.BaseHTTPResponse:
+    def _send(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> urllib3.BaseHTTPResponse:
         # credentials go to the registry itself only, never to a host an upload Location points at
         own = urllib3.util.parse_url(url).netloc == self.api_host
         auth = {"Authorization": self._token} if self._token and own else {}
         try:
             return self.pool.request(method, url, body=body, headers={**headers, **auth}, redirect=True,
-                                     preload_content=not stream)
+                                     preload_content=False)
         except (HTTPError, OSError) as exc:
             raise KilnError(f"cannot reach the registry ({getattr(exc, 'reason', None) or exc})", self.host,
                             "check that it runs and that this host can reach it") from None
@@ -167,16 +186,20 @@ class Registry:
         # without credentials, an anonymous token: public images on Docker Hub and GHCR are read so
         auth = {"Authorization": f"Basic {self._basic()}"} if self.credentials else {}
         try:
-            response = self.pool.request("GET", params["realm"], fields=query, headers=auth)
+            response = self.pool.request("GET", params["realm"], fields=query, headers=auth, preload_content=False)
         except (HTTPError, OSError) as exc:
             raise KilnError(f"cannot reach the registry's token service ({getattr(exc, 'reason', None) or exc})",
                             self.host, "check that this host can reach it") from None
+        answer = self._body(response, MAX_SMALL)
         if response.status != 200 and self.credentials is None:
             raise _no_credentials(self.host)
-        token = _token_of(response)
-        if token is None:
+        if response.status != 200:
             raise KilnError(f"the registry's token service refused the credentials (HTTP {response.status})",
                             self.host, "check the user name and password (or token)")
+        token = _token_of(answer)
+        if token is None:
+            raise KilnError("the registry's token service answered without a token", self.host,
+                            "check the registry's auth settings")
         self._token = f"Bearer {token}"
 
     def _basic(self) -> str:
@@ -188,26 +211,24 @@ def _no_credentials(host: str) -> KilnError:
                      "`docker login` to it, or set KILN_REGISTRY_USER and KILN_REGISTRY_PASSWORD")
 
 
-def _token_of(response: urllib3.BaseHTTPResponse) -> str | None:
-    if response.status != 200:
-        return None
+def _token_of(answer: bytes | None) -> str | None:
     try:
-        data = json.loads(response.data)
-    except ValueError:
+        data = json.loads(answer or b"")
+    except (ValueError, RecursionError):
         return None
     token = (data.get("token") or data.get("access_token")) if isinstance(data, dict) else None
     return token if isinstance(token, str) and token else None
 
 
-def _refused(host: str, method: str, path: str, response: urllib3.BaseHTTPResponse) -> KilnError:
-    if response.status == 401:
+def _refused(host: str, method: str, path: str, status: int, body: bytes | None) -> KilnError:
+    if status == 401:
         return KilnError("the registry refused the credentials", host, "check the user name and password (or token)")
     try:
-        errors = json.loads(response.data).get("errors") or [{}]
-        detail = errors[0].get("message") or errors[0].get("code") or ""
-    except (ValueError, AttributeError):
-        detail = response.data[:120].decode(errors="replace")
-    return KilnError(f"{method} {path.split('?')[0]} answered HTTP {response.status} ({detail})", host,
+        errors = json.loads(body or b"").get("errors") or [{}]
+        detail = str(errors[0].get("message") or errors[0].get("code") or "")[:120]
+    except (ValueError, AttributeError, TypeError, IndexError, RecursionError):
+        detail = (body or b"")[:120].decode(errors="replace")
+    return KilnError(f"{method} {path.split('?')[0]} answered HTTP {status} ({detail})", host,
                      "check the registry's log and storage")
 
 

@@ -4,6 +4,7 @@ tampering caught, and every kind of bad key refused in one line."""
 import base64
 import hashlib
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -135,3 +136,10 @@ def test_a_public_key_is_checked_before_use(key_file, tmp_path):
     assert _openssl("pkey", "-in", tmp_path / "rsa.pem", "-pubout", "-out", rsa).returncode == 0
     with pytest.raises(KilnError, match="not an ECDSA P-256 public key"):
         load_public_key(rsa)
+
+
+def test_a_fifo_given_as_the_key_is_refused_at_once(tmp_path):
+    fifo = tmp_path / "key.fifo"
+    os.mkfifo(fifo)  # opened blocking, nobody writing: reading it would wait for ever
+    with pytest.raises(KilnError, match="not a regular file"):
+        load_signing_key(fifo)

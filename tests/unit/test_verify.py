@@ -116,7 +116,8 @@ def test_a_statement_about_something_else_fails(keys, statement, fragment):
 
 
 def test_signatures_unsigned_stranger_and_forged(keys):
-    assert _verdicts(_published(keys), keys, key="stranger")["signature"].startswith("FAIL: no signature")
+    stranger = _verdicts(_published(keys), keys, key="stranger")
+    assert stranger["signature"].startswith("FAIL: no signature") and stranger["smoke"].startswith("SKIP: not judged")
     assert "not authenticated" in _verdicts(_published(keys), keys, key=None)["signature"]
     assert _verdicts(_published(keys), keys, key=None, allow_unsigned=True)["signature"].startswith("WARN")
     forged = envelope(_statement(), keys["signer"])
@@ -167,9 +168,17 @@ def test_hostile_shapes_are_fail_rows_not_crashes(keys):
                 json.dumps({"payloadType": "application/vnd.in-toto+json", "payload": 5}).encode()):
         verdicts = _verdicts(_published(keys, att=att), keys)
         assert verdicts["provenance"].startswith("FAIL"), (att, verdicts)
-    statement = _statement()
-    statement["subject"] = [{"name": "r", "digest": "sha256:abc"}]
-    assert _verdicts(_published(keys, statement), keys)["provenance"].startswith("FAIL")
+    for subjects in ([{"name": "r", "digest": "sha256:abc"}], [5], "abc"):
+        statement = {**_statement(), "subject": subjects}
+        assert _verdicts(_published(keys, statement), keys)["provenance"].startswith("FAIL"), subjects
+    deep = b"[" * 100_000
+    for att in (deep, json.dumps({"payloadType": "application/vnd.in-toto+json",
+                                  "payload": base64.b64encode(deep).decode()}).encode()):
+        assert _verdicts(_published(keys, att=att), keys)["provenance"].startswith("FAIL")
+    assert _verdicts(_published(keys, sbom=None), keys)["sbom valid"].startswith("PASS")
+    registry = _published(keys)
+    registry.attach("sbom", deep)
+    assert _verdicts(registry, keys)["sbom valid"].startswith("FAIL")
     registry = _published(keys)
     registry.attach("att", b"x", layers=[])
     assert "0 layers" in _verdicts(registry, keys)["att attached"]
