@@ -78,7 +78,7 @@ def build_small(project: Project, src: Path, gpu: str = "4090", cache: Path | No
 @pytest.fixture(autouse=True, scope="session")
 def remove_test_images(client):
     yield
-    names = (TEST_IMAGE, f"{TEST_IMAGE}-serve", f"{TEST_IMAGE}-mount")
+    names = (TEST_IMAGE, f"{TEST_IMAGE}-serve", f"{TEST_IMAGE}-mount", "kiln-set")
     for image in [i for name in names for i in client.images.list(name=f"kiln/{name}")]:
         for tag in image.tags:
             client.images.remove(tag, force=True)

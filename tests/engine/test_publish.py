@@ -29,6 +29,7 @@ from tests.engine.registry import PASSWORD, USER, LocalRegistry, free_port, make
 from tests.engine.token_service import TokenService
 
 
+SET_IMAGE = "kiln-set"
 WRONG = "wrong-password-7f3a"  # distinct, so a leak of the password actually used would be found
 
 
@@ -48,9 +49,9 @@ def built(small, monkeypatch):
     return project, result, record
 
 
-def _publish(project, registry, *args, gpu="4090", all_gpus=False):
+def _publish(project, registry, *args, gpu="4090", all_gpus=False, image=TEST_IMAGE):
     chosen = ("--all-gpus",) if all_gpus else ("--gpu", gpu)
-    return invoke("publish", "--registry", f"{registry.host}/team", *chosen, "--image", TEST_IMAGE, "--plain", *args,
+    return invoke("publish", "--registry", f"{registry.host}/team", *chosen, "--image", image, "--plain", *args,
                   root=project.root)
 
 
@@ -363,26 +364,34 @@ def test_an_expired_token_is_renewed(tmp_path):
         service.stop()
 
 
-def test_all_gpus_gates_every_profile_before_pushing_any(built, registry, small):
-    project, result, _ = built
-    repo = f"team/{TEST_IMAGE}"
+def test_all_gpus_gates_every_profile_before_pushing_any(small, registry, monkeypatch):
+    project, src = small
+    monkeypatch.setenv("KILN_REGISTRY_USER", USER)
+    monkeypatch.setenv("KILN_REGISTRY_PASSWORD", PASSWORD)
+    # an image name of its own: --all-gpus takes every profile of it in the engine, and other tests leave
+    # images of theirs behind (built from their own locks, which would stop the set: rightly)
+    spec = (project.root / "images" / f"{TEST_IMAGE}.yaml").read_text()
+    (project.root / "images" / f"{SET_IMAGE}.yaml").write_text(spec.replace(f"name: {TEST_IMAGE}", f"name: {SET_IMAGE}"))
+    repo = f"team/{SET_IMAGE}"
     # the profile refused is the one published later in the set, so a set pushed profile by profile
     # would already have pushed 4090 when the refusal comes
     order = [g for g in project.gpus if g in ("4090", "l4")]
     assert order == ["4090", "l4"], order
-    build_small(project, small[1], gpu="l4")
-    assert _publish(project, registry, "--force", gpu="l4").returncode == 0
+    result, _ = build_small(project, src, gpu="4090", image=SET_IMAGE)
+    build_small(project, src, gpu="l4", image=SET_IMAGE)
+    assert _publish(project, registry, "--force", gpu="l4", image=SET_IMAGE).returncode == 0
     template = project.templates_dir / "start.sh.j2"
     template.write_text(template.read_text().replace("set -eu", "set -eu\n# another l4 build", 1))
-    rebuilt, l4_record = build_small(project, small[1], gpu="l4")
-    out = _publish(project, registry, "--force", all_gpus=True)
-    _one_error(out, f"{TEST_IMAGE} on l4: ")
+    rebuilt, l4_record = build_small(project, src, gpu="l4", image=SET_IMAGE)
+    out = _publish(project, registry, "--force", all_gpus=True, image=SET_IMAGE)
+    _one_error(out, f"{SET_IMAGE} on l4: ")
     assert "already names another image" in out.stderr and "nothing of the set was pushed" in out.stderr
     assert _client_registry(registry).manifest_digest(repo, result.tags[0].split(":")[1]) is None
     assert "refused before any push" in json.loads(l4_record.read_text())["publish_failed"]["error"]
-    out = _publish(project, registry, "--force", "--overwrite", all_gpus=True)
+    out = _publish(project, registry, "--force", "--overwrite", all_gpus=True, image=SET_IMAGE)
     assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-1500:]
-    assert f"{TEST_IMAGE} on 4090: smoke forced" in out.stdout and f"{TEST_IMAGE} on l4: smoke forced" in out.stdout
+    assert f"{SET_IMAGE} on 4090: smoke forced" in out.stdout and f"{SET_IMAGE} on l4: smoke forced" in out.stdout
+    assert f"{SET_IMAGE} on h200" not in out.stdout  # only the profiles built
     api = _client_registry(registry)
     for built_image in (result, rebuilt):
         assert api.manifest(repo, built_image.tags[0].split(":")[1])["config"]["digest"] == built_image.image_id
