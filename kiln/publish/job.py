@@ -67,7 +67,8 @@ def publish(client: docker.DockerClient, s: Subject, req: PublishRequest, on_eve
         if req.dry_run:
             return PublishResult(references=[], smoke=smoke, planned=planned)
         digest = _push(client, image.id, registry, repo, tags, req.credentials, on_event)
-        _keep_signed(registry, repo, digest, req.signing_key, req.overwrite)
+        if digest != present:  # a digest new to this registry may still carry a provenance under its tag
+            _keep_signed(registry, repo, digest, req.signing_key, req.overwrite)
         artifacts = _attach(registry, repo, digest, s, image, build, smoke, req.signing_key, on_event)
     except KilnError as exc:
         if not req.dry_run:

@@ -16,7 +16,9 @@ from kiln.errors import Interrupted, KilnError
 from kiln.events import Event, Listener, ignore
 from kiln.publish.registry import Credentials, Registry
 
-TARGET = re.compile(r"^(?P<host>[a-zA-Z0-9.-]+(?::\d{1,5})?)/(?P<namespace>[a-z0-9]+(?:[._/-][a-z0-9]+)*)$")
+HOST = r"[a-zA-Z0-9.-]+(?::\d{1,5})?"
+NAME = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*"  # an OCI repository name
+TARGET = re.compile(rf"^(?P<host>{HOST})/(?P<namespace>{NAME})$")
 TRANSIENT = re.compile(r"(connection refused|connection reset|broken pipe|EOF|timeout|i/o timeout|"
                        r"\b(408|429|50[0234])\b|too ?many ?requests|service unavailable|bad gateway|"
                        r"temporary failure in name resolution|blob upload unknown)", re.I)

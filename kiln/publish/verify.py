@@ -14,13 +14,12 @@ from dataclasses import dataclass
 
 from kiln.errors import KilnError, printable
 from kiln.publish.provenance import PREDICATE_TYPE, SMOKE_BYPRODUCT, STATEMENT_TYPE
+from kiln.publish.push import HOST, NAME
 from kiln.publish.registry import Registry
 from kiln.publish.sbom import validate_sbom
 from kiln.publish.signing import PAYLOAD_TYPE, verify_envelope
 
-_NAME = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-REFERENCE = re.compile(rf"^(?P<host>[a-zA-Z0-9.-]+(?::\d{{1,5}})?)/(?P<repo>{_NAME}(?:/{_NAME})*)"
-                       r"@(?P<digest>sha256:[0-9a-f]{64})$")
+REFERENCE = re.compile(rf"^(?P<host>{HOST})/(?P<repo>{NAME})@(?P<digest>sha256:[0-9a-f]{{64}})$")
 DETAIL_CHARS = 160
 
 
@@ -145,9 +144,9 @@ def _sbom(data: bytes, ref: Reference) -> tuple[str, str]:
 
 
 def _provenance(data: bytes, ref: Reference, public_pem: bytes | None, allow_unsigned: bool) -> list[Check]:
-    statement: list[dict] = []
+    read: list[tuple[dict, dict]] = []   # (envelope, statement), once both are known good
 
-    def read() -> tuple[str, str]:
+    def check() -> tuple[str, str]:
         envelope = _json(data, "provenance envelope")
         if envelope.get("payloadType") != PAYLOAD_TYPE:
             raise _Bad(f"payload type '{str(envelope.get('payloadType'))[:60]}', not {PAYLOAD_TYPE}")
@@ -155,16 +154,16 @@ def _provenance(data: bytes, ref: Reference, public_pem: bytes | None, allow_uns
             payload = base64.b64decode(_get(envelope, "payload", str), validate=True)
         except binascii.Error:
             raise _Bad("its payload is not base64") from None
-        statement.append(_statement(_json(payload, "statement"), ref))
+        read.append((envelope, _statement(_json(payload, "statement"), ref)))
         return "PASS", "in-toto v1, SLSA provenance v1, about this digest alone"
 
-    checks = [_check("provenance", read)]
-    if not statement:
+    checks = [_check("provenance", check)]
+    if not read:
         return checks
-    envelope = json.loads(data)
+    envelope, statement = read[0]
     signature = _check("signature", lambda: _signature(envelope, public_pem, allow_unsigned))
     smoke = Check("SKIP", "smoke", "not judged: the provenance is not authenticated") \
-        if signature.verdict == "FAIL" else _check("smoke", lambda: _smoke(statement[0]))
+        if signature.verdict == "FAIL" else _check("smoke", lambda: _smoke(statement))
     return checks + [signature, smoke]
 
 
