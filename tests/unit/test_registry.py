@@ -13,6 +13,7 @@ from kiln.errors import KilnError
 from kiln.publish.registry import Credentials, Registry
 
 MANIFEST = b'{"schemaVersion": 2, "layers": []}'
+ENDLESS = object()  # a body that never ends: only a client that stops at its limit returns
 
 
 class Routes(dict):
@@ -23,15 +24,17 @@ def _server(routes: Routes):
     class Handler(BaseHTTPRequestHandler):
         def _answer(self, send_body: bool) -> None:
             status, headers, body = routes.get(self.path.split("?")[0], (404, {}, b"{}"))
+            endless = body is ENDLESS
             self.send_response(status)
-            for name, value in {"Content-Length": str(len(body)), **headers}.items():
+            for name, value in {"Content-Length": str(1 << 40 if endless else len(body)), **headers}.items():
                 self.send_header(name, value)
             self.end_headers()
-            if send_body:
-                try:
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client stopped reading, as it should past its limit
+            try:
+                while send_body:
+                    self.wfile.write(b"x" * (64 << 10) if endless else body)
+                    send_body = endless
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client stopped reading, as it should past its limit
 
         def do_GET(self):
             self._answer(True)
@@ -81,6 +84,27 @@ def test_bodies_over_the_limit_are_not_read(stub):
     routes["/v2/team/x/manifests/v1"] = (403, {}, b"E" * (8 << 20))  # an error body: its start is enough
     with pytest.raises(KilnError, match=r"answered HTTP 403 \(E{120}\)"):
         Registry(host, None).manifest("team/x", "v1")
+
+
+def test_an_endless_body_is_cut_at_the_limit(stub):
+    routes, host = stub
+    digest = "sha256:" + "0" * 64
+    routes[f"/v2/team/x/blobs/{digest}"] = (200, {}, ENDLESS)
+    routes["/v2/team/x/manifests/v1"] = (403, {}, ENDLESS)
+    outcome = []
+
+    def read():
+        for call in (lambda: Registry(host, None).blob("team/x", digest), lambda: Registry(host, None).manifest("team/x", "v1")):
+            try:
+                call()
+            except KilnError as exc:
+                outcome.append(exc.what)
+
+    worker = threading.Thread(target=read, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "a body without end was read without a limit"
+    assert "larger than 64 MiB" in outcome[0] and "answered HTTP 403" in outcome[1], outcome
 
 
 def test_a_blob_that_does_not_hash_to_its_digest_is_refused(stub):
