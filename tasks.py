@@ -6,7 +6,6 @@ import functools
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 
@@ -16,6 +15,7 @@ from invoke.exceptions import ParseError
 import console
 from kiln import arguments
 from kiln.data.files import read_json
+from kiln.data.records.run import RunRecord
 from kiln.data.gpus import find_gpu
 from kiln.data.schemas import write_schemas
 from kiln.engine.bases import ensure_base
@@ -23,9 +23,8 @@ from kiln.engine.client import connect, image_exists, listed, remove_made_contai
 from kiln.engine.facts import read_facts
 from kiln.engine.job import BuildRequest, run_build
 from kiln.engine.run import RunRequest, check_cache, start, stop as stop_containers
-from kiln.engine.run_record import write_run_record
-from kiln.engine.smoke import check_writable, resolve_tag, run_in_image, run_on_host, write_smoke_record
-from kiln.deploy.job import DeployRequest, default_out as default_deploy_out, deploy as run_deploy
+from kiln.engine.smoke import check_writable, resolve_tag, run_in_image, run_on_host, smoke_record
+from kiln.deploy.job import DeployRequest, deploy as run_deploy
 from kiln.deploy.targets import TARGETS, targets as parse_targets
 from kiln.errors import KilnError
 from kiln.gate.findings import ERROR, errors
@@ -33,7 +32,7 @@ from kiln.engine.gpu_access import engine_reading
 from kiln.host.cache import prepare_cache
 from kiln.host.check import as_json, check_host, exit_code, model_bytes, write_json
 from kiln.host.probe import read_host
-from kiln.identity import BAKED_MODELS_DIR, BAKED_SUFFIX, base_ref, image_tags, run_name
+from kiln.identity import BAKED_MODELS_DIR, base_ref, image_tags, run_name
 from kiln.lock.relock import check_lock, relock
 from kiln.models.synthetic import write_synthetic
 from kiln.models.fetch import FetchReport, FetchRequest, fetch_models
@@ -47,12 +46,13 @@ from kiln.publish.signing import load_public_key, load_signing_key
 from kiln.publish.verify import parse_reference, verify_published
 from kiln.project import DEFAULT_IMAGE, Project
 from kiln.render.context import write_context
-from kiln.render.portable import SUMMARY, PortableRequest, default_out, every_profile, render_portable
+from kiln.render.portable import SUMMARY, PortableRequest, every_profile, render_portable
 from kiln.render.report import report_facts, write_reports
 from kiln.sources import comfyui as source, wheels
 from kiln.sources.comfyui import comfyui_source
 
 PROJECT = Project(Path(__file__).resolve().parent)
+BUILD = PROJECT.build
 
 
 def user_errors(fn):
@@ -132,7 +132,7 @@ def render(c, gpu=None, image=DEFAULT_IMAGE, out=None, strict=False, portable=Fa
         raise KilnError("no GPU profile given", "--gpu", "pass --gpu=X (or --portable --all-gpus)")
     if not portable:
         subject = _gate(gpu, image, strict)
-        target = Path(out) if out else PROJECT.root / "build" / f"{subject.image.name}-{subject.gpu.name}"
+        target = Path(out) if out else BUILD.context(subject.image.name, subject.gpu.name)
         rendered = write_context(subject, PROJECT.templates_dir, PROJECT.payload_dir, target)
         print(f"rendered {len(rendered.files)} files to {rendered.out}")
         return
@@ -146,8 +146,7 @@ def render(c, gpu=None, image=DEFAULT_IMAGE, out=None, strict=False, portable=Fa
     else:
         selection, subjects = None, [_gate(gpu, image, strict)]
     request = PortableRequest(
-        out=Path(out) if out else default_out(PROJECT.root / "build", subjects[0].image.name,
-                                             None if all_gpus else subjects[0].gpu.name),
+        out=Path(out) if out else BUILD.portable(subjects[0].image.name, None if all_gpus else subjects[0].gpu.name),
         templates=PROJECT.templates_dir, payload=PROJECT.payload_dir,
         source=lambda pin, stack: comfyui_source(pin, src, allow_unverified_source, source.default_cache(), stack),
         ca_bundle=Path(ca) if ca else None)
@@ -155,14 +154,14 @@ def render(c, gpu=None, image=DEFAULT_IMAGE, out=None, strict=False, portable=Fa
     for name, rendered in result.contexts.items():
         print(f"rendered {len(rendered.files)} files to {rendered.out} (portable"
               f"{'' if result.verified else ', ComfyUI source UNVERIFIED'})")
-    if result.bake:
-        print(f"bake file {result.bake}: docker buildx bake -f {result.bake}")
+    if result.matrix:
+        print(f"build matrix {result.matrix}: docker buildx bake -f {result.matrix}")
     for skipped in result.skipped:
         print(f"skipped {skipped.profile}: the gate refuses image '{subjects[0].image.name}' there "
               f"({len(skipped.errors)} error(s)):", file=sys.stderr)
         _print_findings(skipped.errors)
     if result.skipped:
-        print(f"warning: {len(result.skipped)} profile(s) skipped and left out of the bake file: "
+        print(f"warning: {len(result.skipped)} profile(s) skipped and left out of the build matrix: "
               f"{', '.join(k.profile for k in result.skipped)} (recorded in {result.root / SUMMARY})", file=sys.stderr)
 
 
@@ -193,7 +192,7 @@ def base(c, name=None, plain=False):
     lock = PROJECT.lock
     show = console.progress(plain)
     try:
-        result = ensure_base(connect(), lock, name or lock.default_base, PROJECT.root / "build" / "bases", show)
+        result = ensure_base(connect(), lock, name or lock.default_base, BUILD.bases, show)
     finally:
         show.close()
     verb = "built" if result.built else "up to date, nothing to do"
@@ -211,15 +210,14 @@ def base(c, name=None, plain=False):
 def build(c, gpu, image=DEFAULT_IMAGE, comfyui_src=None, allow_unverified_source=False, ca_bundle=None,
           strict=False, plain=False, bake_models=False, models_from=None):
     """Gate, render and build the image through the Docker engine; tags it and writes a build record."""
-    _use_ca_bundle(ca_bundle)
+    extra_ca = _ca_bundle(ca_bundle)
     bake_from = _bake_from(bake_models, models_from)
     subject = _gate(gpu, image, strict)
     request = BuildRequest(
-        templates=PROJECT.templates_dir, payload=PROJECT.payload_dir,
-        out=PROJECT.root / "build" / f"{subject.image.name}-{subject.gpu.name}{BAKED_SUFFIX if bake_from else ''}",
+        templates=PROJECT.templates_dir, payload=PROJECT.payload_dir, folder=BUILD,
         wheel_cache=wheels.default_cache(), source_cache=source.default_cache(),
         comfyui_src=Path(comfyui_src) if comfyui_src else None, allow_unverified=allow_unverified_source,
-        bake_from=bake_from)
+        bake_from=bake_from, ca_bundle=extra_ca)
     show = console.progress(plain)
     failed = True
     try:
@@ -252,12 +250,12 @@ def _bake_from(bake_models, models_from):
     return arguments.path(models_from, "--models-from")
 
 
-def _use_ca_bundle(path):
+def _ca_bundle(path) -> Path | None:
+    """--ca-bundle, else $KILN_CA_BUNDLE: passed to what downloads, never put in the environment."""
     bundle = path or os.environ.get("KILN_CA_BUNDLE")
     if bundle and not Path(bundle).is_file():
         raise KilnError("CA bundle not found", f"--ca-bundle {bundle}", "give a PEM file of CA certificates")
-    if bundle:
-        os.environ["KILN_CA_BUNDLE"] = str(Path(bundle).resolve())
+    return Path(bundle).resolve() if bundle else None
 
 
 @task(help={"images": "also remove the images kiln built (bases stay unless --bases)",
@@ -302,7 +300,7 @@ def smoke(c, gpu, image=DEFAULT_IMAGE, require_gpu=False, json=None, html=None, 
     print(run.gpu_note)
     print(run.table)
     if run.image_id:
-        print(f"record: {write_smoke_record(PROJECT.root / 'build' / 'smoke', run, tag)}")
+        print(f"record: {BUILD.write_smoke(smoke_record(run, tag))}")
     for path in write_reports(run.report, run.facts, title, PROJECT.templates_dir, Path(json) if json else None,
                               Path(html) if html else None):
         print(f"report: {path}")
@@ -350,10 +348,11 @@ def run(c, gpu, image=DEFAULT_IMAGE, cache=None, port="8188", gpus="all", public
     finally:
         show.close()
     print(f"{running.name} is ready at {running.url} ({running.seconds_to_healthy:.1f} s to healthy)")
-    print("warm-up: " + ", ".join(f"{k}={v}" for k, v in sorted(running.warmup.items())))
+    timings = running.warmup.model_dump(exclude_none=True)
+    print("warm-up: " + ", ".join(f"{k}={v}" for k, v in sorted(timings.items())))
     image_id = listed(lambda: client.images.get(tag).id)
-    written = write_run_record(PROJECT.root / "build" / "run", image_id, tag, running.seconds_to_healthy, running.warmup,
-                               cpu_mode)
+    written = BUILD.write_run(RunRecord(image_id=image_id, tag=tag, seconds_to_healthy=running.seconds_to_healthy,
+                                        warmup=running.warmup, cpu_mode=cpu_mode))
     print(f"record: {written.path}" + (f" kept, not replaced: {written.kept_because}" if written.kept else ""))
 
 
@@ -391,8 +390,7 @@ def publish(c, registry, gpu=None, image=DEFAULT_IMAGE, all_gpus=False, force=Fa
     signing_key = _signing_key(sign_key)
     client = connect()
     pairs = _publish_requests(client, gpu, image, PublishRequest(
-        target=target, credentials=find_credentials(target.host), smoke_records=PROJECT.root / "build" / "smoke",
-        build_record=Path(), force=force, overwrite=overwrite, dry_run=dry_run, signing_key=signing_key))
+        target=target, credentials=find_credentials(target.host), folder=BUILD, force=force, overwrite=overwrite, dry_run=dry_run, signing_key=signing_key))
     if len(pairs) > 1 and not dry_run:
         check_all(client, pairs)
     for subject, request in pairs:
@@ -422,12 +420,9 @@ def _publish_requests(client, gpu, image, template: PublishRequest) -> list:
     if not subjects:
         raise KilnError(f"no {image} image is built here for any GPU profile", "--all-gpus",
                         "build one first with `invoke build --gpu=X`")
-    pairs = []
     for subject in subjects:
         resolve_tag(client, image_tags(subject)[0], subject.gpu.name)
-        record = PROJECT.root / "build" / f"{subject.image.name}-{subject.gpu.name}.build.json"
-        pairs.append((subject, replace(template, build_record=record)))
-    return pairs
+    return [(subject, template) for subject in subjects]
 
 
 @task(help={"reference": "HOST[:PORT]/NAME@sha256:<hex>, as `invoke publish` printed it",
@@ -461,8 +456,8 @@ def deploy(c, gpu, target, image=DEFAULT_IMAGE, out=None, cpu_mode=False):
     chosen = parse_targets(target)
     folder = arguments.path(out, "--out") if out is not None else None
     subject = PROJECT.subject(gpu, image)
-    build = PROJECT.root / "build"
-    request = DeployRequest(targets=chosen, out=folder or default_deploy_out(build, subject, cpu_mode), build_dir=build,
+    request = DeployRequest(targets=chosen, out=folder or BUILD.deploy_out(subject.image.name, subject.gpu.name, cpu_mode),
+                            folder=BUILD,
                             templates=PROJECT.templates_dir, fetch_script=PROJECT.root / "provision" / "host" / "fetch_models.py",
                             gpus_file="gpus.yaml", cpu_mode=cpu_mode)
     manifest, written = run_deploy(subject, request)

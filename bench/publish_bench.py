@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.build_bench import IMAGE, copy_project, prune, report, timed_build  # noqa: E402
+from kiln.data.records.folder import BuildFolder  # noqa: E402
 from kiln.engine.client import connect  # noqa: E402
 from kiln.publish.job import PublishRequest, PublishResult, publish  # noqa: E402
 from kiln.publish.push import Target  # noqa: E402
@@ -48,10 +49,8 @@ def timed_publish(client, project, gpu: str, registry: LocalRegistry,
                   overwrite: bool = False) -> tuple[float, PublishResult, dict[str, int]]:
     """Seconds, the result, and the blobs the registry gained: {digest: bytes}."""
     subject = project.subject(gpu, IMAGE)
-    build = project.root / "build"
     request = PublishRequest(target=Target(registry.host, "bench"), credentials=CREDENTIALS,
-                             smoke_records=build / "smoke", build_record=build / f"{IMAGE}-{gpu}.build.json", force=True,
-                             overwrite=overwrite)
+                             folder=BuildFolder(project.root / "build"), force=True, overwrite=overwrite)
     held = registry.blobs()
     started = time.monotonic()
     result = publish(client, subject, request)

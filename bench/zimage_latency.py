@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "provision" / "container")]
 
-from kiln.data.launch import profile_flags  # noqa: E402
+from kiln.launch import profile_flags  # noqa: E402
 from kiln.events import ignore  # noqa: E402
 from kiln.models.synthetic import planned_sizes, write_synthetic  # noqa: E402
 from kiln.project import Project  # noqa: E402

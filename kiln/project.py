@@ -9,6 +9,7 @@ from pathlib import Path
 from kiln.data.gpus import GpuProfile, find_gpu, load_gpus
 from kiln.data.image import image_path, load_image
 from kiln.data.lock import Lock, LockSet, read_lock
+from kiln.data.records.folder import BuildFolder
 from kiln.data.subject import Subject
 from kiln.data.tables import flag_table
 from kiln.errors import KilnError
@@ -41,6 +42,11 @@ class Project:
     @property
     def payload_dir(self) -> Path:
         return self.root / "provision" / "container"
+
+    @property
+    def build(self) -> BuildFolder:
+        """Where rendered contexts and every stage's record live."""
+        return BuildFolder(self.root / "build")
 
     @cached_property
     def locks(self) -> LockSet:

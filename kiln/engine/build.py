@@ -138,12 +138,6 @@ def _layers(client, image_id: str) -> list[dict]:
             for h in client.api.history(image_id)]
 
 
-def write_record(result: BuildResult, path: Path, extra: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**asdict(result), **extra}, indent=2, sort_keys=True) + "\n")
-    return path
-
-
 def remove_build_leftovers(client: docker.DockerClient, before: set[str]) -> int:
     """Remove the intermediate build containers an interrupted build left: new since it began, made from
     an untagged layer, running a Dockerfile step. Anyone else's containers are left alone."""

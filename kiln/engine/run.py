@@ -15,6 +15,7 @@ import docker
 from docker.types import DeviceRequest
 
 from kiln import __version__
+from kiln.data.records.run import Warmup
 from kiln.data.facts import ImageFacts
 from kiln.engine.client import NO_GPU_RUNTIME, listed, remove_container
 from kiln.engine.facts import read_facts
@@ -41,7 +42,7 @@ class Running:
     container_id: str
     name: str
     url: str
-    warmup: dict
+    warmup: Warmup
     seconds_to_healthy: float
 
 
@@ -93,7 +94,7 @@ def start(client: docker.DockerClient, req: RunRequest, on_event: Listener = ign
         _start(container, req)
         _wait_healthy(container, req, on_event)
         return Running(container.id, req.name, f"http://{'0.0.0.0' if req.public else '127.0.0.1'}:{req.port}",
-                       _warmup(container), round(time.monotonic() - started, 2))
+                       Warmup.from_log(_warmup(container)), round(time.monotonic() - started, 2))
     except KeyboardInterrupt:
         remove_container(container)
         raise Interrupted([f"container {req.name}"]) from None

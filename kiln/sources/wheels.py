@@ -44,23 +44,25 @@ def wheel_path(cache: Path, pkg: Package) -> Path:
     return cache / pkg.sha256 / pkg.wheel
 
 
-def ensure_wheels(lock: Lock, cache: Path, on_event: Listener = ignore) -> CacheReport:
+def ensure_wheels(lock: Lock, cache: Path, on_event: Listener = ignore, ca_bundle: Path | None = None) -> CacheReport:
+    """Every locked wheel in the cache, downloaded (trusting ca_bundle too) and verified where missing."""
     downloaded = size = reused = 0
     for pkg in lock.packages.values():
         if wheel_path(cache, pkg).is_file():
             reused += 1
             continue
-        size += _download(pkg, wheel_path(cache, pkg), on_event, f"versions.lock {lock.table('packages.' + pkg.name)}")
+        size += _download(pkg, wheel_path(cache, pkg), on_event, f"versions.lock {lock.table('packages.' + pkg.name)}",
+                          ca_bundle)
         downloaded += 1
     return CacheReport(downloaded, size, reused)
 
 
-def _download(pkg: Package, dest: Path, on_event: Listener, where: str) -> int:
+def _download(pkg: Package, dest: Path, on_event: Listener, where: str, ca_bundle: Path | None) -> int:
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     digest, done = hashlib.sha256(), 0
     try:
-        response = open_url(pkg.url, stream=True)
+        response = open_url(pkg.url, stream=True, ca_bundle=ca_bundle)
         try:
             total = int(response.headers.get("Content-Length") or 0)
             with open(part, "wb") as out:

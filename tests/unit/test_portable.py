@@ -1,5 +1,5 @@
 """`invoke render --portable`: a context a stock engine builds (index + hashes, ComfyUI inside, the CA
-only in the builder) and, with --all-gpus, a bake file whose heavy stage is one shared target."""
+only in the builder) and, with --all-gpus, a build matrix (docker-bake.json) whose heavy stage is one shared target."""
 
 import json
 import shutil
@@ -100,7 +100,7 @@ def test_all_gpus_skips_and_reports_the_profiles_the_gate_refuses(project_copy, 
                if not _gate_passes(project_copy, g)]
     assert refused == ["4070ti"]  # 12 GB: Z-Image-Turbo in bf16 does not fit
     assert "skipped 4070ti: the gate refuses image 'z-image-turbo' there" in result.stderr
-    assert "warning: 1 profile(s) skipped and left out of the bake file: 4070ti" in result.stderr
+    assert "warning: 1 profile(s) skipped and left out of the build matrix: 4070ti" in result.stderr
     bake = json.loads((out / "docker-bake.json").read_text())
     assert "z-image-turbo-4070ti" not in bake["target"] and "z-image-turbo-4090" in bake["target"]
     assert not (out / "4070ti").exists() and (out / "h200" / "Dockerfile").is_file()
