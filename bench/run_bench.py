@@ -72,13 +72,14 @@ def main() -> int:
     print(f"server: {'real ComfyUI from ' + str(args.comfyui) if args.comfyui else 'stand-in'}, CPU mode")
     print(f"{'start':<12}{'to healthy':>12}{'first prompt':>14}{'second':>9}")
     for label, seconds, warm in rows:
-        print(f"{label:<12}{seconds:>11.2f}s{warm.get('first_s', 0):>13.2f}s{warm.get('second_s', 0):>8.2f}s")
+        print(f"{label:<12}{seconds:>11.2f}s{warm.first_s or 0:>13.2f}s{warm.second_s or 0:>8.2f}s")
     cold, warm = rows[0][1], min(r[1] for r in rows[1:])
     print(f"\nwarm cache reaches healthy in {warm:.2f} s vs {cold:.2f} s cold: {cold / warm:.1f}x faster")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"cold_s": cold, "warm_s": warm, "ratio": cold / warm,
-                                         "runs": [{"label": r[0], "to_healthy_s": r[1], "warmup": r[2]} for r in rows]},
+                                         "runs": [{"label": r[0], "to_healthy_s": r[1],
+                                                   "warmup": r[2].model_dump(exclude_none=True)} for r in rows]},
                                         indent=2) + "\n")
     return 0
 

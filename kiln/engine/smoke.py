@@ -154,7 +154,9 @@ def run_on_host(s: Subject, payload: Path, require_gpu: bool, cache_dir: Path | 
 def smoke_record(run: SmokeRun, tag: str) -> SmokeRecord:
     """What `invoke publish` asks for: this image id was smoked, with this result."""
     try:
-        summary = SmokeSummary.model_validate(run.report.get("summary"))
+        counts = run.report.get("summary")
+        summary = SmokeSummary.model_validate({k: counts.get(k) for k in ("pass", "warn", "fail", "skip")}
+                                              if isinstance(counts, dict) else counts)
     except ValidationError:
         raise KilnError("the smoke payload's report has no complete summary (pass/warn/fail/skip counts)", tag,
                         "run the smoke suite again; if it repeats, the image's payload is damaged: rebuild it") from None

@@ -46,7 +46,7 @@ def test_healthy_only_after_warmup_then_serves(client, serve_image, tmp_path, ru
     port = free_port()
     up = start(client, _request(tag, serve_cache(tmp_path), port))
     assert up.url == f"http://127.0.0.1:{port}"
-    assert up.warmup["first_s"] >= COMPILE_S and up.warmup["second_s"] < 1.0
+    assert up.warmup.first_s >= COMPILE_S and up.warmup.second_s < 1.0
     health = client.containers.get(up.container_id).attrs["State"]["Health"]["Log"]
     assert health[0]["ExitCode"] != 0 and health[-1]["ExitCode"] == 0
     stats = json.loads(urllib.request.urlopen(f"{up.url}/system_stats", timeout=5).read())
@@ -60,8 +60,8 @@ def test_restart_with_the_same_cache_warms_up_faster(client, serve_image, tmp_pa
     cold = start(client, _request(tag, cache, free_port()))
     stop(client, "kiln-test-run")
     warm = start(client, _request(tag, cache, free_port()))
-    assert cold.warmup["first_s"] >= COMPILE_S
-    assert warm.warmup["first_s"] < cold.warmup["first_s"] / 3
+    assert cold.warmup.first_s >= COMPILE_S
+    assert warm.warmup.first_s < cold.warmup.first_s / 3
     owners = {p.stat().st_uid for p in (cache / "inductor").iterdir()}
     assert owners == {10001}
 
@@ -96,7 +96,7 @@ def test_without_a_cache_mount_it_says_so(client, serve_image, running):
     up = start(client, replace(request, env={**request.env, "KILN_SERVE_WITHOUT_MODELS": "1"}))
     logs = client.containers.get(up.container_id).logs().decode()
     assert "/cache is not a mount of a disk" in logs
-    assert "skipped: models not in the cache" in up.warmup["workflow"]
+    assert "skipped: models not in the cache" in up.warmup.workflow
 
 
 def test_missing_models_keep_the_server_unhealthy(client, serve_image):
