@@ -25,15 +25,18 @@ def test_common_spellings_find_the_4090(profiles, spelling):
 
 
 @pytest.mark.parametrize("spelling, name", [("RTX 4070 Ti", "4070ti"), ("4070 Ti SUPER", "4070ti-super"),
-                                            ("A100 80GB", "a100-80"), ("NVIDIA H200", "h200"), ("L40S", "l40s")])
+                                            ("A100 80GB", "a100-80"), ("NVIDIA H200", "h200"), ("L40S", "l40s"),
+                                            ("RTX 5090", "5090"), ("RTX PRO 6000", "rtx-pro-6000"),
+                                            ("NVIDIA RTX PRO 6000 Blackwell Workstation Edition", "rtx-pro-6000"),
+                                            ("NVIDIA B200", "b200")])
 def test_spellings_do_not_cross_cards(profiles, spelling, name):
     assert find_gpu(profiles, spelling).name == name
 
 
 def test_unknown_gpu_lists_valid_names(profiles):
     with pytest.raises(KilnError) as err:
-        find_gpu(profiles, "rtx 5090")
-    assert "unknown GPU 'rtx 5090'" in err.value.line()
+        find_gpu(profiles, "rtx 6090")
+    assert "unknown GPU 'rtx 6090'" in err.value.line()
     assert "4090" in err.value.fix and "h200" in err.value.fix
 
 
