@@ -120,19 +120,23 @@ def check(c, gpu, image=DEFAULT_IMAGE, strict=False, stack=None):
                         "docker-bake.json sharing the heavy stage",
             "comfyui_src": "with --portable: local ComfyUI checkout (verified against the pinned commit) or archive",
             "allow_unverified_source": "with --portable: accept a --comfyui-src that cannot be verified",
-            "ca_bundle": "with --portable: CA bundle pip trusts in the builder stage only (also KILN_CA_BUNDLE)"})
+            "ca_bundle": "with --portable: CA bundle pip trusts in the builder stage only (also KILN_CA_BUNDLE)",
+            "stack": "build from this [stacks] entry of versions.lock instead of the one the spec names"})
 @user_errors
 def render(c, gpu=None, image=DEFAULT_IMAGE, out=None, strict=False, portable=False, all_gpus=False, comfyui_src=None,
-           allow_unverified_source=False, ca_bundle=None):
+           allow_unverified_source=False, ca_bundle=None, stack=None):
     """Gate, then render the build context (Dockerfile, start script, model paths, facts, manifest)."""
     if (all_gpus or comfyui_src or allow_unverified_source or ca_bundle) and not portable:
         raise KilnError("--all-gpus, --comfyui-src, --allow-unverified-source and --ca-bundle go with --portable",
                         "invoke render", "add --portable")
     if not gpu and not all_gpus:
         raise KilnError("no GPU profile given", "--gpu", "pass --gpu=X (or --portable --all-gpus)")
+    if stack and (portable or all_gpus):
+        raise KilnError("--stack is not taken with --portable", "--stack",
+                        "render the portable context from the spec's stack")
     if not portable:
-        subject = _gate(gpu, image, strict)
-        target = Path(out) if out else BUILD.context(subject.image.name, subject.gpu.name)
+        subject = _gate(gpu, image, strict, stack)
+        target = Path(out) if out else BUILD.context(subject.image.name, subject.gpu.name, stack=_override(subject, stack))
         rendered = write_context(subject, PROJECT.templates_dir, PROJECT.payload_dir, target)
         print(f"rendered {len(rendered.files)} files to {rendered.out}")
         return
@@ -177,11 +181,17 @@ def schema(c, out=None):
 @task
 @user_errors
 def gpus(c):
-    """List the GPU profiles with their hardware figures and serving defaults."""
+    """List the GPU profiles with their hardware figures, serving defaults and the stacks that run on them."""
     rows = [(p.name, p.display, f"{p.vram_gb:g}", f"{p.bandwidth_gbs:g}", p.sm, f"{p.tflops_fp16:g}",
-             f"{p.pcie.gen} x{p.pcie.width}", p.serving.vram_mode, p.confidence) for p in PROJECT.gpus.values()]
-    console.table(("profile", "card", "VRAM GB", "GB/s", "arch", "TFLOPS", "PCIe", "VRAM mode", "confidence"), rows,
-                  numeric=(2, 3, 5))
+             f"{p.pcie.gen} x{p.pcie.width}", p.serving.vram_mode, p.confidence, ",".join(PROJECT.stacks_for(p)))
+            for p in PROJECT.gpus.values()]
+    console.table(("profile", "card", "VRAM GB", "GB/s", "arch", "TFLOPS", "PCIe", "VRAM mode", "confidence",
+                   "stacks with kernels"), rows, numeric=(2, 3, 5))
+    print("\nimages get the stack their spec names (--stack overrides it):")
+    for image, stack in PROJECT.image_stacks().items():
+        refused = [p.name for p in PROJECT.gpus.values() if stack not in PROJECT.stacks_for(p)]
+        print(f"  {image}: {stack}" + (f"; on {', '.join(refused)} it has no kernels: pass --stack "
+                                       f"{PROJECT.stacks_for(PROJECT.gpus[refused[0]])[0]}" if refused else ""))
 
 
 @task(help={"name": "base from versions.lock [bases] (default: the lock's default_base)",
@@ -205,16 +215,17 @@ def base(c, name=None, plain=False):
             "ca_bundle": "extra CA bundle for the package index (also KILN_CA_BUNDLE); never enters the image",
             "strict": "treat gate warnings as errors", "plain": "plain log lines instead of a live view",
             "bake_models": "put the manifest's model files, verified again, in their own layer (tag suffix -models)",
-            "models_from": "with --bake-models: the cache `invoke models.fetch --to` filled"})
+            "models_from": "with --bake-models: the cache `invoke models.fetch --to` filled",
+            "stack": "build from this [stacks] entry of versions.lock instead of the one the spec names"})
 @user_errors
 def build(c, gpu, image=DEFAULT_IMAGE, comfyui_src=None, allow_unverified_source=False, ca_bundle=None,
-          strict=False, plain=False, bake_models=False, models_from=None):
+          strict=False, plain=False, bake_models=False, models_from=None, stack=None):
     """Gate, render and build the image through the Docker engine; tags it and writes a build record."""
     extra_ca = _ca_bundle(ca_bundle)
     bake_from = _bake_from(bake_models, models_from)
-    subject = _gate(gpu, image, strict)
+    subject = _gate(gpu, image, strict, stack)
     request = BuildRequest(
-        templates=PROJECT.templates_dir, payload=PROJECT.payload_dir, folder=BUILD,
+        templates=PROJECT.templates_dir, payload=PROJECT.payload_dir, folder=BUILD, stack=_override(subject, stack),
         wheel_cache=wheels.default_cache(), source_cache=source.default_cache(),
         comfyui_src=Path(comfyui_src) if comfyui_src else None, allow_unverified=allow_unverified_source,
         bake_from=bake_from, ca_bundle=extra_ca)
@@ -234,6 +245,11 @@ def build(c, gpu, image=DEFAULT_IMAGE, comfyui_src=None, allow_unverified_source
         print(f"  models baked into {BAKED_MODELS_DIR} from {bake_from}: {len(subject.image.models)} file(s), "
               f"{sum(m.size for m in subject.image.models) / 1e9:.2f} GB, sha256 verified (labelled io.kiln.models=baked)")
     print(f"  record {record}")
+
+
+def _override(subject, stack) -> str | None:
+    """The stack --stack chose (its context and record stand apart from the spec's own), else None."""
+    return subject.lock.name if stack else None
 
 
 def _bake_from(bake_models, models_from):

@@ -31,6 +31,7 @@ class BuildRequest:
     allow_unverified: bool = False
     bake_from: Path | None = None   # --bake-models: the cache holding the manifest's files
     ca_bundle: Path | None = None   # an extra CA the host needs to reach the package index (never in the image)
+    stack: str | None = None        # --stack: built from this stack instead of the spec's
 
 
 def run_build(s: Subject, req: BuildRequest, on_event: Listener = ignore) -> tuple[BuildResult, Path]:
@@ -47,7 +48,7 @@ def _build(s: Subject, req: BuildRequest, baked: list, on_event: Listener) -> tu
     started = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     base = require_base(client, s.lock, s.image.base)
     source = comfyui_source(s.lock.comfyui, req.comfyui_src, req.allow_unverified, req.source_cache, s.lock.name)
-    out = req.folder.context(s.image.name, s.gpu.name, baked=bool(baked))
+    out = req.folder.context(s.image.name, s.gpu.name, baked=bool(baked), stack=req.stack)
     write_context(s, req.templates, req.payload, out, baked=bool(baked))
     on_event(Event("phase", f"wheel cache {req.wheel_cache}: checking {len(s.lock.packages)} locked wheels"))
     wheels = ensure_wheels(s.lock, req.wheel_cache, on_event, req.ca_bundle)
@@ -68,7 +69,7 @@ def _build(s: Subject, req: BuildRequest, baked: list, on_event: Listener) -> tu
         image_id=result.image_id, tags=tuple(result.tags), size=result.size,
         layers=tuple(Layer.model_validate(layer) for layer in result.layers), durations=result.durations,
         steps=tuple(Step.model_validate(step) for step in result.steps), source=result.source,
-        verified_source=result.verified_source, gpu=s.gpu.name, image=s.image.name, base=base,
+        verified_source=result.verified_source, gpu=s.gpu.name, image=s.image.name, stack_override=req.stack, base=base,
         base_id=listed(lambda: client.images.get(base).id), base_packages=tuple(base_packages(client, base)),
         wheels=WheelsUsed(**asdict(wheels)), started=started, finished=finished,
         models=bake_record(baked, req.bake_from) if baked else BakedModels(baked=False))

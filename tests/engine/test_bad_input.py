@@ -17,8 +17,8 @@ from tests.conftest import invoke
 ARGUMENTS = [
     ("missing-gpu", ["check"], "did not receive required positional arguments: 'gpu'"),
     ("unknown-flag", ["check", "--gpu", "4090", "--bogus"], "No idea what '--bogus' is"),
-    ("unknown-gpu", ["render", "--gpu", "rtx5090"], "unknown GPU 'rtx5090'"),
-    ("gpu-newline", ["check", "--gpu", "rtx\n5090"], "unknown GPU 'rtx\\n5090'"),
+    ("unknown-gpu", ["render", "--gpu", "rtx6090"], "unknown GPU 'rtx6090'"),
+    ("gpu-newline", ["check", "--gpu", "rtx\n6090"], "unknown GPU 'rtx\\n6090'"),
     ("unknown-image", ["check", "--gpu", "4090", "--image", "sdxl"], "unknown image 'sdxl'"),
     ("image-shell", ["build", "--gpu", "4090", "--image", "x; rm -rf /"], "unknown image 'x; rm -rf /'"),
     ("render-out-file", ["render", "--gpu", "4090", "--out", "{file}"], "not a directory"),

@@ -65,6 +65,7 @@ class BuildRecord(Record):
     verified_source: bool = True
     gpu: str
     image: str
+    stack_override: str | None = Field(None, description="the stack --stack chose instead of the spec's")
     base: str
     base_id: str
     base_packages: tuple[str, ...]

@@ -4,6 +4,7 @@ and writes the records as their models.
     build/<image>-<gpu>/                   rendered build context (`invoke render`, `invoke build`)
     build/<image>-<gpu>.build.json         build record (+ `published` from `invoke publish`)
     build/<image>-<gpu>-models/ , .build.json   the same with the model files baked in (--bake-models)
+    build/<image>-<gpu>-<stack>/ , .build.json  the same built from another stack (--stack)
     build/smoke/<image id>.json            smoke record (`invoke smoke`), read by `invoke publish`
     build/run/<image id>.json              run record (`invoke run`), read by `invoke deploy`
     build/deploy/<image>-<gpu>[-cpu]/deploy.json   deployment record beside its targets (`invoke deploy`)
@@ -42,11 +43,12 @@ class BuildFolder:
     root: Path
 
     # -- where things are
-    def context(self, image: str, gpu: str, baked: bool = False) -> Path:
-        return self.root / f"{image}-{gpu}{BAKED_SUFFIX if baked else ''}"
+    def context(self, image: str, gpu: str, baked: bool = False, stack: str | None = None) -> Path:
+        """stack: the one `--stack` chose instead of the spec's (its context and record stand apart)."""
+        return self.root / f"{image}-{gpu}{f'-{stack}' if stack else ''}{BAKED_SUFFIX if baked else ''}"
 
-    def build_record(self, image: str, gpu: str, baked: bool = False) -> Path:
-        return self.root / f"{self.context(image, gpu, baked).name}.build.json"
+    def build_record(self, image: str, gpu: str, baked: bool = False, stack: str | None = None) -> Path:
+        return self.root / f"{self.context(image, gpu, baked, stack).name}.build.json"
 
     def smoke_record(self, image_id: str) -> Path:
         return self.root / "smoke" / _by_id(image_id)
@@ -72,7 +74,7 @@ class BuildFolder:
                            f"run `invoke build --gpu={gpu} --image {image}`")
 
     def write_build(self, record: BuildRecord, baked: bool = False) -> Path:
-        return write_record(record, self.build_record(record.image, record.gpu, baked),
+        return write_record(record, self.build_record(record.image, record.gpu, baked, record.stack_override),
                             "the image is built, but its build record could not be written")
 
     def record_published(self, record: BuildRecord, published: Published) -> Path:
