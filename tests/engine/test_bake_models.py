@@ -24,6 +24,8 @@ from tests.conftest import FIXTURES, ROOT
 from tests.engine.conftest import TEST_IMAGE, build_small, git_checkout, run_in, small_project
 from tests.engine.scope import fresh_scope, made_containers, made_tags
 
+pytestmark = pytest.mark.network  # builds from the locked wheels: the package index, unless the wheel cache has them
+
 BAKED = f"{TEST_IMAGE}-baked"
 MANIFEST = yaml.safe_load((FIXTURES / "models" / "manifest.yaml").read_text())["models"]
 # the one tensor each header declares (what the stand-in's detection keys on) and the metadata padding that

@@ -15,6 +15,8 @@ from tests.engine.conftest import TEST_IMAGE, build_small, run_in
 from tests.engine.scope import fresh_scope, made_containers, made_tags
 from tests.waiting import until
 
+pytestmark = pytest.mark.network  # builds from the locked wheels: the package index, unless the wheel cache has them
+
 
 def test_build_tags_labels_and_records(client, small):
     project, src = small

@@ -16,6 +16,8 @@ from tests.engine.scope import fresh_scope, made_containers, made_tags, scope_te
 from tests.load import cpu_burner
 from tests.waiting import until
 
+pytestmark = pytest.mark.network  # builds from the locked wheels: the package index, unless the wheel cache has them
+
 
 @pytest.fixture
 def small(project_copy, base):

@@ -16,6 +16,8 @@ from tests.engine.conftest import build_serve_image, serve_cache
 from tests.engine.scope import made_tags
 from tests.waiting import until
 
+pytestmark = pytest.mark.network  # builds from the locked wheels: the package index, unless the wheel cache has them
+
 SERVE = "kiln-test-deploy"
 
 

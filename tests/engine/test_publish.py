@@ -30,6 +30,8 @@ from tests.engine.scope import tags_starting
 from tests.engine.token_service import TokenService
 from tests.waiting import until
 
+pytestmark = pytest.mark.network  # builds from the locked wheels: the package index, unless the wheel cache has them
+
 
 SET_IMAGE = "kiln-set"
 WRONG = "wrong-password-7f3a"  # distinct, so a leak of the password actually used would be found

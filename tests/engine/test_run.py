@@ -21,6 +21,8 @@ from tests.engine.conftest import SERVE_IMAGE, build_serve_image, serve_cache
 from tests.engine.scope import made_containers
 from tests.waiting import until
 
+pytestmark = pytest.mark.network  # builds from the locked wheels: the package index, unless the wheel cache has them
+
 SERVE = SERVE_IMAGE
 COMPILE_S = 3.0
 

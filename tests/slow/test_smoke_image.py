@@ -12,6 +12,8 @@ from kiln.engine.client import connect
 from tests.conftest import ROOT
 from tests.engine.tap import EngineTap
 
+pytestmark = pytest.mark.network  # builds from the locked wheels: the package index, unless the wheel cache has them
+
 
 def _smoke(*args, gpu="4090", env=None):
     cmd = [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "smoke", "--gpu", gpu, *args]
