@@ -38,6 +38,7 @@ def engine_error(status: int, message: str) -> docker.errors.APIError:
 @pytest.mark.parametrize("exc, meaning", [
     (engine_error(404, "No such container: 4f1c2a"), Removal.GONE),
     (engine_error(404, "No such image: kiln/kiln-test:x"), Removal.GONE),
+    (engine_error(404, "network kiln-test_default not found"), Removal.GONE),
     (engine_error(409, IN_PROGRESS), Removal.BEING_REMOVED),
     (engine_error(409, IMAGE_IN_USE), Removal.IN_USE),
     (engine_error(500, "driver \"overlay2\" failed to remove root filesystem: device or resource busy"), None),
@@ -45,7 +46,7 @@ def engine_error(status: int, message: str) -> docker.errors.APIError:
     (FileNotFoundError(errno.ENOENT, "No such file or directory"), Removal.GONE),
     (OSError(errno.EBUSY, "Device or resource busy"), Removal.IN_USE),
     (PermissionError(errno.EACCES, "Permission denied"), None),
-], ids=["no-such-container", "no-such-image", "in-progress", "image-in-use", "engine-500", "connection", "no-file",
+], ids=["no-such-container", "no-such-image", "network-404", "in-progress", "image-in-use", "engine-500", "connection", "no-file",
         "busy", "permission"])
 def test_each_answer_means_what_it_says(exc, meaning):
     assert answer(exc) is meaning
