@@ -17,6 +17,19 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PROJECT_FILES = ("tasks.py", "console.py", "versions.lock", "gpus.yaml", "images", "templates", "provision")
 
 
+# Tiers by folder, so a new test file is marked by where it lives: `-m "not engine and not slow"` is the
+# fast path (no Docker Engine needed). `network` is marked where a test needs it.
+TIERS = {"engine": ("engine",), "slow": ("slow", "engine")}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        folder = Path(item.fspath).resolve().relative_to(tests).parts[0]
+        for marker in TIERS.get(folder, ()):
+            item.add_marker(marker)
+
+
 @pytest.fixture
 def project() -> Project:
     return Project(ROOT)

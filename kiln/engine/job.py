@@ -54,7 +54,7 @@ def _build(s: Subject, req: BuildRequest, baked: list, on_event: Listener) -> tu
     wheels = ensure_wheels(s.lock, req.wheel_cache, on_event, req.ca_bundle)
     on_event(Event("phase", f"wheels: {wheels.downloaded} downloaded ({wheels.downloaded_bytes / 1e9:.2f} GB), "
                             f"{wheels.reused} from the cache"))
-    before = {c.id for c in client.containers.list(all=True)}
+    before = {c.id for c in client.containers.list(all=True, sparse=True)}  # ids only: no look-up to race
     try:
         with WheelServer(s.lock, req.wheel_cache) as server:
             result = build_image(client, s, out, source, server.url, on_event, baked)

@@ -22,6 +22,7 @@ from kiln.engine.facts import read_facts
 from kiln.errors import Interrupted, KilnError
 from kiln.events import Event, Listener, ignore
 from kiln.identity import ROLE_LABEL as ROLE, TOOLKIT_LABEL as LABEL, UID, WRITABLE
+from kiln.removal import Removal, answer, reason
 
 
 @dataclass(frozen=True)
@@ -184,14 +185,16 @@ def stop(client: docker.DockerClient, name: str | None = None, timeout_s: int = 
     """Stop (SIGTERM, then kill after timeout_s) and remove the containers `invoke run` started."""
     filters = {"label": [LABEL, f"{ROLE}=run"], **({"name": f"^{name}$"} if name else {})}
     stopped = []
-    for container in listed(lambda: client.containers.list(all=True, filters=filters)):
+    for container in listed(lambda: client.containers.list(all=True, filters=filters, ignore_removed=True)):
         try:
             container.stop(timeout=timeout_s)
-        except docker.errors.NotFound:
-            continue
         except docker.errors.APIError as exc:
-            raise KilnError(f"cannot stop {container.name} ({exc.explanation or exc})", "engine",
-                            f"stop it with `docker rm -f {container.name}`") from None
+            got = answer(exc)
+            if got is Removal.GONE:
+                continue
+            if got is not Removal.BEING_REMOVED:
+                raise KilnError(f"cannot stop {container.name} ({reason(exc)})", "engine",
+                                f"stop it with `docker rm -f {container.name}`") from None
         remove_container(container)
         stopped.append(container.name)
     return stopped

@@ -6,6 +6,7 @@ convention cosign uses) and pulled back."""
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
@@ -14,7 +15,7 @@ import docker
 from kiln.data.records.build import BuildRecord, Published, PublishFailure
 from kiln.data.records.folder import BuildFolder
 from kiln.data.subject import Subject
-from kiln.engine.client import listed
+from kiln.engine.client import listed, remove_image
 from kiln.errors import KilnError
 from kiln.events import Event, Listener, ignore
 from kiln.identity import GPU_LABEL, IMAGE_LABEL, LOCK_LABEL, SOURCE_LABEL, image_tags
@@ -163,13 +164,15 @@ def _push(client, image_id: str, registry: Registry, repo: str, tags: list[str],
             verify_digest(registry, repo, tag, digest)
             digests.append(digest)
     finally:
+        failing = sys.exc_info()[0] is not None
         for tag in tags:
             if f"{remote}:{tag}" in existing:
                 continue  # the user's own tag: left as it was
             try:
-                client.images.remove(f"{remote}:{tag}", noprune=True)
-            except docker.errors.APIError:
-                pass
+                remove_image(client, f"{remote}:{tag}", noprune=True)  # one never made (stopped early) is gone
+            except KilnError:
+                if not failing:
+                    raise  # a tag still in use is said; during a failed push, the push's error is the one shown
     if len(set(digests)) != 1:
         raise KilnError(f"the tags of one image got different digests ({', '.join(digests)})", registry.host,
                         "publish again; another push may have raced this one")

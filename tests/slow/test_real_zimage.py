@@ -19,7 +19,8 @@ import pytest
 from tests.conftest import ROOT, invoke
 
 TREE = os.environ.get("KILN_REAL_ZIMAGE_COMFYUI")
-pytestmark = pytest.mark.skipif(not TREE, reason="opt-in: set KILN_REAL_ZIMAGE_COMFYUI to a ComfyUI 0.3.74 tree")
+pytestmark = [pytest.mark.skipif(not TREE, reason="opt-in: set KILN_REAL_ZIMAGE_COMFYUI to a ComfyUI 0.3.74 tree"),
+              pytest.mark.network]  # builds from the locked wheels
 SIDE = 256
 
 
