@@ -8,12 +8,14 @@ import base64
 import gzip
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
-from kiln.deploy.manifest import Deployment
 from kiln.errors import KilnError
 from kiln.render.templates import environment, render_template
+
+if TYPE_CHECKING:  # the manifest's models are built only when a deployment is rendered
+    from kiln.deploy.manifest import Deployment
 
 TARGETS: dict[str, dict[str, str]] = {
     "compose": {"compose.yaml": "compose.yaml.j2"},
