@@ -244,11 +244,11 @@ def build(c, gpu, image=DEFAULT_IMAGE, comfyui_src=None, allow_unverified_source
 def _bake_from(bake_models, models_from):
     """The cache the baked files come from. Image specs and profiles name only the in-container mount, never a
     host cache, so with --bake-models the cache must be given."""
-    if models_from and not bake_models:
+    if models_from is not None and not bake_models:
         raise KilnError("--models-from is only used with --bake-models", "--models-from", "add --bake-models")
     if not bake_models:
         return None
-    if not models_from:
+    if models_from is None:
         raise KilnError("--bake-models needs the cache the models were fetched to (no image spec or profile names a "
                         "host cache)", "--bake-models", "pass --models-from CACHE, the folder given to "
                         "`invoke models.fetch --to`")

@@ -62,10 +62,10 @@ def image_reference(text: str, where: str = "--reference") -> ImageReference:
     if not slash or not at:
         raise KilnError(f"'{shown(text, 120)}' is not HOST[:PORT]/NAME@sha256:<64 hex>", where,
                         "give the reference `invoke publish` printed, digest and all")
+    host(registry, where)
     if "." not in registry and ":" not in registry and registry != "localhost":  # Docker's rule for a registry name
         raise KilnError(f"'{shown(registry)}' in '{shown(text, 120)}' is not a registry host", where,
                         "start the reference with the registry, e.g. registry.example.com/team/comfyui@sha256:...")
-    host(registry, where)
     if not NAME.match(name):
         raise KilnError(f"'{shown(name)}' is not a repository name", where, _NAME_FIX)
     _digest(digest, where)
@@ -99,7 +99,7 @@ def endpoint(text: str, where: str) -> str:
     _plain(url, where, "a URL")
     try:
         parts = urlsplit(url)
-    except ValueError:   # an unclosed '[' of an IPv6 literal
+    except ValueError:   # an unclosed '[', or brackets around something that is no IPv6 address
         raise KilnError(f"'{shown(url)}' is not a URL", where, "give it like https://host[:port][/path]") from None
     if parts.scheme.lower() not in _SCHEMES or not parts.netloc:
         raise KilnError(f"'{shown(url)}' is not an http(s) URL", where, "give it like https://host[:port][/path]")
@@ -109,11 +109,10 @@ def endpoint(text: str, where: str) -> str:
     if parts.query or parts.fragment or "?" in url or "#" in url:
         raise KilnError(f"'{shown(url)}' carries a query or a fragment", where, "give scheme://host[:port][/path] only")
     netloc = parts.netloc
-    if netloc.startswith("["):   # an IPv6 literal, [addr] or [addr]:port
-        literal, _, after = netloc[1:].partition("]")
+    if netloc.startswith("["):   # an IPv6 literal, [addr] or [addr]:port; urlsplit checked the address
+        after = netloc.partition("]")[2]
         if after and not after.startswith(":"):
             raise KilnError(f"'{shown(netloc)}' is not a host", where, "write an IPv6 address as [addr] or [addr]:port")
-        _ipv6(literal, where)
         if after:
             port(after[1:], where)
     else:
@@ -149,9 +148,3 @@ def _hostname(name: str, text: str, where: str) -> None:
                         "use letters, digits and '-' in dot-separated labels (or an IPv4 address), "
                         "like registry.example.com:5000")
 
-
-def _ipv6(literal: str, where: str) -> None:
-    try:
-        ipaddress.IPv6Address(literal)
-    except ValueError:
-        raise KilnError(f"'[{shown(literal)}]' is not an IPv6 address", where, "write it like [::1]") from None

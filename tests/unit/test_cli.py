@@ -133,6 +133,7 @@ def test_gpus_lists_every_profile_as_a_table():
     (("--registry", "127.0.0.1:1/team"), "give one of --gpu and --all-gpus"),
     (("--registry", "127.0.0.1:1/team", "--gpu", "4090", "--all-gpus"), "give one of --gpu and --all-gpus"),
     (("--registry", "no namespace", "--gpu", "4090"), "is not HOST[:PORT]/NAMESPACE"),
+    (("--registry", "reg.example/Team", "--gpu", "4090"), "'Team' is not a repository namespace"),
     (("--registry", "127.0.0.1:1/team", "--gpu", "4090", "--sign-key", "/nonexistent/k.pem"),
      "--sign-key: /nonexistent/k.pem does not exist"),
 ])
