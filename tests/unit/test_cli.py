@@ -137,8 +137,9 @@ def test_gpus_lists_every_profile_as_a_table():
     (("--registry", "127.0.0.1:1/team"), "give one of --gpu and --all-gpus"),
     (("--registry", "127.0.0.1:1/team", "--gpu", "4090", "--all-gpus"), "give one of --gpu and --all-gpus"),
     (("--registry", "no namespace", "--gpu", "4090"), "is not HOST[:PORT]/NAMESPACE"),
+    (("--registry", "reg.example/Team", "--gpu", "4090"), "'Team' is not a repository namespace"),
     (("--registry", "127.0.0.1:1/team", "--gpu", "4090", "--sign-key", "/nonexistent/k.pem"),
-     "--sign-key: cannot read the key /nonexistent/k.pem"),
+     "--sign-key: /nonexistent/k.pem does not exist"),
 ])
 def test_publish_refuses_before_touching_anything(args, fragment):
     _one_line_error(invoke("publish", *args), fragment)
@@ -147,7 +148,7 @@ def test_publish_refuses_before_touching_anything(args, fragment):
 @pytest.mark.parametrize("args, fragment", [
     (("--reference", "127.0.0.1:1/team/comfyui:tag"), "is not HOST[:PORT]/NAME@sha256:<64 hex>"),
     (("--reference", "127.0.0.1:1/team/comfyui@sha256:" + "0" * 64, "--key", "/nonexistent.pub"),
-     "--key: cannot read the key /nonexistent.pub"),
+     "--key: /nonexistent.pub does not exist"),
 ])
 def test_verify_refuses_bad_input_in_one_line(args, fragment):
     _one_line_error(invoke("verify", *args), fragment)
