@@ -1,6 +1,6 @@
 """A model file server for tests: real HTTP on 127.0.0.1 serving generated files under Hugging Face
 style resolve paths, with Range support, a record of every request, and faults on demand (a cut
-connection, corrupted content, a status answered once, redirects, bodies held until released)."""
+connection, corrupted content, a status answered once, redirects, bodies held until released, no length)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ class Faults:
     corrupt: set[str] = field(default_factory=set)              # path -> one byte flipped
     status_once: dict[str, int] = field(default_factory=dict)   # path -> answer this status once
     redirect: dict[str, str] = field(default_factory=dict)      # path -> Location
+    no_length: set[str] = field(default_factory=set)            # path -> no Content-Length: the body ends at close
     hold_after: int | None = None                               # hold every body after N bytes ...
     release: threading.Event = field(default_factory=threading.Event)  # ... until this is set
 
@@ -94,7 +95,10 @@ def _handler(server: ModelServer):
             self.send_response(206 if match else 200)
             if match:
                 self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            self.send_header("Content-Length", str(len(data) - start))
+            if self.path in server.faults.no_length:
+                self.close_connection = True
+            else:
+                self.send_header("Content-Length", str(len(data) - start))
             self.end_headers()
             self._body(data, start)
 

@@ -197,6 +197,26 @@ def test_corrupted_content_is_refused_and_deleted(models):
     models.assert_in_place("dit.safetensors", "ae.safetensors")
 
 
+def test_a_body_longer_than_the_manifest_size_is_refused_and_deleted(models):
+    """A server that sends no length and keeps sending: the fetch stops at the manifest's size."""
+    path = models.path_of("ae.safetensors")
+    models.server.files[path] = models.data["ae.safetensors"] + b"more" * 250_000
+    models.server.faults.no_length.add(path)
+    _one_error(models.fetch(), "vae/ae.safetensors", "the server sent more than the manifest's 1700000 bytes; "
+               "the download was deleted")
+    assert len(models.server.gets(path)) == 1           # not retried: a longer file stays longer
+    assert not models.final("ae.safetensors").exists() and models.leftovers() == []
+
+
+def test_a_content_length_other_than_the_manifest_size_is_refused_before_reading(models):
+    path = models.path_of("ae.safetensors")
+    models.server.files[path] = models.data["ae.safetensors"][:-1000]
+    _one_error(models.fetch(), "vae/ae.safetensors", "the server's file is 1699000 bytes, the manifest says 1700000; "
+               "the download was deleted")
+    assert len(models.server.gets(path)) == 1
+    assert not models.final("ae.safetensors").exists() and models.leftovers() == []
+
+
 def test_ctrl_c_keeps_only_resumable_partials_and_the_rerun_resumes(models):
     models.server.faults.hold_after = 1_600_000
     proc = models.start()
