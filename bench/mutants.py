@@ -164,7 +164,8 @@ def baseline(tree: Path, mutants: list[Mutant], timeout: float) -> None:
     print(f"baseline: {len(tests)} test selections on the unmutated tree ...", flush=True)
     code, out = run_tests(tree, tests, timeout * 2)
     if code != 0:
-        sys.exit(f"error: the named tests do not pass unmutated (pytest exit {code}): {_last_line(out)}")
+        failed = ", ".join(m[2] for m in FAILED.finditer(out)) or _last_line(out)
+        sys.exit(f"error: the named tests do not pass on the unmutated tree (pytest exit {code}): {failed}")
 
 
 def table(mutants: list[Mutant]) -> str:

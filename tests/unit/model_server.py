@@ -1,6 +1,7 @@
 """A model file server for tests: real HTTP on 127.0.0.1 serving generated files under Hugging Face
 style resolve paths, with Range support, a record of every request, and faults on demand (a cut
-connection, corrupted content, a status answered once, redirects, bodies held until released, no length)."""
+connection, corrupted content, a status answered once, redirects, bodies held until released, no
+length, a Range answered from the start)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class Faults:
     status_once: dict[str, int] = field(default_factory=dict)   # path -> answer this status once
     redirect: dict[str, str] = field(default_factory=dict)      # path -> Location
     no_length: set[str] = field(default_factory=set)            # path -> no Content-Length: the body ends at close
+    range_from_start_once: set[str] = field(default_factory=set)  # path -> one Range answered 206 from byte 0
     hold_after: int | None = None                               # hold every body after N bytes ...
     release: threading.Event = field(default_factory=threading.Event)  # ... until this is set
 
@@ -89,6 +91,10 @@ def _handler(server: ModelServer):
         def _file(self, data: bytes) -> None:
             match = RANGE.match(self.headers.get("Range") or "")
             start = int(match[1]) if match else 0
+            with server.lock:
+                if match and self.path in server.faults.range_from_start_once:
+                    server.faults.range_from_start_once.discard(self.path)
+                    start = 0
             if start >= len(data):
                 self._empty(416, {"Content-Range": f"bytes */{len(data)}"})
                 return
