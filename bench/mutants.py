@@ -34,7 +34,7 @@ ENGINE_LOCK = "/tmp/kiln-engine.lock"       # shared with every other user of th
 ENGINE_TESTS = ("tests/engine", "tests/slow")
 TIMEOUT_S = 600
 FIELDS = {"id", "rule", "file", "old", "new", "tests"}
-FAILED = re.compile(r"^(FAILED|ERROR) (\S+)", re.M)
+FAILED = re.compile(r"^(FAILED|ERROR) (.+?)(?: - .*)?$", re.M)
 
 
 @dataclass

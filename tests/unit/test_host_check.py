@@ -104,6 +104,12 @@ def test_a_degraded_pcie_link_warns(project):
     assert line.verdict == WARN and "Gen3 x8" in line.measured and "x16 slot" in line.fix
 
 
+@pytest.mark.parametrize("change, measured", [({"pcie_width": 8}, "Gen4 x8"), ({"pcie_max_gen": 3}, "Gen3 x16")])
+def test_a_narrower_or_older_link_alone_warns(project, change, measured):
+    line = _lines(project, "4090", _host(GpuReading(**{**RTX4090.__dict__, **change})))["gpu0 PCIe"]
+    assert line.verdict == WARN and line.measured.startswith(measured), line
+
+
 @pytest.mark.parametrize("change, item, fragment", [
     ({"clock_reasons": 0x2}, "gpu0 clocks", "nvidia-smi -rgc"),
     ({"app_clock_mhz": 1500}, "gpu0 clocks", "nvidia-smi -rac"),
