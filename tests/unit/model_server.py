@@ -1,6 +1,7 @@
 """A model file server for tests: real HTTP on 127.0.0.1 serving generated files under Hugging Face
 style resolve paths, with Range support, a record of every request, and faults on demand (a cut
-connection, corrupted content, a status answered once, redirects, bodies held until released)."""
+connection, corrupted content, a status answered once, redirects, bodies held until released, no
+length, a Range answered from the start)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ class Faults:
     corrupt: set[str] = field(default_factory=set)              # path -> one byte flipped
     status_once: dict[str, int] = field(default_factory=dict)   # path -> answer this status once
     redirect: dict[str, str] = field(default_factory=dict)      # path -> Location
+    no_length: set[str] = field(default_factory=set)            # path -> no Content-Length: the body ends at close
+    range_from_start_once: set[str] = field(default_factory=set)  # path -> one Range answered 206 from byte 0
     hold_after: int | None = None                               # hold every body after N bytes ...
     release: threading.Event = field(default_factory=threading.Event)  # ... until this is set
 
@@ -88,13 +91,20 @@ def _handler(server: ModelServer):
         def _file(self, data: bytes) -> None:
             match = RANGE.match(self.headers.get("Range") or "")
             start = int(match[1]) if match else 0
+            with server.lock:
+                if match and self.path in server.faults.range_from_start_once:
+                    server.faults.range_from_start_once.discard(self.path)
+                    start = 0
             if start >= len(data):
                 self._empty(416, {"Content-Range": f"bytes */{len(data)}"})
                 return
             self.send_response(206 if match else 200)
             if match:
                 self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            self.send_header("Content-Length", str(len(data) - start))
+            if self.path in server.faults.no_length:
+                self.close_connection = True
+            else:
+                self.send_header("Content-Length", str(len(data) - start))
             self.end_headers()
             self._body(data, start)
 

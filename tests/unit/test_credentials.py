@@ -58,6 +58,12 @@ def test_the_variables_come_first(env, monkeypatch):
     assert find_credentials("reg.example").username == "from-env"
 
 
+def test_a_user_without_a_password_in_the_variables_is_not_used(env, monkeypatch):
+    _config(env, {"auths": {"reg.example": _auth("from-config", "x")}})
+    monkeypatch.setenv("KILN_REGISTRY_USER", "from-env")
+    assert find_credentials("reg.example").username == "from-config"
+
+
 def test_a_helper_for_the_host_before_the_store_and_auths(env):
     log = _helper(env, "teamvault", "reg.example", "helper-user", "helper-secret")
     _helper(env, "store", "reg.example", "store-user", "store-secret")

@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -273,6 +274,67 @@ def test_every_marketplace_schema_cites_its_documentation_and_has_teeth(publishe
         result = subprocess.run([BIN / "check-jsonschema", "--schemafile", SCHEMAS / f"{schema}.schema.json", path],
                                 capture_output=True, text=True)
         assert result.returncode != 0, name
+
+
+# --- confinement: every rendered workload runs unprivileged under the runtime's default seccomp profile ---
+
+def _docker_run(script: str) -> list[str]:
+    """The arguments of the script's `docker run` (continuation lines joined, up to its `||`)."""
+    line = next(line for line in script.replace("\\\n", " ").splitlines() if line.strip().startswith("docker run "))
+    return shlex.split(line.split("||")[0])
+
+
+def _option_values(args: list[str], option: str) -> list[str]:
+    return [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == option] + \
+        [arg.split("=", 1)[1] for arg in args if arg.startswith(option + "=")]
+
+
+def _no_escalation(args: list[str], where: str) -> None:
+    """Docker options that ask for nothing beyond the default: not privileged, seccomp and AppArmor left on, no
+    capability, device, host PID or user namespace added."""
+    assert not [a for a in args if a.split("=")[0] == "--privileged" and a != "--privileged=false"], where
+    assert not [o for o in _option_values(args, "--security-opt") if "unconfined" in o or o.startswith("seccomp")], where
+    assert not _option_values(args, "--cap-add"), where
+    assert not {"--pid", "--userns", "--device"} & {a.split("=")[0] for a in args}, where
+
+
+def test_every_rendered_workload_is_unprivileged_under_the_default_seccomp_profile(published, tmp_path):
+    """Pinned by meaning, not only by the golden files: Kubernetes asks for the RuntimeDefault seccomp profile
+    and privileged: false outright; compose and the VM's docker run keep Docker's default profile (nothing turns
+    it off), privileged stays off, no new privileges, every capability dropped; the marketplace templates, whose
+    hosts choose the runtime, ask for nothing more."""
+    out = tmp_path / "out"
+    assert _deploy(published, "h200", out).returncode == 0
+    assert _deploy(published, "h200", tmp_path / "cpu", "compose", "--cpu-mode").returncode == 0
+
+    deployment = yaml.safe_load((out / "k8s" / "deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert not any(pod.get(key) for key in ("hostPID", "hostIPC", "hostNetwork"))
+    for container in pod["containers"] + pod.get("initContainers", []):
+        sec = container["securityContext"]
+        assert sec["privileged"] is False and sec["allowPrivilegeEscalation"] is False, container["name"]
+        assert sec["capabilities"] == {"drop": ["ALL"]} and sec.get("seccompProfile") in (None, {"type": "RuntimeDefault"})
+
+    for compose in (out / "compose.yaml", tmp_path / "cpu" / "compose.yaml"):
+        for name, service in yaml.safe_load(compose.read_text())["services"].items():
+            assert service.get("privileged", False) is False, name
+            options = service.get("security_opt", [])
+            assert "no-new-privileges:true" in options, name
+            assert not [o for o in options if "unconfined" in o or o.startswith("seccomp")], name
+            assert service["cap_drop"] == ["ALL"] and "cap_add" not in service and "devices" not in service, name
+            assert service.get("ipc") == "private" and "pid" not in service and "network_mode" not in service, name
+
+    data = yaml.safe_load((out / "cloud-init" / "user-data.yaml").read_text())
+    [script] = [f["content"] for f in data["write_files"] if f["path"] == "/usr/local/sbin/kiln-deploy"]
+    run = _docker_run(script)
+    _no_escalation(run, "cloud-init docker run")
+    assert "no-new-privileges" in _option_values(run, "--security-opt") and _option_values(run, "--cap-drop") == ["ALL"]
+
+    _no_escalation(shlex.split(json.loads((out / "vast" / "template.json").read_text())["env"]), "vast docker options")
+    for name in MARKETPLACE:
+        text = (out / name).read_text()
+        assert not [word for word in ("privileged", "unconfined", "cap-add", "CAP_SYS") if word in text], name
 
 
 def test_compose_runs_the_local_image_id_without_a_publish_record(project_copy, tmp_path):

@@ -233,3 +233,44 @@ def test_a_model_fetched_from_a_branch_is_a_warning(project, tmp_path):
     edited = replace(subject, image=load_image(spec, "debian-bookworm", "zi.yaml"))
     [warning] = findings(edited, rule="model-source")
     assert warning.severity == WARNING and "ae.safetensors" in warning.message and "models[2].source.revision" in warning.where
+
+
+def _with_flags(subject, *flags):
+    return replace(subject, image=replace(subject.image, flags=flags))
+
+
+def test_flags_the_toolkit_sets_twice_given_or_exclusive_are_errors(project):
+    subject = project.subject("4090")
+    cases = {("--port", "9000"): "--port is set by the toolkit (--listen 0.0.0.0 --port 8188)",
+             ("--listen", "0.0.0.0"): "--listen is set by the toolkit",
+             ("--highvram", "--highvram"): "--highvram is given twice",
+             ("--highvram", "--lowvram"): "--lowvram and --highvram exclude each other in ComfyUI 0.3.18"}
+    for flags, message in cases.items():
+        [finding] = findings(_with_flags(subject, *flags), rule="flags")
+        assert finding.severity == ERROR and message in finding.message, flags
+    repeated = ("--extra-model-paths-config", "a.yaml", "--extra-model-paths-config", "b.yaml")  # repeatable
+    assert findings(_with_flags(subject, *repeated), rule="flags") == []
+
+
+def test_a_base_of_another_python_is_refused(project):
+    subject = project.subject("4090")
+    bases = dict(subject.lock.bases)
+    bases[subject.image.base] = bases[subject.image.base].model_copy(update={"python": "3.12"})
+    lock = replace(subject.lock, file=subject.lock.file.model_copy(update={"bases": bases}))
+    [base] = findings(replace(subject, lock=lock), rule="base")
+    assert base.severity == ERROR and "base Python 3.12 differs from the stack's Python 3.11" in base.message
+    assert base.where == f"versions.lock [bases.{subject.image.base}]"
+
+
+def test_an_allocator_fraction_lies_strictly_between_0_and_1(project):
+    subject = project.subject("4090")
+
+    def alloc(conf):
+        image = replace(subject.image, flags=subject.image.flags + ("--disable-cuda-malloc",),
+                        env={"PYTORCH_CUDA_ALLOC_CONF": conf})
+        return [f.message for f in findings(replace(subject, image=image), ERROR, "alloc-conf")]
+
+    assert alloc("garbage_collection_threshold:0.6") == []
+    for bad in ("0", "1", "1.5", "x"):
+        assert alloc(f"garbage_collection_threshold:{bad}") == \
+            [f"'garbage_collection_threshold:{bad}' is not a valid fraction value"], bad

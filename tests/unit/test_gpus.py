@@ -115,3 +115,24 @@ def test_z_image_expectations_cover_every_resident_profile_and_estimates_follow_
         assert expected.seconds == round(gpu_s * reference / tflops + cpu_s, 2), name
 
 
+
+
+def _edited_gpus(project, tmp_path, old, new):
+    path = tmp_path / "gpus.yaml"
+    text = project.gpus_path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_a_profile_written_twice_is_refused(project, tmp_path):
+    path = _edited_gpus(project, tmp_path, '  "4080":', '  "4090":')
+    with pytest.raises(KilnError, match="key '4090' is written twice"):
+        load_gpus(path)
+
+
+def test_a_spelling_shared_by_two_profiles_is_refused(project, tmp_path):
+    path = _edited_gpus(project, tmp_path, "aliases: [rtx4090, geforce-rtx-4090]", "aliases: [rtx4090, rtx4080]")
+    with pytest.raises(KilnError, match="the spelling '4080' names both profiles 4080 and 4090|the spelling '4080' "
+                                        "names both profiles 4090 and 4080"):
+        load_gpus(path)

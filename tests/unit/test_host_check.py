@@ -67,6 +67,30 @@ def test_the_wrong_card_fails_on_product(project):
     assert lines["gpu0 product"].verdict == FAIL
 
 
+@pytest.mark.parametrize("change", [
+    {"name": "NVIDIA H200 NVL", "pci_device_id": None},   # a near name: another card (PCIe, 94 GB per card)
+    {"name": "NVIDIA H200 141GB", "pci_device_id": None},
+    {"pci_device_id": 0x233B10DE},                        # the profile's name, another PCI device
+])
+def test_a_near_name_or_another_pci_device_is_not_the_profiles_card(project, change):
+    line = _lines(project, "h200", _host(GpuReading(**{**H200.__dict__, **change})))["gpu0 product"]
+    assert line.verdict == FAIL and "not the h200 profile's card" in line.fix, line
+
+
+def test_the_profiles_name_in_another_spelling_is_its_card(project):
+    line = _lines(project, "h200", _host(GpuReading(**{**H200.__dict__, "name": "nvidia  h200"})))["gpu0 product"]
+    assert line.verdict == PASS
+
+
+def test_too_little_vram_fails_against_the_profile_less_the_recorded_slack(project):
+    """141 GB less the 7 % slack of thresholds.json: 131.1 GB is the floor, an 80 GB reading fails."""
+    def vram(gib: float):
+        return _lines(project, "h200", _host(GpuReading(**{**H200.__dict__, "vram_bytes": int(gib * GIB)})))["gpu0 VRAM"]
+    small = vram(80)
+    assert small.verdict == FAIL and small.expected == ">= 131.1 GB" and "smaller card" in small.fix
+    assert vram(131.2e9 / GIB).verdict == PASS and vram(131.0e9 / GIB).verdict == FAIL
+
+
 def test_a_card_in_mig_mode_warns(project):
     a100 = GpuReading(index=0, name="NVIDIA A100-SXM4-80GB", vram_bytes=81920 * (1 << 20), pcie_max_gen=4,
                       pcie_width=16, mig=True, persistence=True, power_limit_w=400.0, power_default_w=400.0)
@@ -78,6 +102,12 @@ def test_a_degraded_pcie_link_warns(project):
     degraded = GpuReading(**{**RTX4090.__dict__, "pcie_max_gen": 3, "pcie_width": 8})
     line = _lines(project, "4090", _host(degraded))["gpu0 PCIe"]
     assert line.verdict == WARN and "Gen3 x8" in line.measured and "x16 slot" in line.fix
+
+
+@pytest.mark.parametrize("change, measured", [({"pcie_width": 8}, "Gen4 x8"), ({"pcie_max_gen": 3}, "Gen3 x16")])
+def test_a_narrower_or_older_link_alone_warns(project, change, measured):
+    line = _lines(project, "4090", _host(GpuReading(**{**RTX4090.__dict__, **change})))["gpu0 PCIe"]
+    assert line.verdict == WARN and line.measured.startswith(measured), line
 
 
 @pytest.mark.parametrize("change, item, fragment", [

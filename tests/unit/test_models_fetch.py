@@ -197,6 +197,71 @@ def test_corrupted_content_is_refused_and_deleted(models):
     models.assert_in_place("dit.safetensors", "ae.safetensors")
 
 
+def test_a_body_longer_than_the_manifest_size_is_refused_and_deleted(models):
+    """A server that sends no length and keeps sending: the fetch stops at the manifest's size."""
+    path = models.path_of("ae.safetensors")
+    models.server.files[path] = models.data["ae.safetensors"] + b"more" * 250_000
+    models.server.faults.no_length.add(path)
+    _one_error(models.fetch(), "vae/ae.safetensors", "the server sent more than the manifest's 1700000 bytes; "
+               "the download was deleted")
+    assert len(models.server.gets(path)) == 1           # not retried: a longer file stays longer
+    assert not models.final("ae.safetensors").exists() and models.leftovers() == []
+
+
+def test_a_content_length_other_than_the_manifest_size_is_refused_before_reading(models):
+    path = models.path_of("ae.safetensors")
+    models.server.files[path] = models.data["ae.safetensors"][:-1000]
+    _one_error(models.fetch(), "vae/ae.safetensors", "the server's file is 1699000 bytes, the manifest says 1700000; "
+               "the download was deleted")
+    assert len(models.server.gets(path)) == 1
+    assert not models.final("ae.safetensors").exists() and models.leftovers() == []
+
+
+def test_a_resume_from_a_file_of_another_size_is_refused(models):
+    """The 206 names the server's whole size: not the manifest's, so resuming cannot make the file."""
+    path, data = models.path_of("ae.safetensors"), models.data["ae.safetensors"]
+    models.server.files[path] = data[:-1000]
+    part = models.final("ae.safetensors").with_name("ae.safetensors.part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(data[:500_000])
+    _one_error(models.fetch(), "vae/ae.safetensors", "the server's file is 1699000 bytes, the manifest says 1700000")
+    assert [s.headers.get("range") for s in models.server.gets(path)] == ["bytes=500000-"]
+    assert not part.exists() and not models.final("ae.safetensors").exists()
+
+
+def test_a_range_answered_from_another_offset_is_not_appended(models):
+    path = models.path_of("dit.safetensors")
+    models.server.faults.cut_once[path] = 1_300_000
+    models.server.faults.range_from_start_once.add(path)
+    out = _ok(models.fetch())
+    offset = models.server.gets(path)[1].headers["range"].removeprefix("bytes=").removesuffix("-")
+    assert f"asked for bytes from {offset}, the server sent from 0" in out
+    assert len(models.server.gets(path)) == 3
+    models.assert_in_place()
+
+
+def test_a_partial_longer_than_the_file_is_dropped_and_fetched_again(models):
+    part = models.final("ae.safetensors").with_name("ae.safetensors.part")
+    part.parent.mkdir(parents=True)
+    part.write_bytes(os.urandom(1_700_010))
+    for path in (part.parent.parent, part.parent, part):  # as an earlier run leaves them
+        os.chown(path, OWNER, OWNER)
+    out = _ok(models.fetch())
+    assert "fetched" in _row(out, "ae.safetensors")
+    assert [s.headers.get("range") for s in models.server.gets(models.path_of("ae.safetensors"))] == [None]
+    models.assert_in_place()
+    assert models.leftovers() == []
+
+
+def test_two_entries_for_one_place_are_refused_before_any_download(models):
+    spec_file = models.root / "images" / "tiny.yaml"
+    spec = yaml.safe_load(spec_file.read_text())
+    spec["models"].append({**spec["models"][2], "role": "vae_copy"})
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    _one_error(models.fetch(), "two models go to vae/ae.safetensors", "images/tiny.yaml models")
+    assert models.server.seen == []
+
+
 def test_ctrl_c_keeps_only_resumable_partials_and_the_rerun_resumes(models):
     models.server.faults.hold_after = 1_600_000
     proc = models.start()

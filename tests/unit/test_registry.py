@@ -11,6 +11,7 @@ import pytest
 
 from kiln.errors import KilnError
 from kiln.publish.registry import Credentials, Registry
+from tests.unit.oci_registry import TOKEN, OciRegistry, digest_of
 
 MANIFEST = b'{"schemaVersion": 2, "layers": []}'
 ENDLESS = object()  # a body that never ends: only a client that stops at its limit returns
@@ -135,3 +136,36 @@ def test_a_token_service_that_answers_without_a_token(stub):
         routes["/token"] = (200, {}, answer)
         with pytest.raises(KilnError, match="answered without a token"):
             Registry(host, Credentials("u", "p")).manifest_digest("team/x", "v1")
+
+
+def test_a_manifest_is_read_up_to_the_spec_limit_and_no_further(stub):
+    """The distribution spec lets registries refuse manifests over 4 MiB; kiln reads none larger."""
+    routes, host = stub
+    head = b'{"schemaVersion": 2}'
+    routes["/v2/team/x/manifests/at-limit"] = (200, {}, head + b" " * ((4 << 20) - len(head)))
+    routes["/v2/team/x/manifests/over"] = (200, {}, head + b" " * ((4 << 20) - len(head) + 1))
+    assert Registry(host, None).manifest("team/x", "at-limit") == {"schemaVersion": 2}
+    with pytest.raises(KilnError, match="over is larger than 4 MiB"):
+        Registry(host, None).manifest("team/x", "over")
+    with pytest.raises(KilnError, match="over is larger than 4 MiB"):
+        Registry(host, None).descriptor("team/x", "over")
+
+
+def test_the_bearer_token_never_goes_to_the_host_an_upload_is_sent_to():
+    with OciRegistry(token_auth=True, upload_name="localhost") as registry:
+        Registry(registry.host, Credentials("u", "p")).put_blob("team/x", b"layer")
+    assert registry.blobs == {digest_of(b"layer"): b"layer"}
+    uploads = [s for s in registry.seen if s.method == "PUT"]
+    assert [s.host for s in uploads] == [registry.upload_host] and uploads[0].authorization == ""
+    own = [s for s in registry.seen if s.host == registry.host and s.path.startswith("/v2/")]
+    assert own[-1].authorization == f"Bearer {TOKEN}"  # the registry itself does get it
+
+
+def test_the_password_never_goes_to_a_token_service_over_plain_http(stub):
+    routes, host = stub
+    realm = "http://auth.registry.invalid/token"  # not loopback: the password would cross a network in cleartext
+    routes["/v2/team/x/manifests/v1"] = (401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="r"'}, b"")
+    with pytest.raises(KilnError) as caught:
+        Registry(host, Credentials("u", "s3cret")).manifest_digest("team/x", "v1")
+    assert caught.value.what == f"the registry asks for the password over plain HTTP at {realm}"
+    assert "HTTPS" in caught.value.fix

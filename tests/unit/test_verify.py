@@ -211,3 +211,13 @@ def test_references_that_name_no_registry_or_digest(text, fragment):
     with pytest.raises(KilnError, match=fragment.replace("[", r"\[")):
         parse_reference(text)
     assert parse_reference("localhost:5000/my__team/comfy--ui@" + DIGEST).repo == "my__team/comfy--ui"
+
+
+def test_an_attachment_with_a_second_layer_is_refused(keys):
+    """A second layer could carry anything beside the checked first: an attachment is one layer."""
+    for kind in ("sbom", "att"):
+        registry = _published(keys)
+        good = json.loads(registry.manifests[f"sha256-{DIGEST[7:]}.{kind}"])["layers"][0]
+        registry.attach(kind, b"extra", layers=[good, {"digest": "sha256:" + hashlib.sha256(b"extra").hexdigest()}])
+        verdicts = _verdicts(registry, keys)
+        assert verdicts[f"{kind} attached"] == f"FAIL: sha256-{DIGEST[7:]}.{kind} has 2 layers, not one", verdicts

@@ -63,7 +63,7 @@ def base_matches_python(s: Subject) -> Iterator[Finding]:
         yield Finding(ERROR, "base", f"{s.image.where} base", f"base '{s.image.base}' is not defined in versions.lock",
                       f"use one of: {', '.join(s.lock.bases)}")
     elif base.python != s.lock.stack.python:
-        yield Finding(ERROR, "base", f"versions.lock [bases.{base.name}]",
+        yield Finding(ERROR, "base", f"versions.lock [bases.{s.image.base}]",
                       f"base Python {base.python} differs from the stack's Python {s.lock.stack.python}; the locked "
                       f"wheels are built for cp{s.lock.stack.python.replace('.', '')}",
                       "pick a base with the stack's Python")
