@@ -19,7 +19,7 @@ STANDIN = ROOT / "tests" / "standin" / "comfyui"  # not a git checkout: accepted
 BLACKWELL = ["5090", "rtx-pro-6000", "b200"]
 
 
-def test_all_gpus_bake_file_shares_the_heavy_stage(project_copy, tmp_path):
+def test_all_gpus_build_matrix_shares_the_heavy_stage(project_copy, tmp_path):
     out = tmp_path / "portable"
     result = invoke("render", "--portable", "--all-gpus", "--comfyui-src", str(STANDIN), "--allow-unverified-source",
                     "--out", str(out), root=project_copy)
@@ -28,7 +28,7 @@ def test_all_gpus_bake_file_shares_the_heavy_stage(project_copy, tmp_path):
     profiles = sorted(p.name for p in out.iterdir() if p.is_dir())
     gpus = sorted(set(yaml.safe_load((project_copy / "gpus.yaml").read_text())["profiles"]) - set(BLACKWELL))
     assert profiles == gpus  # the card's torch has no Blackwell kernels: those profiles are skipped, and said so
-    assert f"left out of the bake file: {', '.join(BLACKWELL)}" in result.stderr
+    assert f"left out of the build matrix: {', '.join(BLACKWELL)}" in result.stderr
     assert bake["group"]["default"]["targets"] == [f"comfyui-{g}" for g in gpus]
     assert bake["target"]["venv"]["target"] == "builder"
     for gpu in gpus:
