@@ -427,10 +427,11 @@ def cache(c, path):
             "overwrite": "let a version tag move to this image", "dry_run": "gate and plan only, push nothing",
             "plain": "plain log lines instead of a live view",
             "sign_key": "ECDSA P-256 PEM key to sign the provenance with (default $KILN_SIGNING_KEY; "
-                        "an encrypted one takes $KILN_SIGNING_KEY_PASSWORD)"})
+                        "an encrypted one takes $KILN_SIGNING_KEY_PASSWORD)",
+            "stack": "the image built with this --stack (default: the stack the spec names)"})
 @user_errors
 def publish(c, registry, gpu=None, image=DEFAULT_IMAGE, all_gpus=False, force=False, overwrite=False, dry_run=False,
-            plain=False, sign_key=None):
+            plain=False, sign_key=None, stack=None):
     """Push the built image's tags to a registry, verify them by digest, attach SBOM and signed provenance."""
     host, namespace = addresses.registry_target(registry, "--registry")
     if bool(gpu) == bool(all_gpus):
@@ -445,7 +446,7 @@ def publish(c, registry, gpu=None, image=DEFAULT_IMAGE, all_gpus=False, force=Fa
     client = connect()
     pairs = _publish_requests(client, gpu, image, PublishRequest(
         target=target, credentials=find_credentials(target.host), folder=BUILD, force=force, overwrite=overwrite,
-        dry_run=dry_run, signing_key=signing_key))
+        dry_run=dry_run, signing_key=signing_key, stack=stack), stack)
     if len(pairs) > 1 and not dry_run:
         check_all(client, pairs)
     for subject, request in pairs:
@@ -475,12 +476,12 @@ def _signing_key(flag: str | None):
     return load_signing_key(path, os.environ.get("KILN_SIGNING_KEY_PASSWORD"), where)
 
 
-def _publish_requests(client, gpu, image, template: PublishRequest) -> list:
+def _publish_requests(client, gpu, image, template: PublishRequest, stack: str | None = None) -> list:
     """(subject, request) for the profile asked for, or every profile of the image built here."""
     from kiln.engine.client import image_exists
     from kiln.engine.smoke import resolve_tag
 
-    subjects = [PROJECT.subject(g, image) for g in ([gpu] if gpu else PROJECT.gpus)]
+    subjects = [PROJECT.subject(g, image, stack) for g in ([gpu] if gpu else PROJECT.gpus)]
     subjects = [s for s in subjects if gpu or image_exists(client, image_tags(s)[0])]
     if not subjects:
         raise KilnError(f"no {image} image is built here for any GPU profile", "--all-gpus",
@@ -520,18 +521,21 @@ def _signed(keyid: str) -> str:
 @task(help={"gpu": "GPU profile or spelling the image was built for", "image": "image spec name or path",
             "target": f"{', '.join(TARGETS)} or all",
             "out": "output directory (default build/deploy/<image>-<gpu>, with --cpu-mode build/deploy/<image>-<gpu>-cpu)",
-            "cpu_mode": "compose only: no GPU request, ComfyUI on the CPU (tests on hosts without a GPU)"})
+            "cpu_mode": "compose only: no GPU request, ComfyUI on the CPU (tests on hosts without a GPU)",
+            "stack": "the image built with this --stack (default: the stack the spec names)"})
 @user_errors
-def deploy(c, gpu, target, image=DEFAULT_IMAGE, out=None, cpu_mode=False):
+def deploy(c, gpu, target, image=DEFAULT_IMAGE, out=None, cpu_mode=False, stack=None):
     """Render where the image runs (compose, k8s, cloud-init, runpod, vast) from one deployment manifest."""
     chosen = parse_targets(target)
     folder = paths.output_folder(out, "--out") if out is not None else None
     from kiln.deploy.job import DeployRequest, deploy as run_deploy
 
-    subject = PROJECT.subject(gpu, image)
-    request = DeployRequest(targets=chosen, out=folder or BUILD.deploy_out(subject.image.name, subject.gpu.name, cpu_mode),
-                            folder=BUILD, templates=PROJECT.templates_dir, fetch_script=PROJECT.root / "provision" / "host" / "fetch_models.py",
-                            gpus_file="gpus.yaml", cpu_mode=cpu_mode)
+    subject = PROJECT.subject(gpu, image, stack)
+    chosen_stack = _override(subject, stack)
+    default_out = BUILD.deploy_out(subject.image.name, subject.gpu.name, cpu_mode, chosen_stack)
+    request = DeployRequest(targets=chosen, out=folder or default_out, folder=BUILD, templates=PROJECT.templates_dir,
+                            fetch_script=PROJECT.root / "provision" / "host" / "fetch_models.py",
+                            gpus_file="gpus.yaml", cpu_mode=cpu_mode, stack=chosen_stack)
     manifest, written = run_deploy(subject, request)
     print(f"{manifest.name}: {manifest.image.reference} ({'published' if manifest.image.published else 'local image id'}), "
           f"start-up budget {manifest.startup.budget_s} s ({manifest.startup.source})")

@@ -26,7 +26,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kiln.data.records.folder import BuildFolder  # noqa: E402
 from kiln.identity import base_ref  # noqa: E402
 from kiln.engine.job import BuildRequest, run_build  # noqa: E402
 from kiln.engine.client import connect  # noqa: E402
@@ -57,7 +56,7 @@ def copy_project(tmp: Path) -> Project:
 def timed_build(project: Project, gpu: str) -> tuple[float, object]:
     subject = project.subject(gpu, IMAGE)
     request = BuildRequest(templates=project.templates_dir, payload=project.payload_dir,
-                           folder=BuildFolder(project.root / "build"), wheel_cache=default_cache(),
+                           folder=project.build, wheel_cache=default_cache(),
                            source_cache=project.root / "sources", comfyui_src=ROOT / "tests/standin/comfyui",
                            allow_unverified=True)
     started = time.monotonic()

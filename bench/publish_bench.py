@@ -32,7 +32,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.build_bench import IMAGE, copy_project, prune, report, timed_build  # noqa: E402
-from kiln.data.records.folder import BuildFolder  # noqa: E402
 from kiln.engine.client import connect  # noqa: E402
 from kiln.publish.job import PublishRequest, PublishResult, publish  # noqa: E402
 from kiln.publish.push import Target  # noqa: E402
@@ -50,7 +49,7 @@ def timed_publish(client, project, gpu: str, registry: LocalRegistry,
     """Seconds, the result, and the blobs the registry gained: {digest: bytes}."""
     subject = project.subject(gpu, IMAGE)
     request = PublishRequest(target=Target(registry.host, "bench"), credentials=CREDENTIALS,
-                             folder=BuildFolder(project.root / "build"), force=True, overwrite=overwrite)
+                             folder=project.build, force=True, overwrite=overwrite)
     held = registry.blobs()
     started = time.monotonic()
     result = publish(client, subject, request)

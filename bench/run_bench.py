@@ -20,7 +20,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kiln.data.records.folder import BuildFolder  # noqa: E402
 from kiln.engine.job import BuildRequest, run_build  # noqa: E402
 from kiln.engine.client import connect  # noqa: E402
 from kiln.project import Project  # noqa: E402
@@ -42,7 +41,7 @@ def standin_image(tmp: Path) -> str:
 def real_image(tmp: Path, checkout: Path) -> str:
     project = Project(ROOT)
     request = BuildRequest(templates=project.templates_dir, payload=project.payload_dir,
-                           folder=BuildFolder(ROOT / "build"), wheel_cache=default_cache(), source_cache=tmp,
+                           folder=project.build, wheel_cache=default_cache(), source_cache=tmp,
                            comfyui_src=checkout, allow_unverified=True)
     return run_build(project.subject("4090"), request)[0].tags[0]
 

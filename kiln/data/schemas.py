@@ -9,6 +9,7 @@ from pathlib import Path
 
 from kiln.data.gpus import GpusFile
 from kiln.data.image import ImageFile
+from kiln.data.records.base import Record
 from kiln.data.records.build import BuildRecord
 from kiln.data.records.deploy import Deployment
 from kiln.data.records.run import RunRecord
@@ -31,6 +32,8 @@ def schema_texts() -> dict[str, str]:
     out = {}
     for name, (model, title) in SCHEMAS.items():
         schema = model.model_json_schema(by_alias=True, mode="validation")
+        if issubclass(model, Record):  # kiln refuses a record without its version, so the schema does too
+            schema["required"] = sorted({*schema.get("required", []), "schema"})
         schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": title}
         out[name] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
     return out

@@ -26,13 +26,14 @@ class DeployRequest:
     fetch_script: Path | None = None  # provision/host/fetch_models.py: cloud-init fetches the models with it
     gpus_file: str = "gpus.yaml"
     cpu_mode: bool = False   # compose only: no GPU request, ComfyUI on the CPU (tests)
+    stack: str | None = None  # --stack: deploy the build of that stack, not the spec's
 
 
 def plan(s: Subject, req: DeployRequest) -> tuple[Deployment, dict[str, str]]:
     if req.cpu_mode and req.targets != ("compose",):
         raise KilnError("--cpu-mode is for the compose target only (a test run on a host without a GPU)",
                         "--cpu-mode", "use --target compose, or leave --cpu-mode out")
-    record = image_record(req.folder, s, need_digest=any(t in NEEDS_DIGEST for t in req.targets))
+    record = image_record(req.folder, s, need_digest=any(t in NEEDS_DIGEST for t in req.targets), stack=req.stack)
     manifest = deployment(s, record, deploy_defaults())
     for target in req.targets:
         check_target(manifest, target, req.gpus_file)

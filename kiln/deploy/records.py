@@ -22,9 +22,10 @@ class ImageRecord:
     run: RunRecord | None   # the run record of this image id, if `invoke run` made one
 
 
-def image_record(folder: BuildFolder, s: Subject, need_digest: bool) -> ImageRecord:
-    path = folder.build_record(s.image.name, s.gpu.name)
-    record = folder.read_build(s.image.name, s.gpu.name)
+def image_record(folder: BuildFolder, s: Subject, need_digest: bool, stack: str | None = None) -> ImageRecord:
+    """stack: the one --stack chose at build time (that build's record), else None."""
+    path = folder.build_record(s.image.name, s.gpu.name, stack=stack)
+    record = folder.read_build(s.image.name, s.gpu.name, stack=stack)
     publish = f"`invoke publish --registry HOST/NS --gpu={s.gpu.name} --image {s.image.name}`"
     if record is None:
         what = "no publish record (no build record at all)" if need_digest else "no build record"

@@ -30,7 +30,11 @@ def ssl_context(ca_bundle: Path | None = None) -> ssl.SSLContext:
 
 @lru_cache(maxsize=4)
 def _context(bundle: str | None) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=bundle) if bundle else ssl.create_default_context()
+    """The system's CAs, and the bundle's added to them (an extra CA, not a replacement)."""
+    context = ssl.create_default_context()
+    if bundle:
+        context.load_verify_locations(cafile=bundle)
+    return context
 
 
 @lru_cache(maxsize=4)

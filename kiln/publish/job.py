@@ -39,6 +39,7 @@ class PublishRequest:
     overwrite: bool = False
     dry_run: bool = False
     signing_key: SigningKey | None = None
+    stack: str | None = None                  # --stack: the build of that stack, not the spec's
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def publish(client: docker.DockerClient, s: Subject, req: PublishRequest, on_eve
     local = image_tags(s)
     image = listed(lambda: client.images.get(local[0]))
     _same_inputs(s, image)
-    build = _build_record(req.folder, s, image.id)
+    build = _build_record(req.folder, s, image.id, req.stack)
     smoke = _smoke_requirement(req, s, image.id)
     registry = Registry(req.target.host, req.credentials)
     repo = req.target.repo(local[0].rsplit(":", 1)[0])
@@ -91,7 +92,7 @@ def check_all(client: docker.DockerClient, pairs: list[tuple[Subject, PublishReq
         except KilnError as exc:
             where = f"{subject.image.name} on {subject.gpu.name}"
             target = f"{request.target.host}/{request.target.namespace}"
-            _record_failure(request.folder, _readable_build(request.folder, subject), target,
+            _record_failure(request.folder, _readable_build(request.folder, subject, request.stack), target,
                             f"refused before any push: {exc.line()}")
             fix = f"{exc.fix}; nothing of the set was pushed" if exc.fix else "nothing of the set was pushed"
             raise KilnError(f"{exc.what} ({exc.where})" if exc.where else exc.what, where, fix) from None
@@ -107,24 +108,29 @@ def _same_inputs(s: Subject, image) -> None:
                             f"{want[:12]})", "invoke publish", "build it again with `invoke build`, then smoke it")
 
 
-def _build_record(folder: BuildFolder, s: Subject, image_id: str) -> BuildRecord:
-    record = folder.read_build(s.image.name, s.gpu.name)
+def _build_record(folder: BuildFolder, s: Subject, image_id: str, stack: str | None) -> BuildRecord:
+    record = folder.read_build(s.image.name, s.gpu.name, stack=stack)
     if record is None or record.image_id != image_id:
         raise KilnError("the build record does not describe this image",
-                        str(folder.build_record(s.image.name, s.gpu.name)),
+                        str(folder.build_record(s.image.name, s.gpu.name, stack=stack)),
                         "build it again with `invoke build`, then smoke it")
     return record
 
 
-def _readable_build(folder: BuildFolder, s: Subject) -> BuildRecord | None:
+def _readable_build(folder: BuildFolder, s: Subject, stack: str | None) -> BuildRecord | None:
     try:
-        return folder.read_build(s.image.name, s.gpu.name)
+        return folder.read_build(s.image.name, s.gpu.name, stack=stack)
     except KilnError:
         return None
 
 
 def _smoke_requirement(req: PublishRequest, s: Subject, image_id: str) -> str:
-    record = req.folder.read_smoke(image_id, s.gpu.name, s.image.name)
+    try:
+        record = req.folder.read_smoke(image_id, s.gpu.name, s.image.name)
+    except KilnError:
+        if not req.force:
+            raise
+        return "forced: published with a damaged smoke record (--force)"
     if record is not None and record.passed():
         n = record.summary
         return f"passed: {n.passed} pass, {n.warn} warn, 0 fail, {n.skip} skip ({record.gpus})"

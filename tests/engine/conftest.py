@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from kiln.data.records.folder import BuildFolder
 from kiln.engine.bases import ensure_base
 from kiln.engine.job import BuildRequest, run_build
 from kiln.engine.client import LABEL, connect, remove_image
@@ -72,7 +71,7 @@ def build_small(project: Project, src: Path, gpu: str = "4090", cache: Path | No
                 image: str = TEST_IMAGE, **kw):
     subject = project.subject(gpu, image)
     request = BuildRequest(templates=project.templates_dir, payload=project.payload_dir,
-                           folder=BuildFolder(project.root / "build"),
+                           folder=project.build,
                            wheel_cache=cache or project.root.parent / "wheels",
                            source_cache=project.root.parent / "sources", comfyui_src=src, **kw)
     return run_build(subject, request, on_event or (lambda e: None))

@@ -91,3 +91,11 @@ def test_without_the_ca_the_download_is_refused_in_one_line(https_index, tmp_pat
         ensure_wheels(_lock(url), tmp_path / "cache")
     assert "CERTIFICATE_VERIFY_FAILED" in caught.value.line() or "certificate verify failed" in caught.value.line()
     assert not list((tmp_path / "cache").rglob("*.whl*"))  # no partial download left
+
+
+def test_the_extra_ca_is_added_to_the_systems_not_put_in_their_place(https_index):
+    from kiln.lock.index import ssl_context
+
+    _, ca = https_index
+    system = len(ssl_context().get_ca_certs()) if ssl_context().get_ca_certs() else 0
+    assert len(ssl_context(ca).get_ca_certs()) == system + 1

@@ -28,28 +28,36 @@ class Record(Model):
                           sort_keys=True) + "\n"
 
 
-def read_record(model: type[R], path: Path, rewrite: str) -> R | None:
-    """The record at path, or None when there is none. `rewrite` is the command that writes it again."""
+def read_record(model: type[R], path: Path, rewrite: str, optional: bool = False) -> R | None:
+    """The record at path, or None when there is none. `rewrite` is the command that writes it again; an
+    optional record (the reader does without one) may also be deleted."""
+    again = f"{rewrite} to write it again" + (f", or delete {path} (the record is optional)" if optional else "")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise KilnError(f"cannot read the record ({exc.strerror})", str(path), f"check the file, or {rewrite}") from None
+        raise KilnError(f"cannot read the record ({exc.strerror})", str(path), f"check the file, or {again}") from None
     try:
         data = json.loads(text)
     except ValueError:
-        raise KilnError("damaged record (not JSON)", str(path), f"{rewrite} to write it again") from None
-    version = data.get("schema") if isinstance(data, dict) else None
-    if version != SCHEMA_VERSION:
-        age = "an older kiln (no schema version)" if version is None else f"another kiln (schema {version!r}, " \
-              f"this kiln reads {SCHEMA_VERSION})"
-        raise KilnError(f"record written by {age}", str(path), f"{rewrite} to write it again")
+        raise KilnError("damaged record (not JSON)", str(path), again) from None
+    if not isinstance(data, dict):
+        raise KilnError("damaged record (not a JSON object)", str(path), again)
+    if "schema" not in data:  # the kiln before versioned records wrote the same fields without one
+        try:
+            return model.model_validate({**data, "schema": SCHEMA_VERSION})
+        except ValidationError:
+            raise KilnError("record written by an older kiln (no schema version) lacks what this kiln needs",
+                            str(path), again) from None
+    if data["schema"] != SCHEMA_VERSION or isinstance(data["schema"], bool):
+        raise KilnError(f"record written by another kiln (schema {data['schema']!r}; this kiln reads the integer "
+                        f"{SCHEMA_VERSION})", str(path), again)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise KilnError(f"damaged record: {problem(model, exc.errors()[0], path).what}", str(path),
-                        f"{rewrite} to write it again") from None
+                        again) from None
 
 
 def write_record(record: Record, path: Path, failed: str) -> Path:

@@ -45,7 +45,7 @@ class Published(Model):
     """Written by `invoke publish` once the registry serves the image at its digest."""
     references: tuple[str, ...] = Field(description="name@sha256:... for every pushed tag")
     artifacts: dict[str, str]
-    smoke: str = Field(description="what the smoke gate found, or that it was forced")
+    smoke: str = Field(description="what the smoke requirement found, or that it was forced")
     provenance_signed_by: str
 
 

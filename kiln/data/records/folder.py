@@ -56,9 +56,9 @@ class BuildFolder:
     def run_record(self, image_id: str) -> Path:
         return self.root / "run" / _by_id(image_id)
 
-    def deploy_out(self, image: str, gpu: str, cpu_mode: bool = False) -> Path:
-        """The CPU-mode compose file gets its own folder, so it never replaces the GPU one."""
-        return self.root / "deploy" / f"{image}-{gpu}{'-cpu' if cpu_mode else ''}"
+    def deploy_out(self, image: str, gpu: str, cpu_mode: bool = False, stack: str | None = None) -> Path:
+        """The CPU-mode compose file (and a --stack build's) gets its own folder, never replacing the GPU one."""
+        return self.root / "deploy" / f"{image}-{gpu}{f'-{stack}' if stack else ''}{'-cpu' if cpu_mode else ''}"
 
     def portable(self, image: str, gpu: str | None = None) -> Path:
         """One profile's portable context, or (gpu None) the folder of every profile's with the build matrix."""
@@ -69,9 +69,12 @@ class BuildFolder:
         return self.root / "bases"
 
     # -- build records
-    def read_build(self, image: str, gpu: str, baked: bool = False) -> BuildRecord | None:
-        return read_record(BuildRecord, self.build_record(image, gpu, baked),
-                           f"run `invoke build --gpu={gpu} --image {image}`")
+    def read_build(self, image: str, gpu: str, baked: bool = False, stack: str | None = None) -> BuildRecord | None:
+        again = f"run `invoke build --gpu={gpu} --image {image}{f' --stack {stack}' if stack else ''}`"
+        return read_record(BuildRecord, self.build_record(image, gpu, baked, stack), again)
+
+    def _own_path(self, record: BuildRecord) -> Path:
+        return self.build_record(record.image, record.gpu, stack=record.stack_override)
 
     def write_build(self, record: BuildRecord, baked: bool = False) -> Path:
         return write_record(record, self.build_record(record.image, record.gpu, baked, record.stack_override),
@@ -79,18 +82,19 @@ class BuildFolder:
 
     def record_published(self, record: BuildRecord, published: Published) -> Path:
         done = record.model_copy(update={"published": published, "publish_failed": None})
-        return write_record(done, self.build_record(record.image, record.gpu),
+        return write_record(done, self._own_path(record),
                             "published, but the build record could not be updated; note the references printed above")
 
     def record_publish_failure(self, record: BuildRecord, failure: PublishFailure) -> None:
         """The build record says this publish did not happen (an earlier one elsewhere stays recorded)."""
-        write_record(record.model_copy(update={"publish_failed": failure}), self.build_record(record.image, record.gpu),
+        write_record(record.model_copy(update={"publish_failed": failure}), self._own_path(record),
                      "the publish failed, and the build record could not say so")
 
     # -- smoke records
     def read_smoke(self, image_id: str, gpu: str, image: str) -> SmokeRecord | None:
         """The smoke record of this very image id, or None (a record of an earlier image of that name is not it)."""
-        record = read_record(SmokeRecord, self.smoke_record(image_id), f"run `invoke smoke --gpu={gpu} --image {image}`")
+        path = self.smoke_record(image_id)
+        record = read_record(SmokeRecord, path, f"run `invoke smoke --gpu={gpu} --image {image}`", optional=True)
         return record if record and record.image_id == image_id else None
 
     def write_smoke(self, record: SmokeRecord) -> Path:
@@ -98,7 +102,8 @@ class BuildFolder:
 
     # -- run records
     def read_run(self, image_id: str) -> RunRecord | None:
-        record = read_record(RunRecord, self.run_record(image_id), "start the image again with `invoke run`")
+        path = self.run_record(image_id)
+        record = read_record(RunRecord, path, "start the image again with `invoke run`", optional=True)
         return record if record and record.image_id == image_id else None
 
     def write_run(self, record: RunRecord) -> RunWritten:
