@@ -187,6 +187,15 @@ def summary(mutants: list[Mutant]) -> tuple[float, str]:
         (f"; {others}" if others else "")
 
 
+def _interruptible() -> None:
+    """Ctrl-C also when started in the background (which inherits SIGINT ignored), and a plain `kill`, end
+    the run the same way: the tests stopped, the copy removed."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/mutants.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--file", type=Path, default=ROOT / "bench" / "mutants.yaml", help="the mutation list")
@@ -210,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.check:
         return check(mutants)
+    _interruptible()
     tree = Path(tempfile.mkdtemp(prefix="kiln-mutants-"))
     try:
         copy_tree(tree)

@@ -309,11 +309,11 @@ def test_every_rendered_workload_is_unprivileged_under_the_default_seccomp_profi
 
     deployment = yaml.safe_load((out / "k8s" / "deployment.yaml").read_text())
     pod = deployment["spec"]["template"]["spec"]
-    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["securityContext"].get("seccompProfile") == {"type": "RuntimeDefault"}, pod["securityContext"]
     assert not any(pod.get(key) for key in ("hostPID", "hostIPC", "hostNetwork"))
     for container in pod["containers"] + pod.get("initContainers", []):
         sec = container["securityContext"]
-        assert sec["privileged"] is False and sec["allowPrivilegeEscalation"] is False, container["name"]
+        assert sec.get("privileged") is False and sec.get("allowPrivilegeEscalation") is False, (container["name"], sec)
         assert sec["capabilities"] == {"drop": ["ALL"]} and sec.get("seccompProfile") in (None, {"type": "RuntimeDefault"})
 
     for compose in (out / "compose.yaml", tmp_path / "cpu" / "compose.yaml"):
