@@ -1,15 +1,10 @@
-"""Terminal output for tasks.py: progress for long work (rich, or plain lines for logs)."""
+"""Terminal output for tasks.py: progress for long work (rich, or plain lines for logs). rich is imported
+where it draws, so a task that fails on its arguments never loads it."""
 
 from __future__ import annotations
 
 import sys
 from collections import deque
-
-from rich import box
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-from rich.table import Table
-from rich.text import Text
 
 from kiln.errors import printable
 from kiln.events import Event
@@ -42,6 +37,9 @@ class RichProgress:
     """A live view: build steps, a bar per download, the latest output line under a spinner."""
 
     def __init__(self):
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
         self.console = Console(stderr=True)
         self.bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                              console=self.console, transient=True)
@@ -90,6 +88,11 @@ def progress(plain: bool, quiet: bool = False):
 
 def table(headers, rows, numeric=(), wrap=()) -> None:
     """A table on stdout (plain columns when stdout is not a terminal); columns in wrap fold long text."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     view = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for index, header in enumerate(headers):
         view.add_column(header, justify="right" if index in numeric else "left", no_wrap=index not in wrap,

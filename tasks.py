@@ -6,53 +6,39 @@ import functools
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 
 from invoke import Collection, Exit, Program, task
 from invoke.exceptions import ParseError
 
 import console
-from kiln import arguments
+from kiln import addresses, arguments, paths
 from kiln.data.files import read_json
+from kiln.data.records.run import RunRecord
 from kiln.data.gpus import find_gpu
 from kiln.data.schemas import write_schemas
-from kiln.engine.bases import ensure_base
-from kiln.engine.client import connect, image_exists, listed, remove_made_containers, remove_made_images
-from kiln.engine.facts import read_facts
-from kiln.engine.job import BuildRequest, run_build
-from kiln.engine.run import RunRequest, check_cache, start, stop as stop_containers
-from kiln.engine.run_record import write_run_record
-from kiln.engine.smoke import check_writable, resolve_tag, run_in_image, run_on_host, write_smoke_record
-from kiln.deploy.job import DeployRequest, default_out as default_deploy_out, deploy as run_deploy
 from kiln.deploy.targets import TARGETS, targets as parse_targets
 from kiln.errors import KilnError
 from kiln.gate.findings import ERROR, errors
-from kiln.engine.gpu_access import engine_reading
-from kiln.host.cache import prepare_cache
 from kiln.host.check import as_json, check_host, exit_code, model_bytes, write_json
 from kiln.host.probe import read_host
-from kiln.identity import BAKED_MODELS_DIR, BAKED_SUFFIX, base_ref, image_tags, run_name
-from kiln.lock.relock import check_lock, relock
-from kiln.models.synthetic import write_synthetic
-from kiln.models.fetch import FetchReport, FetchRequest, fetch_models
+from kiln.identity import BAKED_MODELS_DIR, base_ref, image_tags, run_name
 from kiln.models.plan import check_cache as check_model_cache, size_text
 from kiln.models.source import endpoint_from_env
-from kiln.publish.credentials import find_credentials
-from kiln.publish.job import PublishRequest, check_all, publish as run_publish
-from kiln.publish.push import parse_target
-from kiln.publish.registry import Registry
-from kiln.publish.signing import load_public_key, load_signing_key
-from kiln.publish.verify import parse_reference, verify_published
 from kiln.project import DEFAULT_IMAGE, Project
-from kiln.render.context import write_context
-from kiln.render.portable import SUMMARY, PortableRequest, default_out, every_profile, render_portable
-from kiln.render.report import report_facts, write_reports
-from kiln.sources import comfyui as source, wheels
+from kiln.sources import comfyui as source
 from kiln.sources.comfyui import comfyui_source
 
+# The Docker SDK, HTTP clients, crypto, SBOM and template libraries are imported inside the tasks that use
+# them: `invoke --list`, a bad argument and the gate answer without loading them (tests/unit/test_startup.py).
+if TYPE_CHECKING:
+    from kiln.models.fetch import FetchReport
+    from kiln.publish.job import PublishRequest
+
 PROJECT = Project(Path(__file__).resolve().parent)
+BUILD = PROJECT.build
 
 
 def user_errors(fn):
@@ -88,6 +74,8 @@ def _gate(gpu: str, image: str, strict: bool, stack: str | None = None):
 @user_errors
 def lock(c, check=False, resolve=False):
     """Resolve versions.lock's [packages] from its inputs (or --check that it is current)."""
+    from kiln.lock.relock import check_lock, relock
+
     if check:
         counts = check_lock(PROJECT.lock_path, resolve=resolve, shown="versions.lock")
         stacks = ", ".join(f"{name} {count} packages" for name, count in counts.items())
@@ -120,24 +108,34 @@ def check(c, gpu, image=DEFAULT_IMAGE, strict=False, stack=None):
                         "docker-bake.json sharing the heavy stage",
             "comfyui_src": "with --portable: local ComfyUI checkout (verified against the pinned commit) or archive",
             "allow_unverified_source": "with --portable: accept a --comfyui-src that cannot be verified",
-            "ca_bundle": "with --portable: CA bundle pip trusts in the builder stage only (also KILN_CA_BUNDLE)"})
+            "ca_bundle": "with --portable: CA bundle pip trusts in the builder stage only (also KILN_CA_BUNDLE)",
+            "stack": "build from this [stacks] entry of versions.lock instead of the one the spec names"})
 @user_errors
 def render(c, gpu=None, image=DEFAULT_IMAGE, out=None, strict=False, portable=False, all_gpus=False, comfyui_src=None,
-           allow_unverified_source=False, ca_bundle=None):
+           allow_unverified_source=False, ca_bundle=None, stack=None):
     """Gate, then render the build context (Dockerfile, start script, model paths, facts, manifest)."""
     if (all_gpus or comfyui_src or allow_unverified_source or ca_bundle) and not portable:
         raise KilnError("--all-gpus, --comfyui-src, --allow-unverified-source and --ca-bundle go with --portable",
                         "invoke render", "add --portable")
     if not gpu and not all_gpus:
         raise KilnError("no GPU profile given", "--gpu", "pass --gpu=X (or --portable --all-gpus)")
+    folder = paths.output_folder(out, "--out") if out is not None else None
+    if stack and (portable or all_gpus):
+        raise KilnError("--stack is not taken with --portable", "--stack",
+                        "render the portable context from the spec's stack")
     if not portable:
-        subject = _gate(gpu, image, strict)
-        target = Path(out) if out else PROJECT.root / "build" / f"{subject.image.name}-{subject.gpu.name}"
+        from kiln.render.context import write_context
+
+        subject = _gate(gpu, image, strict, stack)
+        target = folder or BUILD.context(subject.image.name, subject.gpu.name, stack=_override(subject, stack))
         rendered = write_context(subject, PROJECT.templates_dir, PROJECT.payload_dir, target)
         print(f"rendered {len(rendered.files)} files to {rendered.out}")
         return
-    ca = ca_bundle or os.environ.get("KILN_CA_BUNDLE")
+    from kiln.render.portable import SUMMARY, PortableRequest, every_profile, render_portable
+
+    ca = _ca_bundle(ca_bundle)
     src = arguments.path(comfyui_src, "--comfyui-src") if comfyui_src is not None else None
+    source_cache = source.default_cache()
     if all_gpus:
         selection = every_profile(PROJECT, image, strict)
         for subject, findings in selection.passed:
@@ -146,23 +144,22 @@ def render(c, gpu=None, image=DEFAULT_IMAGE, out=None, strict=False, portable=Fa
     else:
         selection, subjects = None, [_gate(gpu, image, strict)]
     request = PortableRequest(
-        out=Path(out) if out else default_out(PROJECT.root / "build", subjects[0].image.name,
-                                             None if all_gpus else subjects[0].gpu.name),
+        out=folder or BUILD.portable(subjects[0].image.name, None if all_gpus else subjects[0].gpu.name),
         templates=PROJECT.templates_dir, payload=PROJECT.payload_dir,
-        source=lambda pin, stack: comfyui_source(pin, src, allow_unverified_source, source.default_cache(), stack),
-        ca_bundle=Path(ca) if ca else None)
+        source=lambda pin, stack: comfyui_source(pin, src, allow_unverified_source, source_cache, stack),
+        ca_bundle=ca)
     result = render_portable(subjects, request, all_gpus, selection.skipped if selection else ())
     for name, rendered in result.contexts.items():
         print(f"rendered {len(rendered.files)} files to {rendered.out} (portable"
               f"{'' if result.verified else ', ComfyUI source UNVERIFIED'})")
-    if result.bake:
-        print(f"bake file {result.bake}: docker buildx bake -f {result.bake}")
+    if result.matrix:
+        print(f"build matrix {result.matrix}: docker buildx bake -f {result.matrix}")
     for skipped in result.skipped:
         print(f"skipped {skipped.profile}: the gate refuses image '{subjects[0].image.name}' there "
               f"({len(skipped.errors)} error(s)):", file=sys.stderr)
         _print_findings(skipped.errors)
     if result.skipped:
-        print(f"warning: {len(result.skipped)} profile(s) skipped and left out of the bake file: "
+        print(f"warning: {len(result.skipped)} profile(s) skipped and left out of the build matrix: "
               f"{', '.join(k.profile for k in result.skipped)} (recorded in {result.root / SUMMARY})", file=sys.stderr)
 
 
@@ -170,7 +167,7 @@ def render(c, gpu=None, image=DEFAULT_IMAGE, out=None, strict=False, portable=Fa
 @user_errors
 def schema(c, out=None):
     """Write JSON Schemas for gpus.yaml and image specs (editors validate and complete with them)."""
-    written = write_schemas(Path(out) if out else PROJECT.root / "docs" / "schemas")
+    written = write_schemas(paths.output_folder(out, "--out") if out is not None else PROJECT.root / "docs" / "schemas")
     for path in written:
         print(f"wrote {path}")
 
@@ -178,11 +175,17 @@ def schema(c, out=None):
 @task
 @user_errors
 def gpus(c):
-    """List the GPU profiles with their hardware figures and serving defaults."""
+    """List the GPU profiles with their hardware figures, serving defaults and the stacks that run on them."""
     rows = [(p.name, p.display, f"{p.vram_gb:g}", f"{p.bandwidth_gbs:g}", p.sm, f"{p.tflops_fp16:g}",
-             f"{p.pcie.gen} x{p.pcie.width}", p.serving.vram_mode, p.confidence) for p in PROJECT.gpus.values()]
-    console.table(("profile", "card", "VRAM GB", "GB/s", "arch", "TFLOPS", "PCIe", "VRAM mode", "confidence"), rows,
-                  numeric=(2, 3, 5))
+             f"{p.pcie.gen} x{p.pcie.width}", p.serving.vram_mode, p.confidence, ",".join(PROJECT.stacks_for(p)))
+            for p in PROJECT.gpus.values()]
+    console.table(("profile", "card", "VRAM GB", "GB/s", "arch", "TFLOPS", "PCIe", "VRAM mode", "confidence",
+                   "stacks with kernels"), rows, numeric=(2, 3, 5))
+    print("\nimages get the stack their spec names (--stack overrides it):")
+    for image, stack in PROJECT.image_stacks().items():
+        refused = [p.name for p in PROJECT.gpus.values() if stack not in PROJECT.stacks_for(p)]
+        print(f"  {image}: {stack}" + (f"; on {', '.join(refused)} it has no kernels: pass --stack "
+                                       f"{PROJECT.stacks_for(PROJECT.gpus[refused[0]])[0]}" if refused else ""))
 
 
 @task(help={"name": "base from versions.lock [bases] (default: the lock's default_base)",
@@ -190,10 +193,14 @@ def gpus(c):
 @user_errors
 def base(c, name=None, plain=False):
     """Build the local base image (debootstrap + import); nothing to do when it is current."""
+    from kiln.engine.bases import ensure_base, mirror_from_env
+    from kiln.engine.client import connect
+
+    mirror_from_env()  # refused before the engine is asked anything
     lock = PROJECT.lock
     show = console.progress(plain)
     try:
-        result = ensure_base(connect(), lock, name or lock.default_base, PROJECT.root / "build" / "bases", show)
+        result = ensure_base(connect(), lock, name or lock.default_base, BUILD.bases, show)
     finally:
         show.close()
     verb = "built" if result.built else "up to date, nothing to do"
@@ -206,20 +213,25 @@ def base(c, name=None, plain=False):
             "ca_bundle": "extra CA bundle for the package index (also KILN_CA_BUNDLE); never enters the image",
             "strict": "treat gate warnings as errors", "plain": "plain log lines instead of a live view",
             "bake_models": "put the manifest's model files, verified again, in their own layer (tag suffix -models)",
-            "models_from": "with --bake-models: the cache `invoke models.fetch --to` filled"})
+            "models_from": "with --bake-models: the cache `invoke models.fetch --to` filled",
+            "stack": "build from this [stacks] entry of versions.lock instead of the one the spec names"})
 @user_errors
 def build(c, gpu, image=DEFAULT_IMAGE, comfyui_src=None, allow_unverified_source=False, ca_bundle=None,
-          strict=False, plain=False, bake_models=False, models_from=None):
+          strict=False, plain=False, bake_models=False, models_from=None, stack=None):
     """Gate, render and build the image through the Docker engine; tags it and writes a build record."""
-    _use_ca_bundle(ca_bundle)
+    extra_ca = _ca_bundle(ca_bundle)
     bake_from = _bake_from(bake_models, models_from)
-    subject = _gate(gpu, image, strict)
+    src = arguments.path(comfyui_src, "--comfyui-src") if comfyui_src is not None else None
+    from kiln.engine.job import BuildRequest, run_build
+    from kiln.sources import wheels
+
+    wheel_cache, source_cache, _ = wheels.default_cache(), source.default_cache(), wheels.server_port()
+    subject = _gate(gpu, image, strict, stack)
     request = BuildRequest(
-        templates=PROJECT.templates_dir, payload=PROJECT.payload_dir,
-        out=PROJECT.root / "build" / f"{subject.image.name}-{subject.gpu.name}{BAKED_SUFFIX if bake_from else ''}",
-        wheel_cache=wheels.default_cache(), source_cache=source.default_cache(),
-        comfyui_src=Path(comfyui_src) if comfyui_src else None, allow_unverified=allow_unverified_source,
-        bake_from=bake_from)
+        templates=PROJECT.templates_dir, payload=PROJECT.payload_dir, folder=BUILD, stack=_override(subject, stack),
+        wheel_cache=wheel_cache, source_cache=source_cache, comfyui_src=src,
+        allow_unverified=allow_unverified_source, bake_from=bake_from,
+        ca_bundle=extra_ca.resolve() if extra_ca else None)
     show = console.progress(plain)
     failed = True
     try:
@@ -238,26 +250,33 @@ def build(c, gpu, image=DEFAULT_IMAGE, comfyui_src=None, allow_unverified_source
     print(f"  record {record}")
 
 
+def _override(subject, stack) -> str | None:
+    """The stack --stack chose (its context and record stand apart from the spec's own), else None."""
+    return subject.lock.name if stack else None
+
+
 def _bake_from(bake_models, models_from):
     """The cache the baked files come from. Image specs and profiles name only the in-container mount, never a
     host cache, so with --bake-models the cache must be given."""
-    if models_from and not bake_models:
+    if models_from is not None and not bake_models:
         raise KilnError("--models-from is only used with --bake-models", "--models-from", "add --bake-models")
     if not bake_models:
         return None
-    if not models_from:
+    if models_from is None:
         raise KilnError("--bake-models needs the cache the models were fetched to (no image spec or profile names a "
                         "host cache)", "--bake-models", "pass --models-from CACHE, the folder given to "
                         "`invoke models.fetch --to`")
-    return arguments.path(models_from, "--models-from")
+    return paths.cache_folder(models_from, "--models-from")
 
 
-def _use_ca_bundle(path):
-    bundle = path or os.environ.get("KILN_CA_BUNDLE")
-    if bundle and not Path(bundle).is_file():
-        raise KilnError("CA bundle not found", f"--ca-bundle {bundle}", "give a PEM file of CA certificates")
-    if bundle:
-        os.environ["KILN_CA_BUNDLE"] = str(Path(bundle).resolve())
+def _ca_bundle(flag):
+    """--ca-bundle, else KILN_CA_BUNDLE (empty counts as unset), as a readable file; None when neither is given."""
+    if flag is not None:
+        return paths.input_file(flag, "--ca-bundle")
+    value = os.environ.get("KILN_CA_BUNDLE")
+    return paths.input_file(value, "environment KILN_CA_BUNDLE") if value else None
+
+
 
 
 @task(help={"images": "also remove the images kiln built (bases stay unless --bases)",
@@ -265,6 +284,8 @@ def _use_ca_bundle(path):
 @user_errors
 def clean(c, images=False, bases=False):
     """Remove what kiln made: its containers, and with --images its images (found by label)."""
+    from kiln.engine.client import connect, remove_made_containers, remove_made_images
+
     client = connect()
     print(f"removed {remove_made_containers(client)} container(s)")
     if images:
@@ -284,27 +305,31 @@ def clean(c, images=False, bases=False):
 def smoke(c, gpu, image=DEFAULT_IMAGE, require_gpu=False, json=None, html=None, host=False, allow_no_gpu=False,
           cache=None, require_models=False):
     """Run the GPU smoke suite inside the built image (or --host); table, JSON, HTML; exit 1 on failures."""
-    outputs = [arguments.path(p, f"--{flag}") for flag, p in (("json", json), ("html", html)) if p]
-    for path in outputs:
-        check_writable(path)
-    cache_dir = arguments.path(cache, "--cache") if cache is not None else None
+    json_out = paths.output_file(json, "--json") if json is not None else None
+    html_out = paths.output_file(html, "--html") if html is not None else None
+    tag = addresses.image_tag(image, "--image") if ":" in image else None
+    cache_dir = paths.cache_folder(cache, "--cache") if cache is not None else None
+    from kiln.engine.client import connect
+    from kiln.engine.run import check_cache
+    from kiln.engine.smoke import resolve_tag, run_in_image, run_on_host, smoke_record
+    from kiln.render.report import write_reports
+
     if cache_dir:
         check_cache(cache_dir)
-    subject = PROJECT.subject(gpu, DEFAULT_IMAGE if ":" in image else image)
+    subject = PROJECT.subject(gpu, DEFAULT_IMAGE if tag else image)
     if host:
         run = run_on_host(subject, PROJECT.payload_dir, require_gpu, cache_dir, require_models)
         title = f"kiln smoke on this host against {subject.gpu.display}"
     else:
         client = connect()
-        tag = resolve_tag(client, image if ":" in image else image_tags(subject)[0], subject.gpu.name)
+        tag = resolve_tag(client, tag or image_tags(subject)[0], subject.gpu.name)
         run = run_in_image(client, tag, require_gpu, allow_no_gpu, cache=cache_dir, require_models=require_models)
         title = f"kiln smoke of {tag}"
     print(run.gpu_note)
     print(run.table)
     if run.image_id:
-        print(f"record: {write_smoke_record(PROJECT.root / 'build' / 'smoke', run, tag)}")
-    for path in write_reports(run.report, run.facts, title, PROJECT.templates_dir, Path(json) if json else None,
-                              Path(html) if html else None):
+        print(f"record: {BUILD.write_smoke(smoke_record(run, tag))}")
+    for path in write_reports(run.report, run.facts, title, PROJECT.templates_dir, json_out, html_out):
         print(f"report: {path}")
     if run.exit_code != 0:
         raise Exit(code=1)
@@ -316,15 +341,24 @@ def smoke(c, gpu, image=DEFAULT_IMAGE, require_gpu=False, json=None, html=None, 
 @user_errors
 def report(c, json, html, image=None, gpu=None):
     """Turn a smoke JSON report into the one-page HTML report (chart + table), with the image's own facts."""
-    source = arguments.path(json, "--json")
-    target = arguments.path(html, "--html")
-    check_writable(target)
+    source = paths.input_file(json, "--json")
+    target = paths.output_file(html, "--html")
+    image = addresses.image_tag(image, "--image") if image is not None else None
+    from kiln.render.report import report_facts, write_reports
+
     data = read_json(source)
-    facts = report_facts(data, str(source), (lambda: read_facts(connect(), image)) if image else None,
+    facts = report_facts(data, str(source), (lambda: _read_facts(image)) if image else None,
                          find_gpu(PROJECT.gpus, gpu).name if gpu else None)
     write_reports(data, facts.to_json(), f"kiln smoke report: {facts.profile.display}", PROJECT.templates_dir, None,
                   target)
     print(f"report: {target}")
+
+
+def _read_facts(image):
+    from kiln.engine.client import connect
+    from kiln.engine.facts import read_facts
+
+    return read_facts(connect(), image)
 
 
 @task(help={"gpu": "GPU profile or spelling the image was built for", "image": "image spec name or a full tag",
@@ -336,12 +370,17 @@ def report(c, json, html, image=None, gpu=None):
 def run(c, gpu, image=DEFAULT_IMAGE, cache=None, port="8188", gpus="all", public=False, cpu_mode=False, timeout="900"):
     """Start the image with GPUs, cache and port; wait until warm-up made it healthy; print URL and timings."""
     host_port, selection, limit = arguments.port(port), arguments.gpus(gpus), arguments.positive(timeout, "--timeout")
-    cache_dir = arguments.path(cache, "--cache") if cache is not None else None
+    tag = addresses.image_tag(image, "--image") if ":" in image else None
+    cache_dir = paths.cache_folder(cache, "--cache") if cache is not None else None
+    from kiln.engine.client import connect, listed
+    from kiln.engine.run import RunRequest, check_cache, start
+    from kiln.engine.smoke import resolve_tag
+
     if cache_dir:
         check_cache(cache_dir)
-    subject = PROJECT.subject(gpu, DEFAULT_IMAGE if ":" in image else image)
+    subject = PROJECT.subject(gpu, DEFAULT_IMAGE if tag else image)
     client = connect()
-    tag = resolve_tag(client, image if ":" in image else image_tags(subject)[0], subject.gpu.name)
+    tag = resolve_tag(client, tag or image_tags(subject)[0], subject.gpu.name)
     request = RunRequest(tag=tag, name=run_name(subject, host_port), port=host_port, cache=cache_dir,
                          gpus=selection, public=public, cpu_mode=cpu_mode, timeout_s=limit)
     show = console.progress(plain=False)
@@ -350,10 +389,11 @@ def run(c, gpu, image=DEFAULT_IMAGE, cache=None, port="8188", gpus="all", public
     finally:
         show.close()
     print(f"{running.name} is ready at {running.url} ({running.seconds_to_healthy:.1f} s to healthy)")
-    print("warm-up: " + ", ".join(f"{k}={v}" for k, v in sorted(running.warmup.items())))
+    timings = running.warmup.model_dump(exclude_none=True)
+    print("warm-up: " + ", ".join(f"{k}={v}" for k, v in sorted(timings.items())))
     image_id = listed(lambda: client.images.get(tag).id)
-    written = write_run_record(PROJECT.root / "build" / "run", image_id, tag, running.seconds_to_healthy, running.warmup,
-                               cpu_mode)
+    written = BUILD.write_run(RunRecord(image_id=image_id, tag=tag, seconds_to_healthy=running.seconds_to_healthy,
+                                        warmup=running.warmup, cpu_mode=cpu_mode))
     print(f"record: {written.path}" + (f" kept, not replaced: {written.kept_because}" if written.kept else ""))
 
 
@@ -361,7 +401,11 @@ def run(c, gpu, image=DEFAULT_IMAGE, cache=None, port="8188", gpus="all", public
 @user_errors
 def stop(c, name=None):
     """Stop (SIGTERM) and remove the containers `invoke run` started."""
-    names = stop_containers(connect(), arguments.name(name) if name is not None else None)
+    only = arguments.name(name) if name is not None else None
+    from kiln.engine.client import connect
+    from kiln.engine.run import stop as stop_containers
+
+    names = stop_containers(connect(), only)
     print(f"stopped {len(names)} container(s)" + "".join(f"\n  {n}" for n in names))
 
 
@@ -369,7 +413,10 @@ def stop(c, name=None):
 @user_errors
 def cache(c, path):
     """Prepare a cache directory on fast local disk (models/ inductor/ triton/ hf/ cuda/, owned by the image user)."""
-    report = prepare_cache(PROJECT.root / "provision" / "host" / "cache.sh", arguments.path(path, "--path"))
+    folder = paths.new_cache_folder(path, "--path")
+    from kiln.host.cache import prepare_cache
+
+    report = prepare_cache(PROJECT.root / "provision" / "host" / "cache.sh", folder)
     sys.stdout.write(report.said)
     sys.stderr.write(report.warnings)
 
@@ -380,19 +427,26 @@ def cache(c, path):
             "overwrite": "let a version tag move to this image", "dry_run": "gate and plan only, push nothing",
             "plain": "plain log lines instead of a live view",
             "sign_key": "ECDSA P-256 PEM key to sign the provenance with (default $KILN_SIGNING_KEY; "
-                        "an encrypted one takes $KILN_SIGNING_KEY_PASSWORD)"})
+                        "an encrypted one takes $KILN_SIGNING_KEY_PASSWORD)",
+            "stack": "the image built with this --stack (default: the stack the spec names)"})
 @user_errors
 def publish(c, registry, gpu=None, image=DEFAULT_IMAGE, all_gpus=False, force=False, overwrite=False, dry_run=False,
-            plain=False, sign_key=None):
+            plain=False, sign_key=None, stack=None):
     """Push the built image's tags to a registry, verify them by digest, attach SBOM and signed provenance."""
-    target = parse_target(registry)
+    host, namespace = addresses.registry_target(registry, "--registry")
     if bool(gpu) == bool(all_gpus):
         raise KilnError("give one of --gpu and --all-gpus", "--gpu", "pass --gpu=X, or --all-gpus for every profile built here")
     signing_key = _signing_key(sign_key)
+    from kiln.engine.client import connect
+    from kiln.publish.credentials import find_credentials
+    from kiln.publish.job import PublishRequest, check_all, publish as run_publish
+    from kiln.publish.push import Target
+
+    target = Target(host, namespace)
     client = connect()
     pairs = _publish_requests(client, gpu, image, PublishRequest(
-        target=target, credentials=find_credentials(target.host), smoke_records=PROJECT.root / "build" / "smoke",
-        build_record=Path(), force=force, overwrite=overwrite, dry_run=dry_run, signing_key=signing_key))
+        target=target, credentials=find_credentials(target.host), folder=BUILD, force=force, overwrite=overwrite,
+        dry_run=dry_run, signing_key=signing_key, stack=stack), stack)
     if len(pairs) > 1 and not dry_run:
         check_all(client, pairs)
     for subject, request in pairs:
@@ -409,25 +463,32 @@ def publish(c, registry, gpu=None, image=DEFAULT_IMAGE, all_gpus=False, force=Fa
 
 
 def _signing_key(flag: str | None):
-    path, where = (flag, "--sign-key") if flag else (os.environ.get("KILN_SIGNING_KEY"), "KILN_SIGNING_KEY")
-    if not path:
+    """--sign-key, else KILN_SIGNING_KEY (empty counts as unset); None when neither is given."""
+    if flag is not None:
+        path, where = paths.input_file(flag, "--sign-key"), "--sign-key"
+    elif os.environ.get("KILN_SIGNING_KEY"):
+        path = paths.input_file(os.environ["KILN_SIGNING_KEY"], "environment KILN_SIGNING_KEY")
+        where = "KILN_SIGNING_KEY"
+    else:
         return None
-    return load_signing_key(arguments.path(path, where), os.environ.get("KILN_SIGNING_KEY_PASSWORD"), where)
+    from kiln.publish.signing import load_signing_key
+
+    return load_signing_key(path, os.environ.get("KILN_SIGNING_KEY_PASSWORD"), where)
 
 
-def _publish_requests(client, gpu, image, template: PublishRequest) -> list:
+def _publish_requests(client, gpu, image, template: PublishRequest, stack: str | None = None) -> list:
     """(subject, request) for the profile asked for, or every profile of the image built here."""
-    subjects = [PROJECT.subject(g, image) for g in ([gpu] if gpu else PROJECT.gpus)]
+    from kiln.engine.client import image_exists
+    from kiln.engine.smoke import resolve_tag
+
+    subjects = [PROJECT.subject(g, image, stack) for g in ([gpu] if gpu else PROJECT.gpus)]
     subjects = [s for s in subjects if gpu or image_exists(client, image_tags(s)[0])]
     if not subjects:
         raise KilnError(f"no {image} image is built here for any GPU profile", "--all-gpus",
                         "build one first with `invoke build --gpu=X`")
-    pairs = []
     for subject in subjects:
         resolve_tag(client, image_tags(subject)[0], subject.gpu.name)
-        record = PROJECT.root / "build" / f"{subject.image.name}-{subject.gpu.name}.build.json"
-        pairs.append((subject, replace(template, build_record=record)))
-    return pairs
+    return [(subject, template) for subject in subjects]
 
 
 @task(help={"reference": "HOST[:PORT]/NAME@sha256:<hex>, as `invoke publish` printed it",
@@ -436,8 +497,14 @@ def _publish_requests(client, gpu, image, template: PublishRequest) -> list:
 @user_errors
 def verify(c, reference, key=None, allow_unsigned=False):
     """Check a published image from its registry alone: digest, SBOM, provenance, signature, smoke verdict."""
-    ref = parse_reference(reference)
-    public = load_public_key(arguments.path(key, "--key")) if key else None
+    ref = addresses.image_reference(reference, "--reference")
+    key_file = paths.input_file(key, "--key") if key is not None else None
+    from kiln.publish.credentials import find_credentials
+    from kiln.publish.registry import Registry
+    from kiln.publish.signing import load_public_key
+    from kiln.publish.verify import verify_published
+
+    public = load_public_key(key_file) if key_file else None
     registry = Registry(ref.host, find_credentials(ref.host), actions="pull")
     checks = verify_published(registry, ref, public, allow_unsigned)
     console.table(("verdict", "item", "detail"), [(c.verdict, c.item, c.detail) for c in checks], wrap=(2,))
@@ -454,17 +521,21 @@ def _signed(keyid: str) -> str:
 @task(help={"gpu": "GPU profile or spelling the image was built for", "image": "image spec name or path",
             "target": f"{', '.join(TARGETS)} or all",
             "out": "output directory (default build/deploy/<image>-<gpu>, with --cpu-mode build/deploy/<image>-<gpu>-cpu)",
-            "cpu_mode": "compose only: no GPU request, ComfyUI on the CPU (tests on hosts without a GPU)"})
+            "cpu_mode": "compose only: no GPU request, ComfyUI on the CPU (tests on hosts without a GPU)",
+            "stack": "the image built with this --stack (default: the stack the spec names)"})
 @user_errors
-def deploy(c, gpu, target, image=DEFAULT_IMAGE, out=None, cpu_mode=False):
+def deploy(c, gpu, target, image=DEFAULT_IMAGE, out=None, cpu_mode=False, stack=None):
     """Render where the image runs (compose, k8s, cloud-init, runpod, vast) from one deployment manifest."""
     chosen = parse_targets(target)
-    folder = arguments.path(out, "--out") if out is not None else None
-    subject = PROJECT.subject(gpu, image)
-    build = PROJECT.root / "build"
-    request = DeployRequest(targets=chosen, out=folder or default_deploy_out(build, subject, cpu_mode), build_dir=build,
-                            templates=PROJECT.templates_dir, fetch_script=PROJECT.root / "provision" / "host" / "fetch_models.py",
-                            gpus_file="gpus.yaml", cpu_mode=cpu_mode)
+    folder = paths.output_folder(out, "--out") if out is not None else None
+    from kiln.deploy.job import DeployRequest, deploy as run_deploy
+
+    subject = PROJECT.subject(gpu, image, stack)
+    chosen_stack = _override(subject, stack)
+    default_out = BUILD.deploy_out(subject.image.name, subject.gpu.name, cpu_mode, chosen_stack)
+    request = DeployRequest(targets=chosen, out=folder or default_out, folder=BUILD, templates=PROJECT.templates_dir,
+                            fetch_script=PROJECT.root / "provision" / "host" / "fetch_models.py",
+                            gpus_file="gpus.yaml", cpu_mode=cpu_mode, stack=chosen_stack)
     manifest, written = run_deploy(subject, request)
     print(f"{manifest.name}: {manifest.image.reference} ({'published' if manifest.image.published else 'local image id'}), "
           f"start-up budget {manifest.startup.budget_s} s ({manifest.startup.source})")
@@ -479,11 +550,11 @@ def deploy(c, gpu, target, image=DEFAULT_IMAGE, out=None, cpu_mode=False):
 @user_errors
 def host_check(c, gpu, image=DEFAULT_IMAGE, cache=None, json=None, require_gpu=False):
     """Read-only report of this host against the image: driver, container toolkit, GPUs, clocks, disks."""
+    cache_dir = paths.cache_folder(cache, "--cache") if cache is not None else None
+    target = paths.output_file(json, "--json") if json is not None else None
+    from kiln.engine.gpu_access import engine_reading
+
     subject = PROJECT.subject(gpu, image)
-    cache_dir = arguments.path(cache, "--cache") if cache is not None else None
-    target = arguments.path(json, "--json") if json is not None else None
-    if target:
-        check_writable(target)
     images = [image_tags(subject)[0], base_ref(subject.lock, subject.image.base)]
     reading = read_host(cache_dir, lambda: engine_reading(images, try_gpu=True))
     lines = check_host(reading, subject.gpu, subject.lock.stack, model_bytes(subject.image, cache_dir), require_gpu)
@@ -506,11 +577,13 @@ def host_check(c, gpu, image=DEFAULT_IMAGE, cache=None, json=None, require_gpu=F
 def synth(c, out, full=False, seed="0", only="", plain=False):
     """Write synthetic Z-Image-Turbo model files: the real key layout with random weights."""
     roles = tuple(r.strip() for r in only.split(",") if r.strip())
+    folder, number = paths.output_folder(out, "--out"), arguments.whole(seed, "--seed")
+    from kiln.models.synthetic import write_synthetic
+
     show = console.progress(plain)
     failed = True
     try:
-        written = write_synthetic(arguments.path(out, "--out"), "full" if full else "small",
-                                  arguments.whole(seed, "--seed"), show, roles)
+        written = write_synthetic(folder, "full" if full else "small", number, show, roles)
         failed = False
     finally:
         show.close(failed)
@@ -525,8 +598,11 @@ def synth(c, out, full=False, seed="0", only="", plain=False):
 @user_errors
 def models_fetch(c, gpu, to, image=DEFAULT_IMAGE, rehash=False, plain=False):
     """Fetch the image's model files into a cache: parallel, resumable, each verified by size and sha256."""
-    cache = arguments.path(to, "--to")
+    cache = paths.cache_folder(to, "--to")
     check_model_cache(cache)
+    endpoint = endpoint_from_env()
+    from kiln.models.fetch import FetchRequest, fetch_models
+
     subject = PROJECT.subject(gpu, image)
     if not subject.image.models:
         print(f"image '{subject.image.name}' lists no model files; nothing to fetch")
@@ -535,7 +611,7 @@ def models_fetch(c, gpu, to, image=DEFAULT_IMAGE, rehash=False, plain=False):
     show = console.progress(plain)
     failed = True
     try:
-        result = fetch_models(subject.image.models, request, endpoint_from_env(), show)
+        result = fetch_models(subject.image.models, request, endpoint, show)
         failed = False
     finally:
         show.close(failed)

@@ -56,7 +56,7 @@ def copy_project(tmp: Path) -> Project:
 def timed_build(project: Project, gpu: str) -> tuple[float, object]:
     subject = project.subject(gpu, IMAGE)
     request = BuildRequest(templates=project.templates_dir, payload=project.payload_dir,
-                           out=project.root / "build" / f"{IMAGE}-{gpu}", wheel_cache=default_cache(),
+                           folder=project.build, wheel_cache=default_cache(),
                            source_cache=project.root / "sources", comfyui_src=ROOT / "tests/standin/comfyui",
                            allow_unverified=True)
     started = time.monotonic()

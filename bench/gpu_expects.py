@@ -1,7 +1,8 @@
 """Write the expect files bench/gpu_verdicts.sh runs against: the h200 and 4090 profiles as the
 toolkit renders them into images, and an h200 profile claiming twice the card.
 
-    python bench/gpu_expects.py [OUT]   (default bench/results/gpu)
+    python bench/gpu_expects.py [OUT [STACK]]   (default bench/results/gpu; STACK: build the h200 and 4090
+                                                  facts from that stack of versions.lock, files named -STACK)
 """
 
 import json
@@ -18,16 +19,18 @@ DOUBLED = ("bandwidth_gbs", "tflops_fp16", "measured_copy_tbs", "measured_matmul
            "measured_attention_tflops")
 
 
-def main(out: Path) -> None:
+def main(out: Path, stack: str | None = None) -> None:
     project = Project(ROOT)
     out.mkdir(parents=True, exist_ok=True)
-    facts = {gpu: image_facts(project.subject(gpu)).to_json() for gpu in ("h200", "4090")}
+    facts = {gpu: image_facts(project.subject(gpu, stack=stack)).to_json() for gpu in ("h200", "4090")}
     double = json.loads(json.dumps(facts["h200"]))
     double["profile"].update({key: 2 * double["profile"][key] for key in DOUBLED})
     for name, data in (("h200", facts["h200"]), ("h200-2x", double), ("4090", facts["4090"])):
-        (out / f"expect-{name}.json").write_text(json.dumps(data, indent=2) + "\n")
-        print(f"wrote {out / f'expect-{name}.json'}")
+        path = out / f"expect-{name}{'-' + stack if stack else ''}.json"
+        path.write_text(json.dumps(data, indent=2) + "\n")
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "bench" / "results" / "gpu")
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "bench" / "results" / "gpu",
+         sys.argv[2] if len(sys.argv) > 2 else None)

@@ -48,10 +48,8 @@ def timed_publish(client, project, gpu: str, registry: LocalRegistry,
                   overwrite: bool = False) -> tuple[float, PublishResult, dict[str, int]]:
     """Seconds, the result, and the blobs the registry gained: {digest: bytes}."""
     subject = project.subject(gpu, IMAGE)
-    build = project.root / "build"
     request = PublishRequest(target=Target(registry.host, "bench"), credentials=CREDENTIALS,
-                             smoke_records=build / "smoke", build_record=build / f"{IMAGE}-{gpu}.build.json", force=True,
-                             overwrite=overwrite)
+                             folder=project.build, force=True, overwrite=overwrite)
     held = registry.blobs()
     started = time.monotonic()
     result = publish(client, subject, request)

@@ -41,7 +41,7 @@ def standin_image(tmp: Path) -> str:
 def real_image(tmp: Path, checkout: Path) -> str:
     project = Project(ROOT)
     request = BuildRequest(templates=project.templates_dir, payload=project.payload_dir,
-                           out=ROOT / "build" / "comfyui-4090", wheel_cache=default_cache(), source_cache=tmp,
+                           folder=project.build, wheel_cache=default_cache(), source_cache=tmp,
                            comfyui_src=checkout, allow_unverified=True)
     return run_build(project.subject("4090"), request)[0].tags[0]
 
@@ -71,13 +71,14 @@ def main() -> int:
     print(f"server: {'real ComfyUI from ' + str(args.comfyui) if args.comfyui else 'stand-in'}, CPU mode")
     print(f"{'start':<12}{'to healthy':>12}{'first prompt':>14}{'second':>9}")
     for label, seconds, warm in rows:
-        print(f"{label:<12}{seconds:>11.2f}s{warm.get('first_s', 0):>13.2f}s{warm.get('second_s', 0):>8.2f}s")
+        print(f"{label:<12}{seconds:>11.2f}s{warm.first_s or 0:>13.2f}s{warm.second_s or 0:>8.2f}s")
     cold, warm = rows[0][1], min(r[1] for r in rows[1:])
     print(f"\nwarm cache reaches healthy in {warm:.2f} s vs {cold:.2f} s cold: {cold / warm:.1f}x faster")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"cold_s": cold, "warm_s": warm, "ratio": cold / warm,
-                                         "runs": [{"label": r[0], "to_healthy_s": r[1], "warmup": r[2]} for r in rows]},
+                                         "runs": [{"label": r[0], "to_healthy_s": r[1],
+                                                   "warmup": r[2].model_dump(exclude_none=True)} for r in rows]},
                                         indent=2) + "\n")
     return 0
 

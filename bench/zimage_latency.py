@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "provision" / "container")]
 
-from kiln.data.launch import profile_flags  # noqa: E402
+from kiln.launch import profile_flags  # noqa: E402
 from kiln.events import ignore  # noqa: E402
 from kiln.models.synthetic import planned_sizes, write_synthetic  # noqa: E402
 from kiln.project import Project  # noqa: E402
@@ -60,6 +60,8 @@ def parse(argv):
     p.add_argument("--cpu", action="store_true", help="plumbing check without a GPU (adds --cpu)")
     p.add_argument("--budget-s", type=float, default=540)
     p.add_argument("--port", type=int, default=8390)
+    p.add_argument("--stack", help="build the launch line and facts from this stack of versions.lock "
+                                   "(default: the one the image spec names)")
     p.add_argument("--extra-site", type=Path, help="packages a lever with extra_site puts first on PYTHONPATH")
     return p.parse_args(argv)
 
@@ -253,10 +255,11 @@ def main(argv=None) -> int:
     args = parse(argv)
     started = time.perf_counter()
     project = Project(ROOT)
-    subject = project.subject(GPU, IMAGE)
+    subject = project.subject(GPU, IMAGE, args.stack)
     resolution = args.resolution or subject.gpu.serving.resolution
     baseline = profile_flags(subject.gpu, subject.image, subject.flags) + list(subject.image.flags)
-    results = {"gpu": GPU, "image": IMAGE, "resolution": resolution, "baseline_flags": baseline,
+    results = {"gpu": GPU, "image": IMAGE, "stack": subject.lock.name, "comfyui": subject.lock.comfyui.version,
+               "resolution": resolution, "baseline_flags": baseline,
                "source": source_state(), "levers": {}}
     save = lambda: args.json.write_text(json.dumps(results, indent=1) + "\n")  # noqa: E731
     import torch

@@ -13,10 +13,11 @@ _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 
 
 def port(value: object, flag: str = "--port") -> int:
-    try:
-        number = int(str(value))
-    except ValueError:
-        raise KilnError(f"'{_shown(value)}' is not a port number", flag, "give a number from 1 to 65535") from None
+    """A TCP port, 1-65535, in ASCII digits only (int() also takes "+80", " 80", "8_0" and other scripts' digits)."""
+    text = str(value)
+    if not (text.isascii() and text.isdigit()):
+        raise KilnError(f"'{shown(value)}' is not a port number", flag, "give a number from 1 to 65535")
+    number = int(text)
     if not 1 <= number <= 65535:
         raise KilnError(f"port {number} is out of range", flag, "give a number from 1 to 65535")
     return number
@@ -28,14 +29,14 @@ def gpus(value: str) -> str:
         return value
     ids = value.split(",")
     if not value or not all(_GPU_ID.match(i.strip()) for i in ids):
-        raise KilnError(f"'{_shown(value)}' is not a GPU selection", "--gpus",
+        raise KilnError(f"'{shown(value)}' is not a GPU selection", "--gpus",
                         "write all, or device indexes or UUIDs separated by commas, like 0,1")
     return ",".join(i.strip() for i in ids)
 
 
 def name(value: str, flag: str = "--name") -> str:
     if not _NAME.match(value):
-        raise KilnError(f"'{_shown(value)}' is not a container name", flag,
+        raise KilnError(f"'{shown(value)}' is not a container name", flag,
                         "use letters, digits, '_', '.' and '-' (starting with a letter or digit)")
     return value
 
@@ -44,7 +45,7 @@ def positive(value: object, flag: str) -> float:
     try:
         number = float(str(value))
     except ValueError:
-        raise KilnError(f"'{_shown(value)}' is not a number", flag, "give a number of seconds") from None
+        raise KilnError(f"'{shown(value)}' is not a number", flag, "give a number of seconds") from None
     if not number > 0:
         raise KilnError(f"{number:g} is not positive", flag, "give a number of seconds above 0")
     return number
@@ -55,7 +56,7 @@ def whole(value: object, flag: str) -> int:
     try:
         number = int(str(value))
     except ValueError:
-        raise KilnError(f"'{_shown(value)}' is not a whole number", flag, "give a number like 0 or 42") from None
+        raise KilnError(f"'{shown(value)}' is not a whole number", flag, "give a number like 0 or 42") from None
     if number < 0:
         raise KilnError(f"{number} is negative", flag, "give a number from 0 up")
     return number
@@ -63,13 +64,14 @@ def whole(value: object, flag: str) -> int:
 
 def path(value: str, flag: str) -> Path:
     if not value or any(c in value for c in "\x00\n\r"):
-        raise KilnError(f"'{_shown(value)}' is not a usable path", flag, "give a path on one line")
+        raise KilnError(f"'{shown(value)}' is not a usable path", flag, "give a path on one line")
     if value.startswith("-"):  # `invoke models.synth --help` hands "--help" to the first required option
-        raise KilnError(f"'{_shown(value)}' looks like an option, not a path", flag,
+        raise KilnError(f"'{shown(value)}' looks like an option, not a path", flag,
                         f"give the path after {flag} (write ./{value} for a file whose name starts with '-')")
     return Path(value)
 
 
-def _shown(value: object) -> str:
+def shown(value: object, limit: int = 80) -> str:
+    """A value as a message quotes it: escaped to ASCII, cut to limit characters."""
     text = str(value)
-    return text.encode("unicode_escape").decode("ascii")[:80]
+    return text.encode("unicode_escape").decode("ascii")[:limit]

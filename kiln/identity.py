@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from kiln import __version__
 from kiln.data.lock import Lock
+from kiln.data.records.folder import BAKED_SUFFIX
 from kiln.data.subject import Subject
 
 UID = 10001                          # the image's user and group; caches must be writable by it
@@ -20,7 +21,6 @@ SOURCE_LABEL = "io.kiln.comfyui-source"    # verified / unverified
 ORIGIN_LABEL = "io.kiln.comfyui-origin"
 MODELS_LABEL = "io.kiln.models"             # "baked" when the manifest's files are in the image
 MODELS_SHA_LABEL = "io.kiln.models.sha256"  # folder/file=sha256,... of the baked files
-BAKED_SUFFIX = "-models"                    # tag suffix of an image with its models baked in
 BASE_REPOSITORY = "kiln-base"
 
 COMFYUI_DIR = "/opt/comfyui"

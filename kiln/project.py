@@ -9,10 +9,12 @@ from pathlib import Path
 from kiln.data.gpus import GpuProfile, find_gpu, load_gpus
 from kiln.data.image import image_path, load_image
 from kiln.data.lock import Lock, LockSet, read_lock
+from kiln.data.records.folder import BuildFolder
 from kiln.data.subject import Subject
 from kiln.data.tables import flag_table
 from kiln.errors import KilnError
 from kiln.gate.findings import Finding, run_rules
+from kiln.gate.kernels import stacks_running
 from kiln.gate.rules import ALL_RULES
 
 DEFAULT_IMAGE = "comfyui"
@@ -42,6 +44,11 @@ class Project:
     def payload_dir(self) -> Path:
         return self.root / "provision" / "container"
 
+    @property
+    def build(self) -> BuildFolder:
+        """Where rendered contexts and every stage's record live."""
+        return BuildFolder(self.root / "build")
+
     @cached_property
     def locks(self) -> LockSet:
         return read_lock(self.lock_path, _shown(self.lock_path, self.root))
@@ -57,6 +64,17 @@ class Project:
     @cached_property
     def gpus(self) -> dict[str, GpuProfile]:
         return load_gpus(self.gpus_path, _shown(self.gpus_path, self.root))
+
+    def image_stacks(self) -> dict[str, str]:
+        """Each shipped image spec with the stack it gets unless --stack says otherwise."""
+        default = self.lock
+        specs = (load_image(path, default.default_base, _shown(path, self.root))
+                 for path in sorted(self.images_dir.glob("*.yaml")))
+        return {spec.name: spec.stack or default.name for spec in specs}
+
+    def stacks_for(self, profile: GpuProfile) -> list[str]:
+        """The lock's stacks whose torch build has kernels for the card."""
+        return stacks_running(self.locks.file.stacks, profile.compute_capability)
 
     def subject(self, gpu: str, image: str = DEFAULT_IMAGE, stack: str | None = None) -> Subject:
         """The image on one GPU profile, built from `stack` if given, else the stack its spec names."""

@@ -17,6 +17,19 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PROJECT_FILES = ("tasks.py", "console.py", "versions.lock", "gpus.yaml", "images", "templates", "provision")
 
 
+# Tiers by folder, so a new test file is marked by where it lives: `-m "not engine and not slow"` is the
+# fast path (no Docker Engine needed). `network` is marked where a test needs it.
+TIERS = {"engine": ("engine",), "slow": ("slow", "engine")}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        folder = Path(item.fspath).resolve().relative_to(tests).parts[0]
+        for marker in TIERS.get(folder, ()):
+            item.add_marker(marker)
+
+
 @pytest.fixture
 def project() -> Project:
     return Project(ROOT)
@@ -36,8 +49,10 @@ def project_copy(tmp_path: Path) -> Path:
     return root
 
 
-def invoke(*args: str, root: Path = ROOT, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run a project's tasks as `bin/invoke` does (tasks.py as the program), capturing both streams."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def invoke(*args: str, root: Path = ROOT, cwd: Path | None = None,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a project's tasks as `bin/invoke` does (tasks.py as the program), capturing both streams; env adds
+    to (or overrides) this process's environment."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     cmd = [sys.executable, str(root / "tasks.py"), *args]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd or root, env=env, timeout=300)

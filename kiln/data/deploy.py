@@ -37,7 +37,6 @@ class Resources(Model):
 
 class Disk(Model):
     container_slack_gb: PositiveInt
-    container_default_gb: PositiveInt
     cache_slack_gb: PositiveInt
     cache_min_gb: PositiveInt
 

@@ -19,6 +19,7 @@ from kiln.errors import KilnError
 
 INPUT_SECTIONS = ("stack", "comfyui", "resolve")
 STACK_PACKAGES = ("torch", "torchvision", "torchaudio", "xformers")
+NO_XFORMERS = "none"
 SHA256 = r"^[0-9a-f]{64}$"
 VERSION = r"^\d+(\.\d+)*([a-z0-9.+]*)$"
 SM = r"^sm_\d{2,3}[a-z]?$"
@@ -36,7 +37,8 @@ class Stack(Model):
     torch: str = Field(pattern=VERSION)
     torchvision: str = Field(pattern=VERSION)
     torchaudio: str = Field(pattern=VERSION)
-    xformers: str = Field(pattern=VERSION)
+    xformers: str = Field(pattern=VERSION + "|^none$", description="a version, or none where no xformers wheel is "
+                          "built for this torch (attention then runs through PyTorch SDPA)")
     cuda: str = Field(pattern=r"^\d+\.\d+$", description="a CUDA version like 12.1")
     cudnn: str = Field(pattern=VERSION)
     cuda_runtime_package: str
@@ -46,6 +48,14 @@ class Stack(Model):
     nvidia_require_cuda: str
     torch_sass: tuple[str, ...] = Field(min_length=1)
     torch_ptx: tuple[str, ...] = ()
+
+    @property
+    def has_xformers(self) -> bool:
+        return self.xformers != NO_XFORMERS
+
+    def pinned_packages(self) -> tuple[str, ...]:
+        """The STACK_PACKAGES this stack pins (xformers only where it has one)."""
+        return tuple(name for name in STACK_PACKAGES if name != "xformers" or self.has_xformers)
 
     @model_validator(mode="after")
     def _archs(self) -> "Stack":
@@ -197,7 +207,8 @@ class Lock:
         return f"[stacks.{self.name}.{key}]"
 
     def top_requirements(self) -> list[str]:
-        return [f"{name}=={getattr(self.stack, name)}" for name in STACK_PACKAGES] + list(self.comfyui.requirements)
+        return [f"{name}=={getattr(self.stack, name)}" for name in self.stack.pinned_packages()] + \
+            list(self.comfyui.requirements)
 
     def package(self, name: str) -> Package | None:
         return self.packages.get(canonicalize_name(name))

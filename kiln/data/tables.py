@@ -75,7 +75,27 @@ class HostFixes(Model):
     forward_compat: str
 
 
+class CudaDriver(Model):
+    driver: str = Field(pattern=r"^\d+(\.\d+)*$")
+    branch: str
+
+
+class CudaDriversFile(Model):
+    cuda: dict[str, CudaDriver] = Field(description="per CUDA runtime major: the oldest driver that runs it")
+
+
 HOST_FIXES_PATH = TABLES / "host_fixes.yaml"
+CUDA_DRIVERS_PATH = TABLES / "cuda_drivers.yaml"
+
+
+def cuda_driver(cuda: str) -> CudaDriver | None:
+    """The oldest driver a CUDA runtime (e.g. '13.0') runs on, or None when the table does not know its major."""
+    return _cuda_drivers().cuda.get(cuda.split(".")[0])
+
+
+@lru_cache(maxsize=None)
+def _cuda_drivers() -> CudaDriversFile:
+    return validate(CudaDriversFile, read_yaml(CUDA_DRIVERS_PATH), CUDA_DRIVERS_PATH)
 
 
 @lru_cache(maxsize=None)

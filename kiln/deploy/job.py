@@ -8,7 +8,9 @@ from pathlib import Path
 
 from kiln.data.deploy import deploy_defaults
 from kiln.data.subject import Subject
-from kiln.deploy.manifest import Deployment, deployment
+from kiln.data.records.deploy import Deployment
+from kiln.data.records.folder import BuildFolder
+from kiln.deploy.manifest import deployment
 from kiln.deploy.records import image_record
 from kiln.deploy.targets import EXECUTABLE, NEEDS_DIGEST, check_target, manifest_text, render
 from kiln.deploy.write import MANIFEST, write_deployment
@@ -19,23 +21,19 @@ from kiln.errors import KilnError
 class DeployRequest:
     targets: tuple[str, ...]
     out: Path
-    build_dir: Path          # where build records (and run records under run/) are
+    folder: BuildFolder      # where the build and run records are
     templates: Path
     fetch_script: Path | None = None  # provision/host/fetch_models.py: cloud-init fetches the models with it
     gpus_file: str = "gpus.yaml"
     cpu_mode: bool = False   # compose only: no GPU request, ComfyUI on the CPU (tests)
-
-
-def default_out(build: Path, s: Subject, cpu_mode: bool) -> Path:
-    """build/deploy/<image>-<gpu>; the CPU-mode compose file gets its own folder, so it never replaces the GPU one."""
-    return build / "deploy" / f"{s.image.name}-{s.gpu.name}{'-cpu' if cpu_mode else ''}"
+    stack: str | None = None  # --stack: deploy the build of that stack, not the spec's
 
 
 def plan(s: Subject, req: DeployRequest) -> tuple[Deployment, dict[str, str]]:
     if req.cpu_mode and req.targets != ("compose",):
         raise KilnError("--cpu-mode is for the compose target only (a test run on a host without a GPU)",
                         "--cpu-mode", "use --target compose, or leave --cpu-mode out")
-    record = image_record(req.build_dir, s, need_digest=any(t in NEEDS_DIGEST for t in req.targets))
+    record = image_record(req.folder, s, need_digest=any(t in NEEDS_DIGEST for t in req.targets), stack=req.stack)
     manifest = deployment(s, record, deploy_defaults())
     for target in req.targets:
         check_target(manifest, target, req.gpus_file)

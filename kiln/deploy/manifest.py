@@ -1,112 +1,21 @@
-"""The deployment manifest: one typed description per image and GPU profile, made from the project
-data and the records of earlier steps. Every target (compose, Kubernetes, cloud-init, marketplaces)
-is rendered from it, and it is written beside them as deploy.json."""
+"""The deployment manifest (kiln.data.records.deploy) made from the project data and the records of
+earlier steps. Every target (compose, Kubernetes, cloud-init, marketplaces) is rendered from it, and it
+is written beside them as deploy.json."""
 
 from __future__ import annotations
 
 import math
 import re
-from typing import Literal
-
-from pydantic import Field
 
 from kiln import __version__
 from kiln.data.deploy import DeployDefaults
-from kiln.data.schema import Model
+from kiln.data.records.deploy import (Cache, CachedModel, Deployment, Gpu, Health, ImageRef, ModelOrigin, Resources,
+                                      Startup)
+from kiln.data.records.run import RunRecord
 from kiln.data.subject import Subject
 from kiln.deploy.records import ImageRecord
-from kiln.engine.run_record import ran_workflow
 from kiln.models.source import DEFAULT_ENDPOINT
 from kiln.identity import FAILED_MARKER, READY_MARKER, UID, WRITABLE, cache_folders, image_tags
-
-
-class ImageRef(Model):
-    reference: str = Field(description="what the target runs: name@sha256:... when published, else the local id")
-    published: bool
-    tag: str = Field(description="the local tag kiln gave the image")
-    container_disk_gb: int
-
-
-class Gpu(Model):
-    profile: str
-    display: str
-    count: int
-    vram_gb: float
-    compute_capability: str
-    product_label: str | None
-    runpod_gpu_id: str | None
-    runpod_pool: str | None
-    vast_gpu_name: str | None
-    driver_floor: str
-    cuda: str
-
-
-class ModelOrigin(Model):
-    repo: str
-    revision: str
-    path: str
-
-
-class CachedModel(Model):
-    folder: str
-    file: str
-    size: int
-    sha256: str
-    source: ModelOrigin = Field(description="where the file is fetched from: <endpoint>/<repo>/resolve/<revision>/<path>")
-
-
-class Cache(Model):
-    mount: str
-    expected_bytes: int = Field(description="the image spec's models (models[].size); compile caches come on top")
-    volume_gb: int
-    host_dir: str
-    folders: tuple[str, ...]
-    models: tuple[CachedModel, ...]
-    endpoint: str = Field(description="where the models are fetched from unless HF_ENDPOINT says otherwise")
-
-
-class Health(Model):
-    ready_marker: str
-    failed_marker: str
-    path: str
-    readiness: dict[str, int]
-    liveness: dict[str, int]
-
-
-class Startup(Model):
-    budget_s: int
-    period_s: int
-    weights_load_s: int = Field(description="part of the budget for reading the model files from the cache volume "
-                                            "(their bytes at startup.cache_read_mib_s of deploy.yaml, an assumption)")
-    source: str
-
-
-class Resources(Model):
-    cpu: int
-    memory_gib: int
-    shm_gib: int
-
-
-class Deployment(Model):
-    format: Literal[1] = Field(1, alias="schema")
-    toolkit: str
-    name: str = Field(description="DNS-1123 label used for every object the targets create")
-    title: str
-    image: ImageRef
-    port: int
-    env: dict[str, str]
-    gpu: Gpu
-    cache: Cache
-    health: Health
-    startup: Startup
-    resources: Resources
-    uid: int
-    writable: tuple[str, ...]
-    env_file: str = Field(description="cloud-init: the VM file with registry credentials and KILN_BIND")
-    runpod_cuda_versions: tuple[str, ...]
-
-    def to_json(self) -> dict:
-        return self.model_dump(mode="json", by_alias=True)
 
 
 def deployment(s: Subject, record: ImageRecord, d: DeployDefaults) -> Deployment:
@@ -144,7 +53,7 @@ def object_name(s: Subject) -> str:
     return name[:63].rstrip("-")
 
 
-def startup(run: dict | None, d: DeployDefaults, weights: int, needs_workflow: bool) -> Startup:
+def startup(run: RunRecord | None, d: DeployDefaults, weights: int, needs_workflow: bool) -> Startup:
     """From a GPU run's seconds to healthy (with margin and floor) when that run did everything a start does
     (the warm-up workflow too, when the image has one), else the documented default; plus the time to read
     the model files from the cache volume, which the measuring host may have had in its page cache."""
@@ -153,7 +62,7 @@ def startup(run: dict | None, d: DeployDefaults, weights: int, needs_workflow: b
     if why_not:
         base, source = d.startup.default_s, f"default: {why_not}"
     else:
-        seconds = run["seconds_to_healthy"]
+        seconds = run.seconds_to_healthy
         base = max(d.startup.floor_s, seconds * d.startup.margin)
         source = f"measured: {seconds:g} s to healthy by invoke run, x{d.startup.margin:g}"
     if load:
@@ -167,14 +76,13 @@ def weights_load_s(weights: int, d: DeployDefaults) -> int:
     return math.ceil(weights / (d.startup.cache_read_mib_s * 2**20))
 
 
-def _unusable(run: dict | None, needs_workflow: bool) -> str:
+def _unusable(run: RunRecord | None, needs_workflow: bool) -> str:
     """Why a run record cannot size the budget ('' when it can)."""
-    seconds = (run or {}).get("seconds_to_healthy")
-    if not isinstance(seconds, (int, float)) or seconds <= 0:
+    if run is None or run.seconds_to_healthy <= 0:
         return "no warm-up measured by invoke run"
-    if run.get("cpu_mode", True):
+    if run.cpu_mode:
         return "the only measured run was in CPU mode"
-    if needs_workflow and not ran_workflow(run):
+    if needs_workflow and not run.ran_workflow():
         return ("the measured run did not run the warm-up workflow (the models were not in its cache: "
                 "invoke models.fetch, then invoke run again)")
     return ""
@@ -185,6 +93,4 @@ def _version(text: str) -> tuple[int, ...]:
 
 
 def _container_disk(record: ImageRecord, d: DeployDefaults) -> int:
-    if record.size_bytes is None:
-        return d.disk.container_default_gb
     return math.ceil(record.size_bytes / 1e9) + d.disk.container_slack_gb

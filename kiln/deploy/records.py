@@ -4,12 +4,11 @@ by `invoke run`."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
+from kiln.data.records.folder import BuildFolder
+from kiln.data.records.run import RunRecord
 from kiln.data.subject import Subject
-from kiln.engine.run_record import read_run_record
 from kiln.errors import KilnError
 from kiln.identity import image_tags
 
@@ -19,39 +18,26 @@ class ImageRecord:
     reference: str          # name@sha256:... (published) or sha256:... (local image id)
     published: bool
     image_id: str
-    size_bytes: int | None
-    run: dict | None        # the run record of this image id, if `invoke run` made one
+    size_bytes: int
+    run: RunRecord | None   # the run record of this image id, if `invoke run` made one
 
 
-def build_record_path(build_dir: Path, s: Subject) -> Path:
-    return build_dir / f"{s.image.name}-{s.gpu.name}.build.json"
-
-
-def image_record(build_dir: Path, s: Subject, need_digest: bool) -> ImageRecord:
-    path = build_record_path(build_dir, s)
-    record = _read(path)
+def image_record(folder: BuildFolder, s: Subject, need_digest: bool, stack: str | None = None) -> ImageRecord:
+    """stack: the one --stack chose at build time (that build's record), else None."""
+    path = folder.build_record(s.image.name, s.gpu.name, stack=stack)
+    record = folder.read_build(s.image.name, s.gpu.name, stack=stack)
     publish = f"`invoke publish --registry HOST/NS --gpu={s.gpu.name} --image {s.image.name}`"
-    if not record.get("image_id"):
+    if record is None:
         what = "no publish record (no build record at all)" if need_digest else "no build record"
         raise KilnError(f"{what} for image '{s.image.name}' on {s.gpu.name}", str(path),
                         f"run `invoke build --gpu={s.gpu.name} --image {s.image.name}`"
                         + (f", smoke it, then {publish}" if need_digest else ""))
-    if image_tags(s)[1] not in record.get("tags", []):
+    if image_tags(s)[1] not in record.tags:
         raise KilnError("the build record is from another versions.lock or spec than today's", str(path),
                         f"build the image again with `invoke build --gpu={s.gpu.name} --image {s.image.name}`")
-    references = (record.get("published") or {}).get("references") or []
-    if need_digest and not references:
+    published = record.published is not None and bool(record.published.references)
+    if need_digest and not published:
         raise KilnError(f"no publish record for image '{s.image.name}' on {s.gpu.name}: this target pulls by digest",
                         str(path), f"smoke it, then {publish} (compose runs the local image id without one)")
-    size = record.get("size")
-    return ImageRecord(reference=references[0] if references else record["image_id"], published=bool(references),
-                       image_id=record["image_id"], size_bytes=size if isinstance(size, int) else None,
-                       run=read_run_record(build_dir / "run", record["image_id"]))
-
-
-def _read(path: Path) -> dict:
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return record if isinstance(record, dict) else {}
+    return ImageRecord(reference=record.reference(), published=published, image_id=record.image_id,
+                       size_bytes=record.size, run=folder.read_run(record.image_id))

@@ -10,8 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-
-from kiln.deploy.manifest import Deployment
+from kiln.data.records.deploy import Deployment
 from kiln.errors import KilnError
 from kiln.render.templates import environment, render_template
 

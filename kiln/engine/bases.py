@@ -16,6 +16,7 @@ from pathlib import Path
 import docker
 
 from kiln import __version__
+from kiln.addresses import endpoint
 from kiln.data.lock import Base, Lock
 from kiln.engine.client import image_exists
 from kiln.errors import KilnError
@@ -43,6 +44,7 @@ def ensure_base(client: docker.DockerClient, lock: Lock, name: str, records: Pat
     base, ref = lock.bases[name], base_ref(lock, name)
     if base.kind == "registry":
         return _registry_base(client, ref)
+    mirror_from_env()  # a bad KILN_DEBIAN_MIRROR is refused before anything is built
     current = _current(client, ref, recipe_digest(base))
     if current and _current(client, base_ref(lock, name, "build"), recipe_digest(base)):
         recorded = _recorded_packages(records, name)
@@ -128,8 +130,14 @@ def _debootstrap_base(client: docker.DockerClient, base: Base, ref: str, build_r
     return BaseResult(ref, image_id, True, tuple(packages))
 
 
+def mirror_from_env() -> str | None:
+    """KILN_DEBIAN_MIRROR, checked like any endpoint a user gives; None when unset (the lock's mirror is used)."""
+    mirror = os.environ.get("KILN_DEBIAN_MIRROR")
+    return endpoint(mirror, "environment KILN_DEBIAN_MIRROR") if mirror else None
+
+
 def _debootstrap(base: Base, rootfs: Path, on_event: Listener) -> None:
-    mirror = os.environ.get("KILN_DEBIAN_MIRROR", base.mirror)
+    mirror = mirror_from_env() or base.mirror
     cmd = ["debootstrap", f"--variant={base.variant}", "--include=" + ",".join(base.packages), base.suite,
            str(rootfs), mirror]
     on_event(Event("phase", f"debootstrap {base.suite} ({base.variant}) from {mirror}"))

@@ -21,6 +21,7 @@ from kiln.errors import KilnError
 from kiln.events import Event, Listener, ignore
 from kiln.identity import ORIGIN_LABEL, SOURCE_LABEL, image_tags
 from kiln.models.bake import BakedFile, bake_labels
+from kiln.removal import Removal
 from kiln.sources.comfyui import Source
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
@@ -138,21 +139,21 @@ def _layers(client, image_id: str) -> list[dict]:
             for h in client.api.history(image_id)]
 
 
-def write_record(result: BuildResult, path: Path, extra: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**asdict(result), **extra}, indent=2, sort_keys=True) + "\n")
-    return path
-
-
 def remove_build_leftovers(client: docker.DockerClient, before: set[str]) -> int:
     """Remove the intermediate build containers an interrupted build left: new since it began, made from
-    an untagged layer, running a Dockerfile step. Anyone else's containers are left alone."""
+    an untagged layer, running a Dockerfile step. One the engine is already removing (it cancels the build
+    too) counts as removed; one gone meanwhile is skipped. Anyone else's containers are left alone."""
     gone = 0
-    for container in client.containers.list(all=True):
-        if container.id in before or container.image.tags:
+    for container in client.containers.list(all=True, ignore_removed=True):
+        if container.id in before or _tagged(container):
             continue
         if "/bin/sh -c" in " ".join(container.attrs["Config"].get("Cmd") or []):
-            remove_container(container)
-            gone += 1
+            gone += remove_container(container) is not Removal.GONE
     return gone
 
+
+def _tagged(container) -> bool:
+    try:
+        return bool(container.image.tags)
+    except docker.errors.NotFound:
+        return False  # its layer went with the cancelled build: not a tagged image

@@ -15,12 +15,14 @@ import docker
 from docker.types import DeviceRequest
 
 from kiln import __version__
+from kiln.data.records.run import Warmup
 from kiln.data.facts import ImageFacts
 from kiln.engine.client import NO_GPU_RUNTIME, listed, remove_container
 from kiln.engine.facts import read_facts
 from kiln.errors import Interrupted, KilnError
 from kiln.events import Event, Listener, ignore
 from kiln.identity import ROLE_LABEL as ROLE, TOOLKIT_LABEL as LABEL, UID, WRITABLE
+from kiln.removal import Removal, answer, reason
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class Running:
     container_id: str
     name: str
     url: str
-    warmup: dict
+    warmup: Warmup
     seconds_to_healthy: float
 
 
@@ -93,7 +95,7 @@ def start(client: docker.DockerClient, req: RunRequest, on_event: Listener = ign
         _start(container, req)
         _wait_healthy(container, req, on_event)
         return Running(container.id, req.name, f"http://{'0.0.0.0' if req.public else '127.0.0.1'}:{req.port}",
-                       _warmup(container), round(time.monotonic() - started, 2))
+                       Warmup.from_log(_warmup(container)), round(time.monotonic() - started, 2))
     except KeyboardInterrupt:
         remove_container(container)
         raise Interrupted([f"container {req.name}"]) from None
@@ -183,14 +185,16 @@ def stop(client: docker.DockerClient, name: str | None = None, timeout_s: int = 
     """Stop (SIGTERM, then kill after timeout_s) and remove the containers `invoke run` started."""
     filters = {"label": [LABEL, f"{ROLE}=run"], **({"name": f"^{name}$"} if name else {})}
     stopped = []
-    for container in listed(lambda: client.containers.list(all=True, filters=filters)):
+    for container in listed(lambda: client.containers.list(all=True, filters=filters, ignore_removed=True)):
         try:
             container.stop(timeout=timeout_s)
-        except docker.errors.NotFound:
-            continue
         except docker.errors.APIError as exc:
-            raise KilnError(f"cannot stop {container.name} ({exc.explanation or exc})", "engine",
-                            f"stop it with `docker rm -f {container.name}`") from None
+            got = answer(exc)
+            if got is Removal.GONE:
+                continue
+            if got is not Removal.BEING_REMOVED:
+                raise KilnError(f"cannot stop {container.name} ({reason(exc)})", "engine",
+                                f"stop it with `docker rm -f {container.name}`") from None
         remove_container(container)
         stopped.append(container.name)
     return stopped

@@ -13,8 +13,10 @@ from typing import Any
 
 import docker
 from docker.types import DeviceRequest
+from pydantic import ValidationError
 from requests.exceptions import RequestException
 
+from kiln.data.records.smoke import SmokeRecord, SmokeSummary
 from kiln.data.subject import Subject
 from kiln.engine.client import NO_GPU_RUNTIME, image_exists, listed, remove_container
 from kiln.engine.facts import read_facts
@@ -149,32 +151,17 @@ def run_on_host(s: Subject, payload: Path, require_gpu: bool, cache_dir: Path | 
                         gpu_note="host mode: this host's Python and GPUs", facts=facts)
 
 
-def write_smoke_record(records: Path, run: SmokeRun, tag: str) -> Path:
+def smoke_record(run: SmokeRun, tag: str) -> SmokeRecord:
     """What `invoke publish` asks for: this image id was smoked, with this result."""
-    summary = run.report.get("summary", {})
-    record = {"image_id": run.image_id, "tag": tag, "exit_code": run.exit_code, "gpus": run.gpu_note,
-              "summary": {k: summary.get(k) for k in ("pass", "warn", "fail", "skip")},
-              "profile": run.facts.get("profile", {}).get("name")}
-    path = _record_path(records, run.image_id)
     try:
-        records.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise KilnError(f"cannot write the smoke record ({exc.strerror})", str(records), "check the build folder") from None
-    return path
-
-
-def _record_path(records: Path, image_id: str) -> Path:
-    return records / f"{image_id.removeprefix('sha256:')[:16]}.json"
-
-
-def read_smoke_record(records: Path, image_id: str) -> dict | None:
-    path = _record_path(records, image_id)
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return record if record.get("image_id") == image_id else None
+        counts = run.report.get("summary")
+        summary = SmokeSummary.model_validate({k: counts.get(k) for k in ("pass", "warn", "fail", "skip")}
+                                              if isinstance(counts, dict) else counts)
+    except ValidationError:
+        raise KilnError("the smoke payload's report has no complete summary (pass/warn/fail/skip counts)", tag,
+                        "run the smoke suite again; if it repeats, the image's payload is damaged: rebuild it") from None
+    return SmokeRecord(image_id=run.image_id, tag=tag, exit_code=run.exit_code, gpus=run.gpu_note, summary=summary,
+                       profile=run.facts.get("profile", {}).get("name"))
 
 
 def check_writable(path: Path) -> None:

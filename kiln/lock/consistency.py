@@ -9,7 +9,7 @@ from packaging.markers import InvalidMarker, Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from kiln.data.lock import STACK_PACKAGES, Lock, Package, inputs_digest, packages_digest
+from kiln.data.lock import Lock, Package, inputs_digest, packages_digest
 
 
 def consistency_problems(lock: Lock, environment: dict[str, str]) -> list[str]:
@@ -31,7 +31,10 @@ def consistency_problems(lock: Lock, environment: dict[str, str]) -> list[str]:
         if req is not None and lock.package(req.name) is None:
             problems.append(f"{req.name} is required by {lock.table('stack')}/{lock.table('comfyui')} but {lock.table('packages')} "
                             "does not pin it")
-    for name in STACK_PACKAGES:
+    if not lock.stack.has_xformers and lock.package("xformers") is not None:
+        problems.append(f"{lock.table('stack')} xformers is none but {lock.table('packages.xformers')} pins "
+                        f"{lock.package('xformers').version}; run `invoke lock`")
+    for name in lock.stack.pinned_packages():
         pkg = lock.package(name)
         want = getattr(lock.stack, name)
         if pkg is None or _public(pkg.version) != want:

@@ -7,6 +7,7 @@ import json
 import os
 import ssl
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import urllib3
@@ -22,28 +23,36 @@ TIMEOUT = Timeout(connect=15, read=120)
 FIX = "check the connection to the package index; behind a TLS proxy set KILN_CA_BUNDLE"
 
 
-@lru_cache(maxsize=1)
-def ssl_context() -> ssl.SSLContext:
-    bundle = os.environ.get("KILN_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
-    return ssl.create_default_context(cafile=bundle) if bundle else ssl.create_default_context()
+def ssl_context(ca_bundle: Path | None = None) -> ssl.SSLContext:
+    """Trusting ca_bundle when given, else $KILN_CA_BUNDLE or $SSL_CERT_FILE, else the system's CAs."""
+    return _context(str(ca_bundle) if ca_bundle else os.environ.get("KILN_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE"))
 
 
-@lru_cache(maxsize=1)
-def _pool() -> urllib3.PoolManager:
-    return urllib3.PoolManager(ssl_context=ssl_context(), retries=RETRY, timeout=TIMEOUT, maxsize=8,
+@lru_cache(maxsize=4)
+def _context(bundle: str | None) -> ssl.SSLContext:
+    """The system's CAs, and the bundle's added to them (an extra CA, not a replacement)."""
+    context = ssl.create_default_context()
+    if bundle:
+        context.load_verify_locations(cafile=bundle)
+    return context
+
+
+@lru_cache(maxsize=4)
+def _pool(context: ssl.SSLContext) -> urllib3.PoolManager:
+    return urllib3.PoolManager(ssl_context=context, retries=RETRY, timeout=TIMEOUT, maxsize=8,
                                headers={"User-Agent": "kiln"})
 
 
 def open_url(url: str, byte_range: tuple[int, int] | None = None, accept: str | None = None,
-             stream: bool = False) -> urllib3.BaseHTTPResponse:
-    """GET url (retried); a streamed response must be read and released by the caller."""
+             stream: bool = False, ca_bundle: Path | None = None) -> urllib3.BaseHTTPResponse:
+    """GET url (retried), trusting ca_bundle too; a streamed response must be read and released by the caller."""
     headers = {}
     if byte_range:
         headers["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
     if accept:
         headers["Accept"] = accept
     try:
-        response = _pool().request("GET", url, headers=headers, preload_content=not stream)
+        response = _pool(ssl_context(ca_bundle)).request("GET", url, headers=headers, preload_content=not stream)
     except (HTTPError, OSError) as exc:
         raise KilnError(f"cannot fetch {url} ({_reason(exc)})", "network", FIX) from None
     if response.status >= 400:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from kiln.data.records.build import BakedModelFile, BakedModels
 from kiln.data.image import ModelFile
 from kiln.errors import KilnError
 from kiln.events import Event, Listener, ignore
@@ -159,7 +160,7 @@ def bake_labels(files: list[BakedFile]) -> dict[str, str]:
             MODELS_SHA_LABEL: ",".join(f"{b.model.folder}/{b.model.file}={b.model.sha256}" for b in files)}
 
 
-def bake_record(files: list[BakedFile], cache: Path) -> dict:
-    return {"baked": True, "from": str(cache), "path": BAKED_MODELS_DIR,
-            "files": [{"folder": b.model.folder, "file": b.model.file, "size": b.model.size, "sha256": b.model.sha256}
-                      for b in files]}
+def bake_record(files: list[BakedFile], cache: Path) -> BakedModels:
+    return BakedModels(baked=True, source=str(cache), path=BAKED_MODELS_DIR,
+                       files=tuple(BakedModelFile(folder=b.model.folder, file=b.model.file, size=b.model.size,
+                                                  sha256=b.model.sha256) for b in files))

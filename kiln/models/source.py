@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
+from kiln.addresses import endpoint
 from kiln.data.image import ModelFile
 from kiln.errors import KilnError
 
@@ -34,14 +35,8 @@ class Endpoint:
 
 def endpoint_from_env(environ: dict[str, str] | None = None) -> Endpoint:
     env = os.environ if environ is None else environ
-    base = (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).strip().rstrip("/")
+    base = endpoint(env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT, "environment HF_ENDPOINT")
     parts = urlsplit(base)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise KilnError(f"'{base[:80]}' is not an http(s) URL", "environment HF_ENDPOINT",
-                        f"set it like {DEFAULT_ENDPOINT} (or unset it)")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise KilnError("the URL carries credentials, a query or a fragment", "environment HF_ENDPOINT",
-                        "give scheme://host[:port][/path] only; put a token in HF_TOKEN")
     token = (env.get("HF_TOKEN") or "").strip()
     if any(c in token for c in "\x00\r\n "):
         raise KilnError("the token holds spaces or line breaks", "environment HF_TOKEN", "set it to the token alone")

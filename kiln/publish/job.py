@@ -1,4 +1,4 @@
-"""`invoke publish`: the gate (a passing smoke record for this image id, immutable version tags), the
+"""`invoke publish`: the smoke requirement (a passing smoke record for this image id), immutable version tags, the
 push of every tag kiln gave the image, the digest read back, and the SBOM and provenance (a DSSE
 envelope, signed when a key is given) attached as OCI artifacts (tags sha256-<hex>.sbom and .att, the
 convention cosign uses) and pulled back."""
@@ -6,15 +6,16 @@ convention cosign uses) and pulled back."""
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from pathlib import Path
 
 import docker
 
+from kiln.data.records.build import BuildRecord, Published, PublishFailure
+from kiln.data.records.folder import BuildFolder
 from kiln.data.subject import Subject
-from kiln.engine.client import listed
-from kiln.engine.smoke import read_smoke_record
+from kiln.engine.client import listed, remove_image
 from kiln.errors import KilnError
 from kiln.events import Event, Listener, ignore
 from kiln.identity import GPU_LABEL, IMAGE_LABEL, LOCK_LABEL, SOURCE_LABEL, image_tags
@@ -33,19 +34,19 @@ SIGNED_ANNOTATION = "io.kiln.signed-by"
 class PublishRequest:
     target: Target
     credentials: Credentials | None
-    smoke_records: Path
-    build_record: Path
+    folder: BuildFolder                       # where the build and smoke records are
     force: bool = False
     overwrite: bool = False
     dry_run: bool = False
     signing_key: SigningKey | None = None
+    stack: str | None = None                  # --stack: the build of that stack, not the spec's
 
 
 @dataclass(frozen=True)
 class PublishResult:
     references: list[str]                     # name@sha256:... for every pushed tag
     artifacts: dict[str, str] = field(default_factory=dict)
-    smoke: str = ""                           # what the gate found (or that it was forced)
+    smoke: str = ""                           # what the smoke requirement found (or that it was forced)
     planned: list[str] = field(default_factory=list)
     signed_by: str = ""                       # the provenance's signing key id; "" when unsigned
 
@@ -54,8 +55,8 @@ def publish(client: docker.DockerClient, s: Subject, req: PublishRequest, on_eve
     local = image_tags(s)
     image = listed(lambda: client.images.get(local[0]))
     _same_inputs(s, image)
-    build = _build_facts(req.build_record, image.id)
-    smoke = _gate(req, image.id)
+    build = _build_record(req.folder, s, image.id, req.stack)
+    smoke = _smoke_requirement(req, s, image.id)
     registry = Registry(req.target.host, req.credentials)
     repo = req.target.repo(local[0].rsplit(":", 1)[0])
     tags = [tag.rsplit(":", 1)[1] for tag in local if tag in image.tags]  # only tags this image carries
@@ -72,24 +73,27 @@ def publish(client: docker.DockerClient, s: Subject, req: PublishRequest, on_eve
         artifacts = _attach(registry, repo, digest, s, image, build, smoke, req.signing_key, on_event)
     except KilnError as exc:
         if not req.dry_run:
-            _record_failure(req.build_record, f"{req.target.host}/{repo}", exc.line())
+            _record_failure(req.folder, build, f"{req.target.host}/{repo}", exc.line())
         raise
     signed_by = req.signing_key.keyid if req.signing_key else ""
     result = PublishResult([f"{req.target.host}/{repo}@{digest}"], artifacts, smoke, planned, signed_by)
-    _record(req.build_record, result)
+    req.folder.record_published(build, Published(
+        references=tuple(result.references), artifacts=result.artifacts, smoke=result.smoke,
+        provenance_signed_by=result.signed_by or "unsigned"))
     return result
 
 
 def check_all(client: docker.DockerClient, pairs: list[tuple[Subject, PublishRequest]]) -> None:
-    """Every profile passes the gate and the tag check before any is pushed, so a refusal leaves the
-    registry as it was. The refused profile is named and its build record says why."""
+    """Every profile passes the smoke requirement and the tag check before any is pushed, so a refusal leaves
+    the registry as it was. The refused profile is named and its build record says why."""
     for subject, request in pairs:
         try:
             publish(client, subject, replace(request, dry_run=True))
         except KilnError as exc:
             where = f"{subject.image.name} on {subject.gpu.name}"
             target = f"{request.target.host}/{request.target.namespace}"
-            _record_failure(request.build_record, target, f"refused before any push: {exc.line()}")
+            _record_failure(request.folder, _readable_build(request.folder, subject, request.stack), target,
+                            f"refused before any push: {exc.line()}")
             fix = f"{exc.fix}; nothing of the set was pushed" if exc.fix else "nothing of the set was pushed"
             raise KilnError(f"{exc.what} ({exc.where})" if exc.where else exc.what, where, fix) from None
 
@@ -104,22 +108,32 @@ def _same_inputs(s: Subject, image) -> None:
                             f"{want[:12]})", "invoke publish", "build it again with `invoke build`, then smoke it")
 
 
-def _build_facts(path: Path, image_id: str) -> dict:
-    record = _read_json(path)
-    if record.get("image_id") != image_id or not record.get("base_id") or not record.get("started"):
-        raise KilnError("the build record does not describe this image (or predates base and start time)", str(path),
+def _build_record(folder: BuildFolder, s: Subject, image_id: str, stack: str | None) -> BuildRecord:
+    record = folder.read_build(s.image.name, s.gpu.name, stack=stack)
+    if record is None or record.image_id != image_id:
+        raise KilnError("the build record does not describe this image",
+                        str(folder.build_record(s.image.name, s.gpu.name, stack=stack)),
                         "build it again with `invoke build`, then smoke it")
     return record
 
 
-def _gate(req: PublishRequest, image_id: str) -> str:
-    record = read_smoke_record(req.smoke_records, image_id)
-    summary = (record or {}).get("summary") or {}
-    complete = all(isinstance(summary.get(k), int) for k in ("pass", "warn", "fail", "skip"))
-    passed = record is not None and record.get("exit_code") == 0 and complete and summary["fail"] == 0
-    if passed:
-        summary = record["summary"]
-        return f"passed: {summary['pass']} pass, {summary['warn']} warn, 0 fail, {summary['skip']} skip ({record['gpus']})"
+def _readable_build(folder: BuildFolder, s: Subject, stack: str | None) -> BuildRecord | None:
+    try:
+        return folder.read_build(s.image.name, s.gpu.name, stack=stack)
+    except KilnError:
+        return None
+
+
+def _smoke_requirement(req: PublishRequest, s: Subject, image_id: str) -> str:
+    try:
+        record = req.folder.read_smoke(image_id, s.gpu.name, s.image.name)
+    except KilnError:
+        if not req.force:
+            raise
+        return "forced: published with a damaged smoke record (--force)"
+    if record is not None and record.passed():
+        n = record.summary
+        return f"passed: {n.passed} pass, {n.warn} warn, 0 fail, {n.skip} skip ({record.gpus})"
     if not req.force:
         why = "no smoke record" if record is None else "its smoke run failed"
         raise KilnError(f"image {image_id[:19]} has {why}", "invoke publish",
@@ -156,13 +170,15 @@ def _push(client, image_id: str, registry: Registry, repo: str, tags: list[str],
             verify_digest(registry, repo, tag, digest)
             digests.append(digest)
     finally:
+        failing = sys.exc_info()[0] is not None
         for tag in tags:
             if f"{remote}:{tag}" in existing:
                 continue  # the user's own tag: left as it was
             try:
-                client.images.remove(f"{remote}:{tag}", noprune=True)
-            except docker.errors.APIError:
-                pass
+                remove_image(client, f"{remote}:{tag}", noprune=True)  # one never made (stopped early) is gone
+            except KilnError:
+                if not failing:
+                    raise  # a tag still in use is said; during a failed push, the push's error is the one shown
     if len(set(digests)) != 1:
         raise KilnError(f"the tags of one image got different digests ({', '.join(digests)})", registry.host,
                         "publish again; another push may have raced this one")
@@ -200,13 +216,13 @@ def _envelope_at(registry: Registry, repo: str, tag: str) -> dict | None:
     return doc if isinstance(doc, dict) else None
 
 
-def _attach(registry: Registry, repo: str, digest: str, s: Subject, image, build: dict, smoke: str,
+def _attach(registry: Registry, repo: str, digest: str, s: Subject, image, build: BuildRecord, smoke: str,
             key: SigningKey | None, on_event: Listener) -> dict[str, str]:
     verified = (image.labels or {}).get(SOURCE_LABEL) == "verified"
     now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-    sbom = image_sbom(s, digest, verified, build.get("base_packages", []), now)
-    statement = provenance(s, f"{registry.host}/{repo}", digest, build["base"], build["base_id"], verified,
-                           build["started"], build.get("finished", now), smoke)
+    sbom = image_sbom(s, digest, verified, list(build.base_packages), now)
+    statement = provenance(s, f"{registry.host}/{repo}", digest, build.base, build.base_id, verified,
+                           build.started, build.finished, smoke)
     subject = registry.descriptor(repo, digest)
     hex_digest = digest.removeprefix("sha256:")
     annotations = {SMOKE_ANNOTATION: smoke, "org.opencontainers.image.created": now}
@@ -233,32 +249,11 @@ def _pull_back(registry: Registry, repo: str, tag: str, payload: bytes, kind: st
         validate_sbom(data.decode())
 
 
-def _record_failure(path: Path, target: str, line: str) -> None:
+def _record_failure(folder: BuildFolder, record: BuildRecord | None, target: str, line: str) -> None:
     """The build record says this publish did not happen (an earlier one elsewhere stays recorded)."""
-    record = _read_json(path)
-    if not record:
+    if record is None:
         return  # no build record to speak for (the error says so); none is made up
-    record["publish_failed"] = {"target": target, "error": line}
     try:
-        path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    except OSError:
+        folder.record_publish_failure(record, PublishFailure(target=target, error=line))
+    except KilnError:
         pass  # the error being raised already says what failed
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def _record(path: Path, result: PublishResult) -> None:
-    record = _read_json(path)
-    record["published"] = {"references": result.references, "artifacts": result.artifacts, "smoke": result.smoke,
-                           "provenance_signed_by": result.signed_by or "unsigned"}
-    record.pop("publish_failed", None)
-    try:
-        path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise KilnError(f"published, but the build record could not be updated ({exc.strerror})", str(path),
-                        "note the references printed above") from None

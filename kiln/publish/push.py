@@ -12,13 +12,11 @@ from dataclasses import dataclass
 import docker
 from requests.exceptions import RequestException
 
+from kiln.addresses import registry_target
 from kiln.errors import Interrupted, KilnError
 from kiln.events import Event, Listener, ignore
 from kiln.publish.registry import Credentials, Registry
 
-HOST = r"[a-zA-Z0-9.-]+(?::\d{1,5})?"
-NAME = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*"  # an OCI repository name
-TARGET = re.compile(rf"^(?P<host>{HOST})/(?P<namespace>{NAME})$")
 TRANSIENT = re.compile(r"(connection refused|connection reset|broken pipe|EOF|timeout|i/o timeout|"
                        r"\b(408|429|50[0234])\b|too ?many ?requests|service unavailable|bad gateway|"
                        r"temporary failure in name resolution|blob upload unknown)", re.I)
@@ -37,11 +35,7 @@ class Target:
 
 
 def parse_target(text: str) -> Target:
-    match = TARGET.match(text.strip())
-    if not match:
-        raise KilnError(f"'{text}' is not HOST[:PORT]/NAMESPACE", "--registry",
-                        "write it like registry.example.com/team or 127.0.0.1:5000/kiln")
-    return Target(match["host"], match["namespace"])
+    return Target(*registry_target(text, "--registry"))
 
 
 def push_tag(client: docker.DockerClient, repository: str, tag: str, credentials: Credentials | None,

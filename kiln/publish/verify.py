@@ -9,25 +9,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from dataclasses import dataclass
 
+from kiln.addresses import ImageReference, image_reference
 from kiln.errors import KilnError, printable
 from kiln.publish.provenance import PREDICATE_TYPE, SMOKE_BYPRODUCT, STATEMENT_TYPE
-from kiln.publish.push import HOST, NAME
 from kiln.publish.registry import Registry
 from kiln.publish.sbom import validate_sbom
 from kiln.publish.signing import PAYLOAD_TYPE, verify_envelope
 
-REFERENCE = re.compile(rf"^(?P<host>{HOST})/(?P<repo>{NAME})@(?P<digest>sha256:[0-9a-f]{{64}})$")
 DETAIL_CHARS = 160
-
-
-@dataclass(frozen=True)
-class Reference:
-    host: str
-    repo: str
-    digest: str
+Reference = ImageReference
 
 
 @dataclass(frozen=True)
@@ -42,15 +34,7 @@ class _Bad(Exception):
 
 
 def parse_reference(text: str) -> Reference:
-    match = REFERENCE.match(text.strip())
-    if not match:
-        raise KilnError(f"'{text[:120]}' is not HOST[:PORT]/NAME@sha256:<64 hex>", "--reference",
-                        "give the reference `invoke publish` printed, digest and all")
-    host = match["host"]
-    if "." not in host and ":" not in host and host != "localhost":  # Docker's rule for what names a registry
-        raise KilnError(f"'{host}' in '{text[:120]}' is not a registry host", "--reference",
-                        "start the reference with the registry, e.g. registry.example.com/team/comfyui@sha256:...")
-    return Reference(host, match["repo"], match["digest"])
+    return image_reference(text, "--reference")
 
 
 def verify_published(registry: Registry, ref: Reference, public_pem: bytes | None,

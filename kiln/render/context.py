@@ -10,7 +10,7 @@ from typing import Any
 
 from kiln import __version__
 from kiln.data.files import file_sha256
-from kiln.data.launch import managed_flags, profile_flags
+from kiln.launch import managed_flags, profile_flags
 from kiln.data.lock import Lock
 from kiln.data.subject import Subject
 from kiln.identity import BAKED_MODELS_DIR, FAILED_MARKER, READY_MARKER, UID, base_ref, cache_env, cache_folders, labels

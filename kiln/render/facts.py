@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kiln import __version__
 from kiln.data.facts import ImageFacts
-from kiln.data.launch import launch_flags
+from kiln.launch import launch_flags
 from kiln.data.subject import Subject
 
 

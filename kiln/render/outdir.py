@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from kiln.errors import KilnError
+from kiln.removal import remove_tree
 
 
 @contextmanager
@@ -65,9 +66,9 @@ def _swap_in(staging: Path, out: Path) -> None:
     old = None
     if out.exists():
         old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
+        remove_tree(old)
         out.rename(old)
     staging.rename(out)
     out.chmod(0o755)
     if old:
-        shutil.rmtree(old, ignore_errors=True)
+        remove_tree(old)

@@ -3,7 +3,7 @@ from the index by hash, ComfyUI inside, an optional CA for the builder stage onl
 or for every profile the image passes the gate on, then with a docker-bake.json sharing the heavy stage.
 
 Each context packs the ComfyUI of its own stack, checked against that stack's pin. With every profile,
-the contexts, the bake file and portable.json (what was rendered and what the gate refused) are written
+the contexts, the build matrix and portable.json (what was rendered and what the gate refused) are written
 into a staging folder beside --out and swapped in at the end: a failure leaves --out as it was."""
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from kiln.errors import KilnError
 from kiln.gate.findings import Finding, errors
 from kiln.identity import image_tags
 from kiln.project import Project
-from kiln.render.bake import bake_text
+from kiln.render.build_matrix import matrix_text
 from kiln.render.context import PORTABLE_CA, Rendered, write_context
 from kiln.render.outdir import marked, replaced
 
-BAKE = "docker-bake.json"
+MATRIX = "docker-bake.json"   # Docker's name for a build matrix file
 SUMMARY = "portable.json"
 
 
@@ -61,13 +61,8 @@ class PortableResult:
     root: Path
     contexts: dict[str, Rendered]
     verified: bool
-    bake: Path | None = None
+    matrix: Path | None = None
     skipped: tuple[Skipped, ...] = field(default=())
-
-
-def default_out(build: Path, image: str, gpu: str | None) -> Path:
-    """build/<image>-<gpu>-portable for one profile, build/portable/<image> for every profile."""
-    return build / f"{image}-{gpu}-portable" if gpu else build / "portable" / image
 
 
 def every_profile(project: Project, image: str, strict: bool) -> Selection:
@@ -89,7 +84,7 @@ def every_profile(project: Project, image: str, strict: bool) -> Selection:
 
 def render_portable(subjects: list[Subject], req: PortableRequest, every: bool,
                     skipped: tuple[Skipped, ...] = ()) -> PortableResult:
-    """One context at req.out, or (every) one per profile under req.out with the bake file."""
+    """One context at req.out, or (every) one per profile under req.out with the build matrix."""
     extra_ca = _ca(req.ca_bundle)
     sources = _sources(subjects, req)
     extras = {s.gpu.name: _extra_files(sources[s.lock.comfyui.commit], extra_ca) for s in subjects}
@@ -102,11 +97,11 @@ def render_portable(subjects: list[Subject], req: PortableRequest, every: bool,
         contexts = {s.gpu.name: write_context(s, req.templates, req.payload, staging / s.gpu.name, True,
                                               extras[s.gpu.name]) for s in subjects}
         image = subjects[0].image.name
-        (staging / BAKE).write_text(bake_text(image, {s.gpu.name: (s.gpu.name, image_tags(s)) for s in subjects}),
+        (staging / MATRIX).write_text(matrix_text(image, {s.gpu.name: (s.gpu.name, image_tags(s)) for s in subjects}),
                                     encoding="utf-8")
         (staging / SUMMARY).write_text(_summary(image, subjects, sources, skipped), encoding="utf-8")
     contexts = {name: Rendered(out=req.out / name, files=r.files) for name, r in contexts.items()}
-    return PortableResult(root=req.out, contexts=contexts, verified=verified, bake=req.out / BAKE, skipped=skipped)
+    return PortableResult(root=req.out, contexts=contexts, verified=verified, matrix=req.out / MATRIX, skipped=skipped)
 
 
 def _sources(subjects: list[Subject], req: PortableRequest) -> dict[str, Source]:
@@ -133,7 +128,7 @@ def _extra_files(source: Source, ca: Path | None) -> dict[str, Path]:
 
 
 def _summary(image: str, subjects: list[Subject], sources: dict[str, Source], skipped: tuple[Skipped, ...]) -> str:
-    doc = {"generator": "kiln", "toolkit": __version__, "image": image, "bake": BAKE,
+    doc = {"generator": "kiln", "toolkit": __version__, "image": image, "build_matrix": MATRIX,
            "profiles": sorted(s.gpu.name for s in subjects),
            "comfyui": {s.lock.name: {"version": s.lock.comfyui.version, "commit": s.lock.comfyui.commit,
                                      "verified": sources[s.lock.comfyui.commit].verified} for s in subjects},

@@ -1,19 +1,23 @@
 """The Jinja environment every rendered file comes from (build contexts, deployments) and turning a template
-problem into one error naming the template and line."""
+problem into one error naming the template and line. jinja2 is imported when a template is rendered, so the
+modules naming targets and templates stay cheap to import."""
 
 from __future__ import annotations
 
 import json
 import shlex
 from pathlib import Path
-from typing import Any, Callable
-
-import jinja2
+from typing import TYPE_CHECKING, Any, Callable
 
 from kiln.errors import KilnError
 
+if TYPE_CHECKING:
+    import jinja2
+
 
 def environment(folder: Path, filters: dict[str, Callable[[Any], str]] | None = None) -> jinja2.Environment:
+    import jinja2
+
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
     env.filters["shq"] = lambda v: shlex.quote(str(v))
@@ -25,6 +29,8 @@ def environment(folder: Path, filters: dict[str, Callable[[Any], str]] | None = 
 
 def render_template(env: jinja2.Environment, template: str, values: dict[str, Any], shown: str = "templates") -> str:
     """`shown` is how messages name the template folder."""
+    import jinja2
+
     try:
         return env.get_template(template).render(values)
     except jinja2.TemplateNotFound:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from kiln.data.lock import ComfyUI
 from kiln.errors import KilnError
+from kiln.paths import new_cache_folder
 
 SKIP = {".git", "__pycache__", ".github"}
 VERSION_FILE = "comfyui_version.py"
@@ -28,7 +29,9 @@ class Source:
 
 
 def default_cache() -> Path:
-    return Path(os.environ.get("KILN_SOURCE_CACHE") or Path.home() / ".cache" / "kiln" / "comfyui")
+    value = os.environ.get("KILN_SOURCE_CACHE")
+    return new_cache_folder(value, "environment KILN_SOURCE_CACHE") if value else \
+        Path.home() / ".cache" / "kiln" / "comfyui"
 
 
 def comfyui_source(pin: ComfyUI, src: Path | None, allow_unverified: bool, cache: Path, stack: str = "") -> Source:

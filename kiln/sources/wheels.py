@@ -18,15 +18,23 @@ from pathlib import Path
 
 from urllib3.exceptions import HTTPError
 
+from kiln.arguments import port
 from kiln.data.lock import Lock, Package
 from kiln.errors import KilnError
 from kiln.events import Event, Listener, ignore
 from kiln.lock.index import open_url
+from kiln.paths import new_cache_folder
 
 CHUNK = 1 << 20
 # The builder's RUN sees the server's URL as a build argument, and a changed argument misses the
 # layer cache: a fixed port keeps the heavy layer cached across builds (a random one if it is taken).
-DEFAULT_PORT = int(os.environ.get("KILN_WHEEL_PORT", "47123"))
+DEFAULT_PORT = 47123
+
+
+def server_port() -> int:
+    """KILN_WHEEL_PORT when set (checked as any port a user gives), else DEFAULT_PORT."""
+    value = os.environ.get("KILN_WHEEL_PORT")
+    return port(value, "environment KILN_WHEEL_PORT") if value else DEFAULT_PORT
 
 
 @dataclass(frozen=True)
@@ -37,30 +45,34 @@ class CacheReport:
 
 
 def default_cache() -> Path:
-    return Path(os.environ.get("KILN_WHEEL_CACHE") or Path.home() / ".cache" / "kiln" / "wheels")
+    value = os.environ.get("KILN_WHEEL_CACHE")
+    return new_cache_folder(value, "environment KILN_WHEEL_CACHE") if value else \
+        Path.home() / ".cache" / "kiln" / "wheels"
 
 
 def wheel_path(cache: Path, pkg: Package) -> Path:
     return cache / pkg.sha256 / pkg.wheel
 
 
-def ensure_wheels(lock: Lock, cache: Path, on_event: Listener = ignore) -> CacheReport:
+def ensure_wheels(lock: Lock, cache: Path, on_event: Listener = ignore, ca_bundle: Path | None = None) -> CacheReport:
+    """Every locked wheel in the cache, downloaded (trusting ca_bundle too) and verified where missing."""
     downloaded = size = reused = 0
     for pkg in lock.packages.values():
         if wheel_path(cache, pkg).is_file():
             reused += 1
             continue
-        size += _download(pkg, wheel_path(cache, pkg), on_event, f"versions.lock {lock.table('packages.' + pkg.name)}")
+        size += _download(pkg, wheel_path(cache, pkg), on_event, f"versions.lock {lock.table('packages.' + pkg.name)}",
+                          ca_bundle)
         downloaded += 1
     return CacheReport(downloaded, size, reused)
 
 
-def _download(pkg: Package, dest: Path, on_event: Listener, where: str) -> int:
+def _download(pkg: Package, dest: Path, on_event: Listener, where: str, ca_bundle: Path | None) -> int:
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     digest, done = hashlib.sha256(), 0
     try:
-        response = open_url(pkg.url, stream=True)
+        response = open_url(pkg.url, stream=True, ca_bundle=ca_bundle)
         try:
             total = int(response.headers.get("Content-Length") or 0)
             with open(part, "wb") as out:
@@ -105,7 +117,7 @@ class WheelServer:
         page = f"<!DOCTYPE html><html><body>\n{links}</body></html>\n".encode()
         handler = partial(_Handler, page, directory=str(cache))
         try:
-            self._server = ThreadingHTTPServer(("127.0.0.1", DEFAULT_PORT), handler)
+            self._server = ThreadingHTTPServer(("127.0.0.1", server_port()), handler)
         except OSError:
             self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

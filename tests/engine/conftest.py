@@ -12,11 +12,12 @@ import pytest
 
 from kiln.engine.bases import ensure_base
 from kiln.engine.job import BuildRequest, run_build
-from kiln.engine.client import LABEL, connect
+from kiln.engine.client import LABEL, connect, remove_image
 from kiln.data.lock import load_lock
 from kiln.lock.write import lock_text
 from kiln.project import Project
 from tests.conftest import ROOT
+from tests.engine.scope import SCOPE_LABEL, SESSION, made_tags, scope_templates
 
 SMALL_PACKAGES = ("packaging", "pyyaml", "typing-extensions")  # tiny wheels taken from the real lock
 TEST_IMAGE = "kiln-test"
@@ -52,6 +53,7 @@ def small_project(root: Path, commit: str) -> Project:
         src, dest = ROOT / name, root / name
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__")) if src.is_dir() else shutil.copy2(src, dest)
+    scope_templates(root / "templates")
     spec = (root / "images" / "comfyui.yaml").read_text().replace("name: comfyui", f"name: {TEST_IMAGE}")
     (root / "images" / f"{TEST_IMAGE}.yaml").write_text(spec)
     text = lock_text(lock.path.read_text(), lock.name, packages, {"comfyui": {"commit": commit}})
@@ -69,7 +71,7 @@ def build_small(project: Project, src: Path, gpu: str = "4090", cache: Path | No
                 image: str = TEST_IMAGE, **kw):
     subject = project.subject(gpu, image)
     request = BuildRequest(templates=project.templates_dir, payload=project.payload_dir,
-                           out=project.root / "build" / f"{image}-{subject.gpu.name}",
+                           folder=project.build,
                            wheel_cache=cache or project.root.parent / "wheels",
                            source_cache=project.root.parent / "sources", comfyui_src=src, **kw)
     return run_build(subject, request, on_event or (lambda e: None))
@@ -77,12 +79,11 @@ def build_small(project: Project, src: Path, gpu: str = "4090", cache: Path | No
 
 @pytest.fixture(autouse=True, scope="session")
 def remove_test_images(client):
+    """This session's images (by its scope label), whatever their names; another session's are not touched."""
     yield
-    names = (TEST_IMAGE, f"{TEST_IMAGE}-serve", f"{TEST_IMAGE}-mount", "kiln-set")
-    for image in [i for name in names for i in client.images.list(name=f"kiln/{name}")]:
-        for tag in image.tags:
-            client.images.remove(tag, force=True)
-    client.images.prune(filters={"dangling": True})
+    for tag in made_tags(client):
+        remove_image(client, tag, force=True)
+    client.images.prune(filters={"dangling": True, "label": f"{SCOPE_LABEL}={SESSION}"})
 
 
 def run_in(client, image: str, command: str, user: str | None = None) -> str:

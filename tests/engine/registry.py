@@ -57,7 +57,7 @@ class LocalRegistry:
         return {f"sha256:{d.name}": (d / "data").stat().st_size for d in stored.glob("*/*") if (d / "data").is_file()}
 
     def _wait(self) -> None:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60  # a busy host starts it slowly
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):

@@ -2,23 +2,19 @@
 exit 2, no traceback, and nothing left behind (containers, images, temp dirs, build output)."""
 
 import json
-import tempfile
-import time
-from pathlib import Path
 
-import docker
 import pytest
 
-from kiln.identity import TOOLKIT_LABEL
 from tests.conftest import invoke
+from tests.engine.tap import EngineTap
 
 # (id, task and arguments, fragment the one error line must hold); {tmp} is a scratch folder,
 # {file} an existing plain file there.
 ARGUMENTS = [
     ("missing-gpu", ["check"], "did not receive required positional arguments: 'gpu'"),
     ("unknown-flag", ["check", "--gpu", "4090", "--bogus"], "No idea what '--bogus' is"),
-    ("unknown-gpu", ["render", "--gpu", "rtx5090"], "unknown GPU 'rtx5090'"),
-    ("gpu-newline", ["check", "--gpu", "rtx\n5090"], "unknown GPU 'rtx\\n5090'"),
+    ("unknown-gpu", ["render", "--gpu", "rtx6090"], "unknown GPU 'rtx6090'"),
+    ("gpu-newline", ["check", "--gpu", "rtx\n6090"], "unknown GPU 'rtx\\n6090'"),
     ("unknown-image", ["check", "--gpu", "4090", "--image", "sdxl"], "unknown image 'sdxl'"),
     ("image-shell", ["build", "--gpu", "4090", "--image", "x; rm -rf /"], "unknown image 'x; rm -rf /'"),
     ("render-out-file", ["render", "--gpu", "4090", "--out", "{file}"], "not a directory"),
@@ -84,20 +80,17 @@ DATA = [
 ]
 
 
-def _state(client, root: Path) -> dict:
-    for _ in range(5):  # an image removed while the engine lists them (another test's cleanup) is retried
-        try:
-            return _snapshot(client, root)
-        except docker.errors.NotFound:
-            time.sleep(0.5)
-    return _snapshot(client, root)
-
-
-def _snapshot(client, root: Path) -> dict:
-    return {"containers": sorted(c.id for c in client.containers.list(all=True)),
-            "images": sorted(i.id for i in client.images.list(filters={"label": TOOLKIT_LABEL})),
-            "temp": sorted(p.name for p in Path(tempfile.gettempdir()).glob("kiln-*")),
-            "build": sorted(str(p) for p in (root / "build").rglob("*")) if (root / "build").exists() else []}
+@pytest.fixture
+def state(tmp_path, monkeypatch):
+    """What a command made: its requests to the engine (through a tap of this test's own), its temp folders
+    (TMPDIR of its own) and the project's build output."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    with EngineTap(tmp_path) as tap:
+        monkeypatch.setenv("DOCKER_HOST", tap.docker_host)
+        yield lambda root: {"engine": tap.making(), "temp": sorted(p.name for p in temp.iterdir()),
+                            "build": sorted(str(p) for p in (root / "build").rglob("*")) if (root / "build").exists() else []}
 
 
 def _one_error(result, fragment: str) -> None:
@@ -109,24 +102,24 @@ def _one_error(result, fragment: str) -> None:
 
 
 @pytest.mark.parametrize("args, fragment", [r[1:] for r in ARGUMENTS], ids=[r[0] for r in ARGUMENTS])
-def test_broken_arguments(client, project_copy, tmp_path, args, fragment):
+def test_broken_arguments(state, project_copy, tmp_path, args, fragment):
     (tmp_path / "plain.txt").write_text("not json\n")
     (tmp_path / "bare.json").write_text(json.dumps({"schema": 1, "checks": []}))
     (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "badfacts.json").write_text(json.dumps({"checks": [], "image_facts": {"profile": {"name": 4090}}}))
     args = [a.format(tmp=tmp_path, file=tmp_path / "plain.txt") for a in args]
-    before = _state(client, project_copy)
+    before = state(project_copy)
     _one_error(invoke(*args, root=project_copy), fragment)
-    assert _state(client, project_copy) == before
+    assert state(project_copy) == before
 
 
 @pytest.mark.parametrize("name, old, new, args, fragment", [r[1:] for r in DATA], ids=[r[0] for r in DATA])
-def test_broken_data_files(client, project_copy, name, old, new, args, fragment):
+def test_broken_data_files(state, project_copy, name, old, new, args, fragment):
     path = project_copy / name
     text = path.read_text()
     assert old is None or old in text
     path.write_text(new if old is None else text.replace(old, new, 1))
     (project_copy / "r.json").write_text(json.dumps({"checks": []}))
-    before = _state(client, project_copy)
+    before = state(project_copy)
     _one_error(invoke(*args, root=project_copy), fragment)
-    assert _state(client, project_copy) == before
+    assert state(project_copy) == before

@@ -22,6 +22,9 @@ from kiln.project import Project
 from tests.engine.registry import free_port
 from tests.conftest import FIXTURES, ROOT
 from tests.engine.conftest import TEST_IMAGE, build_small, git_checkout, run_in, small_project
+from tests.engine.scope import fresh_scope, made_containers, made_tags
+
+pytestmark = pytest.mark.network  # builds from the locked wheels: the package index, unless the wheel cache has them
 
 BAKED = f"{TEST_IMAGE}-baked"
 MANIFEST = yaml.safe_load((FIXTURES / "models" / "manifest.yaml").read_text())["models"]
@@ -71,7 +74,7 @@ def _cache(tmp: Path) -> Path:
 
 
 def _tags(client, name: str) -> list[str]:
-    return sorted(t for image in client.images.list(name=f"kiln/{name}") for t in image.tags)
+    return made_tags(client, repository=f"kiln/{name}")
 
 
 def _remove(client, name: str) -> None:
@@ -170,7 +173,7 @@ def test_a_bad_or_missing_model_stops_the_build_with_one_line_and_nothing_tagged
         vae.write_bytes(bytes(data))
     else:
         (cache / "models" / "checkpoints" / "standin.safetensors").unlink()
-    containers = len(client.containers.list(all=True))
+    scope = fresh_scope(project.templates_dir)
     try:
         result = _task(project.root, "build", "--gpu", "4090", "--image", name, "--plain", "--comfyui-src",
                        str(ROOT / "tests" / "standin" / "comfyui"), "--allow-unverified-source",
@@ -181,7 +184,7 @@ def test_a_bad_or_missing_model_stops_the_build_with_one_line_and_nothing_tagged
         for word in words:
             assert word in line, line
         assert "invoke models.fetch" in line
-        assert _tags(client, name) == [] and len(client.containers.list(all=True)) == containers
+        assert made_tags(client, scope) == [] and made_containers(client, scope) == []
         assert not (project.root / "build").exists()
     finally:
         _remove(client, name)

@@ -5,7 +5,6 @@ container, network or volume behind."""
 import json
 import os
 import subprocess
-import time
 import urllib.request
 import uuid
 
@@ -14,6 +13,10 @@ import pytest
 from tests.engine.registry import free_port
 from tests.conftest import invoke
 from tests.engine.conftest import build_serve_image, serve_cache
+from tests.engine.scope import made_tags
+from tests.waiting import until
+
+pytestmark = pytest.mark.network  # builds from the locked wheels: the package index, unless the wheel cache has them
 
 SERVE = "kiln-test-deploy"
 
@@ -21,9 +24,8 @@ SERVE = "kiln-test-deploy"
 @pytest.fixture(scope="module")
 def serve_image(client, tmp_path_factory, base):
     yield build_serve_image(tmp_path_factory.mktemp("deploy"), name=SERVE)
-    for image in client.images.list(name=f"kiln/{SERVE}"):
-        for tag in image.tags:
-            client.images.remove(tag, force=True)
+    for tag in made_tags(client, repository=f"kiln/{SERVE}"):
+        client.images.remove(tag, force=True)
 
 
 
@@ -37,6 +39,12 @@ def _left(client, project):
     label = f"com.docker.compose.project={project}"
     return (client.containers.list(all=True, filters={"label": label}), client.networks.list(filters={"label": label}),
             client.volumes.list(filters={"label": label}))
+
+
+def _healthy(container) -> bool:
+    container.reload()
+    assert container.attrs["State"]["Status"] == "running", container.logs().decode()[-2000:]
+    return container.attrs["State"].get("Health", {}).get("Status") == "healthy"
 
 
 def test_compose_up_healthy_serves_on_loopback_and_down_leaves_nothing(client, serve_image, tmp_path):
@@ -53,12 +61,7 @@ def test_compose_up_healthy_serves_on_loopback_and_down_leaves_nothing(client, s
         up = _compose(out / "compose.yaml", name, "up", "-d", env=env)
         assert up.returncode == 0, up.stderr
         [container] = _left(client, name)[0]
-        started = time.monotonic()
-        while container.attrs["State"].get("Health", {}).get("Status") != "healthy":
-            assert container.attrs["State"]["Status"] == "running", container.logs().decode()[-2000:]
-            assert time.monotonic() - started < 180, container.logs().decode()[-2000:]
-            time.sleep(1)
-            container.reload()
+        until(lambda: _healthy(container), 180, "the compose service healthy")
         config = container.attrs["HostConfig"]
         assert config["ReadonlyRootfs"] and config["RestartPolicy"]["Name"] == "unless-stopped"
         assert config["PortBindings"] == {"8188/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}

@@ -17,6 +17,8 @@ from tests.engine.registry import free_port
 from tests.conftest import ROOT
 from tests.engine.conftest import TEST_IMAGE, build_serve_image, build_small, serve_cache
 
+pytestmark = pytest.mark.network  # builds from the locked wheels: the package index, unless the wheel cache has them
+
 MOUNT = "/data/kiln-cache"
 
 

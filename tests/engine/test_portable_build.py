@@ -7,9 +7,12 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import pytest
 from kiln.render.context import PORTABLE_CA, write_context
 from kiln.sources.comfyui import comfyui_source
 from tests.engine.conftest import TEST_IMAGE, git_checkout, run_in, small_project
+
+pytestmark = pytest.mark.network  # builds from the locked wheels: the package index, unless the wheel cache has them
 
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")  # the host's bundle: it trusts the index's proxy here
 

@@ -9,11 +9,11 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +26,11 @@ from kiln.publish.signing import ENVELOPE_TYPE, envelope, load_signing_key
 from tests.conftest import ROOT, invoke
 from tests.engine.conftest import TEST_IMAGE, build_small
 from tests.engine.registry import PASSWORD, USER, LocalRegistry, free_port, make_tls
+from tests.engine.scope import tags_starting
 from tests.engine.token_service import TokenService
+from tests.waiting import until
+
+pytestmark = pytest.mark.network  # builds from the locked wheels: the package index, unless the wheel cache has them
 
 
 SET_IMAGE = "kiln-set"
@@ -60,6 +64,14 @@ def _one_error(result, fragment, secret=PASSWORD):
     [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert fragment in line, line
     assert secret not in result.stdout + result.stderr
+
+
+def _answers(registry) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", registry.port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def _client_registry(registry) -> Registry:
@@ -98,10 +110,10 @@ def test_forced_publish_pushes_verifies_and_attaches(built, registry, client):
     att = json.loads(reg.blob(repo, att_manifest["layers"][0]["digest"]))
     assert att["signatures"] == []
     assert json.loads(base64.b64decode(att["payload"]))["subject"][0]["digest"]["sha256"] == hexd
-    assert not [t for i in client.images.list() for t in i.tags if t.startswith(registry.host)]
+    assert tags_starting(client, registry.host) == []
     for tag in result.tags:  # the image leaves this engine, so the pull must download it
         client.images.remove(tag, force=True)
-    assert not [i for i in client.images.list() if i.id == result.image_id]
+    assert not [i for i in client.api.images() if i["Id"] == result.image_id]
     pulled = client.images.pull(f"{registry.host}/{repo}@{digest}", auth_config={"username": USER, "password": PASSWORD})
     try:
         assert pulled.id == result.image_id
@@ -206,7 +218,7 @@ def test_a_registry_down_at_the_push_and_back_during_the_retries(built, registry
     waits = []
     try:
         digest = push_tag(client, remote, "retry", Credentials(USER, PASSWORD), attempts=6,
-                          sleep=lambda s: (waits.append(s), time.sleep(min(s, 1.5))))
+                          sleep=lambda s: (waits.append(s), until(lambda: _answers(registry), 60, "the registry back")))
     finally:
         client.images.remove(f"{remote}:retry")
     assert waits and _client_registry(registry).manifest_digest(f"team/{TEST_IMAGE}", "retry") == digest
@@ -275,12 +287,12 @@ def test_ctrl_c_mid_push_claims_nothing(built, registry, client):
     for line in proc.stdout:
         if line.startswith("pushing "):
             break
-    time.sleep(0.3)
+    until(lambda: list((registry.root / "data").rglob("_uploads/*")), 60, "an upload under way")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "interrupted" in err and "Traceback" not in err, err[-1000:]
     assert "published" not in out and "published" not in json.loads(record.read_text())
-    assert not [t for i in client.images.list() for t in i.tags if t.startswith(registry.host)]
+    assert tags_starting(client, registry.host) == []
 
 
 @pytest.fixture
@@ -357,8 +369,9 @@ def test_an_expired_token_is_renewed(tmp_path):
     try:
         api = _client_registry(reg)
         assert api.manifest_digest("team/renew", "v1") is None and len(service.issued) == 1
-        time.sleep(4)
-        assert api.manifest_digest("team/renew", "v1") is None and len(service.issued) == 2
+        until(lambda: api.manifest_digest("team/renew", "v1") is None and len(service.issued) == 2, 30,
+              "a second token once the first expired")
+        assert len(service.issued) == 2
     finally:
         reg.stop()
         service.stop()

@@ -11,6 +11,8 @@ from kiln.sources import wheels
 from tests.engine.registry import free_port
 from tests.engine.conftest import TEST_IMAGE, build_small
 
+pytestmark = pytest.mark.network  # builds from the locked wheels: the package index, unless the wheel cache has them
+
 IMAGE = f"{TEST_IMAGE}-repro"   # its own name: no other test retags or removes it mid-test
 _ID = re.compile(r"^\s*---> ([0-9a-f]{12})\s*$")
 

@@ -18,6 +18,10 @@ from kiln.errors import KilnError
 from tests.engine.registry import free_port
 from tests.conftest import ROOT
 from tests.engine.conftest import SERVE_IMAGE, build_serve_image, serve_cache
+from tests.engine.scope import made_containers
+from tests.waiting import until
+
+pytestmark = pytest.mark.network  # builds from the locked wheels: the package index, unless the wheel cache has them
 
 SERVE = SERVE_IMAGE
 COMPILE_S = 3.0
@@ -46,7 +50,7 @@ def test_healthy_only_after_warmup_then_serves(client, serve_image, tmp_path, ru
     port = free_port()
     up = start(client, _request(tag, serve_cache(tmp_path), port))
     assert up.url == f"http://127.0.0.1:{port}"
-    assert up.warmup["first_s"] >= COMPILE_S and up.warmup["second_s"] < 1.0
+    assert up.warmup.first_s >= COMPILE_S and up.warmup.second_s < 1.0
     health = client.containers.get(up.container_id).attrs["State"]["Health"]["Log"]
     assert health[0]["ExitCode"] != 0 and health[-1]["ExitCode"] == 0
     stats = json.loads(urllib.request.urlopen(f"{up.url}/system_stats", timeout=5).read())
@@ -60,8 +64,8 @@ def test_restart_with_the_same_cache_warms_up_faster(client, serve_image, tmp_pa
     cold = start(client, _request(tag, cache, free_port()))
     stop(client, "kiln-test-run")
     warm = start(client, _request(tag, cache, free_port()))
-    assert cold.warmup["first_s"] >= COMPILE_S
-    assert warm.warmup["first_s"] < cold.warmup["first_s"] / 3
+    assert cold.warmup.first_s >= COMPILE_S
+    assert warm.warmup.first_s < cold.warmup.first_s / 3
     owners = {p.stat().st_uid for p in (cache / "inductor").iterdir()}
     assert owners == {10001}
 
@@ -96,16 +100,16 @@ def test_without_a_cache_mount_it_says_so(client, serve_image, running):
     up = start(client, replace(request, env={**request.env, "KILN_SERVE_WITHOUT_MODELS": "1"}))
     logs = client.containers.get(up.container_id).logs().decode()
     assert "/cache is not a mount of a disk" in logs
-    assert "skipped: models not in the cache" in up.warmup["workflow"]
+    assert "skipped: models not in the cache" in up.warmup.workflow
 
 
 def test_missing_models_keep_the_server_unhealthy(client, serve_image):
     _, tag = serve_image
-    before = len(client.containers.list(all=True))
+    before = made_containers(client)
     with pytest.raises(KilnError, match="the warm-up failed.*models not in the cache: checkpoints/standin.safetensors"
                                         ".*invoke models.fetch"):
         start(client, _request(tag, None, free_port(), name="kiln-test-nomodels"))
-    assert len(client.containers.list(all=True)) == before
+    assert made_containers(client) == before
 
 
 def _run_cli(project, *args, env=None):
@@ -130,9 +134,9 @@ def test_bad_cache_is_refused_before_any_container(client, serve_image, tmp_path
         path.write_text("x")
     elif case == "root-owned":
         path.mkdir(mode=0o755)
-    before = len(client.containers.list(all=True))
+    before = made_containers(client)
     _one_error(_run_cli(project, "--cache", str(path), "--port", str(free_port())), fragment)
-    assert len(client.containers.list(all=True)) == before
+    assert made_containers(client) == before
 
 
 def test_port_in_use_is_refused(client, serve_image):
@@ -222,12 +226,12 @@ def test_a_failed_warmup_ends_the_container_with_the_reason(client, serve_image,
 
 def test_invoke_run_reports_a_failed_warmup_and_leaves_nothing(client, serve_image, tmp_path):
     _, tag = serve_image
-    before = {c.id for c in client.containers.list(all=True)}
+    before = made_containers(client)
     request = RunRequest(tag=tag, name="kiln-test-run", port=free_port(), cache=serve_cache(tmp_path),
                          cpu_mode=True, timeout_s=60, env={"STANDIN_FAIL_NODE": "KSampler"})
     with pytest.raises(KilnError, match="the warm-up failed.*KSampler failed"):
         start(client, request)
-    assert {c.id for c in client.containers.list(all=True)} == before
+    assert made_containers(client) == before
 
 
 def test_sigterm_during_the_preflight_exits_0(client, serve_image, tmp_path):
@@ -240,10 +244,8 @@ def test_sigterm_during_the_preflight_exits_0(client, serve_image, tmp_path):
                                       environment={"PYTHONPATH": "/slow"},
                                       volumes={str(slow): {"bind": "/slow", "mode": "ro"}})
     try:
-        time.sleep(2)
-        container.reload()
-        top = container.top()["Processes"]
-        assert any("smoke.preflight" in " ".join(p) for p in top), top
+        until(lambda: any("smoke.preflight" in " ".join(p) for p in container.top()["Processes"]), 30,
+              "the GPU preflight running")
         container.kill(signal="SIGTERM")
         code, seconds = _wait_exit(container, 15)
     finally:

@@ -82,6 +82,19 @@ def test_versions_fail_in_image_warn_on_host():
     assert checks_versions.check_cudnn(image).measured == "9.19.0"
 
 
+def test_a_stack_without_xformers_passes_without_it_and_fails_with_it():
+    def ctx(host=False, **mods):
+        c = make_ctx(host=host, torch=fake_torch("2.11.0+cu130", "13.0", 91900), **mods)
+        c.pins["xformers"] = "none"
+        return c
+    absent = checks_versions.check_xformers(ctx())
+    assert (absent.verdict, absent.measured, absent.expected) == (PASS, "absent", "none")
+    assert "PyTorch SDPA" in absent.note
+    stray = dict(xformers=types.SimpleNamespace(__version__="0.0.35"))
+    assert checks_versions.check_xformers(ctx(**stray)).verdict == FAIL
+    assert checks_versions.check_xformers(ctx(host=True, **stray)).verdict == WARN
+
+
 def test_versions_missing_torch_explained():
     check = checks_versions.check_torch(make_ctx())
     assert check.verdict == FAIL and "torch not importable" in check.note

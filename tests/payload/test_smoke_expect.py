@@ -21,6 +21,15 @@ def test_shipped_h200_expect_is_valid():
     assert data["profile"]["measured_copy_tbs"] > 4 and data["profile"]["measured_matmul_tflops"] > 600
 
 
+def test_xformers_pin_may_be_none_but_no_other_pin():
+    data = fresh_expect()
+    data["pins"]["xformers"] = "none"
+    validate_expect(data)
+    data["pins"]["torch"] = "none"
+    with pytest.raises(ExpectError, match="pins.torch 'none' cannot be parsed"):
+        validate_expect(data)
+
+
 def test_measured_fields_are_optional():
     data = fresh_expect()
     del data["profile"]["measured_copy_tbs"]

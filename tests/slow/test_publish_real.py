@@ -7,12 +7,16 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from kiln.data.lock import load_lock
 from kiln.engine.client import connect
 from kiln.publish.registry import Credentials, Registry
 from kiln.publish.sbom import validate_sbom
 from tests.conftest import ROOT
 from tests.engine.registry import PASSWORD, USER, LocalRegistry, free_port
+
+pytestmark = pytest.mark.network  # builds from the locked wheels: the package index, unless the wheel cache has them
 
 
 def _task(*args, env=None):

@@ -6,6 +6,7 @@ import io
 import json
 import tarfile
 
+import pytest
 from packaging.utils import canonicalize_name
 
 from kiln.engine.client import connect
@@ -14,6 +15,8 @@ from tests.conftest import ROOT
 from tests.engine.conftest import run_in
 
 from tests.slow.conftest import TAG
+
+pytestmark = pytest.mark.network  # builds from the locked wheels: the package index, unless the wheel cache has them
 
 
 def test_stack_versions_are_exactly_the_lock(built):

@@ -10,6 +10,9 @@ import pytest
 
 from kiln.engine.client import connect
 from tests.conftest import ROOT
+from tests.engine.tap import EngineTap
+
+pytestmark = pytest.mark.network  # builds from the locked wheels: the package index, unless the wheel cache has them
 
 
 def _smoke(*args, gpu="4090", env=None):
@@ -20,8 +23,9 @@ def _smoke(*args, gpu="4090", env=None):
 
 def test_smoke_in_the_image(built, tmp_path):
     client = connect()
-    before = len(client.containers.list(all=True))
-    result = _smoke("--json", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html"))
+    with EngineTap(tmp_path) as tap:
+        result = _smoke("--json", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html"),
+                        env={"DOCKER_HOST": tap.docker_host})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "this engine cannot give GPUs to containers" in result.stdout.splitlines()[0]
     report = json.loads((tmp_path / "r.json").read_text())
@@ -32,7 +36,9 @@ def test_smoke_in_the_image(built, tmp_path):
     assert checks["comfyui.cuda_device"]["verdict"] == "skip"
     assert "<table>" in (tmp_path / "r.html").read_text()
     assert "cannot give GPUs to containers" in report["run"]["gpus"] and "cannot give GPUs" in (tmp_path / "r.html").read_text()
-    assert len(client.containers.list(all=True)) == before
+    made, removed = [r for r in tap.making() if "/containers/create" in r], tap.removed_containers()
+    assert made and len(removed) >= len(made)  # each container the smoke made was removed, and is gone:
+    assert not [c for c in removed if client.api.containers(all=True, filters={"id": c})]
 
 
 def test_require_gpu_fails_without_one(built):

@@ -20,6 +20,8 @@ from tests.engine.conftest import run_in
 from tests.slow.conftest import ZIMAGE_TAG
 from tests.unit.model_server import ModelServer
 
+pytestmark = pytest.mark.network  # builds from the locked wheels: the package index, unless the wheel cache has them
+
 
 def test_zimage_image_carries_exactly_the_zimage_stack(zimage_built):
     lock = load_lock(ROOT / "versions.lock", stack="zimage")

@@ -5,16 +5,22 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Iterator
 
-import pytest
-
 from tests.engine.registry import free_port
+from tests.waiting import until
 
 STANDIN = Path(__file__).resolve().parent / "comfyui"
+
+
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 @contextlib.contextmanager
@@ -27,14 +33,7 @@ def standin_server(tmp_path: Path, model_paths: str, env: dict | None = None) ->
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=STANDIN, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url + "/system_stats", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("the stand-in did not answer /system_stats within 10 s")
+        until(lambda: _answers(url + "/system_stats"), 60, "the stand-in answering /system_stats")
         yield url
     finally:
         proc.terminate()

@@ -28,7 +28,7 @@ def _one_line_error(result, *fragments):
 
 
 def test_unknown_gpu(project_copy):
-    _one_line_error(invoke("render", "--gpu", "rtx5090", root=project_copy), "unknown GPU 'rtx5090'", "4090, 4080")
+    _one_line_error(invoke("render", "--gpu", "rtx6090", root=project_copy), "unknown GPU 'rtx6090'", "4090, 4080")
     assert not (project_copy / "build").exists()
 
 
@@ -123,18 +123,23 @@ def test_strict_refuses_warnings(project_copy):
 def test_gpus_lists_every_profile_as_a_table():
     result = invoke("gpus")
     assert result.returncode == 0, result.stderr
-    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[2:] if line.strip()}
+    table, _, footer = result.stdout.partition("\n\n")
+    rows = {line.split()[0]: line.split() for line in table.splitlines()[2:] if line.strip()}
     assert rows["4070ti"] == ["4070ti", "NVIDIA", "GeForce", "RTX", "4070", "Ti", "12", "504", "sm_89", "80", "4",
-                              "x16", "--normalvram", "sourced"]
-    assert len(rows) == 12
+                              "x16", "--normalvram", "sourced", "card,zimage,cuda13"]
+    assert rows["5090"][-3:] == ["--highvram", "sourced", "cuda13"] and rows["b200"][5] == "sm_100"
+    assert len(rows) == 15
+    assert "  comfyui: card; on 5090, rtx-pro-6000, b200 it has no kernels: pass --stack cuda13" in footer
+    assert "  z-image-turbo: zimage; on 5090" in footer
 
 
 @pytest.mark.parametrize("args, fragment", [
     (("--registry", "127.0.0.1:1/team"), "give one of --gpu and --all-gpus"),
     (("--registry", "127.0.0.1:1/team", "--gpu", "4090", "--all-gpus"), "give one of --gpu and --all-gpus"),
     (("--registry", "no namespace", "--gpu", "4090"), "is not HOST[:PORT]/NAMESPACE"),
+    (("--registry", "reg.example/Team", "--gpu", "4090"), "'Team' is not a repository namespace"),
     (("--registry", "127.0.0.1:1/team", "--gpu", "4090", "--sign-key", "/nonexistent/k.pem"),
-     "--sign-key: cannot read the key /nonexistent/k.pem"),
+     "--sign-key: /nonexistent/k.pem does not exist"),
 ])
 def test_publish_refuses_before_touching_anything(args, fragment):
     _one_line_error(invoke("publish", *args), fragment)
@@ -143,7 +148,18 @@ def test_publish_refuses_before_touching_anything(args, fragment):
 @pytest.mark.parametrize("args, fragment", [
     (("--reference", "127.0.0.1:1/team/comfyui:tag"), "is not HOST[:PORT]/NAME@sha256:<64 hex>"),
     (("--reference", "127.0.0.1:1/team/comfyui@sha256:" + "0" * 64, "--key", "/nonexistent.pub"),
-     "--key: cannot read the key /nonexistent.pub"),
+     "--key: /nonexistent.pub does not exist"),
 ])
 def test_verify_refuses_bad_input_in_one_line(args, fragment):
     _one_line_error(invoke("verify", *args), fragment)
+
+
+def test_blackwell_renders_only_on_the_stack_the_refusal_names(project_copy):
+    refused = _one_line_error(invoke("render", "--gpu", "5090", root=project_copy), "is sm_120",
+                              "Fix: pass --stack cuda13")
+    assert "torch 2.3.1 (stack 'card')" in refused and not (project_copy / "build").exists()
+    rendered = invoke("render", "--gpu", "5090", "--stack", "cuda13", root=project_copy)
+    assert rendered.returncode == 0, rendered.stderr
+    facts = json.loads((project_copy / "build" / "comfyui-5090-cuda13" / "kiln.json").read_text())
+    assert (facts["pins"]["torch"], facts["pins"]["cuda"], facts["pins"]["xformers"]) == ("2.11.0", "13.0", "none")
+    assert "torch_sass" in facts and "sm_120" in facts["torch_sass"]

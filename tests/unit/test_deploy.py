@@ -16,34 +16,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kiln.engine.run_record import write_run_record
 from kiln.identity import image_tags
 from kiln.project import Project
 from tests.conftest import ROOT, invoke
+from tests.standin.records import DIGEST, IMAGE_ID, REGISTRY, write_build_record, write_run_record
 from tests.unit.model_server import ModelServer
 
 GOLDEN = ROOT / "tests" / "golden" / "deploy"
 SCHEMAS = ROOT / "docs" / "schemas" / "marketplaces"
 BIN = Path(sys.executable).parent
 K8S_VERSIONS = ("1.25.0", "1.37.0")
-# A stand-in publish record: what `invoke publish` writes into the build record, with a fixed digest.
-DIGEST = "sha256:" + "a" * 64
-IMAGE_ID = "sha256:" + "1" * 64
-REGISTRY = "registry.example:5000/team"
-
-
-def write_build_record(root: Path, gpu: str, image: str = "comfyui", published: bool = True) -> Path:
-    s = Project(root).subject(gpu, image)
-    record = {"image_id": IMAGE_ID, "tags": image_tags(s), "size": 6_000_000_000, "gpu": s.gpu.name,
-              "image": s.image.name}
-    if published:
-        record["published"] = {"references": [f"{REGISTRY}/kiln/{s.image.name}@{DIGEST}"]}
-    path = root / "build" / f"{s.image.name}-{s.gpu.name}.build.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record))
-    return path
-
-
 @pytest.fixture
 def published(project_copy):
     for gpu in ("4090", "h200", "h800"):
@@ -125,7 +107,7 @@ def test_cache_size_comes_from_the_model_manifest(published, tmp_path):
 
 @pytest.mark.parametrize("seconds, cpu_mode, budget", [(38.5, False, 120), (100.0, False, 300), (100.0, True, 900)])
 def test_startup_budget_from_the_recorded_warmup(published, tmp_path, seconds, cpu_mode, budget):
-    write_run_record(published / "build" / "run", IMAGE_ID, "kiln/comfyui:x", seconds, {"first_s": 1.0}, cpu_mode)
+    write_run_record(published, "kiln/comfyui:x", seconds, {"first_s": 1.0}, cpu_mode)
     _deploy(published, "4090", tmp_path / "out", "k8s")
     d = json.loads((tmp_path / "out" / "deploy.json").read_text())
     assert d["startup"]["budget_s"] == budget
@@ -157,7 +139,7 @@ SKIPPED = {"device_s": 2.0, "workflow": "skipped: models not in the cache: diffu
 def test_only_a_gpu_run_of_the_warmup_workflow_sizes_the_budget_and_weight_reading_is_added(
         published, tmp_path, warmup, cpu_mode, measured):
     write_build_record(published, "4090", image="z-image-turbo")
-    write_run_record(published / "build" / "run", IMAGE_ID, "kiln/z-image-turbo:x", 30.0, warmup, cpu_mode)
+    write_run_record(published, "kiln/z-image-turbo:x", 30.0, warmup, cpu_mode)
     startup = _zimage_startup(published, tmp_path / "out")
     weights, rate = _zimage_weights_and_rate(published)
     load = -(-weights // int(rate * 2**20))
@@ -175,24 +157,22 @@ def test_only_a_gpu_run_of_the_warmup_workflow_sizes_the_budget_and_weight_readi
 
 @pytest.mark.parametrize("later, cpu_mode", [(SKIPPED, False), (RAN, True), (SKIPPED, True)])
 def test_a_lesser_run_never_replaces_a_complete_gpu_record(published, tmp_path, later, cpu_mode):
-    records = published / "build" / "run"
-    first = write_run_record(records, IMAGE_ID, "kiln/z-image-turbo:x", 30.0, RAN, False)
+    first = write_run_record(published, "kiln/z-image-turbo:x", 30.0, RAN, False)
     kept = first.path.read_text()
-    second = write_run_record(records, IMAGE_ID, "kiln/z-image-turbo:x", 5.0, later, cpu_mode)
+    second = write_run_record(published, "kiln/z-image-turbo:x", 5.0, later, cpu_mode)
     assert second.kept and second.path == first.path and first.path.read_text() == kept
     assert "the earlier record is a GPU run that ran the warm-up workflow" in second.kept_because
     write_build_record(published, "4090", image="z-image-turbo")
     assert _zimage_startup(published, tmp_path / "out")["source"].startswith("measured: 30 s")
-    better = write_run_record(records, IMAGE_ID, "kiln/z-image-turbo:x", 20.0, RAN, False)
+    better = write_run_record(published, "kiln/z-image-turbo:x", 20.0, RAN, False)
     assert not better.kept and json.loads(better.path.read_text())["seconds_to_healthy"] == 20.0
 
 
 def test_a_complete_run_replaces_a_lesser_record(published):
-    records = published / "build" / "run"
-    write_run_record(records, IMAGE_ID, "kiln/z-image-turbo:x", 5.0, SKIPPED, True)
-    written = write_run_record(records, IMAGE_ID, "kiln/z-image-turbo:x", 30.0, SKIPPED, False)
+    write_run_record(published, "kiln/z-image-turbo:x", 5.0, SKIPPED, True)
+    written = write_run_record(published, "kiln/z-image-turbo:x", 30.0, SKIPPED, False)
     assert not written.kept and json.loads(written.path.read_text())["cpu_mode"] is False
-    assert not list(records.glob(".*"))  # no temporary file left beside the record
+    assert not list(written.path.parent.glob(".*"))  # no temporary file left beside the record
 
 
 def test_memory_request_reasoning_and_read_rate_assumption_are_written_down():

@@ -16,9 +16,68 @@ def findings(subject, severity=None, rule=None):
 
 
 def test_default_image_passes_on_every_profile(project):
+    """On the default stack, or (cards its torch has no kernels for) on the stack the refusal names."""
     from kiln.data.gpus import load_gpus
     for name in load_gpus(project.gpus_path):
-        assert findings(project.subject(name), ERROR) == [], name
+        errors = findings(project.subject(name), ERROR)
+        if errors:
+            [cc] = errors
+            assert cc.rule == "compute-capability" and "--stack cuda13" in cc.fix, name
+            assert findings(project.subject(name, stack="cuda13"), ERROR) == [], name
+
+
+def test_blackwell_on_the_card_stack_is_one_error_naming_the_architecture_and_the_stack(project):
+    for gpu, sm in (("5090", "sm_120"), ("rtx-pro-6000", "sm_120"), ("b200", "sm_100")):
+        [cc] = findings(project.subject(gpu), ERROR)
+        assert cc.rule == "compute-capability" and f"is {sm}" in cc.message and f"no {sm}" in cc.message
+        assert "SASS for sm_50, sm_60, sm_70, sm_75, sm_80, sm_86, sm_90 and no PTX" in cc.message
+        assert cc.fix.startswith("pass --stack cuda13 (torch 2.11.0, CUDA 13.0, ComfyUI 0.33.0")
+
+
+def test_the_current_stack_serves_both_images_on_blackwell_and_hopper(project):
+    for gpu in ("5090", "rtx-pro-6000", "b200", "h100", "h200"):
+        for image in ("comfyui", "z-image-turbo"):
+            subject = project.subject(gpu, image, stack="cuda13")
+            assert subject.lock.comfyui.version == "0.33.0"
+            assert findings(subject, ERROR) == [] and findings(subject, WARNING) == [], (gpu, image)
+
+
+def test_current_stack_kernels_are_the_wheels_list(project):
+    [cc] = findings(project.subject("4090", stack="cuda13"), rule="compute-capability")
+    assert cc.severity == NOTE and "sm_86 code" in cc.message
+    old = project.subject("h200", stack="cuda13")
+    volta = old.gpu.model_copy(update={"name": "v100", "display": "Tesla V100-SXM2-16GB", "compute_capability": "7.0"})
+    [cc] = findings(replace(old, gpu=volta), ERROR)
+    assert "no sm_70" in cc.message and cc.fix.startswith("pass --stack card")
+
+
+def test_without_a_stack_for_the_card_the_fix_is_to_add_one(project):
+    subject = project.subject("5090")
+    only_card = replace(subject, lock=replace(subject.lock, file=subject.lock.file.model_copy(
+        update={"stacks": {"card": subject.lock.entry}})))
+    [cc] = findings(only_card, ERROR)
+    assert "add a stack to versions.lock whose torch build lists sm_120" in cc.fix
+
+
+def test_current_stack_below_the_cuda13_driver_is_an_error(project):
+    subject = project.subject("5090", stack="cuda13")
+    assert findings(subject, ERROR, "driver") == []
+    lock = _with_stack(subject.lock, subject.lock.stack.model_copy(update={"driver_floor": "575.57.08"}))
+    [driver] = findings(replace(subject, lock=lock), ERROR, "driver")
+    assert "575.57.08" in driver.message and "CUDA 13.0 runtime needs: NVIDIA driver >= 580.65.06 (R580)" in driver.message
+    assert driver.fix == "set driver_floor to 580.65.06 or later"
+
+
+def test_a_stack_without_xformers_says_attention_runs_through_sdpa(project):
+    [note] = findings(project.subject("h200", stack="cuda13"), rule="attention")
+    assert note.severity == NOTE and "torch 2.11.0" in note.message and "PyTorch SDPA" in note.message
+    assert findings(project.subject("h200"), rule="attention") == []
+
+
+def test_profile_flags_are_checked_against_0_33(project):
+    [flag] = findings(project.subject("4080", stack="cuda13"), ERROR, "flags")
+    assert "--normalvram is not a ComfyUI 0.33.0 flag" in flag.message and flag.where.endswith("profiles.4080.serving")
+    assert findings(project.subject("4080"), ERROR, "flags") == []
 
 
 def test_4070ti_cannot_hold_z_image_and_is_told_what_fits(project):

@@ -91,3 +91,24 @@ def test_importing_the_pure_stages_loads_no_io_module():
             "print(','.join(sorted(bad)))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == ""
+
+
+
+DATA_MAY_IMPORT = ("kiln.data", "kiln.errors")
+
+
+def _upward(path: Path) -> set[str]:
+    """The kiln modules a data-layer file imports from above the data layer."""
+    return {name for name in _imports(path) if name.startswith("kiln.")
+            and not any(name == a or name.startswith(a + ".") for a in DATA_MAY_IMPORT)}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "kiln" / "data").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_data_layer_imports_nothing_above_it(path):
+    """kiln/data is the bottom layer: names (identity), rules and stages build on it, never the reverse."""
+    assert _upward(path) == set()
+
+
+def test_the_data_rule_sees_an_upward_import():
+    # the launch line needs the image's paths from identity, which is why it lives above the data layer
+    assert "kiln.identity" in _upward(ROOT / "kiln" / "launch.py")

@@ -65,6 +65,7 @@ def test_check_fails_on_a_malformed_hash(project_copy):
     assert result.returncode == 2 and "key 'stacks.card.packages.numpy.sha256'" in result.stderr and "64 lowercase hex digits" in result.stderr
 
 
+@pytest.mark.network
 def test_relock_from_the_index_reproduces_the_lock(project_copy):
     """Real resolution against the package index: same inputs, byte-identical lock."""
     result = invoke("lock", root=project_copy)
@@ -73,6 +74,7 @@ def test_relock_from_the_index_reproduces_the_lock(project_copy):
     assert (project_copy / "versions.lock").read_bytes() == (ROOT / "versions.lock").read_bytes()
 
 
+@pytest.mark.network
 def test_relock_keeps_hand_written_comments(project_copy):
     """Comments in the hand-kept sections survive `invoke lock` (which re-resolves from the real index)."""
     note = "# pinned to the card's stack; see FACTS section 1"

@@ -370,7 +370,8 @@ def test_bad_cache_path(models, tmp_path, kind):
     target = tmp_path / "not-a-cache"
     if kind == "file":
         target.write_text("x")
-    _one_error(models.fetch(cache=target), f"--to {target}", "invoke provision.cache")
+    _one_error(models.fetch(cache=target), f"--to: cache {'folder ' if kind == 'missing' else ''}{target}",
+               "invoke provision.cache")
     assert models.server.seen == []
     assert target.is_file() if kind == "file" else not target.exists()
 

@@ -1,5 +1,5 @@
 """`invoke render --portable`: a context a stock engine builds (index + hashes, ComfyUI inside, the CA
-only in the builder) and, with --all-gpus, a bake file whose heavy stage is one shared target."""
+only in the builder) and, with --all-gpus, a build matrix (docker-bake.json) whose heavy stage is one shared target."""
 
 import json
 import shutil
@@ -16,15 +16,19 @@ from tests.conftest import ROOT, invoke
 STANDIN = ROOT / "tests" / "standin" / "comfyui"  # not a git checkout: accepted only as unverified
 
 
-def test_all_gpus_bake_file_shares_the_heavy_stage(project_copy, tmp_path):
+BLACKWELL = ["5090", "rtx-pro-6000", "b200"]
+
+
+def test_all_gpus_build_matrix_shares_the_heavy_stage(project_copy, tmp_path):
     out = tmp_path / "portable"
     result = invoke("render", "--portable", "--all-gpus", "--comfyui-src", str(STANDIN), "--allow-unverified-source",
                     "--out", str(out), root=project_copy)
     assert result.returncode == 0, result.stderr
     bake = json.loads((out / "docker-bake.json").read_text())
     profiles = sorted(p.name for p in out.iterdir() if p.is_dir())
-    gpus = sorted(yaml.safe_load((project_copy / "gpus.yaml").read_text())["profiles"])
-    assert profiles == gpus
+    gpus = sorted(set(yaml.safe_load((project_copy / "gpus.yaml").read_text())["profiles"]) - set(BLACKWELL))
+    assert profiles == gpus  # the card's torch has no Blackwell kernels: those profiles are skipped, and said so
+    assert f"left out of the build matrix: {', '.join(BLACKWELL)}" in result.stderr
     assert bake["group"]["default"]["targets"] == [f"comfyui-{g}" for g in gpus]
     assert bake["target"]["venv"]["target"] == "builder"
     for gpu in gpus:
@@ -98,14 +102,15 @@ def test_all_gpus_skips_and_reports_the_profiles_the_gate_refuses(project_copy, 
     assert result.returncode == 0, result.stderr
     refused = [g for g in yaml.safe_load((project_copy / "gpus.yaml").read_text())["profiles"]
                if not _gate_passes(project_copy, g)]
-    assert refused == ["4070ti"]  # 12 GB: Z-Image-Turbo in bf16 does not fit
+    assert refused == ["4070ti", *BLACKWELL]  # 12 GB: Z-Image-Turbo in bf16 does not fit; no kernels on Blackwell
     assert "skipped 4070ti: the gate refuses image 'z-image-turbo' there" in result.stderr
-    assert "warning: 1 profile(s) skipped and left out of the bake file: 4070ti" in result.stderr
+    assert f"warning: 4 profile(s) skipped and left out of the build matrix: 4070ti, {', '.join(BLACKWELL)}" \
+        in result.stderr
     bake = json.loads((out / "docker-bake.json").read_text())
     assert "z-image-turbo-4070ti" not in bake["target"] and "z-image-turbo-4090" in bake["target"]
     assert not (out / "4070ti").exists() and (out / "h200" / "Dockerfile").is_file()
     summary = json.loads((out / "portable.json").read_text())
-    assert list(summary["skipped"]) == ["4070ti"] and summary["skipped"]["4070ti"][0].startswith("error: [")
+    assert sorted(summary["skipped"]) == sorted(["4070ti", *BLACKWELL]) and summary["skipped"]["4070ti"][0].startswith("error: [")
     assert summary["comfyui"] == {"zimage": {"version": "0.3.74", "commit": Project(project_copy).subject(
         "4090", "z-image-turbo").lock.comfyui.commit, "verified": False}}
 
@@ -131,8 +136,8 @@ def test_all_gpus_failing_on_one_profile_leaves_nothing_half_made(project_copy, 
     assert invoke(*args, str(earlier), root=project_copy).returncode == 0
     before = _tree(earlier)
     start = project_copy / "templates" / "start.sh.j2"
-    # The last profile of gpus.yaml fails to render: every profile before it was already written.
-    last = list(yaml.safe_load((project_copy / "gpus.yaml").read_text())["profiles"])[-1]
+    # The last profile of gpus.yaml the gate passes fails to render: every profile before it was already written.
+    last = [g for g in yaml.safe_load((project_copy / "gpus.yaml").read_text())["profiles"] if g not in BLACKWELL][-1]
     start.write_text(f'{{% if gpu.name == "{last}" %}}{{{{ no_such_value }}}}{{% endif %}}' + start.read_text())
     fresh = tmp_path / "fresh"
     for out in (fresh, earlier):

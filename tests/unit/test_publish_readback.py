@@ -10,10 +10,12 @@ import json
 
 import pytest
 
+from kiln.data.records.folder import BuildFolder
 from kiln.errors import KilnError
 from kiln.identity import GPU_LABEL, IMAGE_LABEL, LOCK_LABEL, SOURCE_LABEL, image_tags
 from kiln.publish.job import PublishRequest, publish
 from kiln.publish.push import parse_target
+from tests.standin.records import build_record
 from tests.unit.oci_registry import OciRegistry, digest_of
 
 IMAGE_ID = "sha256:" + "1" * 64
@@ -39,7 +41,7 @@ class Engine:
     def list(self, name=None):
         return []
 
-    def remove(self, name, noprune=False):
+    def remove(self, name, force=False, noprune=False):
         pass
 
     def tag(self, image_id, repository, tag):
@@ -71,10 +73,9 @@ def setup(project, registry, tmp_path):
     s = project.subject("4090")
     labels = {LOCK_LABEL: s.lock.digest, GPU_LABEL: s.gpu.name, IMAGE_LABEL: s.image.name, SOURCE_LABEL: "verified"}
     engine = Engine(Image(image_tags(s), labels), registry)
-    record = tmp_path / "build.json"
-    record.write_text(json.dumps({"image_id": IMAGE_ID, "base_id": "sha256:" + "2" * 64, "base": "kiln-base:test",
-                                  "started": "2026-01-01T00:00:00+00:00", "base_packages": []}))
-    request = PublishRequest(parse_target(f"{registry.host}/team"), None, tmp_path / "smoke", record, force=True)
+    folder = BuildFolder(tmp_path)
+    folder.write_build(build_record(project.root, "4090", published=False).model_copy(update={"image_id": IMAGE_ID}))
+    request = PublishRequest(parse_target(f"{registry.host}/team"), None, folder, force=True)
     return s, engine, request
 
 

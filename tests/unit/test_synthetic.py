@@ -178,7 +178,7 @@ def test_an_output_path_that_is_a_file_is_refused(tmp_path):
     blocker.write_text("x")
     result = invoke("models.synth", "--out", str(blocker), "--only", "vae")
     assert result.returncode == 2
-    assert result.stderr.startswith(f"error: {blocker}: cannot create the output folder")
+    assert result.stderr.startswith(f"error: --out: {blocker} exists and is not a folder")
 
 
 # Opt-in: ComfyUI's own loaders on the small set (about 10.2 GB written; the text encoder takes 8 GB of RAM).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from kiln.data.launch import MANAGED, profile_flags
+from kiln.launch import MANAGED, profile_flags
 from kiln.data.tables import known_versions
 from kiln.gate.argv import parse
 from kiln.data.subject import Subject

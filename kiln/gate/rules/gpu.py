@@ -4,40 +4,40 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from packaging.version import Version
+
 from kiln.data.subject import Subject
+from kiln.data.tables import cuda_driver
 from kiln.gate.findings import ERROR, NOTE, WARNING, Finding
+from kiln.gate.kernels import COMPATIBLE, runs_as, stacks_running
 
 FP8_FACTOR = 0.5  # fp8 weights are half the bytes of bf16/fp16 ones
 STAGED_ROLES = ("diffusion_model", "text_encoder")  # ComfyUI can hold one of these at a time
 
 
-def _cc(text: str) -> tuple[int, int]:
-    digits = text.replace("sm_", "").replace(".", "")
-    return int(digits[:-1]), int(digits[-1])
-
-
 def compute_capability_covered(s: Subject) -> Iterator[Finding]:
-    cc = _cc(s.gpu.compute_capability)
-    sass = sorted(_cc(x) for x in s.lock.stack.torch_sass)
-    where = f"gpus.yaml profiles.{s.gpu.name}"
-    if cc in sass:
-        return
-    same_major = [x for x in sass if x[0] == cc[0] and x[1] <= cc[1]]
-    if same_major and not _newer_than(cc, sass):
-        code = "sm_%d%d" % same_major[-1]
+    st, where = s.lock.stack, f"gpus.yaml profiles.{s.gpu.name}"
+    found = runs_as(st, s.gpu.compute_capability)
+    if found and found[0] == COMPATIBLE:
         yield Finding(NOTE, "compute-capability", where,
-                      f"{s.gpu.display} is {s.gpu.sm}; torch {s.lock.stack.torch} has no {s.gpu.sm} kernels and runs "
-                      f"its {code} code (binary compatible within a major version)")
+                      f"{s.gpu.display} is {s.gpu.sm}; torch {st.torch} has no {s.gpu.sm} kernels and runs "
+                      f"its {found[1]} code (binary compatible within a major version)")
+    if found:
         return
+    ptx = "PTX " + ", ".join(st.torch_ptx) if st.torch_ptx else "no PTX"
     yield Finding(ERROR, "compute-capability", where,
-                  f"{s.gpu.display} is {s.gpu.sm}; torch {s.lock.stack.torch} carries SASS for "
-                  f"{', '.join(s.lock.stack.torch_sass)} and {'PTX ' + ', '.join(s.lock.stack.torch_ptx) if s.lock.stack.torch_ptx else 'no PTX'}, "
-                  "so every kernel fails with 'no kernel image is available for execution on the device'",
-                  f"use a stack whose torch build lists {s.gpu.sm} (newer torch and CUDA)")
+                  f"{s.gpu.display} is {s.gpu.sm}; torch {st.torch} (stack '{s.lock.name}') carries SASS for "
+                  f"{', '.join(st.torch_sass)} and {ptx}, no {s.gpu.sm}, so every kernel fails with 'no kernel image "
+                  "is available for execution on the device'", _kernel_fix(s))
 
 
-def _newer_than(cc: tuple[int, int], sass: list[tuple[int, int]]) -> bool:
-    return cc[0] > sass[-1][0]
+def _kernel_fix(s: Subject) -> str:
+    others = [name for name in stacks_running(s.lock.stacks, s.gpu.compute_capability) if name != s.lock.name]
+    if not others:
+        return f"add a stack to versions.lock whose torch build lists {s.gpu.sm} (newer torch and CUDA)"
+    entry = s.lock.stacks[others[0]]
+    return (f"pass --stack {others[0]} (torch {entry.stack.torch}, CUDA {entry.stack.cuda}, ComfyUI "
+            f"{entry.comfyui.version}: its torch lists {s.gpu.sm})")
 
 
 def driver_floor(s: Subject) -> Iterator[Finding]:
@@ -45,6 +45,20 @@ def driver_floor(s: Subject) -> Iterator[Finding]:
     yield Finding(NOTE, "driver", f"versions.lock {s.lock.table('stack')}",
                   f"hosts need NVIDIA driver >= {st.driver_floor} for CUDA {st.cuda} (>= {st.driver_recommended} "
                   f"without minor-version compatibility); the image sets NVIDIA_REQUIRE_CUDA=\"{st.nvidia_require_cuda}\"")
+
+
+def driver_floor_runs_cuda(s: Subject) -> Iterator[Finding]:
+    st = s.lock.stack
+    need = cuda_driver(st.cuda)
+    if need is None:
+        yield Finding(WARNING, "driver", f"versions.lock {s.lock.table('stack')}.cuda",
+                      f"no driver table entry for CUDA {st.cuda}; the driver floor is not checked",
+                      "add its major to kiln/data/tables/cuda_drivers.yaml")
+    elif Version(st.driver_floor) < Version(need.driver):
+        yield Finding(ERROR, "driver", f"versions.lock {s.lock.table('stack')}.driver_floor",
+                      f"driver_floor {st.driver_floor} is below what the CUDA {st.cuda} runtime needs: NVIDIA driver "
+                      f">= {need.driver} ({need.branch}); hosts between the two would start the image and fail at "
+                      "the first CUDA call", f"set driver_floor to {need.driver} or later")
 
 
 def vram_fits_models(s: Subject) -> Iterator[Finding]:

@@ -8,7 +8,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import parse_wheel_filename
 
 from kiln.data.subject import Subject
-from kiln.gate.findings import ERROR, Finding
+from kiln.gate.findings import ERROR, NOTE, Finding
 from kiln.lock.consistency import consistency_problems, requirement_pins
 from kiln.lock.platform import target_environment, target_tags
 
@@ -22,6 +22,14 @@ def xformers_matches_torch(s: Subject) -> Iterator[Finding]:
                       f"pins torch {torch}; pip would silently swap torch, or fail with --no-deps",
                       f"set torch in {s.lock.table('stack')} to a version in torch{spec}, or pick the xformers release built for "
                       f"torch {torch}; then run `invoke lock`")
+
+
+def attention_backend(s: Subject) -> Iterator[Finding]:
+    st = s.lock.stack
+    if not st.has_xformers:
+        yield Finding(NOTE, "attention", f"versions.lock {s.lock.table('stack')}.xformers",
+                      f"no xformers: no release is built for torch {st.torch}, so ComfyUI's attention runs through "
+                      "PyTorch SDPA (scaled_dot_product_attention)")
 
 
 def wheels_for_target(s: Subject) -> Iterator[Finding]:

@@ -9,7 +9,8 @@ from typing import Optional
 
 from .context import Context
 from .deps import version_of
-from .verdict import (Check, cudnn_pin_prefix, cudnn_version_string,
+from .expect import NO_XFORMERS
+from .verdict import (FAIL, PASS, WARN, Check, cudnn_pin_prefix, cudnn_version_string,
                       skip, version_verdict)
 
 GROUP = "versions"
@@ -65,8 +66,19 @@ def check_cudnn(ctx: Context) -> Check:
 
 def check_xformers(ctx: Context) -> Check:
     module = ctx.deps.get("xformers")
+    if ctx.pins["xformers"] == NO_XFORMERS:
+        return _absent_xformers(ctx, version_of(module))
     reason = "" if module is not None else ctx.deps.reason("xformers")
     return _version_check(ctx, version_of(module), ctx.pins["xformers"], reason)
+
+
+def _absent_xformers(ctx: Context, measured: Optional[str]) -> Check:
+    """A stack without xformers: ComfyUI attends through PyTorch SDPA; an xformers that is there anyway was
+    not locked (on the host it may be the host's own)."""
+    if measured is None:
+        return Check(PASS, measured="absent", expected=NO_XFORMERS, note="attention runs through PyTorch SDPA")
+    return Check(WARN if ctx.host else FAIL, measured=measured, expected=NO_XFORMERS,
+                 note="xformers is installed but the stack locks none; ComfyUI would pick it over SDPA")
 
 
 def comfyui_dir() -> str:

@@ -8,6 +8,7 @@ from typing import Any, Dict
 from .verdict import parse_cc, parse_version
 
 PIN_KEYS = ("python", "torch", "cuda", "cudnn", "xformers", "comfyui")
+NO_XFORMERS = "none"  # pins.xformers of a stack that locks no xformers
 PROFILE_REQUIRED = {
     "name": str,
     "display": str,
@@ -86,7 +87,8 @@ def _validate_parsable(data: Dict[str, Any]) -> None:
 
 def _parsable_fields(data: Dict[str, Any]):
     for key in PIN_KEYS:
-        yield f"pins.{key}", data["pins"][key], parse_version
+        if not (key == "xformers" and data["pins"][key] == NO_XFORMERS):
+            yield f"pins.{key}", data["pins"][key], parse_version
     yield "driver_floor", data["driver_floor"], parse_version
     yield "driver_recommended", data["driver_recommended"], parse_version
     for arch in data["torch_sass"]:

@@ -1,14 +1,15 @@
-"""A bake file (JSON, `docker buildx bake -f docker-bake.json`) for portable contexts of one image on
-many GPU profiles: the heavy builder stage (the locked venv, the same for every profile) is one
-target, and each profile's build takes it as its `builder` stage, so a remote builder makes it once."""
+"""The build matrix (docker-bake.json, for `docker buildx bake -f`; "bake" is Docker's word) for
+portable contexts of one image on many GPU profiles: the heavy builder stage (the locked venv, the same
+for every profile) is one target, and each profile's build takes it as its `builder` stage, so a remote
+builder makes it once."""
 
 from __future__ import annotations
 
 import json
 
 
-def bake_text(image: str, contexts: dict[str, tuple[str, list[str]]]) -> str:
-    """contexts: profile -> (context folder relative to the bake file, image tags)."""
+def matrix_text(image: str, contexts: dict[str, tuple[str, list[str]]]) -> str:
+    """contexts: profile -> (context folder relative to the matrix file, image tags)."""
     first = next(iter(sorted(contexts)))
     targets = {"venv": {"context": contexts[first][0], "dockerfile": "Dockerfile", "target": "builder"}}
     for gpu, (folder, tags) in sorted(contexts.items()):

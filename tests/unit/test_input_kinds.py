@@ -1,0 +1,219 @@
+"""Bad input at every edge, by kind. Every task that takes a kind of input (a port, a registry host, an image
+reference, an HTTP endpoint, a file or folder to read or write, a cache folder), from a flag or from the
+environment, is run through the real command line with hostile values of it: each answer is exit 2 and
+exactly one line on stderr that names the input and says what is wrong with it, never a traceback.
+
+Anything a removed check lets through must still fail fast and visibly here: the engine is unreachable
+(DOCKER_HOST points nowhere), so the failure is some other line that does not name the input."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import invoke
+
+DIGEST = "sha256:" + "0" * 64
+V = "{value}"   # where the hostile value goes in a row's arguments or environment
+
+# kind -> the tasks taking it: (arguments, environment, the name the error line must carry)
+TAKERS = {
+    "port": [
+        (["run", "--gpu", "4090", "--port", V], {}, "--port"),
+        (["build", "--gpu", "4090"], {"KILN_WHEEL_PORT": V}, "KILN_WHEEL_PORT"),
+    ],
+    "registry_host": [
+        (["publish", "--registry", V + "/team", "--gpu", "4090"], {}, "--registry"),
+        (["verify", "--reference", V + "/team/comfyui@" + DIGEST], {}, "--reference"),
+    ],
+    "image_by_digest": [
+        (["verify", "--reference", V], {}, "--reference"),
+    ],
+    "image_by_tag": [
+        (["smoke", "--gpu", "4090", "--image", V], {}, "--image"),
+        (["run", "--gpu", "4090", "--image", V], {}, "--image"),
+        (["report", "--json", "{file}", "--html", "{out}", "--image", V], {}, "--image"),
+    ],
+    "http_endpoint": [
+        (["models.fetch", "--gpu", "4090", "--image", "z-image-turbo", "--to", "{folder}"], {"HF_ENDPOINT": V},
+         "HF_ENDPOINT"),
+        (["base"], {"KILN_DEBIAN_MIRROR": V}, "KILN_DEBIAN_MIRROR"),
+    ],
+    "file_written": [
+        (["smoke", "--gpu", "4090", "--host", "--json", V], {}, "--json"),
+        (["smoke", "--gpu", "4090", "--host", "--html", V], {}, "--html"),
+        (["report", "--json", "{file}", "--html", V], {}, "--html"),
+        (["host.check", "--gpu", "4090", "--json", V], {}, "--json"),
+    ],
+    "folder_written": [
+        (["render", "--gpu", "4090", "--out", V], {}, "--out"),
+        (["render", "--portable", "--gpu", "4090", "--out", V], {}, "--out"),
+        (["schema", "--out", V], {}, "--out"),
+        (["deploy", "--gpu", "4090", "--target", "compose", "--out", V], {}, "--out"),
+        (["models.synth", "--out", V, "--only", "vae"], {}, "--out"),
+    ],
+    "file_read": [
+        (["report", "--json", V, "--html", "{out}"], {}, "--json"),
+        (["verify", "--reference", "127.0.0.1:1/team/comfyui@" + DIGEST, "--key", V], {}, "--key"),
+        (["publish", "--registry", "127.0.0.1:1/team", "--gpu", "4090", "--sign-key", V], {}, "--sign-key"),
+        (["publish", "--registry", "127.0.0.1:1/team", "--gpu", "4090"], {"KILN_SIGNING_KEY": V}, "KILN_SIGNING_KEY"),
+        (["build", "--gpu", "4090", "--ca-bundle", V], {}, "--ca-bundle"),
+        (["build", "--gpu", "4090"], {"KILN_CA_BUNDLE": V}, "KILN_CA_BUNDLE"),
+        (["render", "--portable", "--gpu", "4090", "--ca-bundle", V, "--out", "{out}"], {}, "--ca-bundle"),
+        (["render", "--portable", "--gpu", "4090", "--out", "{out}"], {"KILN_CA_BUNDLE": V}, "KILN_CA_BUNDLE"),
+    ],
+    "cache_used": [
+        (["run", "--gpu", "4090", "--cache", V], {}, "--cache"),
+        (["smoke", "--gpu", "4090", "--cache", V], {}, "--cache"),
+        (["host.check", "--gpu", "4090", "--cache", V], {}, "--cache"),
+        (["models.fetch", "--gpu", "4090", "--image", "z-image-turbo", "--to", V], {}, "--to"),
+        (["build", "--gpu", "4090", "--bake-models", "--models-from", V], {}, "--models-from"),
+    ],
+    "cache_made": [
+        (["provision.cache", "--path", V], {}, "--path"),
+        (["build", "--gpu", "4090"], {"KILN_WHEEL_CACHE": V}, "KILN_WHEEL_CACHE"),
+        (["build", "--gpu", "4090"], {"KILN_SOURCE_CACHE": V}, "KILN_SOURCE_CACHE"),
+        (["render", "--portable", "--gpu", "4090", "--out", "{out}"], {"KILN_SOURCE_CACHE": V}, "KILN_SOURCE_CACHE"),
+    ],
+}
+
+# kind -> hostile values, each with what the error line must say about it; {name} is a place `_places` makes
+LONG = "x" * 300   # longer than a file name may be: the system refuses even to look
+HOSTILE = {
+    "port": [("0", "out of range"), ("65536", "out of range"), ("8o80", "not a port number"),
+             ("-1", "not a port number"), ("+80", "not a port number"), ("\u0668\u0660", "not a port number"),
+             ("", "not a port number")],
+    "registry_host": [("user:secret@reg.example", "user name or password"), ("reg.example:0", "out of range"),
+                      ("reg.example:65536", "out of range"), ("reg.example:8o80", "not a port number"),
+                      ("reg example", "spaces"), ("r\u00e9g.example", "non-ASCII"), ("a..b", "not a host name"),
+                      ("-reg.example", "not a host name"), ("reg.example?x=1", "more than a host"),
+                      ("[::1]:5000", "not a host name")],
+    "image_by_digest": [("reg.example/team/comfyui@sha256:abc", "not a digest"),
+                        ("reg.example/team/comfyui@sha256:" + "A" * 64, "not a digest"),
+                        ("reg.example/team/comfyui@md5:" + "0" * 32, "not a digest"),
+                        ("reg.example/team/comfyui:v1", "is not HOST[:PORT]/NAME@sha256"),
+                        ("comfyui@" + DIGEST, "is not HOST[:PORT]/NAME@sha256"),
+                        ("team/comfyui@" + DIGEST, "not a registry host"),
+                        ("reg.example/Team/comfyui@" + DIGEST, "not a repository name"),
+                        ("user@reg.example/team/comfyui@" + DIGEST, "user name or password"),
+                        ("reg.example:99999/team/comfyui@" + DIGEST, "out of range")],
+    "image_by_tag": [("kiln/comfyui:bad tag", "spaces"), ("kiln/comfyui:-x", "not a tag"),
+                     ("Kiln/comfyui:v1", "not a repository name"), ("kiln/comfyui:v1@sha256:abc", "not a digest"),
+                     ("user@reg.example/kiln/comfyui:v1", "user name or password"),
+                     ("reg.example:99999/kiln/comfyui:v1", "out of range"),
+                     ("kiln/comfyui:v1\x1b[2J", "control characters")],
+    "http_endpoint": [("file:///etc/passwd", "not an http(s) URL"), ("ftp://mirror.example/hf", "not an http(s) URL"),
+                      ("https://user:secret@mirror.example", "credentials"),
+                      ("https://mirror.example:99999", "out of range"), ("https://mirror.example:0", "out of range"),
+                      ("https://mirror.example:8o80", "not a port number"), ("http://mirror example", "spaces"),
+                      ("https://m\u00efrror.example", "non-ASCII"), ("https://mirror.example/?a=b", "query"),
+                      ("javascript:alert(1)", "not an http(s) URL"), ("http://a..b", "not a host name"),
+                      ("https://[::1", "not a URL"), ("http://[::1]:99999", "out of range"),
+                      ("http://[fe80::zz]", "not a URL"), ("http://[::1]x", "not a host"),
+                      ("mirror.example", "not an http(s) URL")],
+    "file_written": [("{folder}", "is a folder"), ("{link_to_file}", "symbolic link"), ("{dangling}", "symbolic link"),
+                     ("{fifo}", "not a regular file"), ("{file}/x.json", "is not a folder"),
+                     ("{missing}/x.json", "does not exist"), ("{unwritable}/x.json", "not writable"),
+                     ("{folder}/../file/x.json", "is not a folder"), ("{folder}/" + LONG, "cannot look at"),
+                     ("", "not a usable path")],
+    "folder_written": [("{file}", "exists and is not a folder"), ("{link_to_folder}", "symbolic link"),
+                       ("{link_to_file}", "symbolic link"), ("{dangling}", "symbolic link"),
+                       ("{file}/sub", "is not a folder, so"), ("{unwritable}/out", "not writable"),
+                       ("{folder}/../file/sub", "is not a folder, so"), ("{folder}/" + LONG, "cannot look at"),
+                       ("", "not a usable path")],
+    "file_read": [("{missing}", "does not exist"), ("{folder}", "is a folder"), ("{dangling}", "link to nothing"),
+                  ("{fifo}", "not a regular file"), ("{folder}/../missing", "does not exist"),
+                  ("{folder}/" + LONG, "cannot look at"), ("", "not a usable path")],
+    "cache_used": [("{file}", "is not a folder"), ("{missing}", "does not exist"), ("{dangling}", "link to nothing"),
+                   ("{link_to_file}", "is not a folder"), ("{folder}/" + LONG, "cannot look at"),
+                   ("", "not a usable path")],
+    "cache_made": [("{file}", "exists and is not a folder"), ("{file}/sub", "is not a folder, so"),
+                   ("{dangling}", "link to nothing"), ("{link_to_file}", "exists and is not a folder"),
+                   ("{unwritable}/cache", "not writable"), ("{folder}/" + LONG, "cannot look at")],
+}
+
+
+
+def _case_id(kind: str, row: tuple, value: str) -> str:
+    """The command as a user would type it, the hostile value in place (cut short)."""
+    shown = repr(value[:60])
+    env = " ".join(f"{k}={v.replace(V, shown)}" for k, v in row[1].items())
+    return f"{kind}: {env + ' ' if env else ''}{' '.join(row[0]).replace(V, shown)}"
+
+
+CASES = [pytest.param(kind, row, value, reason, id=_case_id(kind, row, value))
+         for kind, rows in TAKERS.items() for row in rows for value, reason in HOSTILE[kind]
+         if value or not row[1]]   # an empty variable counts as unset: nothing to refuse
+
+
+def _unwritable(tmp_path: Path) -> Path | None:
+    """A folder this process cannot write to: a read-only one, or (as root, who ignores modes) /proc/sys."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    for candidate in (folder, Path("/proc/sys")):
+        if candidate.is_dir() and not os.access(candidate, os.W_OK):
+            return candidate
+    return None
+
+
+def _places(tmp_path: Path) -> dict:
+    """The places hostile path values name, made afresh for each case."""
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "link-to-file").symlink_to(tmp_path / "file")
+    (tmp_path / "link-to-folder").symlink_to(tmp_path / "folder")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    os.mkfifo(tmp_path / "fifo")
+    return {"file": tmp_path / "file", "folder": tmp_path / "folder", "link_to_file": tmp_path / "link-to-file",
+            "link_to_folder": tmp_path / "link-to-folder", "dangling": tmp_path / "dangling",
+            "missing": tmp_path / "missing", "fifo": tmp_path / "fifo", "out": tmp_path / "out.html",
+            "unwritable": _unwritable(tmp_path)}
+
+
+def _run(row: tuple, value: str, tmp_path: Path):
+    """(result, names in tmp_path before, after), or None when this host has no unwritable folder to name."""
+    args, env, _ = row
+    places = _places(tmp_path)
+    if "{unwritable}" in value and places["unwritable"] is None:
+        return None
+    argv = [a.replace(V, value).format(**places) for a in args]
+    environ = {k: v.replace(V, value).format(**places) for k, v in env.items()}
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = invoke(*argv, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock", **environ})
+    (tmp_path / "read-only").chmod(0o755)
+    return result, before, sorted(p.name for p in tmp_path.iterdir())
+
+
+@pytest.fixture(scope="module")
+def outcomes(request, tmp_path_factory):
+    """Every selected case run at once (each is a process start, mostly waiting): case id -> outcome."""
+    chosen = [item.callspec for item in request.session.items
+              if item.module is request.module and hasattr(item, "callspec")]
+    with ThreadPoolExecutor(max_workers=2 * (os.cpu_count() or 1)) as pool:
+        futures = {spec.id: pool.submit(_run, spec.params["row"], spec.params["value"], tmp_path_factory.mktemp("case"))
+                   for spec in chosen}
+        return {case: future.result() for case, future in futures.items()}
+
+
+@pytest.mark.parametrize("kind, row, value, reason", CASES)
+def test_hostile_input_is_one_line_naming_it(kind, row, value, reason, outcomes, request):
+    outcome = outcomes[request.node.callspec.id]
+    if outcome is None:
+        pytest.skip("no folder here is unwritable to this user")
+    result, before, after = outcome
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert row[2] in lines[0] and reason in lines[0], lines[0]
+    assert after == before   # nothing written beside the hostile places
+
+
+def test_every_kind_has_takers_and_values():
+    assert set(TAKERS) == set(HOSTILE)
+    assert all(TAKERS[kind] and HOSTILE[kind] for kind in TAKERS)
+    assert len({case.id for case in CASES}) == len(CASES)   # outcomes are looked up by case id

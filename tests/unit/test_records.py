@@ -1,0 +1,206 @@
+"""The records stages hand on: typed, versioned, written whole; one owner of their paths; a damaged or
+older record is one line naming the file, what is wrong and the command that writes it again."""
+
+import json
+import re
+from dataclasses import replace
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kiln.data.records.build import PublishFailure
+from kiln.data.records.folder import BuildFolder
+from kiln.data.records.smoke import SmokeRecord, SmokeSummary
+from kiln.errors import KilnError
+from kiln.project import Project
+from kiln.publish.job import PublishRequest, _smoke_requirement
+from kiln.publish.push import Target
+from tests.conftest import ROOT, invoke
+from tests.standin.records import IMAGE_ID, build_record, write_build_record, write_run_record
+
+CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
+SMOKE = SmokeRecord(image_id=IMAGE_ID, tag="kiln/comfyui:x", exit_code=0, gpus="all", profile="4090",
+                    summary=SmokeSummary(passed=9, warn=1, fail=0, skip=2))
+
+
+def test_every_record_reads_back_as_the_model_written(project_copy):
+    folder = BuildFolder(project_copy / "build")
+    built = build_record(project_copy, "4090")
+    folder.write_build(built)
+    folder.write_smoke(SMOKE)
+    run = write_run_record(project_copy, "kiln/comfyui:x", 30.0, {"device_s": 1.0, "first_s": 9.0}, False)
+    assert folder.read_build("comfyui", "4090") == built
+    assert folder.read_smoke(IMAGE_ID, "4090", "comfyui") == SMOKE
+    assert folder.read_run(IMAGE_ID).seconds_to_healthy == 30.0 and not run.kept
+    saved = json.loads(folder.smoke_record(IMAGE_ID).read_text())
+    assert saved["schema"] == 1 and saved["summary"] == {"pass": 9, "warn": 1, "fail": 0, "skip": 2}
+
+
+def test_one_owner_of_the_paths(tmp_path):
+    folder = BuildFolder(tmp_path)
+    assert folder.build_record("comfyui", "4090") == tmp_path / "comfyui-4090.build.json"
+    assert folder.build_record("comfyui", "4090", baked=True) == tmp_path / "comfyui-4090-models.build.json"
+    assert folder.smoke_record(IMAGE_ID) == tmp_path / "smoke" / "1111111111111111.json"
+    assert folder.run_record(IMAGE_ID) == tmp_path / "run" / "1111111111111111.json"
+    assert folder.deploy_out("comfyui", "4090", cpu_mode=True) == tmp_path / "deploy" / "comfyui-4090-cpu"
+
+
+OWNERS = ("kiln/data/records/folder.py", "kiln/project.py")  # the folder's layout; where a project keeps it
+
+
+SPELLINGS = ('.build.json"', '/ "build"', '"build" /', '"build/', '"deploy" /', '"smoke" / f',
+             '/ "run" /', '"run" / f', '.root / "deploy', '.root / "smoke', '.root / "run')
+
+
+def _spelt(files: list[Path]) -> list[str]:
+    return [str(p.relative_to(ROOT)) for p in files
+            if str(p.relative_to(ROOT)) not in OWNERS and any(s in p.read_text() for s in SPELLINGS)]
+
+
+def test_no_record_path_is_spelt_outside_the_folder_owner():
+    """tasks.py, the stages and the benchmarks ask BuildFolder; none builds a path under build/ itself."""
+    files = [ROOT / "tasks.py", *sorted((ROOT / "kiln").rglob("*.py")), *sorted((ROOT / "bench").rglob("*.py"))]
+    assert _spelt(files) == []
+
+
+def test_the_path_rule_sees_a_spelt_deploy_folder(tmp_path):
+    planted = ROOT / "bench" / "zz_planted_for_the_rule.py"
+    planted.write_text('out = BUILD.root / "deploy" / "comfyui-4090"\n')
+    try:
+        assert _spelt([planted]) == ["bench/zz_planted_for_the_rule.py"]
+    finally:
+        planted.unlink()
+
+
+def test_no_record_is_read_as_a_dict_in_the_library():
+    """Every reader gets a model: no `record.get(` or `record[...]` on a record in kiln/."""
+    pattern = re.compile(r"\b(record|run|built|earlier|saved|build|smoke)(\.get\(|\[)")
+    found = [f"{p.relative_to(ROOT)}:{n}" for p in sorted((ROOT / "kiln").rglob("*.py"))
+             for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert found == []
+
+
+def test_a_smoke_record_of_another_image_is_not_this_images(project_copy):
+    folder = BuildFolder(project_copy / "build")
+    folder.write_smoke(SMOKE)
+    other = "sha256:" + "1" * 16 + "f" * 48  # same file name (first 16 hex digits), another image
+    assert folder.read_smoke(other, "4090", "comfyui") is None
+
+
+BAD = {
+    "not JSON": ("{not json", "damaged record (not JSON)"),
+    "older kiln": (json.dumps({"image_id": IMAGE_ID}), "record written by an older kiln (no schema version)"),
+    "newer kiln": (json.dumps({"schema": 2, "image_id": IMAGE_ID}), "record written by another kiln (schema 2"),
+    "unknown key": (None, "damaged record: unknown key 'colour'"),
+    "wrong type": (None, "damaged record: key 'size'"),
+}
+
+
+def _bad_build_record(root: Path, case: str) -> Path:
+    path = write_build_record(root, "4090")
+    text, _ = BAD[case]
+    if text is None:
+        data = json.loads(path.read_text())
+        data.update({"colour": "red"} if case == "unknown key" else {"size": "big"})
+        text = json.dumps(data)
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_a_damaged_or_foreign_build_record_is_one_line_with_the_command_that_rewrites_it(project_copy, tmp_path, case):
+    path = _bad_build_record(project_copy, case)
+    result = invoke("deploy", "--gpu", "4090", "--target", "compose", "--out", str(tmp_path / "out"), root=project_copy)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert str(path) in lines[0] and BAD[case][1] in lines[0]
+    assert "run `invoke build --gpu=4090 --image comfyui` to write it again" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_damaged_run_record_names_invoke_run(project_copy, tmp_path):
+    write_build_record(project_copy, "4090")
+    run = write_run_record(project_copy, "kiln/comfyui:x", 30.0, {"first_s": 9.0}, False)
+    run.path.write_text(run.path.read_text().replace('"cpu_mode": false', '"cpu_mode": "maybe"'))
+    result = invoke("deploy", "--gpu", "4090", "--target", "compose", "--out", str(tmp_path / "out"), root=project_copy)
+    assert result.returncode == 2 and f"{run.path}: damaged record: key 'cpu_mode'" in result.stderr
+    assert "start the image again with `invoke run` to write it again, or delete" in result.stderr
+
+
+def test_a_damaged_run_record_is_replaced_by_the_next_run(project_copy):
+    first = write_run_record(project_copy, "kiln/comfyui:x", 30.0, {"first_s": 9.0}, False)
+    first.path.write_text("{")
+    again = write_run_record(project_copy, "kiln/comfyui:x", 5.0, {}, True)
+    assert not again.kept and json.loads(again.path.read_text())["seconds_to_healthy"] == 5.0
+
+
+def test_a_damaged_smoke_record_is_one_error_naming_invoke_smoke(project_copy):
+    folder = BuildFolder(project_copy / "build")
+    folder.write_smoke(SMOKE)
+    folder.smoke_record(IMAGE_ID).write_text(json.dumps({"schema": 1, "image_id": IMAGE_ID}))
+    with pytest.raises(KilnError) as caught:
+        folder.read_smoke(IMAGE_ID, "4090", "comfyui")
+    assert "damaged record: missing key" in caught.value.line()
+    assert "run `invoke smoke --gpu=4090 --image comfyui` to write it again, or delete" in caught.value.line()
+
+
+def test_the_published_schemas_validate_records_kiln_writes(project_copy):
+    folder = BuildFolder(project_copy / "build")
+    written = {"build-record": write_build_record(project_copy, "4090"), "smoke-record": folder.write_smoke(SMOKE),
+               "run-record": write_run_record(project_copy, "kiln/comfyui:x", 3.0, {"first_s": 1.0}, True).path}
+    for schema, path in written.items():
+        checked = subprocess.run([str(CHECK_JSONSCHEMA), "--schemafile", str(ROOT / "docs" / "schemas" /
+                                                                             f"{schema}.schema.json"), str(path)],
+                                 capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    bad = json.loads(written["smoke-record"].read_text()) | {"exit_code": "zero"}
+    written["smoke-record"].write_text(json.dumps(bad))
+    refused = subprocess.run([str(CHECK_JSONSCHEMA), "--schemafile", str(ROOT / "docs/schemas/smoke-record.schema.json"),
+                              str(written["smoke-record"])], capture_output=True, text=True)
+    assert refused.returncode == 1
+
+
+def test_a_record_of_the_kiln_before_versions_reads_when_it_has_every_field(project_copy):
+    path = write_build_record(project_copy, "4090")
+    data = json.loads(path.read_text())
+    del data["schema"]
+    path.write_text(json.dumps(data))
+    assert BuildFolder(project_copy / "build").read_build("comfyui", "4090").image_id == IMAGE_ID
+
+
+def test_a_record_that_is_not_an_object_is_damaged(project_copy):
+    path = write_build_record(project_copy, "4090")
+    path.write_text("[1, 2]")
+    with pytest.raises(KilnError) as caught:
+        BuildFolder(project_copy / "build").read_build("comfyui", "4090")
+    assert "damaged record (not a JSON object)" in caught.value.line()
+
+
+def test_a_stack_build_is_deployed_and_published_from_its_own_record(project_copy, tmp_path):
+    """--stack cuda13 on a 5090: the record beside that build is the one deploy reads and publish writes."""
+    path = write_build_record(project_copy, "5090", published=True, stack="cuda13")
+    assert path.name == "comfyui-5090-cuda13.build.json"
+    refused = invoke("deploy", "--gpu", "5090", "--target", "compose", "--out", str(tmp_path / "a"), root=project_copy)
+    assert refused.returncode == 2 and "no build record" in refused.stderr
+    done = invoke("deploy", "--gpu", "5090", "--stack", "cuda13", "--target", "compose", root=project_copy)
+    assert done.returncode == 0, done.stderr
+    assert (project_copy / "build" / "deploy" / "comfyui-5090-cuda13" / "compose.yaml").is_file()
+    folder = BuildFolder(project_copy / "build")
+    record = folder.read_build("comfyui", "5090", stack="cuda13")
+    folder.record_publish_failure(record, PublishFailure(target="r/ns", error="refused"))
+    assert folder.read_build("comfyui", "5090", stack="cuda13").publish_failed.error == "refused"
+    assert not folder.build_record("comfyui", "5090").exists()  # the spec's own record was not made up
+
+
+def test_force_publishes_past_a_damaged_smoke_record_and_says_so(project_copy):
+    folder = BuildFolder(project_copy / "build")
+    folder.write_smoke(SMOKE)
+    folder.smoke_record(IMAGE_ID).write_text("{")
+    subject = Project(project_copy).subject("4090")
+    request = PublishRequest(target=Target("r.example", "ns"), credentials=None, folder=folder)
+    with pytest.raises(KilnError, match="damaged record"):
+        _smoke_requirement(request, subject, IMAGE_ID)
+    forced = _smoke_requirement(replace(request, force=True), subject, IMAGE_ID)
+    assert forced == "forced: published with a damaged smoke record (--force)"
