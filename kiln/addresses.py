@@ -19,7 +19,7 @@ _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _NAME_FIX = "use lower-case letters and digits separated by '.', '_', '-' or '/'"
 _SCHEMES = ("http", "https")
-_LOGIN_FIX = "leave credentials out: `docker login HOST` or KILN_REGISTRY_USER/KILN_REGISTRY_PASSWORD supply them"
+_LOGIN_FIX = "log in with `docker login HOST` or set KILN_REGISTRY_USER and KILN_REGISTRY_PASSWORD instead"
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,9 @@ class ImageReference:
 
 def host(text: str, where: str) -> str:
     """host[:port] as a registry or server is named: a DNS name or IPv4 address, an optional port 1-65535."""
+    if "@" in text:   # before anything that quotes the value: a password is never shown
+        raise KilnError("the host carries a user name or password", where, _LOGIN_FIX)
     _plain(text, where, "a host")
-    if "@" in text:
-        raise KilnError(f"'{shown(text)}' carries a user name or password", where, _LOGIN_FIX)
     if "/" in text or "?" in text or "#" in text:
         raise KilnError(f"'{shown(text)}' is more than a host", where, "give HOST or HOST:PORT only")
     name, colon, number = text.rpartition(":") if ":" in text else (text, "", "")
@@ -74,11 +74,11 @@ def image_reference(text: str, where: str = "--reference") -> ImageReference:
 
 def image_tag(text: str, where: str) -> str:
     """[HOST[:PORT]/]NAME:TAG, optionally @sha256:<64 hex>: an image the engine holds or pulls."""
-    _plain(text, where, "an image")
     rest, at, digest = text.partition("@")
+    if at and "/" in digest:   # user@host/...: the '@' is in the host, not before a digest; never shown
+        raise KilnError("the image's registry part carries a user name or password", where, _LOGIN_FIX)
+    _plain(text, where, "an image")
     first, slash, after = rest.partition("/")
-    if at and "/" in digest:   # user@host/...: the '@' is in the host, not before a digest
-        raise KilnError(f"'{shown(text)}' carries a user name or password", where, _LOGIN_FIX)
     if at:
         _digest(digest, where)
     if slash and ("." in first or ":" in first or first == "localhost"):   # Docker's rule for a registry part
@@ -96,6 +96,9 @@ def image_tag(text: str, where: str) -> str:
 def endpoint(text: str, where: str) -> str:
     """An http(s) base URL: scheme://host[:port][/path], nothing else. Returned without a trailing '/'."""
     url = text.strip().rstrip("/")
+    if "@" in url.partition("://")[2].partition("/")[0]:   # before anything that quotes the URL
+        raise KilnError("the URL carries credentials (user:password@)", where,
+                        "give scheme://host[:port][/path] only; a token goes in its own variable")
     _plain(url, where, "a URL")
     try:
         parts = urlsplit(url)
@@ -103,9 +106,6 @@ def endpoint(text: str, where: str) -> str:
         raise KilnError(f"'{shown(url)}' is not a URL", where, "give it like https://host[:port][/path]") from None
     if parts.scheme.lower() not in _SCHEMES or not parts.netloc:
         raise KilnError(f"'{shown(url)}' is not an http(s) URL", where, "give it like https://host[:port][/path]")
-    if "@" in parts.netloc:
-        raise KilnError("the URL carries credentials", where,
-                        "give scheme://host[:port][/path] only; a token goes in its own variable")
     if parts.query or parts.fragment or "?" in url or "#" in url:
         raise KilnError(f"'{shown(url)}' carries a query or a fragment", where, "give scheme://host[:port][/path] only")
     netloc = parts.netloc

@@ -49,10 +49,10 @@ def project_copy(tmp_path: Path) -> Path:
     return root
 
 
-def invoke(*args: str, root: Path = ROOT, cwd: Path | None = None,
-           env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def invoke(*args: str, root: Path = ROOT, cwd: Path | None = None, env: dict[str, str] | None = None,
+           timeout: float = 300) -> subprocess.CompletedProcess:
     """Run a project's tasks as `bin/invoke` does (tasks.py as the program), capturing both streams; env adds
     to (or overrides) this process's environment."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     cmd = [sys.executable, str(root / "tasks.py"), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd or root, env=env, timeout=300)
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd or root, env=env, timeout=timeout)
