@@ -17,7 +17,7 @@ from kiln.data.lock import load_lock
 from kiln.lock.write import lock_text
 from kiln.project import Project
 from tests.conftest import ROOT
-from tests.engine.scope import SCOPE_LABEL, SESSION, made_tags, scope_templates
+from tests.engine.scope import SCOPE_LABEL, SCOPES, made_tags, scope_templates
 
 SMALL_PACKAGES = ("packaging", "pyyaml", "typing-extensions")  # tiny wheels taken from the real lock
 TEST_IMAGE = "kiln-test"
@@ -79,11 +79,12 @@ def build_small(project: Project, src: Path, gpu: str = "4090", cache: Path | No
 
 @pytest.fixture(autouse=True, scope="session")
 def remove_test_images(client):
-    """This session's images (by its scope label), whatever their names; another session's are not touched."""
+    """This session's images (by its scope labels), whatever their names; another session's are not touched."""
     yield
-    for tag in made_tags(client):
-        remove_image(client, tag, force=True)
-    client.images.prune(filters={"dangling": True, "label": f"{SCOPE_LABEL}={SESSION}"})
+    for scope in SCOPES:
+        for tag in made_tags(client, scope):
+            remove_image(client, tag, force=True)
+        client.images.prune(filters={"dangling": True, "label": f"{SCOPE_LABEL}={scope}"})
 
 
 def run_in(client, image: str, command: str, user: str | None = None) -> str:

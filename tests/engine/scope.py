@@ -11,6 +11,7 @@ from pathlib import Path
 
 SCOPE_LABEL = "io.kiln.test-scope"
 SESSION = uuid.uuid4().hex[:12]
+SCOPES = [SESSION]   # every scope this session made: its teardown removes what carries any of them
 
 
 def scope_templates(templates: Path, value: str = SESSION) -> str:
@@ -27,7 +28,8 @@ def scope_templates(templates: Path, value: str = SESSION) -> str:
 
 def fresh_scope(templates: Path) -> str:
     """A label value for one test alone."""
-    return scope_templates(templates, uuid.uuid4().hex[:12])
+    SCOPES.append(scope_templates(templates, uuid.uuid4().hex[:12]))
+    return SCOPES[-1]
 
 
 def containers(client, label: str) -> list[str]:
