@@ -73,7 +73,7 @@ def test_a_non_default_cache_mount_is_used_end_to_end(client, mount_image, tmp_p
     finally:
         stop(client, "kiln-test-mount")
     assert mounts == {MOUNT: str(cache.resolve())}
-    assert up.warmup["workflow"] == "warmup.json" and up.warmup["first_s"] >= 1.0  # found the model under MOUNT
+    assert up.warmup.workflow == "warmup.json" and up.warmup.first_s >= 1.0  # found the model under MOUNT
     assert "is not a mount of a disk" not in logs
     assert any((cache / "inductor").iterdir())  # the compile cache landed on the host's cache
 
