@@ -50,7 +50,7 @@ def test_require_gpu_fails_without_one(built):
 @pytest.mark.parametrize("args, gpu, env, fragment", [
     (("--image", "kiln/comfyui:not-built"), "4090", None, "is not in the engine"),
     (("--image", "kiln-base:debian-bookworm-py3.11"), "4090", None, "carries no smoke payload"),
-    (("--json", "/nonexistent-dir/r.json"), "4090", None, "cannot write the report"),
+    (("--json", "/nonexistent-dir/r.json"), "4090", None, "--json: /nonexistent-dir does not exist"),
     (("--image", "kiln/comfyui:0.3.18-torch2.3.1-cu121-4090"), "h200", None, "built for the 4090 profile, not h200"),
     ((), "4090", {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}, "no Docker Engine answers"),
 ])
