@@ -124,8 +124,8 @@ def _one_error(result, fragment):
     assert fragment in line, line
 
 
-@pytest.mark.parametrize("case, fragment", [("missing", "cache path does not exist"),
-                                            ("file", "cache path is not a directory"),
+@pytest.mark.parametrize("case, fragment", [("missing", "missing does not exist; give an existing cache folder"),
+                                            ("file", "file is not a folder; give an existing cache folder"),
                                             ("root-owned", "not writable by the image's user (uid 10001)")])
 def test_bad_cache_is_refused_before_any_container(client, serve_image, tmp_path, case, fragment):
     project, _ = serve_image
@@ -195,7 +195,7 @@ def test_provision_cache_task(tmp_path):
     (tmp_path / "afile").write_text("x")
     cmd[-1] = str(tmp_path / "afile")
     bad = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert bad.returncode == 2 and "exists and is not a directory" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "afile exists and is not a folder" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def _wait_exit(container, limit_s: float) -> tuple[int, float]:
