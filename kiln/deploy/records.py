@@ -35,9 +35,8 @@ def image_record(folder: BuildFolder, s: Subject, need_digest: bool, stack: str 
     if image_tags(s)[1] not in record.tags:
         raise KilnError("the build record is from another versions.lock or spec than today's", str(path),
                         f"build the image again with `invoke build --gpu={s.gpu.name} --image {s.image.name}`")
-    published = record.published is not None and bool(record.published.references)
-    if need_digest and not published:
+    if need_digest and not record.is_published():
         raise KilnError(f"no publish record for image '{s.image.name}' on {s.gpu.name}: this target pulls by digest",
                         str(path), f"smoke it, then {publish} (compose runs the local image id without one)")
-    return ImageRecord(reference=record.reference(), published=published, image_id=record.image_id,
+    return ImageRecord(reference=record.reference(), published=record.is_published(), image_id=record.image_id,
                        size_bytes=record.size, run=folder.read_run(record.image_id))

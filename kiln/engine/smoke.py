@@ -162,17 +162,3 @@ def smoke_record(run: SmokeRun, tag: str) -> SmokeRecord:
                         "run the smoke suite again; if it repeats, the image's payload is damaged: rebuild it") from None
     return SmokeRecord(image_id=run.image_id, tag=tag, exit_code=run.exit_code, gpus=run.gpu_note, summary=summary,
                        profile=run.facts.get("profile", {}).get("name"))
-
-
-def check_writable(path: Path) -> None:
-    """Refuse an output path before spending minutes on a run whose result could not be saved."""
-    folder = path.parent
-    if path.is_dir():
-        why = f"{path} is a directory"
-    elif not folder.is_dir():
-        why = f"{folder} does not exist"
-    elif not os.access(path if path.exists() else folder, os.W_OK):
-        why = f"{path if path.exists() else folder} is not writable"
-    else:
-        return
-    raise KilnError(f"cannot write the report: {why}", str(path), "choose a writable file path")

@@ -76,6 +76,9 @@ class BuildRecord(Record):
     published: Published | None = None
     publish_failed: PublishFailure | None = None
 
+    def is_published(self) -> bool:
+        return self.published is not None and bool(self.published.references)
+
     def reference(self) -> str:
         """What a deployment runs: the published digest reference, else the local image id."""
-        return self.published.references[0] if self.published and self.published.references else self.image_id
+        return self.published.references[0] if self.is_published() else self.image_id
