@@ -9,6 +9,9 @@ there, measures the bf16 matmul rate with the smoke suite's own probe, computes 
 image's workflow (images/workflows/z-image-turbo.json) at the profile's resolution through /prompt,
 each request with a new prompt text and seed: first request after ready, then --prompts more for
 p50/p90 and the split (text encode, per sampling step, VAE decode) read from the server's websocket.
+A request ends when the client holds the image bytes: over the websocket from kiln's output node, else
+read through /history and /view. Then one request with a fixed seed and prompt keeps the sampled latent
+and the received image, compared with the reference lever's against bench/zimage/quality.yaml.
 Results go to --json after every lever, so a run cut short keeps what it measured; --group picks
 one group of levers, so the whole set can be measured in several shorter runs.
 """
@@ -36,7 +39,8 @@ from kiln.project import Project  # noqa: E402
 from kiln.render.facts import image_facts  # noqa: E402
 from serve.prompt import with_new_seed  # noqa: E402
 from zimage.floor import compute_floor  # noqa: E402
-from zimage.levers import Lever, load_levers  # noqa: E402
+from zimage.levers import LEVERS, Lever, load_levers  # noqa: E402
+from zimage.quality import BOUNDS, compare, keep, with_latent_saved  # noqa: E402
 from zimage.server import ComfyServer  # noqa: E402
 from zimage.split import node_ids, split, summary  # noqa: E402
 
@@ -51,6 +55,7 @@ def parse(argv):
     p.add_argument("--models", type=Path, required=True)
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--json", type=Path, required=True)
+    p.add_argument("--levers", type=Path, default=LEVERS, help="the lever file (default: %(default)s)")
     p.add_argument("--group", type=int, action="append")
     p.add_argument("--only", action="append", help="lever names")
     p.add_argument("--prompts", type=int, default=10)
@@ -81,7 +86,9 @@ def ensure_models(models: Path, size: str) -> dict:
 
 def install_nodes(comfyui: Path) -> None:
     nodes = comfyui / "custom_nodes"
-    for source in (ROOT / "provision/container/comfyui_nodes/kiln_warmup", ROOT / "bench/zimage/shims/kiln_card_rmsnorm"):
+    shims = ROOT / "bench/zimage/shims"
+    for source in (ROOT / "provision/container/comfyui_nodes/kiln_warmup", ROOT / "provision/container/comfyui_nodes/kiln_output",
+                   shims / "kiln_card_rmsnorm", shims / "kiln_bench_compile", shims / "kiln_bench_sdpa"):
         shutil.copytree(source, nodes / source.name, dirs_exist_ok=True)
 
 
@@ -202,6 +209,7 @@ def run_lever(lever: Lever, args, baseline: list[str], env: dict, graph: dict, m
         result["steady"] = summary([split(server.run(request(prompt, i), prompt_limit), ids)
                                     for i in range(1, args.prompts + 1)])
         result["first_vs_p50"] = round(first.total_s / result["steady"]["p50_s"], 3)
+        result["quality"] = quality_run(server, lever, prompt, args.work, prompt_limit)
         if lever.smoke:
             result["smoke"] = smoke_workflow(server.url, prompt, facts, args.models, args.work)
     except Exception as exc:  # one lever failing must not lose the others
@@ -211,6 +219,16 @@ def run_lever(lever: Lever, args, baseline: list[str], env: dict, graph: dict, m
         server.stop()
         result["peak_vram_gib"] = peak.stop()
     return result
+
+
+def quality_run(server: ComfyServer, lever: Lever, prompt: dict, work: Path, limit_s: float) -> dict:
+    """One request with the fixed seed and prompt; its latent and image kept for the comparison."""
+    prefix = f"kiln_quality/{lever.name}"
+    timeline = server.run(with_latent_saved(prompt, prefix), limit_s)
+    keep(work / "output", prefix, timeline.image, work / "quality", lever.name)
+    if lever.name == BOUNDS["reference"]:
+        return {"reference": True, "image_bytes": timeline.image_bytes}
+    return {**compare(work / "quality", lever.name), "lossy": lever.lossy}
 
 
 def log_errors(log: Path, keep: int = 6) -> list[str]:
@@ -233,21 +251,25 @@ def peak(result: dict):
 
 
 def table(results: dict) -> str:
+    """p50 is to the image bytes in the client's hands (records before that change end at execution_success)."""
     run_floor = results.get("floor", {}).get("seconds")
-    rows = ["| lever | ready s | first s | p50 s | p90 s | queue ms | text ms | step ms | decode ms | save ms | x floor | peak GiB |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| lever | ready s | first s | p50 s | p90 s | text ms | step ms | decode ms | save ms | fetch ms | KB | "
+            "x floor | latent dB | image dB | peak GiB |", "|---" * 15 + "|"]
     for name, r in results["levers"].items():
         if "steady" not in r:
             reason = (r.get("error") or r.get("skipped", ""))[:120].replace("|", "/")
-            rows.append(f"| {name} | {r.get('ready_s', '')} | {reason} |||||||||")
+            rows.append(f"| {name} | {r.get('ready_s', '')} | {reason} |" + "|" * 12)
             continue
         s = r["steady"]
         ms = lambda v: f"{v * 1e3:.0f}" if v is not None else "-"  # noqa: E731
         floor_s = r.get("floor_s", run_floor)   # merged records carry the floor of their own run
         ratio = f"{s['p50_s'] / floor_s:.2f}" if floor_s else "-"
+        quality = r.get("quality", {})
+        size = f"{s['image_bytes'] / 1024:.0f}" if s.get("image_bytes") else "-"
         rows.append(f"| {name} | {r['ready_s']} | {r['first']['total_s']:.3f} | {s['p50_s']:.3f} | {s['p90_s']:.3f} | "
-                    f"{ms(s.get('queue_s'))} | {ms(s['text_s'])} | {ms(s['step_s'])} | {ms(s['decode_s'])} | "
-                    f"{ms(s.get('save_s'))} | {ratio} | {peak(r)} |")
+                    f"{ms(s['text_s'])} | {ms(s['step_s'])} | {ms(s['decode_s'])} | {ms(s.get('save_s'))} | "
+                    f"{ms(s.get('fetch_s'))} | {size} | {ratio} | {quality.get('snr_db', '-')} | "
+                    f"{quality.get('image_psnr_db', '-')} | {peak(r)} |")
     return "\n".join(rows)
 
 
@@ -279,7 +301,8 @@ def main(argv=None) -> int:
         print("floor:", floor.formula(), flush=True)
     save()
     prompt_limit = 600 if args.cpu else 180
-    for lever in load_levers(set(args.group or ()), set(args.only or ())):
+    shutil.rmtree(args.work / "quality", ignore_errors=True)  # a comparison uses this run's reference only
+    for lever in load_levers(set(args.group or ()), set(args.only or ()), args.levers):
         if time.perf_counter() - started > args.budget_s - LEVER_ESTIMATE_S:
             results["levers"][lever.name] = {"what": lever.what, "skipped": "out of time in this run"}
             continue

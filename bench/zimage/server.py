@@ -1,5 +1,6 @@
 """A real ComfyUI server process for the benchmark: start with flags, queue prompts over its HTTP API,
-time each node from the websocket messages it sends, stop."""
+time each node from the websocket messages it sends, take the image as a client would (the bytes over
+the websocket from kiln's output node, else /history then /view), stop."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
@@ -25,6 +27,9 @@ class Timeline:
     events: list = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
     error: str = ""
+    received: float | None = None  # when the client had the image bytes
+    image_bytes: int = 0
+    image: bytes = b""
 
 
 class Messages:
@@ -33,6 +38,7 @@ class Messages:
     def __init__(self, url: str, client_id: str):
         self.url, self.client_id = url, client_id
         self.prompts: dict[str, Timeline] = {}
+        self.running: str | None = None  # binary frames carry no prompt id: they belong to the running one
         self._ready = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._read()), daemon=True)
         self._thread.start()
@@ -47,6 +53,16 @@ class Messages:
                 async for message in ws:
                     if message.type == aiohttp.WSMsgType.TEXT:
                         self._file(json.loads(message.data), time.perf_counter())
+                    elif message.type == aiohttp.WSMsgType.BINARY:
+                        self._image(message.data, time.perf_counter())
+
+    def _image(self, frame: bytes, now: float) -> None:
+        """kiln's output node: event 1 (preview image), 4-byte image type, the encoded file."""
+        timeline = self.prompts.get(self.running or "")
+        if timeline is None or len(frame) < 8 or int.from_bytes(frame[:4], "big") != 1:
+            return
+        if timeline.received is None:
+            timeline.received, timeline.image_bytes, timeline.image = now, len(frame) - 8, bytes(frame[8:])
 
     def _file(self, message: dict, now: float) -> None:
         data = message.get("data") or {}
@@ -55,6 +71,8 @@ class Messages:
         # a prompt's first messages can arrive before its POST has returned
         timeline = self.prompts.setdefault(data["prompt_id"], Timeline(now))
         kind = message.get("type")
+        if kind == "executing":
+            self.running = data["prompt_id"]
         timeline.events.append((now, kind, data.get("node"), data.get("value")))
         if kind == "execution_error":
             timeline.error = str(data.get("exception_message", "execution error"))[:300]
@@ -107,7 +125,21 @@ class ComfyServer:
             raise TimeoutError(f"the prompt did not finish within {limit_s:.0f} s")
         if timeline.error:
             raise RuntimeError(f"the prompt failed: {timeline.error}")
+        if timeline.received is None:
+            self._fetch_image(answer["prompt_id"], timeline)
         return timeline
+
+    def _fetch_image(self, prompt_id: str, timeline: Timeline) -> None:
+        """What a client without the websocket bytes does: read /history, then /view the first image."""
+        with urllib.request.urlopen(f"{self.url}/history/{prompt_id}", timeout=30) as response:
+            entry = json.loads(response.read())[prompt_id]
+        images = [i for out in entry["outputs"].values() for i in out.get("images", [])]
+        if not images:
+            raise RuntimeError("the prompt finished without an image in /history")
+        query = urllib.parse.urlencode({k: images[0][k] for k in ("filename", "subfolder", "type")})
+        with urllib.request.urlopen(f"{self.url}/view?{query}", timeout=30) as response:
+            timeline.image = response.read()
+        timeline.received, timeline.image_bytes = time.perf_counter(), len(timeline.image)
 
     def stop(self) -> None:
         if self.process.poll() is None:

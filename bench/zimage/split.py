@@ -1,5 +1,6 @@
 """Where a prompt's time went, from the websocket timeline: the node that ran between two
-'executing' messages, and the sampler's per-step 'progress' messages."""
+'executing' messages, the sampler's per-step 'progress' messages, and when the client had the image.
+The total runs from the POST until the client holds the image bytes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from .server import Timeline
 
 # the nodes whose time is reported, by class (their ids come from the workflow sent)
 PARTS = {"text": ("CLIPTextEncode",), "sampler": ("KSampler",), "decode": ("VAEDecode",),
-         "save": ("SaveImage", "PreviewImage")}
+         "save": ("SaveImage", "PreviewImage", "KilnImageOut")}
 
 
 def node_ids(workflow: dict) -> dict[str, str]:
@@ -33,6 +34,9 @@ class Split:
     decode_s: float | None
     save_s: float | None
     queue_s: float | None  # from the POST to the first node starting
+    done_s: float | None = None  # from the POST to execution_success
+    fetch_s: float | None = None  # from execution_success to the bytes in hand (negative: they came first)
+    image_bytes: int | None = None
 
     def row(self) -> dict:
         return {k: (round(v, 4) if v is not None else None) for k, v in self.__dict__.items()}
@@ -44,9 +48,12 @@ def split(timeline: Timeline, ids: dict[str, str]) -> Split:
     spans = {node: (nxt[0] if nxt else end) - t for (t, node), nxt in zip(starts, starts[1:] + [None])}
     steps = [t for t, kind, node, _ in timeline.events if kind == "progress" and node == ids["sampler"]]
     gaps = [b - a for a, b in zip(steps, steps[1:])]
-    return Split(end - timeline.posted, spans.get(ids["text"]), spans.get(ids["sampler"]),
+    if timeline.received is None:
+        raise ValueError("the client never had the image: no websocket bytes and no /view fetch")
+    return Split(timeline.received - timeline.posted, spans.get(ids["text"]), spans.get(ids["sampler"]),
                  statistics.median(gaps) if gaps else None, spans.get(ids["decode"]), spans.get(ids["save"]),
-                 starts[0][0] - timeline.posted if starts else None)
+                 starts[0][0] - timeline.posted if starts else None, end - timeline.posted,
+                 timeline.received - end, timeline.image_bytes)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -64,4 +71,5 @@ def summary(splits: list[Split]) -> dict:
         return round(statistics.median(values), 4) if values else None
     return {"n": len(splits), "p50_s": round(percentile(totals, 0.5), 4), "p90_s": round(percentile(totals, 0.9), 4),
             "min_s": round(min(totals), 4), "text_s": med("text_s"), "sampling_s": med("sampling_s"),
-            "step_s": med("step_s"), "decode_s": med("decode_s"), "save_s": med("save_s"), "queue_s": med("queue_s")}
+            "step_s": med("step_s"), "decode_s": med("decode_s"), "save_s": med("save_s"), "queue_s": med("queue_s"),
+            "done_s": med("done_s"), "fetch_s": med("fetch_s"), "image_bytes": med("image_bytes")}
