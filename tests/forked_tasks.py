@@ -29,8 +29,9 @@ class TaskServer:
 
     def __init__(self) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        # unbuffered: a line read is all that is taken from the pipe, so select() sees what is left in it
         self._proc = subprocess.Popen([sys.executable, "-c", "from tests.forked_tasks import serve; serve()"],
-                                      cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                                      cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
         self._lock = threading.Lock()
         self._folder = tempfile.TemporaryDirectory(prefix="kiln-task-server-")
 
@@ -54,8 +55,9 @@ class TaskServer:
         request = {"argv": list(args), "env": {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
                    "cwd": str(cwd), "out": str(out), "err": str(err)}
         with self._lock:
-            self._proc.stdin.write(json.dumps(request).encode() + b"\n")
-            self._proc.stdin.flush()
+            data = json.dumps(request).encode() + b"\n"
+            while data:
+                data = data[self._proc.stdin.write(data):]
             pid = json.loads(self._proc.stdout.readline())["pid"]
             if not self._answered_within(timeout):
                 os.kill(pid, signal.SIGKILL)

@@ -80,6 +80,10 @@ TAKERS = {
         (["models.fetch", "--gpu", "4090", "--image", "z-image-turbo", "--to", V], {}, "--to"),
         (["build", "--gpu", "4090", "--bake-models", "--models-from", V], {}, "--models-from"),
     ],
+    "cache_mounted": [
+        (["run", "--gpu", "4090", "--cache", V], {}, "--cache"),
+        (["smoke", "--gpu", "4090", "--cache", V], {}, "--cache"),
+    ],
     "cache_made": [
         (["provision.cache", "--path", V], {}, "--path"),
         (["build", "--gpu", "4090"], {"KILN_WHEEL_CACHE": V}, "KILN_WHEEL_CACHE"),
@@ -136,8 +140,9 @@ HOSTILE = {
                   ("{fifo}", "not a regular file"), ("{folder}/../missing", "does not exist"),
                   ("{folder}/" + LONG, "cannot look at"), ("", "not a usable path")],
     "cache_used": [("{file}", "is not a folder"), ("{missing}", "does not exist"), ("{dangling}", "link to nothing"),
-                   ("{link_to_file}", "is not a folder"), ("{folder}/" + LONG, "cannot look at"),
-                   ("", "not a usable path")],
+                   ("{link_to_file}", "is not a folder"), ("{models_file}", "models exists and is not a folder"),
+                   ("{folder}/" + LONG, "cannot look at"), ("", "not a usable path")],
+    "cache_mounted": [("{folder}", "is not writable by the image's user (uid 10001)")],
     "cache_made": [("{file}", "exists and is not a folder"), ("{file}/sub", "is not a folder, so"),
                    ("{dangling}", "link to nothing"), ("{link_to_file}", "exists and is not a folder"),
                    ("{unwritable}/cache", "not writable"), ("{folder}/" + LONG, "cannot look at")],
@@ -192,7 +197,9 @@ def _places(tmp_path: Path) -> dict:
     (tmp_path / "link-to-folder").symlink_to(tmp_path / "folder")
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     os.mkfifo(tmp_path / "fifo")
-    return {"file": tmp_path / "file", "folder": tmp_path / "folder", "link_to_file": tmp_path / "link-to-file",
+    (tmp_path / "models-file").mkdir()
+    (tmp_path / "models-file" / "models").write_text("x")
+    return {"models_file": tmp_path / "models-file", "file": tmp_path / "file", "folder": tmp_path / "folder", "link_to_file": tmp_path / "link-to-file",
             "link_to_folder": tmp_path / "link-to-folder", "dangling": tmp_path / "dangling",
             "missing": tmp_path / "missing", "fifo": tmp_path / "fifo", "out": tmp_path / "out.html",
             "unwritable": _unwritable(tmp_path)}
@@ -224,11 +231,19 @@ def _run(row: tuple, value: str, tmp_path: Path, run=invoke) -> Outcome | None:
     return Outcome(result, before, sorted(p.name for p in tmp_path.iterdir()), tmp_path)
 
 
+def _cases_of(params: dict) -> dict[str, tuple]:
+    """Case id -> (row, value) of the cases a test's parameters name: its own, or (a value and no row) the
+    value's case in every row of cache_used."""
+    if "row" in params:
+        return {_case_id(params["kind"], params["row"], params["value"]): (params["row"], params["value"])}
+    return {_case_id("cache_used", row, params["value"]): (row, params["value"]) for row in TAKERS["cache_used"]}
+
+
 def _chosen(request, *tests: str) -> dict[str, tuple]:
-    """Case id -> (row, value) of every selected test of this module that runs a case (of these tests)."""
-    return {item.callspec.id: (item.callspec.params["row"], item.callspec.params["value"])
-            for item in request.session.items if item.module is request.module and hasattr(item, "callspec")
-            and (not tests or item.originalname in tests)}
+    """Case id -> (row, value) of every selected test of this module that runs cases (of these tests)."""
+    return {case: spec for item in request.session.items
+            if item.module is request.module and hasattr(item, "callspec") and (not tests or item.originalname in tests)
+            for case, spec in _cases_of(item.callspec.params).items()}
 
 
 @pytest.fixture(scope="module")
@@ -270,8 +285,20 @@ def _assert_refused(outcome: Outcome | None, row: tuple, reason: str) -> None:
 
 
 @pytest.mark.parametrize("kind, row, value, reason", CASES)
-def test_hostile_input_is_one_line_naming_it(kind, row, value, reason, forked, request):
-    _assert_refused(forked[request.node.callspec.id], row, reason)
+def test_hostile_input_is_one_line_naming_it(kind, row, value, reason, forked):
+    _assert_refused(forked[_case_id(kind, row, value)], row, reason)
+
+
+@pytest.mark.parametrize("value, reason", HOSTILE["cache_used"], ids=[repr(v[:60]) for v, _ in HOSTILE["cache_used"]])
+def test_every_task_refuses_a_bad_cache_in_the_same_words(value, reason, forked):
+    """`run`, `smoke`, `host.check`, `models.fetch` and `build --bake-models` take a cache through one check."""
+    said = set()
+    for row in TAKERS["cache_used"]:
+        outcome = forked[_case_id("cache_used", row, value)]
+        if outcome is None:
+            pytest.skip("no folder here is unwritable to this user")
+        said.add(_seen(outcome)[2].replace(row[2], "<flag>"))
+    assert len(said) == 1 and reason in said.pop()
 
 
 def _seen(outcome: Outcome) -> tuple:
@@ -281,8 +308,8 @@ def _seen(outcome: Outcome) -> tuple:
 
 
 @pytest.mark.parametrize("kind, row, value, reason", SAMPLE)
-def test_a_fresh_process_says_what_the_forked_run_said(kind, row, value, reason, forked, fresh, request):
-    case = request.node.callspec.id
+def test_a_fresh_process_says_what_the_forked_run_said(kind, row, value, reason, forked, fresh):
+    case = _case_id(kind, row, value)
     _assert_refused(fresh[case], row, reason)
     assert _seen(fresh[case]) == _seen(forked[case])
 

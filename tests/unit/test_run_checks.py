@@ -7,7 +7,8 @@ import socket
 import pytest
 
 from kiln.errors import KilnError
-from kiln.engine.run import check_cache, check_port
+from kiln.engine.run import check_port
+from kiln.paths import mounted_cache
 
 
 def test_a_filesystem_that_cannot_hold_the_uid_is_refused(tmp_path, monkeypatch):
@@ -21,14 +22,14 @@ def test_a_filesystem_that_cannot_hold_the_uid_is_refused(tmp_path, monkeypatch)
 
     monkeypatch.setattr(os, "chown", refuse)
     with pytest.raises(KilnError) as err:
-        check_cache(tmp_path)
+        mounted_cache(str(tmp_path), "--cache")
     assert "cannot hold file owners" in err.value.line() and "provision.cache" in err.value.line()
     assert list(tmp_path.iterdir()) == []
 
 
 def test_world_writable_cache_is_accepted(tmp_path):
     tmp_path.chmod(0o777)
-    check_cache(tmp_path)
+    assert mounted_cache(str(tmp_path), "--cache") == tmp_path
 
 
 def test_port_in_use(tmp_path):
