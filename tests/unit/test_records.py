@@ -5,8 +5,6 @@ import ast
 import json
 import re
 from dataclasses import replace
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,9 +19,9 @@ from kiln.project import Project
 from kiln.publish.job import PublishRequest, _smoke_requirement
 from kiln.publish.push import Target
 from tests.conftest import ROOT, invoke
+from tests.jsonschema_tool import check_jsonschema
 from tests.standin.records import IMAGE_ID, build_record, write_build_record, write_run_record
 
-CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 BASE = BaseImageRecord(ref="kiln-base:debian-bookworm-py3.11", image_id="sha256:" + "2" * 64, recipe_sha256="3" * 64,
                        packages=("base-files=12.4+deb12u15", "python3.11=3.11.2-6+deb12u6"))
 SMOKE = SmokeRecord(image_id=IMAGE_ID, tag="kiln/comfyui:x", exit_code=0, gpus="all", profile="4090",
@@ -259,15 +257,12 @@ def test_the_published_schemas_validate_records_kiln_writes(project_copy):
                "base-record": folder.write_base("debian-bookworm", BASE),
                "run-record": write_run_record(project_copy, "kiln/comfyui:x", 3.0, {"first_s": 1.0}, True).path}
     for schema, path in written.items():
-        checked = subprocess.run([str(CHECK_JSONSCHEMA), "--schemafile", str(ROOT / "docs" / "schemas" /
-                                                                             f"{schema}.schema.json"), str(path)],
-                                 capture_output=True, text=True)
-        assert checked.returncode == 0, checked.stdout + checked.stderr
+        checked = check_jsonschema("--schemafile", ROOT / "docs" / "schemas" / f"{schema}.schema.json", path)
+        assert checked.returncode == 0, checked.stdout
     bad = json.loads(written["smoke-record"].read_text()) | {"exit_code": "zero"}
     written["smoke-record"].write_text(json.dumps(bad))
-    refused = subprocess.run([str(CHECK_JSONSCHEMA), "--schemafile", str(ROOT / "docs/schemas/smoke-record.schema.json"),
-                              str(written["smoke-record"])], capture_output=True, text=True)
-    assert refused.returncode == 1
+    refused = check_jsonschema("--schemafile", ROOT / "docs/schemas/smoke-record.schema.json", written["smoke-record"])
+    assert refused.returncode == 1 and "'zero' is not of type 'integer'" in refused.stdout, refused.stdout
 
 
 def test_a_record_of_the_kiln_before_versions_reads_when_it_has_every_field(project_copy):
