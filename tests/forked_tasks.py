@@ -1,16 +1,21 @@
-"""The project's tasks run as `bin/invoke` runs them, without paying an interpreter's start and the imports
-for every run: a task server (a Python process started once) imports tasks.py, and each run is a process
-forked from it that runs KilnProgram on its own command line, environment and working folder, with its own
-stdout, stderr and exit code. From the command line on, a run takes the real task's code path; what it
-costs is the task's own work (milliseconds for a refused argument, against half a second of start-up).
+"""A project's tasks.py run as `bin/invoke` runs it, without paying an interpreter's start and the library's
+imports for every run: a task server (a Python process started once) imports tasks.py and what it imports,
+and each run is a process forked from it that executes the project's tasks.py as __main__ (the project's own
+copy when a test made one) on its own command line, environment and working folder, with its own stdout,
+stderr and exit code. From the script on, a run is the user's; what it costs is the task's own work
+(milliseconds for a refused argument, against half a second of start-up).
 
-A fresh process (`tests.conftest.invoke`) is still what proves a task end to end: tests that run many
-cases through a server run some of them in fresh processes too, and check that both say the same."""
+What differs is only what happens before the script: the interpreter's start and the first import of each
+library module. tests/unit/test_forked_tasks.py runs commands both ways and checks that they say the same,
+and the tests that need a process exactly as a shell starts it (start-up time, signals) start one."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import pkgutil
+import runpy
 import select
 import signal
 import subprocess
@@ -20,6 +25,8 @@ import threading
 import time
 import traceback
 from pathlib import Path
+
+import kiln
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,13 +54,13 @@ class TaskServer:
         self._proc.stdout.close()
         self._folder.cleanup()
 
-    def invoke(self, *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT,
+    def invoke(self, *args: str, root: Path = ROOT, cwd: Path | None = None, env: dict[str, str] | None = None,
                timeout: float = 90) -> subprocess.CompletedProcess:
-        """Like tests.conftest.invoke on the project itself: env adds to (or overrides) this process's
-        environment. A run still going after timeout is killed and raises subprocess.TimeoutExpired."""
+        """As tests.conftest.invoke: root's tasks.py with args, in cwd (default root); env adds to (or overrides)
+        this process's environment. A run still going after timeout is killed and raises TimeoutExpired."""
         out, err = Path(self._folder.name, "stdout"), Path(self._folder.name, "stderr")
-        request = {"argv": list(args), "env": {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-                   "cwd": str(cwd), "out": str(out), "err": str(err)}
+        request = {"script": str(root / "tasks.py"), "argv": list(args), "cwd": str(cwd or root),
+                   "env": {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, "out": str(out), "err": str(err)}
         with self._lock:
             data = json.dumps(request).encode() + b"\n"
             while data:
@@ -62,9 +69,9 @@ class TaskServer:
             if not self._answered_within(timeout):
                 os.kill(pid, signal.SIGKILL)
                 self._proc.stdout.readline()
-                raise subprocess.TimeoutExpired(["tasks.py", *args], timeout)
+                raise subprocess.TimeoutExpired([request["script"], *args], timeout)
             code = json.loads(self._proc.stdout.readline())["code"]
-            return subprocess.CompletedProcess(["tasks.py", *args], code, out.read_text(), err.read_text())
+            return subprocess.CompletedProcess([request["script"], *args], code, out.read_text(), err.read_text())
 
     def _answered_within(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -74,9 +81,24 @@ class TaskServer:
         return False
 
 
+_TERMINAL = ("rich.box", "rich.console", "rich.progress", "rich.table", "rich.text")   # what console.py draws with
+
+
+def _preload() -> None:
+    """tasks.py and every library module a task may import, imported once (a module that cannot be is left
+    to the run that needs it, to fail there as it would)."""
+    import tasks  # noqa: F401
+
+    for name in [*(m.name for m in pkgutil.walk_packages(kiln.__path__, "kiln.")), *_TERMINAL]:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001
+            pass
+
+
 def serve() -> None:
     """The server's loop: one JSON request a line on stdin; answers the forked run's pid, then its exit code."""
-    import tasks  # noqa: F401 - imported once here, inherited by every run
+    _preload()
 
     for line in sys.stdin.buffer:
         request = json.loads(line)
@@ -88,11 +110,12 @@ def serve() -> None:
         print(json.dumps({"code": os.waitstatus_to_exitcode(status)}), flush=True)
 
 
-def _run(argv: list[str], env: dict[str, str], cwd: str, out: str, err: str) -> None:
-    """In the forked run: the program tasks.py runs as __main__, on this command line and environment."""
+def _run(script: str, argv: list[str], env: dict[str, str], cwd: str, out: str, err: str) -> None:
+    """In the forked run: the script as `python SCRIPT ARGS` runs it, on this environment and folder."""
     try:
         os.environ.clear()
         os.environ.update(env)
+        tempfile.tempdir = None   # read from TMPDIR again when first asked, as in a new process
         os.chdir(cwd)
         for fd, name, flags in ((0, os.devnull, os.O_RDONLY), (1, out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
                                 (2, err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
@@ -101,9 +124,10 @@ def _run(argv: list[str], env: dict[str, str], cwd: str, out: str, err: str) -> 
             os.close(opened)
         sys.stdout = open(1, "w", encoding="utf-8", closefd=False)
         sys.stderr = open(2, "w", encoding="utf-8", closefd=False)
-        import tasks
-
-        tasks.KilnProgram(namespace=tasks.ns, binary="invoke").run([str(ROOT / "tasks.py"), *argv])
+        sys.argv, sys.path[0] = [script, *argv], os.path.dirname(script)
+        for name in ("tasks", "console"):   # the script's own folder holds these: imported from there afresh
+            sys.modules.pop(name, None)
+        runpy.run_path(script, run_name="__main__")
         code = 0
     except SystemExit as exc:
         code = _exit_code(exc)

@@ -213,7 +213,11 @@ class Outcome:
     folder: Path
 
 
-def _run(row: tuple, value: str, tmp_path: Path, run=invoke) -> Outcome | None:
+def _fresh(*args, **kwargs) -> subprocess.CompletedProcess:
+    return invoke(*args, fresh=True, **kwargs)
+
+
+def _run(row: tuple, value: str, tmp_path: Path, run=_fresh) -> Outcome | None:
     """The case run by `run` (a fresh process, or a TaskServer's invoke), or None when this host has no
     unwritable folder to name."""
     args, env, _ = row
