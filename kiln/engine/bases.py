@@ -70,10 +70,9 @@ def _record_to_keep(folder: BuildFolder, name: str) -> BaseImageRecord | None:
         return None
 
 
-def packages_of(client: docker.DockerClient, folder: BuildFolder, name: str, ref: str, image_id: str) -> list[str]:
-    """The base's Debian packages: from its record when that describes this very image (a damaged record
-    stops here, naming `invoke base`), else listed from the image (a registry base, or one made elsewhere)."""
-    record = folder.read_base(name)
+def packages_of(client: docker.DockerClient, record: BaseImageRecord | None, ref: str, image_id: str) -> list[str]:
+    """The base's Debian packages: from its record when that describes this very image, else listed from the
+    image (a registry base, or one made by another checkout)."""
     if record and record.describes(ref, image_id):
         return list(record.packages)
     return base_packages(client, ref)

@@ -161,6 +161,6 @@ def test_a_build_takes_the_base_packages_from_the_record_of_that_very_image(clie
     folder, name = BuildFolder(tmp_path), load_lock(ROOT / "versions.lock").default_base
     planted = BaseImageRecord(ref=base.ref, image_id=base.image_id, recipe_sha256="0" * 64, packages=("planted=1",))
     folder.write_base(name, planted)
-    assert packages_of(client, folder, name, base.ref, base.image_id) == ["planted=1"]
+    assert packages_of(client, folder.read_base(name), base.ref, base.image_id) == ["planted=1"]
     folder.write_base(name, planted.model_copy(update={"image_id": "sha256:" + "0" * 64}))
-    assert packages_of(client, folder, name, base.ref, base.image_id) == list(base.packages)
+    assert packages_of(client, folder.read_base(name), base.ref, base.image_id) == list(base.packages)

@@ -13,7 +13,6 @@ from kiln.data.records.base_image import BaseImageRecord
 from kiln.data.records.build import PublishFailure
 from kiln.data.records.folder import BuildFolder
 from kiln.data.records.smoke import SmokeRecord, SmokeSummary
-from kiln.engine.bases import packages_of
 from kiln.errors import KilnError
 from kiln.project import Project
 from kiln.publish.job import PublishRequest, _smoke_requirement
@@ -241,12 +240,12 @@ def test_a_damaged_smoke_record_is_one_error_naming_invoke_smoke(project_copy):
 @pytest.mark.parametrize("text, what", [("{", "damaged record (not JSON)"),
                                         (json.dumps({"schema": 1, "ref": "kiln-base:x"}), "damaged record: missing key")])
 def test_a_damaged_base_record_stops_the_build_naming_invoke_base(tmp_path, text, what):
-    """Read before the engine is asked anything (no client here): nothing is built on a record that lies."""
+    """What the build reads first (tests/engine/test_build_cli.py: before anything is made)."""
     folder = BuildFolder(tmp_path)
     folder.base_record("debian-bookworm").parent.mkdir()
     folder.base_record("debian-bookworm").write_text(text)
     with pytest.raises(KilnError) as caught:
-        packages_of(None, folder, "debian-bookworm", BASE.ref, BASE.image_id)
+        folder.read_base("debian-bookworm")
     assert caught.value.line().startswith(f"{folder.base_record('debian-bookworm')}: {what}")
     assert caught.value.line().endswith("run `invoke base --name debian-bookworm` to write it again")
 
