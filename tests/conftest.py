@@ -56,7 +56,7 @@ _SERVERS: list[TaskServer] = []
 def invoke(*args: str, root: Path = ROOT, cwd: Path | None = None, env: dict[str, str] | None = None,
            timeout: float = 300, fresh: bool = False) -> subprocess.CompletedProcess:
     """Run a project's tasks as `bin/invoke` does (its tasks.py as the program), capturing both streams; env
-    adds to (or overrides) this process's environment. The run is forked from this session's task server,
+    adds to (or overrides) this process's environment. The run is forked from this test run's task server,
     which imported the library once (tests/forked_tasks.py); fresh=True starts a new interpreter, as a shell
     does, for what happens before the script runs."""
     if not fresh:

@@ -76,7 +76,7 @@ class Smoked:
 
 @pytest.fixture(scope="session")
 def smoked(built, tmp_path_factory) -> Smoked:
-    """Run once for the session: the smoke tests read its reports, and its record is what publish requires."""
+    """Run once per test run: the smoke tests read its reports, and its record is what publish requires."""
     folder = tmp_path_factory.mktemp("smoked")
     cmd = [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "smoke", "--gpu", "4090",
            "--json", str(folder / "r.json"), "--html", str(folder / "r.html")]

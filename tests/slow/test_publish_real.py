@@ -25,7 +25,7 @@ def _task(*args, env=None):
 
 
 def test_smoke_then_publish_then_pull_by_digest(smoked, tmp_path):
-    """The session's one smoke run of the image (tests/slow/conftest.py) wrote the record publish asks for."""
+    """The one smoke run of the image (tests/slow/conftest.py) wrote the record publish asks for."""
     assert smoked.result.returncode == 0 and "record: " in smoked.result.stdout, smoked.result.stdout[-1500:]
     registry = LocalRegistry(tmp_path / "registry", free_port()).start()
     try:
