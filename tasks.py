@@ -25,7 +25,7 @@ from kiln.gate.findings import ERROR, errors
 from kiln.host.check import as_json, check_host, exit_code, model_bytes, write_json
 from kiln.host.probe import read_host
 from kiln.identity import BAKED_MODELS_DIR, base_ref, image_tags, run_name
-from kiln.models.plan import check_cache as check_model_cache, size_text
+from kiln.models.plan import size_text
 from kiln.models.source import endpoint_from_env
 from kiln.project import DEFAULT_IMAGE, Project
 from kiln.sources import comfyui as source
@@ -200,7 +200,7 @@ def base(c, name=None, plain=False):
     lock = PROJECT.lock
     show = console.progress(plain)
     try:
-        result = ensure_base(connect(), lock, name or lock.default_base, BUILD.bases, show)
+        result = ensure_base(connect(), lock, name or lock.default_base, BUILD, show)
     finally:
         show.close()
     verb = "built" if result.built else "up to date, nothing to do"
@@ -308,14 +308,11 @@ def smoke(c, gpu, image=DEFAULT_IMAGE, require_gpu=False, json=None, html=None, 
     json_out = paths.output_file(json, "--json") if json is not None else None
     html_out = paths.output_file(html, "--html") if html is not None else None
     tag = addresses.image_tag(image, "--image") if ":" in image else None
-    cache_dir = paths.cache_folder(cache, "--cache") if cache is not None else None
+    cache_dir = paths.mounted_cache(cache, "--cache") if cache is not None else None
     from kiln.engine.client import connect
-    from kiln.engine.run import check_cache
     from kiln.engine.smoke import resolve_tag, run_in_image, run_on_host, smoke_record
     from kiln.render.report import write_reports
 
-    if cache_dir:
-        check_cache(cache_dir)
     subject = PROJECT.subject(gpu, DEFAULT_IMAGE if tag else image)
     if host:
         run = run_on_host(subject, PROJECT.payload_dir, require_gpu, cache_dir, require_models)
@@ -371,13 +368,11 @@ def run(c, gpu, image=DEFAULT_IMAGE, cache=None, port="8188", gpus="all", public
     """Start the image with GPUs, cache and port; wait until warm-up made it healthy; print URL and timings."""
     host_port, selection, limit = arguments.port(port), arguments.gpus(gpus), arguments.positive(timeout, "--timeout")
     tag = addresses.image_tag(image, "--image") if ":" in image else None
-    cache_dir = paths.cache_folder(cache, "--cache") if cache is not None else None
+    cache_dir = paths.mounted_cache(cache, "--cache") if cache is not None else None
     from kiln.engine.client import connect, listed
-    from kiln.engine.run import RunRequest, check_cache, start
+    from kiln.engine.run import RunRequest, start
     from kiln.engine.smoke import resolve_tag
 
-    if cache_dir:
-        check_cache(cache_dir)
     subject = PROJECT.subject(gpu, DEFAULT_IMAGE if tag else image)
     client = connect()
     tag = resolve_tag(client, tag or image_tags(subject)[0], subject.gpu.name)
@@ -599,7 +594,6 @@ def synth(c, out, full=False, seed="0", only="", plain=False):
 def models_fetch(c, gpu, to, image=DEFAULT_IMAGE, rehash=False, plain=False):
     """Fetch the image's model files into a cache: parallel, resumable, each verified by size and sha256."""
     cache = paths.cache_folder(to, "--to")
-    check_model_cache(cache)
     endpoint = endpoint_from_env()
     from kiln.models.fetch import FetchRequest, fetch_models
 

@@ -1,18 +1,21 @@
 """Places on disk a user gives (a flag or an environment variable): a file read, a file written, a folder
-written into, a cache folder used or one to be made. One check per kind, shared by every task, so a path
-one task refuses is refused by all of them, before any work starts.
+written into, a cache folder used (and one mounted into the image, which its user must be able to write)
+or one to be made. One check per kind, shared by every task, so a path one task refuses is refused by all
+of them, in the same words, before any work starts.
 
 Outputs are never written through a symbolic link: a link at the named place would send the bytes
 somewhere the command line does not show. Inputs and caches may be links (caches often point at NVMe)."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 from pathlib import Path
 
 from kiln.arguments import path
 from kiln.errors import KilnError
+from kiln.identity import MODELS_DIR, UID
 
 
 def _looked_at(check):
@@ -78,7 +81,7 @@ def output_folder(value: str, where: str) -> Path:
 
 @_looked_at
 def cache_folder(value: str, where: str) -> Path:
-    """An existing cache folder to use (a link to a folder is fine)."""
+    """An existing cache folder to use (a link to a folder is fine) whose models/, when there, is a folder."""
     folder = path(value, where)
     fix = f"give an existing cache folder (prepare one with `invoke provision.cache --path {folder}`)"
     if not folder.exists():
@@ -86,7 +89,37 @@ def cache_folder(value: str, where: str) -> Path:
         raise KilnError(f"cache folder {folder} {what}", where, fix)
     if not folder.is_dir():
         raise KilnError(f"cache {folder} is not a folder", where, fix)
+    models = folder / MODELS_DIR
+    if models.exists() and not models.is_dir():
+        raise KilnError(f"{models} exists and is not a folder", where, f"move it away: model files go in {models}/")
     return folder
+
+
+@_looked_at
+def mounted_cache(value: str, where: str) -> Path:
+    """A cache folder mounted into the image: one to use, which the image's user (uid 10001) can write."""
+    folder = cache_folder(value, where)
+    fix = f"prepare it with `invoke provision.cache --path {folder}`"
+    info = folder.stat()
+    if info.st_uid != UID and not info.st_mode & 0o002:
+        raise KilnError(f"cache {folder} is not writable by the image's user (uid {UID}); it belongs to uid "
+                        f"{info.st_uid}", where, fix)
+    if os.geteuid() == 0:
+        _holds_owners(folder, where, fix)
+    return folder
+
+
+def _holds_owners(folder: Path, where: str, fix: str) -> None:
+    """As root, a file given to the image's user: a vfat or FUSE mount cannot keep the owner (EPERM/EINVAL)."""
+    probe = folder / f".kiln-uid-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        os.chown(probe, UID, UID)
+    except OSError as exc:
+        what = "cannot hold file owners (uid)" if exc.errno in (errno.EPERM, errno.EINVAL) else exc.strerror
+        raise KilnError(f"the filesystem of cache {folder} {what}", where, "use a local ext4/xfs disk; " + fix) from None
+    finally:
+        probe.unlink(missing_ok=True)
 
 
 @_looked_at

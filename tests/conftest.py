@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from kiln.project import Project
+from tests.forked_tasks import TaskServer
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -49,10 +50,24 @@ def project_copy(tmp_path: Path) -> Path:
     return root
 
 
+_SERVERS: list[TaskServer] = []
+
+
 def invoke(*args: str, root: Path = ROOT, cwd: Path | None = None, env: dict[str, str] | None = None,
-           timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run a project's tasks as `bin/invoke` does (tasks.py as the program), capturing both streams; env adds
-    to (or overrides) this process's environment."""
+           timeout: float = 300, fresh: bool = False) -> subprocess.CompletedProcess:
+    """Run a project's tasks as `bin/invoke` does (its tasks.py as the program), capturing both streams; env
+    adds to (or overrides) this process's environment. The run is forked from this test run's task server,
+    which imported the library once (tests/forked_tasks.py); fresh=True starts a new interpreter, as a shell
+    does, for what happens before the script runs."""
+    if not fresh:
+        if not _SERVERS:
+            _SERVERS.append(TaskServer())
+        return _SERVERS[0].invoke(*args, root=root, cwd=cwd, env=env, timeout=timeout)
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     cmd = [sys.executable, str(root / "tasks.py"), *args]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd or root, env=env, timeout=timeout)
+
+
+def pytest_sessionfinish() -> None:
+    while _SERVERS:
+        _SERVERS.pop().close()

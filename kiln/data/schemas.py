@@ -10,6 +10,7 @@ from pathlib import Path
 from kiln.data.gpus import GpusFile
 from kiln.data.image import ImageFile
 from kiln.data.records.base import Record
+from kiln.data.records.base_image import BaseImageRecord
 from kiln.data.records.build import BuildRecord
 from kiln.data.records.deploy import Deployment
 from kiln.data.records.run import RunRecord
@@ -24,6 +25,7 @@ SCHEMAS: dict[str, tuple[type[Model], str]] = {
     "smoke-record.schema.json": (SmokeRecord, "kiln smoke record (build/smoke/<image id>.json)"),
     "run-record.schema.json": (RunRecord, "kiln run record (build/run/<image id>.json)"),
     "deploy-record.schema.json": (Deployment, "kiln deployment record (deploy.json beside the rendered targets)"),
+    "base-record.schema.json": (BaseImageRecord, "kiln base image record (build/bases/<name>.json)"),
 }
 
 

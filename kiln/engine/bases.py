@@ -18,6 +18,8 @@ import docker
 from kiln import __version__
 from kiln.addresses import endpoint
 from kiln.data.lock import Base, Lock
+from kiln.data.records.base_image import BaseImageRecord
+from kiln.data.records.folder import BuildFolder
 from kiln.engine.client import image_exists
 from kiln.errors import KilnError
 from kiln.events import Event, Listener, ignore
@@ -37,35 +39,43 @@ def recipe_digest(base: Base) -> str:
     return hashlib.sha256(json.dumps(base.recipe(), sort_keys=True).encode()).hexdigest()
 
 
-def ensure_base(client: docker.DockerClient, lock: Lock, name: str, records: Path,
+def ensure_base(client: docker.DockerClient, lock: Lock, name: str, folder: BuildFolder,
                 on_event: Listener = ignore) -> BaseResult:
+    """The base image current in the engine, and its record in the build folder describing it."""
     if name not in lock.bases:
         raise KilnError(f"unknown base '{name}'", "--name", f"use one of the lock's [bases]: {', '.join(lock.bases)}")
     base, ref = lock.bases[name], base_ref(lock, name)
     if base.kind == "registry":
         return _registry_base(client, ref)
     mirror_from_env()  # a bad KILN_DEBIAN_MIRROR is refused before anything is built
-    current = _current(client, ref, recipe_digest(base))
-    if current and _current(client, base_ref(lock, name, "build"), recipe_digest(base)):
-        recorded = _recorded_packages(records, name)
-        result = BaseResult(ref, current.id, False, tuple(recorded or base_packages(client, ref)))
-        if recorded:
-            return result
+    digest = recipe_digest(base)
+    current = _current(client, ref, digest)
+    if current and _current(client, base_ref(lock, name, "build"), digest):
+        record = _record_to_keep(folder, name)
+        if record and record.describes(ref, current.id) and record.recipe_sha256 == digest:
+            return BaseResult(ref, current.id, False, record.packages)
+        result = BaseResult(ref, current.id, False, tuple(base_packages(client, ref)))
     else:
         result = _debootstrap_base(client, base, ref, base_ref(lock, name, "build"), on_event)
-    _write_record(records, name, base, result)
+    folder.write_base(name, BaseImageRecord(ref=result.ref, image_id=result.image_id, recipe_sha256=digest,
+                                            packages=result.packages))
     return result
 
 
-def _write_record(records: Path, name: str, base: Base, result: BaseResult) -> None:
-    """What the SBOM lists for the base; rewritten from the image when another checkout built it."""
+def _record_to_keep(folder: BuildFolder, name: str) -> BaseImageRecord | None:
+    """`invoke base` writes the record: a damaged one, or one of an older kiln, is written again."""
     try:
-        records.mkdir(parents=True, exist_ok=True)
-        (records / f"{name}.json").write_text(json.dumps(
-            {"ref": result.ref, "image_id": result.image_id, "recipe_sha256": recipe_digest(base),
-             "packages": list(result.packages)}, indent=2) + "\n")
-    except OSError as exc:
-        raise KilnError(f"cannot write the base record ({exc.strerror})", str(records), "check the build folder") from None
+        return folder.read_base(name)
+    except KilnError:
+        return None
+
+
+def packages_of(client: docker.DockerClient, record: BaseImageRecord | None, ref: str, image_id: str) -> list[str]:
+    """The base's Debian packages: from its record when that describes this very image, else listed from the
+    image (a registry base, or one made by another checkout)."""
+    if record and record.describes(ref, image_id):
+        return list(record.packages)
+    return base_packages(client, ref)
 
 
 def base_packages(client: docker.DockerClient, ref: str) -> list[str]:
@@ -98,13 +108,6 @@ def _current(client: docker.DockerClient, ref: str, digest: str):
         return None
     image = client.images.get(ref)
     return image if (image.labels or {}).get(RECIPE_LABEL) == digest else None
-
-
-def _recorded_packages(records: Path, name: str) -> list[str]:
-    try:
-        return json.loads((records / f"{name}.json").read_text())["packages"]
-    except (OSError, ValueError, KeyError):
-        return []
 
 
 def _debootstrap_base(client: docker.DockerClient, base: Base, ref: str, build_ref: str,

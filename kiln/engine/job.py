@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from kiln.data.subject import Subject
-from kiln.engine.bases import base_packages, require_base
+from kiln.engine.bases import packages_of, require_base
 from kiln.data.records.build import BakedModels, BuildRecord, Layer, Step, WheelsUsed
 from kiln.data.records.folder import BuildFolder
 from kiln.engine.build import BuildResult, build_image, remove_build_leftovers
@@ -47,6 +47,7 @@ def _build(s: Subject, req: BuildRequest, baked: list, on_event: Listener) -> tu
     client = connect()
     started = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     base = require_base(client, s.lock, s.image.base)
+    base_record = req.folder.read_base(s.image.base)  # a damaged record stops the build before anything is made
     source = comfyui_source(s.lock.comfyui, req.comfyui_src, req.allow_unverified, req.source_cache, s.lock.name)
     out = req.folder.context(s.image.name, s.gpu.name, baked=bool(baked), stack=req.stack)
     write_context(s, req.templates, req.payload, out, baked=bool(baked))
@@ -65,12 +66,13 @@ def _build(s: Subject, req: BuildRequest, baked: list, on_event: Listener) -> tu
         remove_build_leftovers(client, before)
         raise
     finished = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    base_id = listed(lambda: client.images.get(base).id)
     record = BuildRecord(
         image_id=result.image_id, tags=tuple(result.tags), size=result.size,
         layers=tuple(Layer.model_validate(layer) for layer in result.layers), durations=result.durations,
         steps=tuple(Step.model_validate(step) for step in result.steps), source=result.source,
         verified_source=result.verified_source, gpu=s.gpu.name, image=s.image.name, stack_override=req.stack, base=base,
-        base_id=listed(lambda: client.images.get(base).id), base_packages=tuple(base_packages(client, base)),
+        base_id=base_id, base_packages=tuple(packages_of(client, base_record, base, base_id)),
         wheels=WheelsUsed(**asdict(wheels)), started=started, finished=finished,
         models=bake_record(baked, req.bake_from) if baked else BakedModels(baked=False))
     return result, req.folder.write_build(record, baked=bool(baked))

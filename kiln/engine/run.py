@@ -3,9 +3,7 @@ until the warm-up made it healthy; stop and remove what was started."""
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import socket
 import time
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from kiln.engine.facts import read_facts
 from kiln.errors import Interrupted, KilnError
 from kiln.events import Event, Listener, ignore
 from kiln.identity import ROLE_LABEL as ROLE, TOOLKIT_LABEL as LABEL, UID, WRITABLE
+from kiln.paths import mounted_cache
 from kiln.removal import Removal, answer, reason
 
 
@@ -47,32 +46,6 @@ class Running:
     seconds_to_healthy: float
 
 
-def check_cache(path: Path) -> None:
-    fix = f"prepare it with `invoke provision.cache --path {path}`"
-    if not path.exists():
-        raise KilnError("cache path does not exist", str(path), fix)
-    if not path.is_dir():
-        raise KilnError("cache path is not a directory", str(path), fix)
-    info = path.stat()
-    if info.st_uid != UID and not info.st_mode & 0o002:
-        raise KilnError(f"cache is not writable by the image's user (uid {UID}); it belongs to uid {info.st_uid}",
-                        str(path), fix)
-    if os.geteuid() == 0:
-        _holds_uid(path, fix)
-
-
-def _holds_uid(path: Path, fix: str) -> None:
-    probe = path / f".kiln-uid-probe-{os.getpid()}"
-    try:
-        probe.write_bytes(b"")
-        os.chown(probe, UID, UID)
-    except OSError as exc:
-        what = "cannot hold file owners (uid)" if exc.errno in (errno.EPERM, errno.EINVAL) else exc.strerror
-        raise KilnError(f"the cache's filesystem {what}", str(path), "use a local ext4/xfs disk; " + fix) from None
-    finally:
-        probe.unlink(missing_ok=True)
-
-
 def check_port(port: int, public: bool) -> None:
     with socket.socket() as sock:
         try:
@@ -84,7 +57,7 @@ def check_port(port: int, public: bool) -> None:
 def start(client: docker.DockerClient, req: RunRequest, on_event: Listener = ignore) -> Running:
     """Start the image as its facts say (container port, cache mount), wait until healthy."""
     if req.cache:
-        check_cache(req.cache)
+        mounted_cache(str(req.cache), "--cache")
     check_port(req.port, req.public)
     if listed(lambda: client.containers.list(all=True, filters={"name": f"^{req.name}$"})):
         raise KilnError(f"a container named {req.name} already exists", "invoke run", "run `invoke stop` first")

@@ -7,9 +7,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from kiln.engine.run import check_cache
 from kiln.errors import KilnError
 from kiln.identity import UID
+from kiln.paths import mounted_cache
 
 
 @dataclass(frozen=True)
@@ -26,5 +26,5 @@ def prepare_cache(script: Path, path: Path) -> CacheReport:
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["cache set-up failed"])[-1].removeprefix("cache: ")
         raise KilnError(last, str(path), "give a directory path on a local disk (run as root to set owners)")
-    check_cache(path)
+    mounted_cache(str(path), "--path")
     return CacheReport(said=result.stdout, warnings=result.stderr)

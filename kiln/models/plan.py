@@ -12,6 +12,7 @@ from pathlib import Path
 from kiln.data.image import ModelFile
 from kiln.errors import KilnError
 from kiln.identity import MODELS_DIR
+from kiln.paths import cache_folder
 from kiln.models.store import Place, place, plain_size
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -33,19 +34,8 @@ class Item:
         return self.model.size - (self.partial if self.partial <= self.model.size else 0)
 
 
-def check_cache(cache: Path) -> None:
-    fix = f"give --to an existing cache folder (prepare one with `invoke provision.cache --path {cache}`)"
-    if not cache.exists():
-        raise KilnError("the cache folder does not exist", f"--to {cache}", fix)
-    if not cache.is_dir():
-        raise KilnError("is not a folder", f"--to {cache}", fix)
-    models = cache / MODELS_DIR
-    if models.exists() and not models.is_dir():
-        raise KilnError(f"{MODELS_DIR} exists and is not a folder", f"--to {cache}", "move it away; models go there")
-
-
 def plan(models: tuple[ModelFile, ...], cache: Path, where: str) -> list[Item]:
-    check_cache(cache)
+    cache_folder(str(cache), "--to")
     _one_place_each(models, where)
     return [_item(m, place(cache, m)) for m in models]
 

@@ -14,6 +14,7 @@ from kiln.engine.bases import ensure_base
 from kiln.engine.job import BuildRequest, run_build
 from kiln.engine.client import LABEL, connect, remove_image
 from kiln.data.lock import load_lock
+from kiln.data.records.folder import BuildFolder
 from kiln.lock.write import lock_text
 from kiln.project import Project
 from tests.conftest import ROOT
@@ -32,7 +33,7 @@ def client():
 @pytest.fixture(scope="session")
 def base(client):
     lock = load_lock(ROOT / "versions.lock")
-    return ensure_base(client, lock, lock.default_base, ROOT / "build" / "bases")
+    return ensure_base(client, lock, lock.default_base, BuildFolder(ROOT / "build"))
 
 
 def git_checkout(dest: Path) -> str:

@@ -8,7 +8,9 @@ import re
 import pytest
 
 from kiln.data.lock import load_lock
-from kiln.engine.bases import ensure_base
+from kiln.data.records.base_image import BaseImageRecord
+from kiln.data.records.folder import BuildFolder
+from kiln.engine.bases import ensure_base, packages_of
 from kiln.errors import KilnError
 from tests.conftest import ROOT
 from tests.engine.conftest import TEST_IMAGE, build_small, run_in
@@ -140,9 +142,25 @@ def test_failing_step_is_named_with_its_last_output(client, small):
 
 
 def test_a_base_built_elsewhere_still_gets_its_package_record(client, base, tmp_path):
-    """The SBOM lists the base's Debian packages; a checkout that did not build the base reads them from it."""
+    """The SBOM lists the base's Debian packages; a checkout that did not build the base reads them from it,
+    and `invoke base` writes again a record that is damaged or describes another image."""
     lock = load_lock(ROOT / "versions.lock")
-    result = ensure_base(client, lock, lock.default_base, tmp_path)
-    record = json.loads((tmp_path / f"{lock.default_base}.json").read_text())
-    assert not result.built and record["image_id"] == result.image_id
-    assert any(p.startswith("python3.11=") for p in record["packages"]) and len(record["packages"]) > 50
+    folder, name = BuildFolder(tmp_path), lock.default_base
+    result = ensure_base(client, lock, name, folder)
+    record = folder.read_base(name)
+    assert not result.built and record.image_id == result.image_id and record.packages == result.packages
+    assert any(p.startswith("python3.11=") for p in record.packages) and len(record.packages) > 50
+    for bad in ("{", record.model_copy(update={"image_id": "sha256:" + "0" * 64}).text()):
+        folder.base_record(name).write_text(bad)
+        assert ensure_base(client, lock, name, folder).packages == record.packages
+        assert folder.read_base(name) == record
+
+
+def test_a_build_takes_the_base_packages_from_the_record_of_that_very_image(client, base, tmp_path):
+    """The record saves a container run per build, but only a record of the image the build uses counts."""
+    folder, name = BuildFolder(tmp_path), load_lock(ROOT / "versions.lock").default_base
+    planted = BaseImageRecord(ref=base.ref, image_id=base.image_id, recipe_sha256="0" * 64, packages=("planted=1",))
+    folder.write_base(name, planted)
+    assert packages_of(client, folder.read_base(name), base.ref, base.image_id) == ["planted=1"]
+    folder.write_base(name, planted.model_copy(update={"image_id": "sha256:" + "0" * 64}))
+    assert packages_of(client, folder.read_base(name), base.ref, base.image_id) == list(base.packages)

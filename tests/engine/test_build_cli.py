@@ -63,6 +63,17 @@ def test_base_missing_names_invoke_base(small, tmp_path):
     _one_error(result, "kiln-base:debian-trixie-py3.11-build is not in the engine", "invoke base")
 
 
+def test_a_damaged_base_record_names_invoke_base_before_anything_is_made(small, tmp_path):
+    project, src = small
+    record = project.build.base_record(project.lock.default_base)
+    record.parent.mkdir(parents=True)
+    record.write_text("{")
+    result = subprocess.run(_build_cmd(project, src), capture_output=True, text=True, env=_env(tmp_path))
+    _one_error(result, f"{record}: damaged record (not JSON)",
+               f"run `invoke base --name {project.lock.default_base}` to write it again")
+    assert sorted(p.name for p in project.build.root.iterdir()) == ["bases"]
+
+
 def test_default_source_without_git_host_points_at_comfyui_src(small, tmp_path):
     project, _ = small
     cmd = [c for c in _build_cmd(project, "x") if c not in ("--comfyui-src", "x", "--allow-unverified-source")]

@@ -7,10 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
+from tests.engine.tap import EngineTap
 
 TAG = "kiln/comfyui:0.3.18-torch2.3.1-cu121-4090"
 ZIMAGE_TAG = "kiln/z-image-turbo:0.3.74-torch2.3.1-cu121-4090"
@@ -59,6 +61,29 @@ def built(test_ca):
 
 def _env():
     return {k: v for k, v in os.environ.items() if k != "KILN_CA_BUNDLE"}
+
+
+@dataclass(frozen=True)
+class Smoked:
+    """One `invoke smoke --json --html` of the built image (through an engine tap), as a user runs it: what
+    it printed, its reports, and what it asked the engine to make and to remove."""
+
+    result: subprocess.CompletedProcess
+    folder: Path
+    making: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+@pytest.fixture(scope="session")
+def smoked(built, tmp_path_factory) -> Smoked:
+    """Run once per test run: the smoke tests read its reports, and its record is what publish requires."""
+    folder = tmp_path_factory.mktemp("smoked")
+    cmd = [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "smoke", "--gpu", "4090",
+           "--json", str(folder / "r.json"), "--html", str(folder / "r.html")]
+    with EngineTap(folder) as tap:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
+                                env={**os.environ, "PYTHONPATH": str(ROOT), "DOCKER_HOST": tap.docker_host})
+    return Smoked(result, folder, tuple(tap.making()), tuple(tap.removed_containers()))
 
 
 

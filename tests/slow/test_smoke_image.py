@@ -10,7 +10,6 @@ import pytest
 
 from kiln.engine.client import connect
 from tests.conftest import ROOT
-from tests.engine.tap import EngineTap
 
 pytestmark = pytest.mark.network  # builds from the locked wheels: the package index, unless the wheel cache has them
 
@@ -21,22 +20,19 @@ def _smoke(*args, gpu="4090", env=None):
                           env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
 
 
-def test_smoke_in_the_image(built, tmp_path):
-    client = connect()
-    with EngineTap(tmp_path) as tap:
-        result = _smoke("--json", str(tmp_path / "r.json"), "--html", str(tmp_path / "r.html"),
-                        env={"DOCKER_HOST": tap.docker_host})
+def test_smoke_in_the_image(smoked):
+    client, result, folder = connect(), smoked.result, smoked.folder
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "this engine cannot give GPUs to containers" in result.stdout.splitlines()[0]
-    report = json.loads((tmp_path / "r.json").read_text())
+    report = json.loads((folder / "r.json").read_text())
     checks = {f"{c['group']}.{c['name']}": c for c in report["checks"]}
     assert all(checks[f"versions.{n}"]["verdict"] == "pass" for n in ("python", "torch", "cuda", "cudnn", "xformers"))
     assert checks["gpu.visible"]["verdict"] == "skip" and checks["perf.matmul_bf16"]["verdict"] == "skip"
     assert checks["comfyui.system_stats"]["verdict"] == "pass"
     assert checks["comfyui.cuda_device"]["verdict"] == "skip"
-    assert "<table>" in (tmp_path / "r.html").read_text()
-    assert "cannot give GPUs to containers" in report["run"]["gpus"] and "cannot give GPUs" in (tmp_path / "r.html").read_text()
-    made, removed = [r for r in tap.making() if "/containers/create" in r], tap.removed_containers()
+    assert "<table>" in (folder / "r.html").read_text()
+    assert "cannot give GPUs to containers" in report["run"]["gpus"] and "cannot give GPUs" in (folder / "r.html").read_text()
+    made, removed = [r for r in smoked.making if "/containers/create" in r], smoked.removed
     assert made and len(removed) >= len(made)  # each container the smoke made was removed, and is gone:
     assert not [c for c in removed if client.api.containers(all=True, filters={"id": c})]
 

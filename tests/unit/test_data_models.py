@@ -17,8 +17,8 @@ from kiln.data.files import read_yaml
 from kiln.errors import KilnError
 from kiln.render.facts import image_facts
 from tests.conftest import ROOT, invoke
+from tests.jsonschema_tool import check_jsonschema
 
-CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 
 # (file in the project, text to misspell, misspelt, the key path the error names, the nearest valid key)
 TYPOS = [
@@ -86,8 +86,7 @@ def test_schemas_in_docs_are_current(tmp_path):
 
 
 def _check(schema: str, *files: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(CHECK_JSONSCHEMA), "--schemafile", str(ROOT / "docs" / "schemas" / schema),
-                           *map(str, files)], capture_output=True, text=True)
+    return check_jsonschema("--schemafile", ROOT / "docs" / "schemas" / schema, *files)
 
 
 def test_schemas_validate_the_shipped_files():

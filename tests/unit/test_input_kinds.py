@@ -4,18 +4,25 @@ environment, is run through the real command line with hostile values of it: eac
 exactly one line on stderr that names the input and says what is wrong with it, never a traceback.
 
 Anything a removed check lets through must still fail fast and visibly here: the engine is unreachable
-(DOCKER_HOST points nowhere), so the failure is some other line that does not name the input."""
+(DOCKER_HOST points nowhere), so the failure is some other line that does not name the input.
+
+Every case runs in a process forked from a task server that imported tasks.py once (tests/forked_tasks.py):
+the command line, environment and streams are the case's own, and the task's code path is the real one.
+One case of every task's row also runs in a fresh `tasks.py` process, as a user starts it, and must say
+exactly what the forked run said."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import invoke
+from tests.forked_tasks import TaskServer
 
 DIGEST = "sha256:" + "0" * 64
 V = "{value}"   # where the hostile value goes in a row's arguments or environment
@@ -73,6 +80,10 @@ TAKERS = {
         (["models.fetch", "--gpu", "4090", "--image", "z-image-turbo", "--to", V], {}, "--to"),
         (["build", "--gpu", "4090", "--bake-models", "--models-from", V], {}, "--models-from"),
     ],
+    "cache_mounted": [
+        (["run", "--gpu", "4090", "--cache", V], {}, "--cache"),
+        (["smoke", "--gpu", "4090", "--cache", V], {}, "--cache"),
+    ],
     "cache_made": [
         (["provision.cache", "--path", V], {}, "--path"),
         (["build", "--gpu", "4090"], {"KILN_WHEEL_CACHE": V}, "KILN_WHEEL_CACHE"),
@@ -129,8 +140,9 @@ HOSTILE = {
                   ("{fifo}", "not a regular file"), ("{folder}/../missing", "does not exist"),
                   ("{folder}/" + LONG, "cannot look at"), ("", "not a usable path")],
     "cache_used": [("{file}", "is not a folder"), ("{missing}", "does not exist"), ("{dangling}", "link to nothing"),
-                   ("{link_to_file}", "is not a folder"), ("{folder}/" + LONG, "cannot look at"),
-                   ("", "not a usable path")],
+                   ("{link_to_file}", "is not a folder"), ("{models_file}", "models exists and is not a folder"),
+                   ("{folder}/" + LONG, "cannot look at"), ("", "not a usable path")],
+    "cache_mounted": [("{folder}", "is not writable by the image's user (uid 10001)")],
     "cache_made": [("{file}", "exists and is not a folder"), ("{file}/sub", "is not a folder, so"),
                    ("{dangling}", "link to nothing"), ("{link_to_file}", "exists and is not a folder"),
                    ("{unwritable}/cache", "not writable"), ("{folder}/" + LONG, "cannot look at")],
@@ -148,6 +160,22 @@ def _case_id(kind: str, row: tuple, value: str) -> str:
 CASES = [pytest.param(kind, row, value, reason, id=_case_id(kind, row, value))
          for kind, rows in TAKERS.items() for row in rows for value, reason in HOSTILE[kind]
          if value or not row[1]]   # an empty variable counts as unset: nothing to refuse
+
+
+def _sample() -> list:
+    """One case of every task's row, in a fresh process too: the i-th row takes its kind's i-th value (the
+    values taken in turn), so the rows of a kind show different values end to end."""
+    picked, count = [], 0
+    for kind, rows in TAKERS.items():
+        for row in rows:
+            values = [v for v in HOSTILE[kind] if v[0] or not row[1]]
+            value, reason = values[count % len(values)]
+            picked.append(pytest.param(kind, row, value, reason, id=_case_id(kind, row, value)))
+            count += 1
+    return picked
+
+
+SAMPLE = _sample()
 
 
 def _unwritable(tmp_path: Path) -> Path | None:
@@ -169,14 +197,29 @@ def _places(tmp_path: Path) -> dict:
     (tmp_path / "link-to-folder").symlink_to(tmp_path / "folder")
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     os.mkfifo(tmp_path / "fifo")
-    return {"file": tmp_path / "file", "folder": tmp_path / "folder", "link_to_file": tmp_path / "link-to-file",
+    (tmp_path / "models-file").mkdir()
+    (tmp_path / "models-file" / "models").write_text("x")
+    return {"models_file": tmp_path / "models-file", "file": tmp_path / "file", "folder": tmp_path / "folder", "link_to_file": tmp_path / "link-to-file",
             "link_to_folder": tmp_path / "link-to-folder", "dangling": tmp_path / "dangling",
             "missing": tmp_path / "missing", "fifo": tmp_path / "fifo", "out": tmp_path / "out.html",
             "unwritable": _unwritable(tmp_path)}
 
 
-def _run(row: tuple, value: str, tmp_path: Path):
-    """(result, names in tmp_path before, after), or None when this host has no unwritable folder to name."""
+@dataclass(frozen=True)
+class Outcome:
+    result: subprocess.CompletedProcess
+    before: list[str]   # names in the case's folder before the run
+    after: list[str]    # and after it
+    folder: Path
+
+
+def _fresh(*args, **kwargs) -> subprocess.CompletedProcess:
+    return invoke(*args, fresh=True, **kwargs)
+
+
+def _run(row: tuple, value: str, tmp_path: Path, run=_fresh) -> Outcome | None:
+    """The case run by `run` (a fresh process, or a TaskServer's invoke), or None when this host has no
+    unwritable folder to name."""
     args, env, _ = row
     places = _places(tmp_path)
     if "{unwritable}" in value and places["unwritable"] is None:
@@ -185,40 +228,99 @@ def _run(row: tuple, value: str, tmp_path: Path):
     environ = {k: v.replace(V, value).format(**places) for k, v in env.items()}
     before = sorted(p.name for p in tmp_path.iterdir())
     try:
-        result = invoke(*argv, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock", **environ}, timeout=90)
+        result = run(*argv, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock", **environ}, timeout=90)
     except subprocess.TimeoutExpired as exc:   # e.g. a report opened on a named pipe waits for a reader forever
         result = subprocess.CompletedProcess(exc.cmd, -1, "", f"still running after {exc.timeout} s")
     (tmp_path / "read-only").chmod(0o755)
-    return result, before, sorted(p.name for p in tmp_path.iterdir())
+    return Outcome(result, before, sorted(p.name for p in tmp_path.iterdir()), tmp_path)
+
+
+def _cases_of(params: dict) -> dict[str, tuple]:
+    """Case id -> (row, value) of the cases a test's parameters name: its own, or (a value and no row) the
+    value's case in every row of cache_used."""
+    if "row" in params:
+        return {_case_id(params["kind"], params["row"], params["value"]): (params["row"], params["value"])}
+    return {_case_id("cache_used", row, params["value"]): (row, params["value"]) for row in TAKERS["cache_used"]}
+
+
+def _chosen(request, *tests: str) -> dict[str, tuple]:
+    """Case id -> (row, value) of every selected test of this module that runs cases (of these tests)."""
+    return {case: spec for item in request.session.items
+            if item.module is request.module and hasattr(item, "callspec") and (not tests or item.originalname in tests)
+            for case, spec in _cases_of(item.callspec.params).items()}
 
 
 @pytest.fixture(scope="module")
-def outcomes(request, tmp_path_factory):
-    """Every selected case run at once (each is a process start, mostly waiting): case id -> outcome."""
-    chosen = [item.callspec for item in request.session.items
-              if item.module is request.module and hasattr(item, "callspec")]
+def forked(request, tmp_path_factory) -> dict[str, Outcome | None]:
+    """Every selected case, each forked from a task server; one server per core, each taking its share."""
+    cases = sorted(_chosen(request).items())
+    workers = max(1, min(os.cpu_count() or 1, len(cases)))
+
+    def share(n: int) -> dict:
+        with TaskServer() as server:
+            return {case: _run(row, value, tmp_path_factory.mktemp("case"), server.invoke)
+                    for case, (row, value) in cases[n::workers]}
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return {case: outcome for done in pool.map(share, range(workers)) for case, outcome in done.items()}
+
+
+@pytest.fixture(scope="module")
+def fresh(request, tmp_path_factory) -> dict[str, Outcome | None]:
+    """The selected cases of SAMPLE, each in a fresh process as a user runs it, all at once (mostly waiting)."""
+    cases = _chosen(request, "test_a_fresh_process_says_what_the_forked_run_said")
     with ThreadPoolExecutor(max_workers=2 * (os.cpu_count() or 1)) as pool:
-        futures = {spec.id: pool.submit(_run, spec.params["row"], spec.params["value"], tmp_path_factory.mktemp("case"))
-                   for spec in chosen}
+        futures = {case: pool.submit(_run, row, value, tmp_path_factory.mktemp("fresh")) for case, (row, value) in
+                   cases.items()}
         return {case: future.result() for case, future in futures.items()}
 
 
-@pytest.mark.parametrize("kind, row, value, reason", CASES)
-def test_hostile_input_is_one_line_naming_it(kind, row, value, reason, outcomes, request):
-    outcome = outcomes[request.node.callspec.id]
+def _assert_refused(outcome: Outcome | None, row: tuple, reason: str) -> None:
     if outcome is None:
         pytest.skip("no folder here is unwritable to this user")
-    result, before, after = outcome
+    result = outcome.result
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert row[2] in lines[0] and reason in lines[0], lines[0]
     assert "secret" not in lines[0]   # a password in a hostile value is never repeated back
-    assert after == before   # nothing written beside the hostile places
+    assert outcome.after == outcome.before   # nothing written beside the hostile places
+
+
+@pytest.mark.parametrize("kind, row, value, reason", CASES)
+def test_hostile_input_is_one_line_naming_it(kind, row, value, reason, forked):
+    _assert_refused(forked[_case_id(kind, row, value)], row, reason)
+
+
+@pytest.mark.parametrize("value, reason", HOSTILE["cache_used"], ids=[repr(v[:60]) for v, _ in HOSTILE["cache_used"]])
+def test_every_task_refuses_a_bad_cache_in_the_same_words(value, reason, forked):
+    """`run`, `smoke`, `host.check`, `models.fetch` and `build --bake-models` take a cache through one check."""
+    said = set()
+    for row in TAKERS["cache_used"]:
+        outcome = forked[_case_id("cache_used", row, value)]
+        if outcome is None:
+            pytest.skip("no folder here is unwritable to this user")
+        said.add(_seen(outcome)[2].replace(row[2], "<flag>"))
+    assert len(said) == 1 and reason in said.pop()
+
+
+def _seen(outcome: Outcome) -> tuple:
+    """What a user sees of a run, with the case's own folder written as one name."""
+    result, folder = outcome.result, str(outcome.folder)
+    return result.returncode, result.stdout.replace(folder, "<case>"), result.stderr.replace(folder, "<case>")
+
+
+@pytest.mark.parametrize("kind, row, value, reason", SAMPLE)
+def test_a_fresh_process_says_what_the_forked_run_said(kind, row, value, reason, forked, fresh):
+    case = _case_id(kind, row, value)
+    _assert_refused(fresh[case], row, reason)
+    assert _seen(fresh[case]) == _seen(forked[case])
 
 
 def test_every_kind_has_takers_and_values():
     assert set(TAKERS) == set(HOSTILE)
     assert all(TAKERS[kind] and HOSTILE[kind] for kind in TAKERS)
     assert len({case.id for case in CASES}) == len(CASES)   # outcomes are looked up by case id
+    assert {case.id for case in SAMPLE} <= {case.id for case in CASES}
+    assert len(SAMPLE) == sum(len(rows) for rows in TAKERS.values())

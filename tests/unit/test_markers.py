@@ -34,7 +34,7 @@ def test_every_test_carries_its_folders_tier(tmp_path):
     fast = [node for node, names in marks.items() if "engine" not in names and "slow" not in names]
     assert fast and all(tier[node] in ("unit", "payload") for node in fast)
     network = {node for node, names in marks.items() if "network" in names}
-    assert "tests/unit/test_lock.py::test_relock_from_the_index_reproduces_the_lock" in network
+    assert "tests/unit/test_lock.py::test_relock_from_the_index_reproduces_the_lock_and_keeps_hand_written_comments" in network
     assert not [node for node in network if "test_bad_input.py" in node or "test_gate.py" in node]
 
 

@@ -1,15 +1,15 @@
 """The records stages hand on: typed, versioned, written whole; one owner of their paths; a damaged or
 older record is one line naming the file, what is wrong and the command that writes it again."""
 
+import ast
 import json
 import re
 from dataclasses import replace
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from kiln.data.records.base_image import BaseImageRecord
 from kiln.data.records.build import PublishFailure
 from kiln.data.records.folder import BuildFolder
 from kiln.data.records.smoke import SmokeRecord, SmokeSummary
@@ -18,9 +18,11 @@ from kiln.project import Project
 from kiln.publish.job import PublishRequest, _smoke_requirement
 from kiln.publish.push import Target
 from tests.conftest import ROOT, invoke
+from tests.jsonschema_tool import check_jsonschema
 from tests.standin.records import IMAGE_ID, build_record, write_build_record, write_run_record
 
-CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
+BASE = BaseImageRecord(ref="kiln-base:debian-bookworm-py3.11", image_id="sha256:" + "2" * 64, recipe_sha256="3" * 64,
+                       packages=("base-files=12.4+deb12u15", "python3.11=3.11.2-6+deb12u6"))
 SMOKE = SmokeRecord(image_id=IMAGE_ID, tag="kiln/comfyui:x", exit_code=0, gpus="all", profile="4090",
                     summary=SmokeSummary(passed=9, warn=1, fail=0, skip=2))
 
@@ -30,8 +32,10 @@ def test_every_record_reads_back_as_the_model_written(project_copy):
     built = build_record(project_copy, "4090")
     folder.write_build(built)
     folder.write_smoke(SMOKE)
+    folder.write_base("debian-bookworm", BASE)
     run = write_run_record(project_copy, "kiln/comfyui:x", 30.0, {"device_s": 1.0, "first_s": 9.0}, False)
     assert folder.read_build("comfyui", "4090") == built
+    assert folder.read_base("debian-bookworm") == BASE
     assert folder.read_smoke(IMAGE_ID, "4090", "comfyui") == SMOKE
     assert folder.read_run(IMAGE_ID).seconds_to_healthy == 30.0 and not run.kept
     saved = json.loads(folder.smoke_record(IMAGE_ID).read_text())
@@ -45,6 +49,7 @@ def test_one_owner_of_the_paths(tmp_path):
     assert folder.smoke_record(IMAGE_ID) == tmp_path / "smoke" / "1111111111111111.json"
     assert folder.run_record(IMAGE_ID) == tmp_path / "run" / "1111111111111111.json"
     assert folder.deploy_out("comfyui", "4090", cpu_mode=True) == tmp_path / "deploy" / "comfyui-4090-cpu"
+    assert folder.base_record("debian-bookworm") == tmp_path / "bases" / "debian-bookworm.json"
 
 
 OWNERS = ("kiln/data/records/folder.py", "kiln/project.py")  # the folder's layout; where a project keeps it
@@ -80,6 +85,92 @@ def test_no_record_is_read_as_a_dict_in_the_library():
     found = [f"{p.relative_to(ROOT)}:{n}" for p in sorted((ROOT / "kiln").rglob("*.py"))
              for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert found == []
+
+
+# Every record is read through BuildFolder's readers (kiln.data.records.base.read_record), as its model. The
+# structural rule: outside kiln/data/records/, no JSON, YAML or text read takes a path that came from one of
+# BuildFolder's record paths (what its *_record, write_*, record_* and deploy_out methods return), followed
+# through the names a function assigns it to.
+RECORD_PATHS = {name for name in vars(BuildFolder)
+                if name.endswith("_record") or name.startswith(("write_", "record_")) or name == "deploy_out"}
+READS = {"load", "loads", "safe_load", "read_json", "read_text", "read_bytes", "open"}
+
+
+def _callee(call: ast.Call) -> str:
+    func = call.func
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+
+
+def _from_record_path(node: ast.AST, tainted: set[str]) -> bool:
+    return any((isinstance(n, ast.Call) and _callee(n) in RECORD_PATHS) or (isinstance(n, ast.Name) and n.id in tainted)
+               for n in ast.walk(node))
+
+
+def _targets(node: ast.AST) -> list[ast.AST]:
+    if isinstance(node, ast.Assign):
+        return node.targets
+    if isinstance(node, (ast.AnnAssign, ast.AugAssign, ast.NamedExpr, ast.For, ast.comprehension)):
+        return [node.target]
+    if isinstance(node, ast.withitem) and node.optional_vars is not None:
+        return [node.optional_vars]
+    return []
+
+
+def _tainted(scope: ast.AST) -> set[str]:
+    """Names in scope bound, directly or through other such names, to a record path."""
+    names: set[str] = set()
+    while True:
+        more = {n.id for node in ast.walk(scope) for target in _targets(node)
+                if _from_record_path(getattr(node, "value", None) or getattr(node, "iter", None)
+                                     or getattr(node, "context_expr", None) or ast.Constant(None), names)
+                for n in ast.walk(target) if isinstance(n, ast.Name)}
+        if more <= names:
+            return names
+        names |= more
+
+
+def _raw_record_reads(files: list[Path]) -> list[str]:
+    found = set()
+    for path in files:
+        tree = ast.parse(path.read_text(), str(path))
+        for scope in ast.walk(tree):
+            if not isinstance(scope, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            tainted = _tainted(scope)
+            found |= {f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name}:{call.lineno}"
+                      for call in ast.walk(scope)
+                      if isinstance(call, ast.Call) and _callee(call) in READS and _from_record_path(call, tainted)}
+    return sorted(found)
+
+
+def _library_files() -> list[Path]:
+    return [ROOT / "tasks.py", *(p for p in sorted((ROOT / "kiln").rglob("*.py"))
+                                 if not p.is_relative_to(ROOT / "kiln" / "data" / "records"))]
+
+
+def test_every_record_is_read_through_the_records_reader():
+    files = _library_files()
+    assert ROOT / "tasks.py" in files and ROOT / "kiln" / "engine" / "bases.py" in files and len(files) > 50
+    assert _raw_record_reads(files) == []
+
+
+PLANTED = {
+    "json of a record path": 'def f(folder):\n    return json.loads(folder.build_record("comfyui", "4090").read_text())\n',
+    "through a name": 'def f(folder, image_id):\n    path = folder.smoke_record(image_id)\n    data = json.load(open(path))\n'
+                      '    return data.get("exit_code")\n',
+    "through two names": 'def f(folder):\n    written = folder.write_run(record)\n    p = written.path\n'
+                         '    return p.read_bytes()\n',
+    "a deploy record": 'def f(BUILD):\n    out = BUILD.deploy_out("comfyui", "4090")\n'
+                       '    return read_json(out / "deploy.json")["image"]\n',
+    "in a with": 'def f(folder):\n    with open(folder.base_record("debian-bookworm")) as fh:\n        return json.load(fh)\n',
+}
+
+
+@pytest.mark.parametrize("case", sorted(PLANTED))
+def test_the_reader_rule_sees_a_planted_raw_read(tmp_path, case):
+    planted = tmp_path / "planted.py"
+    planted.write_text("import json\n\n" + PLANTED[case])
+    assert _raw_record_reads([planted]) and all(hit.startswith("planted.py:") for hit in _raw_record_reads([planted]))
 
 
 def test_a_smoke_record_of_another_image_is_not_this_images(project_copy):
@@ -146,20 +237,31 @@ def test_a_damaged_smoke_record_is_one_error_naming_invoke_smoke(project_copy):
     assert "run `invoke smoke --gpu=4090 --image comfyui` to write it again, or delete" in caught.value.line()
 
 
+@pytest.mark.parametrize("text, what", [("{", "damaged record (not JSON)"),
+                                        (json.dumps({"schema": 1, "ref": "kiln-base:x"}), "damaged record: missing key")])
+def test_a_damaged_base_record_stops_the_build_naming_invoke_base(tmp_path, text, what):
+    """What the build reads first (tests/engine/test_build_cli.py: before anything is made)."""
+    folder = BuildFolder(tmp_path)
+    folder.base_record("debian-bookworm").parent.mkdir()
+    folder.base_record("debian-bookworm").write_text(text)
+    with pytest.raises(KilnError) as caught:
+        folder.read_base("debian-bookworm")
+    assert caught.value.line().startswith(f"{folder.base_record('debian-bookworm')}: {what}")
+    assert caught.value.line().endswith("run `invoke base --name debian-bookworm` to write it again")
+
+
 def test_the_published_schemas_validate_records_kiln_writes(project_copy):
     folder = BuildFolder(project_copy / "build")
     written = {"build-record": write_build_record(project_copy, "4090"), "smoke-record": folder.write_smoke(SMOKE),
+               "base-record": folder.write_base("debian-bookworm", BASE),
                "run-record": write_run_record(project_copy, "kiln/comfyui:x", 3.0, {"first_s": 1.0}, True).path}
     for schema, path in written.items():
-        checked = subprocess.run([str(CHECK_JSONSCHEMA), "--schemafile", str(ROOT / "docs" / "schemas" /
-                                                                             f"{schema}.schema.json"), str(path)],
-                                 capture_output=True, text=True)
-        assert checked.returncode == 0, checked.stdout + checked.stderr
+        checked = check_jsonschema("--schemafile", ROOT / "docs" / "schemas" / f"{schema}.schema.json", path)
+        assert checked.returncode == 0, checked.stdout
     bad = json.loads(written["smoke-record"].read_text()) | {"exit_code": "zero"}
     written["smoke-record"].write_text(json.dumps(bad))
-    refused = subprocess.run([str(CHECK_JSONSCHEMA), "--schemafile", str(ROOT / "docs/schemas/smoke-record.schema.json"),
-                              str(written["smoke-record"])], capture_output=True, text=True)
-    assert refused.returncode == 1
+    refused = check_jsonschema("--schemafile", ROOT / "docs/schemas/smoke-record.schema.json", written["smoke-record"])
+    assert refused.returncode == 1 and "'zero' is not of type 'integer'" in refused.stdout, refused.stdout
 
 
 def test_a_record_of_the_kiln_before_versions_reads_when_it_has_every_field(project_copy):

@@ -10,7 +10,7 @@ and writes the records as their models.
     build/deploy/<image>-<gpu>[-cpu]/deploy.json   deployment record beside its targets (`invoke deploy`)
     build/<image>-<gpu>-portable/          a portable context (`invoke render --portable`)
     build/portable/<image>/                every profile's, with docker-bake.json (`... --all-gpus`)
-    build/bases/                           base image recipes and their package lists (`invoke base`)
+    build/bases/<name>.json                base image record: its Debian packages (`invoke base`), read by `invoke build`
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kiln.data.records.base import read_record, write_record
+from kiln.data.records.base_image import BaseImageRecord
 from kiln.data.records.build import BuildRecord, PublishFailure, Published
 from kiln.data.records.run import RunRecord
 from kiln.data.records.smoke import SmokeRecord
@@ -64,9 +65,8 @@ class BuildFolder:
         """One profile's portable context, or (gpu None) the folder of every profile's with the build matrix."""
         return self.root / f"{image}-{gpu}-portable" if gpu else self.root / "portable" / image
 
-    @property
-    def bases(self) -> Path:
-        return self.root / "bases"
+    def base_record(self, name: str) -> Path:
+        return self.root / "bases" / f"{name}.json"
 
     # -- build records
     def read_build(self, image: str, gpu: str, baked: bool = False, stack: str | None = None) -> BuildRecord | None:
@@ -89,6 +89,13 @@ class BuildFolder:
         """The build record says this publish did not happen (an earlier one elsewhere stays recorded)."""
         write_record(record.model_copy(update={"publish_failed": failure}), self._own_path(record),
                      "the publish failed, and the build record could not say so")
+
+    # -- base image records
+    def read_base(self, name: str) -> BaseImageRecord | None:
+        return read_record(BaseImageRecord, self.base_record(name), f"run `invoke base --name {name}`")
+
+    def write_base(self, name: str, record: BaseImageRecord) -> Path:
+        return write_record(record, self.base_record(name), "cannot write the base record")
 
     # -- smoke records
     def read_smoke(self, image_id: str, gpu: str, image: str) -> SmokeRecord | None:
