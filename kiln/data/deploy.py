@@ -91,7 +91,7 @@ class Autoscale(Model):
     min_replicas: PositiveInt
     max_replicas: PositiveInt
     polling_s: PositiveInt
-    cooldown_s: PositiveInt
+    scale_down_window_s: PositiveInt
     prometheus: str = Field(pattern=r"^https?://[A-Za-z0-9.:-]+(/[A-Za-z0-9._/-]*)?$")
 
 

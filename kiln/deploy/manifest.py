@@ -55,7 +55,8 @@ def deployment(s: Subject, record: ImageRecord, d: DeployDefaults, servers: int 
         drain=Drain(marker=DRAIN_MARKER, settle_s=d.drain.settle_s, limit_s=d.drain.grace_s - d.drain.stop_s,
                     grace_s=d.drain.grace_s),
         autoscale=autoscale(object_name(s), d),
-        fleet=Fleet(servers=servers, balancer_image=balancer_image, stats_port=d.balancer.stats_port,
+        fleet=Fleet(servers=servers, balancer_image=balancer_image, balancer_series=d.balancer.series,
+                    stats_port=d.balancer.stats_port,
                     host_port=d.balancer.host_port))
 
 
@@ -64,7 +65,7 @@ def autoscale(name: str, d: DeployDefaults) -> Autoscale:
     (the common kubernetes-pods scrape job maps app.kubernetes.io/name to app_kubernetes_io_name) stores it."""
     a = d.autoscale
     return Autoscale(target_queue=a.target_queue, min_replicas=a.min_replicas, max_replicas=a.max_replicas,
-                     polling_s=a.polling_s, cooldown_s=a.cooldown_s, prometheus=a.prometheus,
+                     polling_s=a.polling_s, scale_down_window_s=a.scale_down_window_s, prometheus=a.prometheus,
                      query=f'sum(kiln_queue_length{{app_kubernetes_io_name="{name}"}})')
 
 

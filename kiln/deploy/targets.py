@@ -67,7 +67,7 @@ def render(d: Deployment, target: str, templates: Path, workflow: dict | None = 
     chosen = {**TARGETS[target], **(FLEET.get(target, {}) if d.fleet.servers > 1 else {})}
     for name, template in chosen.items():
         if name == "cloud-init/user-data.yaml":
-            values["script"] = texts["cloud-init/kiln-deploy.sh"].rstrip("\n")
+            values["script"] = texts["cloud-init/kiln-deploy.sh"]
         text = render_template(env, template, values, "templates/deploy")
         texts[name] = _canonical_json(text, template) if name.endswith(".json") else text
     if target == "cloud-init" and d.cache.models:

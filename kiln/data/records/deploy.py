@@ -95,7 +95,7 @@ class Autoscale(Model):
     min_replicas: int
     max_replicas: int
     polling_s: int
-    cooldown_s: int
+    scale_down_window_s: int
     prometheus: str
     query: str = Field(description="the PromQL KEDA asks: the queue summed over this deployment's pods")
 
@@ -103,6 +103,7 @@ class Autoscale(Model):
 class Fleet(Model):
     servers: int = Field(description="ComfyUI servers on one host, one per GPU (compose, cloud-init)")
     balancer_image: str = Field(description="the balancer image `invoke balancer.build` makes (HAProxy from Debian)")
+    balancer_series: str = Field(description="the HAProxy release series the balancer's configuration is written for")
     stats_port: int = Field(description="HAProxy's own metrics (/metrics) and stats page (/stats)")
     host_port: int = Field(description="cloud-init: server i listens on 127.0.0.1:host_port+i")
 
