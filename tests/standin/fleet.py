@@ -77,6 +77,9 @@ class Server:
         self.comfyui = subprocess.Popen([sys.executable, str(STANDIN / "main.py"), "--port", str(self.port),
                                          "--output-directory", str(out)], cwd=STANDIN, env=self.env,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.start_exporter()
+
+    def start_exporter(self) -> None:
         self.exporter = subprocess.Popen(
             [sys.executable, "-m", "fleet", "--url", self.url, "--listen", "127.0.0.1", "--port", str(self.port + 1000),
              "--agent-port", str(self.port + 1100), "--ready", str(self.ready_marker),

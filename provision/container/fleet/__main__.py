@@ -43,9 +43,10 @@ def main(argv=None) -> int:
     finished = Finished(registry, CONFIG)
     registry.register(Live(url, markers, lambda remaining: agent.weight(remaining, exponent)))
     stop = threading.Event()
-    watcher = threading.Thread(target=Watch(url, finished.count, CONFIG["history_window_max"]).run,
-                               args=(CONFIG["poll_s"], stop), daemon=True)
-    http = endpoints.serve(args.listen, args.port, registry, lambda: endpoints.readiness(url, markers))
+    watch = Watch(url, finished.count, CONFIG["history_window_max"])
+    watcher = threading.Thread(target=watch.run, args=(CONFIG["poll_s"], stop), daemon=True)
+    http = endpoints.serve(args.listen, args.port, registry,
+                           lambda: endpoints.readiness(markers, watch.silent_for, CONFIG["stale_s"]))
     checks = agent.serve(args.listen, args.agent_port, lambda: agent.reply(url, markers, exponent))
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     watcher.start()

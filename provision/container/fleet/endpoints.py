@@ -1,27 +1,29 @@
 """The exporter's HTTP port: /metrics (Prometheus text format) and /ready, which the balancer's health check
 and Kubernetes' readiness probe ask: 200 only once the warm-up is done, while ComfyUI answers and no drain
-has begun; otherwise 503 with the reason."""
+has begun; otherwise 503 with the reason. /ready answers at once, from what the exporter already knows (the
+marker files, and when ComfyUI last answered its poll): a server busy with a prompt is slow to answer, and a
+probe that waits on it would time out and take a working server out of rotation."""
 
 from __future__ import annotations
 
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import Callable, Optional
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from . import comfyui
 from .state import Markers
 
 
-def readiness(url: str, markers: Markers) -> str:
+def readiness(markers: Markers, silent_for: Callable[[], Optional[float]], stale_s: float) -> str:
     """'' when ready, else why not."""
     why = markers.not_ready_because()
     if why:
         return why
-    try:
-        comfyui.queue_length(url, timeout=1.0)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return f"ComfyUI does not answer ({type(exc).__name__})"
+    silent = silent_for()
+    if silent is None:
+        return "ComfyUI has not answered yet"
+    if silent > stale_s:
+        return f"ComfyUI has not answered for {silent:.0f} s"
     return ""
 
 

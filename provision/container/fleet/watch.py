@@ -4,8 +4,9 @@ double the window until it reaches a prompt already counted (or the cap), then c
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import comfyui
 
@@ -15,21 +16,35 @@ SEEN_MAX = 20000  # ComfyUI keeps 10000 finished prompts (MAXIMUM_HISTORY_SIZE);
 class Watch:
     def __init__(self, url: str, count: Callable[[Dict[str, Any]], None], window_max: int):
         self.url, self.count, self.window_max = url, count, window_max
+        self.started_ms = time.time() * 1000   # ComfyUI's timestamps are wall-clock milliseconds
         self.seen: "OrderedDict[str, None]" = OrderedDict()
         self.started = False
+        self.answered_at: Optional[float] = None   # monotonic time ComfyUI last answered a poll
 
     def poll(self) -> int:
-        """Count what finished since the last poll; returns how many. The first successful poll only takes note
-        of what is there (prompts finished before the exporter started, such as the warm-up's)."""
+        """Count what finished since the last poll; returns how many. What had finished before the exporter
+        started (the warm-up's prompts, or a restarted exporter's past) is not counted: at the first poll, only
+        prompts whose end ComfyUI stamped after the exporter's start are."""
         new = self._new()
+        self.answered_at = time.monotonic()
         if not self.started:
             self.started = True
             self._remember(new)
-            return 0
+            new = [(pid, entry) for pid, entry in new if self._ended_ms(entry) >= self.started_ms]
         for _, entry in new:
             self.count(entry)
         self._remember(new)
         return len(new)
+
+    @staticmethod
+    def _ended_ms(entry: Dict[str, Any]) -> float:
+        stamps = [data.get("timestamp") for _, data in (entry.get("status") or {}).get("messages") or []
+                  if isinstance(data, dict) and isinstance(data.get("timestamp"), (int, float))]
+        return max(stamps) if stamps else -1.0
+
+    def silent_for(self) -> Optional[float]:
+        """Seconds since ComfyUI last answered (None: it never has)."""
+        return None if self.answered_at is None else time.monotonic() - self.answered_at
 
     def _new(self) -> List[Tuple[str, Dict[str, Any]]]:
         window = 1
