@@ -117,6 +117,20 @@ def test_a_websocket_clients_prompts_go_to_its_server_and_its_events_come_back(t
         assert set(_servers_of(fleet.url, 4)) == {"comfyui-0", "comfyui-1"}   # other clients are balanced
 
 
+def test_a_websocket_client_whose_server_died_reconnects_to_another_and_its_prompts_follow(tmp_path):
+    with host_fleet(tmp_path, 2) as fleet:
+        url = fleet.url.replace("http://", "ws://") + "/ws?clientId=kiln-test-again"
+        with WebSocket(url) as ws:
+            [first] = ws.headers["x-kiln-server"]
+        fleet.servers[int(first[-1])].kill()
+        until(lambda: fleet.server_state()[first].startswith("DOWN"), 10, "its server out")
+        with WebSocket(url) as ws:
+            [second] = ws.headers["x-kiln-server"]
+            assert second != first and ws.receive()["type"] == "status"
+            _, headers = _post(fleet.url, {"prompt": PROMPT, "client_id": "kiln-test-again"})
+            assert headers["x-kiln-server"] == second
+
+
 def test_the_follow_ups_of_a_dead_servers_prompt_fail_instead_of_going_elsewhere(tmp_path):
     with host_fleet(tmp_path, 2) as fleet:
         answer, headers = _post(fleet.url, {"prompt": PROMPT})
