@@ -11,7 +11,7 @@ import socket
 import struct
 from urllib.parse import urlsplit
 
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 class WebSocket:

@@ -6,7 +6,7 @@ import hashlib
 import struct
 import threading
 
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 def accept_key(key):
