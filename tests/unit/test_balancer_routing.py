@@ -56,6 +56,14 @@ def test_new_prompts_go_to_the_least_busy_server(tmp_path):
         assert got["comfyui-1"] >= 7, got
 
 
+def test_a_new_prompt_is_balanced_whatever_server_an_earlier_answers_cookie_names(tmp_path):
+    """A client keeping cookies (a browser, a requests.Session) sends kiln_server with every prompt."""
+    with host_fleet(tmp_path, 2) as fleet:
+        got = collections.Counter(_post(fleet.url, {"prompt": PROMPT}, "theme=dark; kiln_server=comfyui-0")[1]
+                                  ["x-kiln-server"] for _ in range(6))
+        assert got == {"comfyui-0": 3, "comfyui-1": 3}
+
+
 def test_equally_idle_servers_share_new_prompts(tmp_path):
     with host_fleet(tmp_path, 2) as fleet:
         assert _servers_of(fleet.url, 8) == {"comfyui-0": 4, "comfyui-1": 4}
