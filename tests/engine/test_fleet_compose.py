@@ -9,6 +9,7 @@ queue rises under load."""
 from __future__ import annotations
 
 import collections
+import http.client
 import json
 import os
 import shutil
@@ -44,7 +45,11 @@ def _compose(path, project, *args, env):
 
 
 def _states(stats_port: int) -> dict[str, str]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{stats_port}/stats;csv", timeout=5).read().decode()
+    """HAProxy's view of each server ({} while its stats page does not answer yet)."""
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{stats_port}/stats;csv", timeout=5).read().decode()
+    except (OSError, http.client.HTTPException):
+        return {}
     header, *rows = [line.split(",") for line in text.splitlines() if line]
     names = [h.lstrip("# ") for h in header]
     return {r["svname"]: r["status"] for r in (dict(zip(names, row)) for row in rows)
@@ -77,8 +82,12 @@ def fleet(client, tmp_path_factory, base):
         label = f"com.docker.compose.project={name}"
         containers = {c.labels["com.docker.compose.service"]: c for c in client.containers.list(filters={"label": label})}
         assert set(containers) == {"comfyui-0", "comfyui-1", "balancer"}
-        until(lambda: _states(ports["KILN_STATS_PORT"]) == {"comfyui-0": "UP", "comfyui-1": "UP"}, 240,
-              "both servers warm and in the balancer's rotation")
+        try:
+            until(lambda: _states(ports["KILN_STATS_PORT"]) == {"comfyui-0": "UP", "comfyui-1": "UP"}, 240,
+                  "both servers warm and in the balancer's rotation", every_s=0.5)
+        except AssertionError as exc:
+            logs = {name: c.logs(tail=15).decode(errors="replace") for name, c in containers.items()}
+            raise AssertionError(f"{exc}; logs: {logs}") from None
         yield ports, containers, run
     finally:
         down = run("down", "--volumes", "--remove-orphans")

@@ -92,7 +92,7 @@ def test_a_refused_connection_is_tried_again_on_another_server(tmp_path):
 def test_history_view_and_queue_reach_the_server_that_ran_the_prompt(tmp_path):
     with host_fleet(tmp_path, 2) as fleet:
         placed = []
-        for _ in range(4):
+        for _ in range(8):
             answer, headers = _post(fleet.url, {"prompt": PROMPT})
             placed.append((answer["prompt_id"], headers["x-kiln-server"], headers["set-cookie"].split(";")[0]))
         assert {server for _, server, _ in placed} == {"comfyui-0", "comfyui-1"}
@@ -175,15 +175,3 @@ def test_a_draining_server_takes_no_new_prompts_and_finishes_its_own(tmp_path):
             entry = _history(fleet.url, pid, cookie)
             assert entry["status"]["status_str"] == "success"
 
-
-def test_a_refused_prompt_comes_back_at_once_with_comfyuis_answer(tmp_path):
-    """The balancer waits for a POST /prompt answer's prompt_id; a refusal has none and must not wait for it."""
-    with host_fleet(tmp_path, 2) as fleet:
-        refused = {"1": {"class_type": "VAELoader", "inputs": {"vae_name": "absent.safetensors"}}}
-        for body in ({"prompt": refused}, {"prompt": {}}):
-            started = time.monotonic()
-            try:
-                _post(fleet.url, body)
-            except urllib.error.HTTPError as exc:
-                code, answer = exc.code, json.load(exc)
-            assert code == 400 and "error" in answer and time.monotonic() - started < 1.0, answer
