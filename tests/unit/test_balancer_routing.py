@@ -56,17 +56,22 @@ def test_new_prompts_go_to_the_least_busy_server(tmp_path):
         assert got["comfyui-1"] >= 7, got
 
 
-def test_a_new_prompt_is_balanced_whatever_server_an_earlier_answers_cookie_names(tmp_path):
+@pytest.fixture(scope="module")
+def idle_fleet(tmp_path_factory):
+    """Two warm servers for the tests that leave them as they found them (idle, none killed)."""
+    with host_fleet(tmp_path_factory.mktemp("fleet"), 2) as fleet:
+        yield fleet
+
+
+def test_equally_idle_servers_share_new_prompts(idle_fleet):
+    assert _servers_of(idle_fleet.url, 8) == {"comfyui-0": 4, "comfyui-1": 4}
+
+
+def test_a_new_prompt_is_balanced_whatever_server_an_earlier_answers_cookie_names(idle_fleet):
     """A client keeping cookies (a browser, a requests.Session) sends kiln_server with every prompt."""
-    with host_fleet(tmp_path, 2) as fleet:
-        got = collections.Counter(_post(fleet.url, {"prompt": PROMPT}, "theme=dark; kiln_server=comfyui-0")[1]
-                                  ["x-kiln-server"] for _ in range(6))
-        assert got == {"comfyui-0": 3, "comfyui-1": 3}
-
-
-def test_equally_idle_servers_share_new_prompts(tmp_path):
-    with host_fleet(tmp_path, 2) as fleet:
-        assert _servers_of(fleet.url, 8) == {"comfyui-0": 4, "comfyui-1": 4}
+    got = collections.Counter(_post(idle_fleet.url, {"prompt": PROMPT}, "theme=dark; kiln_server=comfyui-0")[1]
+                              ["x-kiln-server"] for _ in range(6))
+    assert got == {"comfyui-0": 3, "comfyui-1": 3}
 
 
 def test_a_warming_server_gets_no_prompts_until_its_warmup_is_done(tmp_path):
@@ -89,40 +94,40 @@ def test_a_refused_connection_is_tried_again_on_another_server(tmp_path):
         assert _servers_of(fleet.url, 6) == {"comfyui-0": 6}
 
 
-def test_history_view_and_queue_reach_the_server_that_ran_the_prompt(tmp_path):
-    with host_fleet(tmp_path, 2) as fleet:
-        placed = []
-        for _ in range(8):
-            answer, headers = _post(fleet.url, {"prompt": PROMPT})
-            placed.append((answer["prompt_id"], headers["x-kiln-server"], headers["set-cookie"].split(";")[0]))
-        assert {server for _, server, _ in placed} == {"comfyui-0", "comfyui-1"}
-        for pid, server, cookie in placed:
-            # no cookie: the balancer's prompt table routes /history/<id>
-            entry = until(lambda: _history(fleet.url, pid), 10, f"prompt {pid} in /history")
-            assert _get(f"{fleet.url}/history/{pid}")[2]["x-kiln-server"] == server
-            [image] = entry["outputs"]["9"]["images"]
-            # /view names a file that every server may hold under the same name: the cookie decides
-            code, png, headers = _get(f"{fleet.url}/view?filename={image['filename']}&type=output", cookie)
-            assert code == 200 and png[:4] == b"\x89PNG" and headers["x-kiln-server"] == server
-            assert _get(f"{fleet.url}/queue", cookie)[2]["x-kiln-server"] == server
+def test_history_view_and_queue_reach_the_server_that_ran_the_prompt(idle_fleet):
+    fleet = idle_fleet
+    placed = []
+    for _ in range(8):
+        answer, headers = _post(fleet.url, {"prompt": PROMPT})
+        placed.append((answer["prompt_id"], headers["x-kiln-server"], headers["set-cookie"].split(";")[0]))
+    assert {server for _, server, _ in placed} == {"comfyui-0", "comfyui-1"}
+    for pid, server, cookie in placed:
+        # no cookie: the balancer's prompt table routes /history/<id>
+        entry = until(lambda: _history(fleet.url, pid), 10, f"prompt {pid} in /history")
+        assert _get(f"{fleet.url}/history/{pid}")[2]["x-kiln-server"] == server
+        [image] = entry["outputs"]["9"]["images"]
+        # /view names a file that every server may hold under the same name: the cookie decides
+        code, png, headers = _get(f"{fleet.url}/view?filename={image['filename']}&type=output", cookie)
+        assert code == 200 and png[:4] == b"\x89PNG" and headers["x-kiln-server"] == server
+        assert _get(f"{fleet.url}/queue", cookie)[2]["x-kiln-server"] == server
 
 
-def test_a_websocket_clients_prompts_go_to_its_server_and_its_events_come_back(tmp_path):
-    with host_fleet(tmp_path, 2) as fleet:
-        with WebSocket(fleet.url.replace("http://", "ws://") + "/ws?clientId=kiln-test-ws") as ws:
-            [server] = ws.headers["x-kiln-server"]
-            assert ws.receive()["type"] == "status"
-            pids = set()
-            for _ in range(4):
-                answer, headers = _post(fleet.url, {"prompt": PROMPT, "client_id": "kiln-test-ws"})
-                assert headers["x-kiln-server"] == server
-                pids.add(answer["prompt_id"])
-            done = set()
-            while done != pids:
-                message = ws.receive()
-                if message["type"] == "execution_success":
-                    done.add(message["data"]["prompt_id"])
-        assert set(_servers_of(fleet.url, 4)) == {"comfyui-0", "comfyui-1"}   # other clients are balanced
+def test_a_websocket_clients_prompts_go_to_its_server_and_its_events_come_back(idle_fleet):
+    fleet = idle_fleet
+    with WebSocket(fleet.url.replace("http://", "ws://") + "/ws?clientId=kiln-test-ws") as ws:
+        [server] = ws.headers["x-kiln-server"]
+        assert ws.receive()["type"] == "status"
+        pids = set()
+        for _ in range(4):
+            answer, headers = _post(fleet.url, {"prompt": PROMPT, "client_id": "kiln-test-ws"})
+            assert headers["x-kiln-server"] == server
+            pids.add(answer["prompt_id"])
+        done = set()
+        while done != pids:
+            message = ws.receive()
+            if message["type"] == "execution_success":
+                done.add(message["data"]["prompt_id"])
+    assert set(_servers_of(fleet.url, 4)) == {"comfyui-0", "comfyui-1"}   # other clients are balanced
 
 
 def test_a_websocket_client_whose_server_died_reconnects_to_another_and_its_prompts_follow(tmp_path):
