@@ -218,5 +218,7 @@ def _check_scrape(prometheus: Prometheus, ports) -> None:
     assert prometheus.query("kiln_prompt_execution_seconds_count > 0")
     assert prometheus.query("kiln_warmup_ready == 1") and prometheus.query("kiln_gpu_memory_total_bytes")
     assert prometheus.query('haproxy_server_status{proxy="comfyui"}')   # the balancer's own metrics
-    down = prometheus.query('min_over_time(up{job="comfyui"}[10m]) == 0')
-    assert f"127.0.0.1:{ports['KILN_METRICS_PORT_1']}" in [r["metric"]["instance"] for r in down]  # the kill, seen
+    # the kill, seen: the restarted server's exporter counts from zero again (a counter reset), the other's never did
+    resets = {r["metric"]["instance"]: float(r["value"][1]) for r in
+              prometheus.query("resets(kiln_prompts_completed_total[10m])")}
+    assert resets == {f"127.0.0.1:{ports['KILN_METRICS_PORT_0']}": 0, f"127.0.0.1:{ports['KILN_METRICS_PORT_1']}": 1}
