@@ -125,8 +125,16 @@ def test_load_with_a_server_killed_loses_no_prompt_and_the_server_comes_back(fle
                 _kill_comfyui(containers["comfyui-1"])
 
         def watch() -> None:
+            try:
+                follow_the_kill()
+            except AssertionError as exc:   # said by the test below, not lost in this thread
+                killed["error"] = str(exc)
+
+        def follow_the_kill() -> None:
             until(lambda: "at" in killed, 120, "the kill")
-            until(lambda: _states(stats)["comfyui-1"] != "UP", 30, "comfyui-1 out of rotation", every_s=0.05)
+            # "UP 1/2" is a server going down but still taking requests: out means DOWN (or MAINT)
+            until(lambda: not _states(stats)["comfyui-1"].startswith("UP"), OUT_WITHIN_S, "comfyui-1 out of rotation",
+                  every_s=0.05)
             killed["out_s"] = time.monotonic() - killed["at"]
             until(lambda: _states(stats)["comfyui-1"] == "UP", 240, "comfyui-1 back in rotation", every_s=0.2)
             killed["back_s"] = time.monotonic() - killed["at"]
@@ -146,7 +154,8 @@ def test_load_with_a_server_killed_loses_no_prompt_and_the_server_comes_back(fle
         # a failure is a prompt the killed server held, or a POST the dying server answered with an error
         assert all(o.server in ("comfyui-1", "") for o in failed), [(o.server, o.reason) for o in failed]
         assert len(failed) <= 2 * CONCURRENCY and counts["completed"] >= PROMPTS - 2 * CONCURRENCY
-        assert killed["out_s"] <= OUT_WITHIN_S
+        assert "error" not in killed, killed["error"]
+        assert killed["out_s"] <= OUT_WITHIN_S, f"the dead server out of rotation after {killed['out_s']:.1f} s"
         assert killed["ready_when_back"], "back in rotation before its warm-up wrote the ready marker"
         after = run_load(base, lambda i: PROMPT, 16, CONCURRENCY, deadline_s=60)
         assert len(after.state("completed")) == 16
