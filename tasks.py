@@ -517,25 +517,74 @@ def _signed(keyid: str) -> str:
             "target": f"{', '.join(TARGETS)} or all",
             "out": "output directory (default build/deploy/<image>-<gpu>, with --cpu-mode build/deploy/<image>-<gpu>-cpu)",
             "cpu_mode": "compose only: no GPU request, ComfyUI on the CPU (tests on hosts without a GPU)",
-            "stack": "the image built with this --stack (default: the stack the spec names)"})
+            "stack": "the image built with this --stack (default: the stack the spec names)",
+            "gpus": "compose, cloud-init: N servers, one per GPU, behind one balancer (HAProxy; invoke balancer.build)"})
 @user_errors
-def deploy(c, gpu, target, image=DEFAULT_IMAGE, out=None, cpu_mode=False, stack=None):
+def deploy(c, gpu, target, image=DEFAULT_IMAGE, out=None, cpu_mode=False, stack=None, gpus="1"):
     """Render where the image runs (compose, k8s, cloud-init, runpod, vast) from one deployment manifest."""
     chosen = parse_targets(target)
+    servers = arguments.servers(gpus)
     folder = paths.output_folder(out, "--out") if out is not None else None
     from kiln.deploy.job import DeployRequest, deploy as run_deploy
 
     subject = PROJECT.subject(gpu, image, stack)
     chosen_stack = _override(subject, stack)
-    default_out = BUILD.deploy_out(subject.image.name, subject.gpu.name, cpu_mode, chosen_stack)
+    default_out = BUILD.deploy_out(subject.image.name, subject.gpu.name, cpu_mode, chosen_stack, servers)
     request = DeployRequest(targets=chosen, out=folder or default_out, folder=BUILD, templates=PROJECT.templates_dir,
                             fetch_script=PROJECT.root / "provision" / "host" / "fetch_models.py",
-                            gpus_file="gpus.yaml", cpu_mode=cpu_mode, stack=chosen_stack)
+                            gpus_file="gpus.yaml", cpu_mode=cpu_mode, stack=chosen_stack, gpus=servers)
     manifest, written = run_deploy(subject, request)
     print(f"{manifest.name}: {manifest.image.reference} ({'published' if manifest.image.published else 'local image id'}), "
           f"start-up budget {manifest.startup.budget_s} s ({manifest.startup.source})")
+    if servers > 1:
+        print(f"{servers} servers behind one balancer, image {manifest.fleet.balancer_image} "
+              "(`invoke balancer.build` makes it on this host)")
     for path in written:
         print(f"  wrote {path}")
+
+
+@task(name="render", help={"backends": "the ComfyUI servers: HOST:PORT[,HOST:PORT...] (each with kiln's exporter on "
+                                       "PORT + 1000 and its agent check on PORT + 1100)",
+                           "port": "the one endpoint's port (KILN_PORT overrides it when HAProxy starts)",
+                           "stats_port": "HAProxy's metrics (/metrics) and stats page (KILN_STATS_PORT overrides it)",
+                           "out": "output folder (default build/balancer)"})
+@user_errors
+def balancer_render(c, backends, port="8188", stats_port=None, out=None):
+    """Write HAProxy's configuration for servers given by address (a host without containers)."""
+    from kiln.data.deploy import deploy_defaults
+    from kiln.deploy.job import BalancerRequest, render_balancer
+
+    b = deploy_defaults().balancer
+    request = BalancerRequest(backends=backends, port=arguments.port(port, "--port"),
+                              stats_port=arguments.port(stats_port if stats_port is not None else b.stats_port,
+                                                        "--stats-port"),
+                              out=paths.output_folder(out, "--out") if out is not None else BUILD.balancer,
+                              templates=PROJECT.templates_dir)
+    config, servers = render_balancer(request)
+    print(f"{len(servers)} server(s) behind one endpoint on ${{KILN_BIND-127.0.0.1}}:${{KILN_PORT-{request.port}}}: "
+          + ", ".join(f"{s.name} {s.host}:{s.port}" for s in servers))
+    print(f"  wrote {config}; run it with HAProxy {b.series} or later: haproxy -db -f {config}")
+
+
+@task(name="build", help={"image": "image spec name or path: the balancer is built on its base",
+                          "plain": "plain log lines instead of a live view"})
+@user_errors
+def balancer_build(c, image=DEFAULT_IMAGE, plain=False):
+    """Build the balancer image (HAProxy from Debian on the image's base); nothing to do when it is current."""
+    from kiln.data.deploy import deploy_defaults
+    from kiln.engine.balancer import ensure_balancer
+    from kiln.engine.client import connect
+
+    base = PROJECT.image_base(image)
+    show = console.progress(plain)
+    failed = True
+    try:
+        result = ensure_balancer(connect(), base, deploy_defaults().balancer, PROJECT.templates_dir, show)
+        failed = False
+    finally:
+        show.close(failed)
+    verb = "built" if result.built else "up to date, nothing to do"
+    print(f"balancer {result.tag} {verb}: {result.image_id[:19]}, {result.version}")
 
 
 @task(name="check", help={"gpu": "GPU profile the host will run", "image": "image spec name or path",
@@ -631,6 +680,7 @@ ns = Collection(lock, check, render, schema, gpus, base, build, clean, smoke, re
 ns.add_collection(Collection("provision", cache))
 ns.add_collection(Collection("host", host_check))
 ns.add_collection(Collection("models", synth, models_fetch))
+ns.add_collection(Collection("balancer", balancer_render, balancer_build))
 
 
 class KilnProgram(Program):

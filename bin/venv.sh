@@ -22,12 +22,20 @@ build_host() {
     command -v htpasswd >/dev/null 2>&1 || missing="$missing apache2-utils"
     command -v docker-compose >/dev/null 2>&1 || missing="$missing docker-compose"  # deploy tests
     command -v cloud-init >/dev/null 2>&1 || missing="$missing cloud-init"  # `cloud-init schema` only
+    command -v haproxy >/dev/null 2>&1 || missing="$missing haproxy"  # fleet tests: the balancer
+    command -v prometheus >/dev/null 2>&1 || missing="$missing prometheus"  # fleet tests: the scrape
     if [ -n "$missing" ]; then
         # cloud-init is for `cloud-init schema` only: disabled before it is installed, so its services
-        # never run on this host, and installed without recommends
+        # never run on this host, and installed without recommends; haproxy's and prometheus's services are
+        # kept from starting while installing (policy-rc.d), the tests start their own
         mkdir -p /etc/cloud && touch /etc/cloud/cloud-init.disabled
+        policy=""
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && policy=1
+        fi
         # shellcheck disable=SC2086  # a list of package names
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+        [ -z "$policy" ] || rm -f /usr/sbin/policy-rc.d
     fi
     "$VENV/bin/invoke" --search-root "$ROOT" base --plain >/dev/null
 }

@@ -34,6 +34,19 @@ def gpus(value: str) -> str:
     return ",".join(i.strip() for i in ids)
 
 
+MOST_SERVERS = 100  # cloud-init: server i on host_port + i, its exporter's ports 1000 and 1100 above: i < 100
+
+
+def servers(value: object, flag: str = "--gpus") -> int:
+    """How many servers (GPUs) one host runs behind its balancer: 1 to MOST_SERVERS."""
+    text = str(value)
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MOST_SERVERS:
+        raise KilnError(f"'{shown(value)}' is not a number of GPUs from 1 to {MOST_SERVERS}", flag,
+                        f"give the host's GPU count, like 2 or 8 (at most {MOST_SERVERS}: server i's ports are "
+                        "host_port + i, with its exporter 1000 and 1100 above)")
+    return int(text)
+
+
 def name(value: str, flag: str = "--name") -> str:
     if not _NAME.match(value):
         raise KilnError(f"'{shown(value)}' is not a container name", flag,

@@ -30,6 +30,11 @@ EXTRA_MODEL_PATHS = "/opt/kiln/extra_model_paths.yaml"
 BAKED_MODELS_DIR = f"{COMFYUI_DIR}/models"   # ComfyUI's own models folder: where baked files go
 READY_MARKER = "/tmp/kiln/ready"     # written by the warm-up; the healthcheck reads it
 FAILED_MARKER = "/tmp/kiln/failed"   # the warm-up's failure reason, shown by the healthcheck
+DRAIN_MARKER = "/tmp/kiln/draining"  # written by a drain (preStop): no new prompts, the queue runs out
+# Beside ComfyUI on its port P, the exporter (provision/container/fleet) serves /metrics and /ready on P + 1000
+# and HAProxy's agent check on P + 1100: one rule in containers and for servers sharing one host.
+METRICS_PORT_OFFSET = 1000
+AGENT_PORT_OFFSET = 1100
 WRITABLE = (f"{COMFYUI_DIR}/output", f"{COMFYUI_DIR}/temp", f"{COMFYUI_DIR}/user", "/home/comfy")
 
 MODELS_DIR = "models"
@@ -71,3 +76,11 @@ def base_ref(lock: Lock, name: str, stage: str = "runtime") -> str:
 
 def run_name(s: Subject, port: int) -> str:
     return f"kiln-{s.image.name}-{s.gpu.name}-{port}"
+
+
+def metrics_port(port: int) -> int:
+    return port + METRICS_PORT_OFFSET
+
+
+def agent_port(port: int) -> int:
+    return port + AGENT_PORT_OFFSET

@@ -13,6 +13,7 @@ from kiln.data.records.folder import BuildFolder
 from kiln.data.subject import Subject
 from kiln.data.tables import flag_table
 from kiln.errors import KilnError
+from kiln.identity import base_ref
 from kiln.gate.findings import Finding, run_rules
 from kiln.gate.kernels import stacks_running
 from kiln.gate.rules import ALL_RULES
@@ -75,6 +76,12 @@ class Project:
     def stacks_for(self, profile: GpuProfile) -> list[str]:
         """The lock's stacks whose torch build has kernels for the card."""
         return stacks_running(self.locks.file.stacks, profile.compute_capability)
+
+    def image_base(self, image: str = DEFAULT_IMAGE) -> str:
+        """The base reference an image spec builds on (every stack shares the bases)."""
+        path = image_path(self.images_dir, image)
+        spec = load_image(path, self.lock.default_base, _shown(path, self.root))
+        return base_ref(self.lock, spec.base)
 
     def subject(self, gpu: str, image: str = DEFAULT_IMAGE, stack: str | None = None) -> Subject:
         """The image on one GPU profile, built from `stack` if given, else the stack its spec names."""

@@ -50,6 +50,51 @@ class Marketplaces(Model):
     runpod_cuda_versions: tuple[str, ...]
 
 
+class Check(Model):
+    inter_ms: PositiveInt
+    fall: PositiveInt
+    rise: PositiveInt
+    timeout_ms: PositiveInt
+
+
+class Timeouts(Model):
+    connect_s: PositiveInt
+    client_s: PositiveInt
+    server_s: PositiveInt
+    tunnel_s: PositiveInt
+
+
+class Balancer(Model):
+    package: str = Field(pattern=r"^[a-z0-9][a-z0-9.+-]*$")
+    series: str = Field(pattern=r"^\d+\.\d+$")
+    security_suite: str = Field(pattern=r"^[a-z]+-security$")
+    security_mirror: str = Field(pattern=r"^https?://[A-Za-z0-9.:/_-]+$")
+    stats_port: int = Field(ge=1024, le=65535)
+    check: Check
+    agent_inter_ms: PositiveInt
+    retries: PositiveInt
+    timeouts: Timeouts
+    history_per_server: PositiveInt
+    clients: PositiveInt
+    stick_expire_h: PositiveInt
+    host_port: int = Field(ge=1024, le=65535)
+
+
+class Drain(Model):
+    settle_s: PositiveInt
+    grace_s: PositiveInt
+    stop_s: PositiveInt
+
+
+class Autoscale(Model):
+    target_queue: PositiveInt
+    min_replicas: PositiveInt
+    max_replicas: PositiveInt
+    polling_s: PositiveInt
+    scale_down_window_s: PositiveInt
+    prometheus: str = Field(pattern=r"^https?://[A-Za-z0-9.:-]+(/[A-Za-z0-9._/-]*)?$")
+
+
 class DeployDefaults(Model):
     startup: Startup
     readiness: Probe
@@ -58,6 +103,9 @@ class DeployDefaults(Model):
     disk: Disk
     host: Host
     marketplaces: Marketplaces
+    balancer: Balancer
+    drain: Drain
+    autoscale: Autoscale
 
 
 @lru_cache(maxsize=4)

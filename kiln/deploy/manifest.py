@@ -9,16 +9,20 @@ import re
 
 from kiln import __version__
 from kiln.data.deploy import DeployDefaults
-from kiln.data.records.deploy import (Cache, CachedModel, Deployment, Gpu, Health, ImageRef, ModelOrigin, Resources,
-                                      Startup)
+from kiln.data.records.deploy import (Autoscale, Cache, CachedModel, Deployment, Drain, Fleet, Gpu, Health, ImageRef,
+                                      Metrics, ModelOrigin, Resources, Startup)
 from kiln.data.records.run import RunRecord
 from kiln.data.subject import Subject
 from kiln.deploy.records import ImageRecord
 from kiln.models.source import DEFAULT_ENDPOINT
-from kiln.identity import FAILED_MARKER, READY_MARKER, UID, WRITABLE, cache_folders, image_tags
+from kiln.identity import (DRAIN_MARKER, FAILED_MARKER, READY_MARKER, UID, WRITABLE, agent_port, cache_folders,
+                           image_tags, metrics_port)
+
+METRICS_PATH, READY_PATH = "/metrics", "/ready"   # provision/container/fleet/endpoints.py
 
 
-def deployment(s: Subject, record: ImageRecord, d: DeployDefaults) -> Deployment:
+def deployment(s: Subject, record: ImageRecord, d: DeployDefaults, servers: int = 1,
+               balancer_image: str = "") -> Deployment:
     weights = sum(m.size for m in s.image.models)
     return Deployment(
         toolkit=__version__, name=object_name(s), title=s.image.title,
@@ -45,7 +49,24 @@ def deployment(s: Subject, record: ImageRecord, d: DeployDefaults) -> Deployment
                             memory_gib=d.resources.memory_base_gib + math.ceil(weights / 1e9 * d.resources.memory_per_weight)),
         uid=UID, writable=WRITABLE, env_file=d.host.env_file,
         runpod_cuda_versions=tuple(v for v in d.marketplaces.runpod_cuda_versions
-                                   if _version(v) >= _version(s.lock.stack.cuda)))
+                                   if _version(v) >= _version(s.lock.stack.cuda)),
+        metrics=Metrics(port=metrics_port(s.image.port), path=METRICS_PATH, ready_path=READY_PATH,
+                        agent_port=agent_port(s.image.port)),
+        drain=Drain(marker=DRAIN_MARKER, settle_s=d.drain.settle_s, limit_s=d.drain.grace_s - d.drain.stop_s,
+                    grace_s=d.drain.grace_s),
+        autoscale=autoscale(object_name(s), d),
+        fleet=Fleet(servers=servers, balancer_image=balancer_image, balancer_series=d.balancer.series,
+                    stats_port=d.balancer.stats_port,
+                    host_port=d.balancer.host_port))
+
+
+def autoscale(name: str, d: DeployDefaults) -> Autoscale:
+    """KEDA's Prometheus trigger: the queue of this deployment's pods, as a Prometheus that keeps pod labels
+    (the common kubernetes-pods scrape job maps app.kubernetes.io/name to app_kubernetes_io_name) stores it."""
+    a = d.autoscale
+    return Autoscale(target_queue=a.target_queue, min_replicas=a.min_replicas, max_replicas=a.max_replicas,
+                     polling_s=a.polling_s, scale_down_window_s=a.scale_down_window_s, prometheus=a.prometheus,
+                     query=f'sum(kiln_queue_length{{app_kubernetes_io_name="{name}"}})')
 
 
 def object_name(s: Subject) -> str:

@@ -17,13 +17,18 @@ from kiln.render.templates import environment, render_template
 TARGETS: dict[str, dict[str, str]] = {
     "compose": {"compose.yaml": "compose.yaml.j2"},
     "k8s": {"k8s/pvc.yaml": "k8s/pvc.yaml.j2", "k8s/deployment.yaml": "k8s/deployment.yaml.j2",
-            "k8s/service.yaml": "k8s/service.yaml.j2"},
+            "k8s/service.yaml": "k8s/service.yaml.j2", "k8s/pdb.yaml": "k8s/pdb.yaml.j2",
+            "k8s/scaledobject.yaml": "k8s/scaledobject.yaml.j2"},
     "cloud-init": {"cloud-init/kiln-deploy.sh": "cloud-init/kiln-deploy.sh.j2",
                    "cloud-init/user-data.yaml": "cloud-init/user-data.yaml.j2"},  # + fetch_models.py (models)
     "runpod": {"runpod/template.json": "runpod/template.json.j2", "runpod/.runpod/hub.json": "runpod/hub.json.j2",
                "runpod/.runpod/tests.json": "runpod/tests.json.j2"},
     "vast": {"vast/template.json": "vast/template.json.j2"},
 }
+# With --gpus N (N servers on one host, one balancer in front) compose and cloud-init render these instead:
+FLEET = {"compose": {"compose.yaml": "compose-fleet.yaml.j2"}}
+FLEET_TARGETS = ("compose", "cloud-init")
+BALANCER_CONFIG = {"compose": "balancer/haproxy.cfg", "cloud-init": "cloud-init/haproxy.cfg"}
 NEEDS_DIGEST = ("k8s", "cloud-init", "runpod", "vast")  # they pull the image: a local id cannot do
 EXECUTABLE = ("cloud-init/kiln-deploy.sh", "cloud-init/fetch_models.py")
 FETCH_SCRIPT = "cloud-init/fetch_models.py"  # provision/host/fetch_models.py, beside the script that runs it
@@ -51,16 +56,18 @@ def check_target(d: Deployment, target: str, gpus_file: str) -> None:
 
 
 def render(d: Deployment, target: str, templates: Path, workflow: dict | None = None,
-           cpu_mode: bool = False, fetch_script: str = "") -> dict[str, str]:
+           cpu_mode: bool = False, fetch_script: str = "", balancer: str = "") -> dict[str, str]:
+    """balancer: HAProxy's configuration for the target's servers, with --gpus N (kiln.deploy.balancer)."""
     env = environment(templates / "deploy", {"gzb64": _gzb64})
     values: dict[str, Any] = {"d": d, "cpu_mode": cpu_mode, "workflow": workflow or {}, "fetch_script": fetch_script,
-                              "manifest": manifest_text(d),
+                              "manifest": manifest_text(d), "balancer": balancer,
                               "registry": d.image.reference.split("/", 1)[0] if d.image.published else "",
                               "env_flags": "".join(f" -e {k}={v}" for k, v in d.env.items())}
-    texts: dict[str, str] = {}
-    for name, template in TARGETS[target].items():
+    texts: dict[str, str] = {BALANCER_CONFIG[target]: balancer} if balancer else {}
+    chosen = {**TARGETS[target], **(FLEET.get(target, {}) if d.fleet.servers > 1 else {})}
+    for name, template in chosen.items():
         if name == "cloud-init/user-data.yaml":
-            values["script"] = texts["cloud-init/kiln-deploy.sh"].rstrip("\n")
+            values["script"] = texts["cloud-init/kiln-deploy.sh"]
         text = render_template(env, template, values, "templates/deploy")
         texts[name] = _canonical_json(text, template) if name.endswith(".json") else text
     if target == "cloud-init" and d.cache.models:

@@ -13,7 +13,8 @@ from kiln.data.files import file_sha256
 from kiln.launch import managed_flags, profile_flags
 from kiln.data.lock import Lock
 from kiln.data.subject import Subject
-from kiln.identity import BAKED_MODELS_DIR, FAILED_MARKER, READY_MARKER, UID, base_ref, cache_env, cache_folders, labels
+from kiln.identity import (BAKED_MODELS_DIR, DRAIN_MARKER, FAILED_MARKER, READY_MARKER, UID, agent_port, base_ref,
+                           cache_env, cache_folders, labels, metrics_port)
 from kiln.render.facts import image_facts
 from kiln.render.outdir import marked, replaced
 from kiln.render.templates import environment, render_template
@@ -47,7 +48,8 @@ def render_texts(s: Subject, templates_dir: Path, portable: bool = False, baked:
         "labels": labels(s), "cache_mount": cache,
         "env": {**cache_env(cache), **s.image.env},
         "managed_flags": managed_flags(s.image), "profile_flags": profile_flags(s.gpu, s.image, s.flags),
-        "ready_marker": READY_MARKER, "failed_marker": FAILED_MARKER, "cache_dirs": cache_folders(),
+        "ready_marker": READY_MARKER, "failed_marker": FAILED_MARKER, "drain_marker": DRAIN_MARKER,
+        "metrics_port": metrics_port(s.image.port), "agent_port": agent_port(s.image.port), "cache_dirs": cache_folders(),
         "portable": portable, "baked_models": BAKED_MODELS_DIR if baked else "",
     }
     texts = {name: render_template(env, template, values) for name, template in TEMPLATES.items()}

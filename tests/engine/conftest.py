@@ -20,7 +20,7 @@ from kiln.project import Project
 from tests.conftest import ROOT
 from tests.engine.scope import SCOPE_LABEL, SCOPES, made_tags, scope_templates
 
-SMALL_PACKAGES = ("packaging", "pyyaml", "typing-extensions")  # tiny wheels taken from the real lock
+SMALL_PACKAGES = ("packaging", "pyyaml", "typing-extensions", "prometheus-client")  # tiny wheels from the real lock
 TEST_IMAGE = "kiln-test"
 STANDIN = ROOT / "tests" / "standin" / "comfyui"
 

@@ -15,14 +15,15 @@ SCOPES = [SESSION]   # every scope this session made: its teardown removes what 
 
 
 def scope_templates(templates: Path, value: str = SESSION) -> str:
-    """Label everything built from this template copy with `value`; returns it."""
-    path = templates / "Dockerfile.j2"
-    lines = []
-    for line in path.read_text().splitlines(keepends=True):
-        lines.append(line)
-        if line.startswith("FROM "):
-            lines.append(f'LABEL {SCOPE_LABEL}="{value}"\n')
-    path.write_text("".join(lines))
+    """Label everything built from this template copy (the image's and the balancer's Dockerfile) with
+    `value`; returns it."""
+    for path in sorted(templates.rglob("Dockerfile.j2")):
+        lines = []
+        for line in path.read_text().splitlines(keepends=True):
+            lines.append(line)
+            if line.startswith("FROM "):
+                lines.append(f'LABEL {SCOPE_LABEL}="{value}"\n')
+        path.write_text("".join(lines))
     return value
 
 

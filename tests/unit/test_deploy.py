@@ -54,6 +54,7 @@ def test_golden_and_deterministic(published, tmp_path, gpu, image):
     got = _tree(out)
     fetch = {"cloud-init/fetch_models.py"} if image == "z-image-turbo" else set()
     assert set(got) == {"deploy.json", "compose.yaml", "k8s/deployment.yaml", "k8s/pvc.yaml", "k8s/service.yaml",
+                        "k8s/pdb.yaml", "k8s/scaledobject.yaml",
                         "cloud-init/user-data.yaml", "cloud-init/kiln-deploy.sh", "runpod/template.json",
                         "runpod/.runpod/hub.json", "runpod/.runpod/tests.json", "vast/template.json"} | fetch
     for name, text in got.items():
@@ -85,7 +86,8 @@ def test_manifest_takes_the_digest_the_profile_and_the_defaults(published, tmp_p
     assert container["image"] == f"{REGISTRY}/kiln/comfyui@{DIGEST}"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] == 900
-    assert container["readinessProbe"]["httpGet"]["path"] == "/system_stats"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "metrics"}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/system_stats"
     sec = container["securityContext"]
     assert sec["readOnlyRootFilesystem"] and not sec["allowPrivilegeEscalation"] and sec["capabilities"]["drop"] == ["ALL"]
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 10001
@@ -184,14 +186,20 @@ def test_memory_request_reasoning_and_read_rate_assumption_are_written_down():
     assert "load_torch_file" in memory and "Reasoning" in memory
 
 
+CORE = ("deployment.yaml", "pdb.yaml", "pvc.yaml", "service.yaml")   # kinds kubernetes-validate knows
+KEDA = ROOT / "docs" / "schemas" / "keda" / "scaledobject.schema.json"
+
+
 @pytest.mark.parametrize("gpu", ["4090", "h200"])
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 def test_kubernetes_manifests_pass_strict_validation(published, tmp_path, gpu, version):
     _deploy(published, gpu, tmp_path / "out", "k8s")
-    files = sorted(str(p) for p in (tmp_path / "out" / "k8s").glob("*.yaml"))
+    folder = tmp_path / "out" / "k8s"
+    assert sorted(p.name for p in folder.glob("*.yaml")) == sorted((*CORE, "scaledobject.yaml"))
+    files = [str(folder / name) for name in CORE]
     result = subprocess.run([BIN / "kubernetes-validate", "--strict", "-k", version, *files], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("passed") == 3
+    assert result.stdout.count("passed") == len(CORE)
 
 
 def test_kubernetes_validation_catches_a_wrong_field(published, tmp_path):
@@ -213,14 +221,21 @@ def test_cloud_init_passes_schema_and_its_shell_passes_shellcheck(published, tmp
                             capture_output=True, text=True)
     assert schema.returncode == 0 and "Valid cloud-config" in schema.stdout, schema.stdout + schema.stderr
     data = yaml.safe_load((folder / "user-data.yaml").read_text())
-    [script] = [f for f in data["write_files"] if f["path"] == "/usr/local/sbin/kiln-deploy"]
-    assert script["content"] == (folder / "kiln-deploy.sh").read_text()
+    [script] = [_carried(f) for f in data["write_files"] if f["path"] == "/usr/local/sbin/kiln-deploy"]
+    assert script == (folder / "kiln-deploy.sh").read_text()
     assert data["runcmd"] == [["/usr/local/sbin/kiln-deploy"]]
     sc = subprocess.run([BIN / "shellcheck", str(folder / "kiln-deploy.sh")], capture_output=True, text=True)
     assert sc.returncode == 0, sc.stdout
-    text = script["content"]
+    text = script
     assert f"IMAGE={REGISTRY}/kiln/{image}@{DIGEST}" in text and "docker pull \"$IMAGE\"" in text
     assert "DRIVER_FLOOR=525.60.13" in text and "/dev/nvme" in text and "--password-stdin" in text
+
+
+def _carried(entry: dict) -> str:
+    """A write_files entry's content as the VM gets it."""
+    if entry.get("encoding") == "gz+b64":
+        return gzip.decompress(base64.b64decode(entry["content"])).decode()
+    return entry["content"]
 
 
 def test_cloud_init_schema_catches_a_wrong_value(published, tmp_path):
@@ -325,7 +340,7 @@ def test_every_rendered_workload_is_unprivileged_under_the_default_seccomp_profi
             assert service.get("ipc") == "private" and "pid" not in service and "network_mode" not in service, name
 
     data = yaml.safe_load((out / "cloud-init" / "user-data.yaml").read_text())
-    [script] = [f["content"] for f in data["write_files"] if f["path"] == "/usr/local/sbin/kiln-deploy"]
+    [script] = [_carried(f) for f in data["write_files"] if f["path"] == "/usr/local/sbin/kiln-deploy"]
     run = _docker_run(script)
     _no_escalation(run, "cloud-init docker run")
     assert "no-new-privileges" in _option_values(run, "--security-opt") and _option_values(run, "--cap-drop") == ["ALL"]
@@ -434,10 +449,10 @@ def _serve(server: ModelServer, files: dict[str, bytes]) -> dict[str, str]:
 def test_cloud_init_carries_the_manifest_and_the_fetch_script(tiny_deploy):
     out, _ = tiny_deploy
     data = yaml.safe_load((out / "cloud-init" / "user-data.yaml").read_text())
-    carried = {f["path"]: gzip.decompress(base64.b64decode(f["content"])).decode() for f in data["write_files"]
-               if f.get("encoding") == "gz+b64"}
+    carried = {f["path"]: _carried(f) for f in data["write_files"]}
     assert carried == {"/etc/kiln/deploy.json": (out / "deploy.json").read_text(),
-                       "/usr/local/lib/kiln/fetch_models.py": (ROOT / "provision" / "host" / "fetch_models.py").read_text()}
+                       "/usr/local/lib/kiln/fetch_models.py": (ROOT / "provision" / "host" / "fetch_models.py").read_text(),
+                       "/usr/local/sbin/kiln-deploy": (out / "cloud-init" / "kiln-deploy.sh").read_text()}
     script = (out / "cloud-init" / "kiln-deploy.sh").read_text()
     steps = script[script.rindex("\ncheck_driver\n"):].split()
     assert steps == ["check_driver", "wait_docker", "check_toolkit", "mount_nvme", "fetch_models", "prepare_cache",

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.standin.serving import standin_server
+from tests.waiting import until
 
 WORKFLOW = json.loads((ROOT / "images" / "workflows" / "z-image-turbo.json").read_text())
 
@@ -41,7 +42,9 @@ def _prompt(url, workflow):
         answer = json.load(urllib.request.urlopen(request, timeout=10))
     except urllib.error.HTTPError as exc:
         return json.load(exc)
-    return json.load(urllib.request.urlopen(f"{url}/history/{answer['prompt_id']}", timeout=10))[answer["prompt_id"]]
+    # queued, as ComfyUI does: the entry appears in /history once the worker has run it
+    return until(lambda: json.load(urllib.request.urlopen(f"{url}/history/{answer['prompt_id']}", timeout=10))
+                 .get(answer["prompt_id"]), 30, "the prompt in /history")
 
 
 def test_z_image_workflow_runs_and_saves_an_image_of_the_latent_size(standin):
@@ -67,8 +70,8 @@ def test_a_model_of_another_shape_is_not_recognised(standin, dim, vocab, node):
     url, tmp = standin
     _models(tmp / "models", dim=dim, vocab=vocab)
     entry = _prompt(url, WORKFLOW)
-    [[kind, detail]] = entry["status"]["messages"]
-    assert kind == "execution_error" and detail["node_id"] == node and "Could not detect model type" in detail["exception_message"]
+    [[start, _], [kind, detail]] = entry["status"]["messages"]  # ComfyUI's order: execution_start first
+    assert start == "execution_start" and kind == "execution_error" and detail["node_id"] == node and "Could not detect model type" in detail["exception_message"]
 
 
 def test_a_clip_type_loader_cannot_take_the_qwen_encoder(standin):

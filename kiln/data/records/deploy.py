@@ -76,6 +76,38 @@ class Resources(Model):
     shm_gib: int
 
 
+class Metrics(Model):
+    port: int = Field(description="the exporter beside ComfyUI: Prometheus text format at path, readiness at ready_path")
+    path: str
+    ready_path: str = Field(description="200 once warm, while ComfyUI answers and no drain began; else 503")
+    agent_port: int = Field(description="HAProxy's agent check: the server's weight from its queue")
+
+
+class Drain(Model):
+    marker: str
+    settle_s: int
+    limit_s: int = Field(description="the longest the drain waits for the queue before the shutdown goes on")
+    grace_s: int = Field(description="Kubernetes' terminationGracePeriodSeconds")
+
+
+class Autoscale(Model):
+    target_queue: int = Field(description="prompts queued or running per pod that KEDA scales to")
+    min_replicas: int
+    max_replicas: int
+    polling_s: int
+    scale_down_window_s: int
+    prometheus: str
+    query: str = Field(description="the PromQL KEDA asks: the queue summed over this deployment's pods")
+
+
+class Fleet(Model):
+    servers: int = Field(description="ComfyUI servers on one host, one per GPU (compose, cloud-init)")
+    balancer_image: str = Field(description="the balancer image `invoke balancer.build` makes (HAProxy from Debian)")
+    balancer_series: str = Field(description="the HAProxy release series the balancer's configuration is written for")
+    stats_port: int = Field(description="HAProxy's own metrics (/metrics) and stats page (/stats)")
+    host_port: int = Field(description="cloud-init: server i listens on 127.0.0.1:host_port+i")
+
+
 class Deployment(Record):
     toolkit: str
     name: str = Field(description="DNS-1123 label used for every object the targets create")
@@ -92,6 +124,10 @@ class Deployment(Record):
     writable: tuple[str, ...]
     env_file: str = Field(description="cloud-init: the VM file with registry credentials and KILN_BIND")
     runpod_cuda_versions: tuple[str, ...]
+    metrics: Metrics
+    drain: Drain
+    autoscale: Autoscale
+    fleet: Fleet
 
     def to_json(self) -> dict:
         return self.model_dump(mode="json", by_alias=True)

@@ -57,9 +57,16 @@ class BuildFolder:
     def run_record(self, image_id: str) -> Path:
         return self.root / "run" / _by_id(image_id)
 
-    def deploy_out(self, image: str, gpu: str, cpu_mode: bool = False, stack: str | None = None) -> Path:
-        """The CPU-mode compose file (and a --stack build's) gets its own folder, never replacing the GPU one."""
-        return self.root / "deploy" / f"{image}-{gpu}{f'-{stack}' if stack else ''}{'-cpu' if cpu_mode else ''}"
+    def deploy_out(self, image: str, gpu: str, cpu_mode: bool = False, stack: str | None = None, gpus: int = 1) -> Path:
+        """The CPU-mode compose file (and a --stack build's, and a --gpus N one's) gets its own folder, never
+        replacing the single-GPU one."""
+        many = f"-{gpus}gpus" if gpus > 1 else ""
+        return self.root / "deploy" / f"{image}-{gpu}{f'-{stack}' if stack else ''}{many}{'-cpu' if cpu_mode else ''}"
+
+    @property
+    def balancer(self) -> Path:
+        """`invoke balancer.render`'s default folder."""
+        return self.root / "balancer"
 
     def portable(self, image: str, gpu: str | None = None) -> Path:
         """One profile's portable context, or (gpu None) the folder of every profile's with the build matrix."""

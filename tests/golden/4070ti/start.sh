@@ -4,7 +4,8 @@
 # Rendered by kiln 0.1.0 for comfyui on NVIDIA GeForce RTX 4070 Ti; do not edit.
 #
 # tini (PID 1, -g) forwards signals to this script and ComfyUI; SIGTERM at any point (the preflight
-# included) stops what runs and the container exits 0. Order: caches, GPU preflight, ComfyUI, warm-up;
+# included) stops what runs and the container exits 0. Order: caches, GPU preflight, ComfyUI with the
+# exporter beside it (metrics and /ready on 9188, the balancer's agent check on 9288), warm-up;
 # the healthcheck turns healthy only when the warm-up has written its marker. A failed warm-up writes
 # its reason where the healthcheck reports it, and the container ends with code 3 seconds later:
 # Docker does not count failed probes in the start period, so waiting for "unhealthy" would take it.
@@ -18,7 +19,8 @@ export HF_HOME=/cache/hf
 PY=/opt/venv/bin/python
 READY=/tmp/kiln/ready
 FAILED=/tmp/kiln/failed
-rm -f "$READY" "$FAILED"
+DRAIN=/tmp/kiln/draining
+rm -f "$READY" "$FAILED" "$DRAIN"
 mkdir -p "$(dirname "$READY")"
 
 if [ -w /cache ]; then
@@ -41,8 +43,11 @@ fi
 cd /opt/comfyui
 "$PY" main.py --listen 0.0.0.0 --port 8188 --extra-model-paths-config /opt/kiln/extra_model_paths.yaml "$@" --preview-method none --disable-auto-launch &
 comfyui=$!
-trap 'kill -TERM "$comfyui" 2>/dev/null || true; wait "$comfyui" || true; exit 0' TERM INT
-trap 'echo "kiln: warm-up failed: $(cat "$FAILED"); stopping ComfyUI" >&2; kill -TERM "$comfyui" 2>/dev/null || true; wait "$comfyui" || true; exit 3' USR1
+(cd /opt/kiln/payload && exec "$PY" -m fleet --url http://127.0.0.1:8188 --port 9188 \
+    --agent-port 9288 --ready "$READY" --failed "$FAILED" --drain "$DRAIN") &
+exporter=$!
+trap 'kill -TERM "$comfyui" "$exporter" 2>/dev/null || true; wait "$comfyui" || true; exit 0' TERM INT
+trap 'echo "kiln: warm-up failed: $(cat "$FAILED"); stopping ComfyUI" >&2; kill -TERM "$comfyui" "$exporter" 2>/dev/null || true; wait "$comfyui" || true; exit 3' USR1
 
 (
     cd /opt/kiln/payload

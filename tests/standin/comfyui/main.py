@@ -1,6 +1,7 @@
 """ComfyUI stand-in: same CLI shape and HTTP API subset as ComfyUI 0.3.18 (see README.md)."""
 
 import argparse
+import collections
 import json
 import os
 import platform
@@ -12,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from comfyui_version import __version__
 import models
+import websocket
 
 SWITCHES = ["--disable-auto-launch", "--auto-launch", "--cpu", "--gpu-only", "--highvram", "--normalvram", "--lowvram",
             "--novram", "--force-fp16", "--force-fp32", "--fp16-vae", "--bf16-vae", "--fp32-vae", "--disable-xformers",
@@ -38,8 +40,16 @@ def parse_args(argv):
 
 
 class State:
+    """ComfyUI's prompt queue as the HTTP API shows it: POST /prompt validates and queues, one worker runs the
+    prompts in order (as ComfyUI's prompt_worker does), /queue and GET /prompt show what is left, /history
+    what finished, and a client's websocket gets the events of the prompts it queued."""
+
     def __init__(self, args):
-        self.args, self.history, self.counter, self.lock = args, {}, 0, threading.Lock()
+        self.args, self.history, self.counter = args, {}, 0
+        self.pending, self.running = collections.deque(), {}
+        self.sockets = {}
+        self.lock = threading.Condition()
+        threading.Thread(target=self.worker, daemon=True).start()
 
     def devices(self):
         try:
@@ -67,8 +77,9 @@ class State:
                                    "class_type": node["class_type"]}
         return errors
 
-    def execute(self, prompt):
+    def execute(self, number, prompt_id, prompt, client):
         """(status, outputs): loaders recognise their files, SaveImage writes the image."""
+        messages = [self.event("execution_start", {"prompt_id": prompt_id}, client)]
         roots = models.model_roots(sum(self.args.extra_model_paths_config or [], []))
         failing = os.environ.get("STANDIN_FAIL_NODE")  # a node class whose execution fails, as a broken model would
         for node_id, node in prompt.items():
@@ -78,19 +89,39 @@ class State:
             if problem is None and field and isinstance(inputs.get(field), str):
                 problem = models.recognise(cls, inputs.get("type"), models.find(roots, cls, inputs[field]))
             if problem:
-                return {"status_str": "error", "completed": False, "messages": [
-                    ["execution_error", {"node_id": node_id, "node_type": cls, "exception_message": problem}]]}, {}
+                messages.append(self.event("execution_error", {"prompt_id": prompt_id, "node_id": node_id,
+                                                              "node_type": cls, "exception_message": problem}, client))
+                return {"status_str": "error", "completed": False, "messages": messages}, {}
         if any(node.get("class_type") == "KSampler" for node in prompt.values()):
             self.compile_once()
+            busy(float(os.environ.get("STANDIN_PROMPT_S", "0")))
         outputs = {}
         for node_id, node in prompt.items():
             if node.get("class_type") == "SaveImage":
-                outputs[node_id] = {"images": [self.save(node, prompt)]}
-        return {"status_str": "success", "completed": True, "messages": []}, outputs
+                self.send("executing", {"node": node_id, "prompt_id": prompt_id}, client)
+                outputs[node_id] = {"images": [self.save(node, prompt, number)]}
+                self.send("executed", {"node": node_id, "output": outputs[node_id], "prompt_id": prompt_id}, client)
+        messages.append(self.event("execution_success", {"prompt_id": prompt_id}, client))
+        return {"status_str": "success", "completed": True, "messages": messages}, outputs
 
-    def save(self, node, prompt):
+    def event(self, kind, data, client):
+        """A status message as ComfyUI keeps it in /history (with its timestamp), also sent to the prompt's client."""
+        data = {**data, "timestamp": int(time.time() * 1000)}
+        self.send(kind, data, client)
+        return [kind, data]
+
+    def send(self, kind, data, client=None):
+        """To one client's websocket, or to every open one (client None), as ComfyUI's send_sync does."""
+        text = json.dumps({"type": kind, "data": data})
+        with self.lock:
+            targets = [self.sockets.get(client)] if client else list(self.sockets.values())
+        for socket in targets:
+            if socket is not None:
+                socket.send(text)
+
+    def save(self, node, prompt, number):
         folder = self.args.output_directory or os.path.join(os.path.dirname(os.path.abspath(__file__)), "output")
-        name = f"{node.get('inputs', {}).get('filename_prefix', 'ComfyUI')}_{self.counter:05d}_.png"
+        name = f"{node.get('inputs', {}).get('filename_prefix', 'ComfyUI')}_{number:05d}_.png"
         try:
             os.makedirs(folder, exist_ok=True)
             with open(os.path.join(folder, name), "wb") as handle:
@@ -99,7 +130,7 @@ class State:
             sys.stderr.write(f"standin: cannot save {name}: {exc}\n")
         return {"filename": name, "subfolder": "", "type": "output"}
 
-    def submit(self, prompt):
+    def submit(self, prompt, client):
         errors = self.missing_files(prompt)
         if errors:
             return None, {"error": {"type": "prompt_outputs_failed_validation",
@@ -107,11 +138,53 @@ class State:
         with self.lock:
             self.counter += 1
             prompt_id = str(uuid.uuid4())
-            status, outputs = self.execute(prompt)
-            self.history[prompt_id] = {"prompt": [self.counter, prompt_id, prompt, {}, []], "outputs": outputs,
-                                       "status": status}
-            return prompt_id, {"prompt_id": prompt_id, "number": self.counter, "node_errors": {}}
+            self.pending.append([self.counter, prompt_id, prompt, {"client_id": client} if client else {}, []])
+            self.lock.notify_all()
+            number = self.counter
+        self.queue_updated()
+        return prompt_id, {"prompt_id": prompt_id, "number": number, "node_errors": {}}
 
+    def worker(self):
+        while True:
+            with self.lock:
+                while not self.pending:
+                    self.lock.wait()
+                item = self.pending.popleft()
+                self.running[item[1]] = item
+            number, prompt_id, prompt, extra, _ = item
+            status, outputs = self.execute(number, prompt_id, prompt, extra.get("client_id"))
+            with self.lock:
+                self.history[prompt_id] = {"prompt": item, "outputs": outputs, "status": status}
+                del self.running[prompt_id]
+            self.queue_updated()
+            if extra.get("client_id"):
+                self.send("executing", {"node": None, "prompt_id": prompt_id}, extra["client_id"])
+
+    def queue_info(self):
+        with self.lock:
+            return {"exec_info": {"queue_remaining": len(self.pending) + len(self.running)}}
+
+    def queue_updated(self):
+        self.send("status", {"status": self.queue_info()})
+
+    def queue(self):
+        with self.lock:
+            return {"queue_running": list(self.running.values()), "queue_pending": list(self.pending)}
+
+    def last_history(self, max_items):
+        with self.lock:
+            ids = list(self.history)
+            return {key: self.history[key] for key in (ids[-max_items:] if max_items is not None else ids)}
+
+    def connect(self, client, socket):
+        with self.lock:
+            self.sockets[client] = socket
+        socket.send(json.dumps({"type": "status", "data": {"status": self.queue_info(), "sid": client}}))
+
+    def disconnect(self, client, socket):
+        with self.lock:
+            if self.sockets.get(client) is socket:
+                del self.sockets[client]
 
     @staticmethod
     def compile_once():
@@ -124,6 +197,13 @@ class State:
                     handle.write("compiled\n")
             except OSError:
                 pass
+
+
+def busy(seconds):
+    """Sampling stand-in: keeps one CPU busy for `seconds` (STANDIN_PROMPT_S), as a small CPU workload would."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        sum(i * i for i in range(1000))
 
 
 def handler_for(state):
@@ -140,6 +220,28 @@ def handler_for(state):
             path = self.path.split("?", 1)[0]
             return path[4:] if path.startswith("/api/") else path
 
+        def _query(self):
+            return dict(part.split("=", 1) for part in self.path.partition("?")[2].split("&") if "=" in part)
+
+        def _websocket(self):
+            key = self.headers.get("Sec-WebSocket-Key")
+            if "websocket" not in (self.headers.get("Upgrade") or "").lower() or not key:
+                return self._send(400, {"error": "not a websocket request"})
+            self.send_response(101, "Switching Protocols")
+            self.send_header("Upgrade", "websocket")
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Sec-WebSocket-Accept", websocket.accept_key(key))
+            self.end_headers()
+            self.wfile.flush()
+            client = self._query().get("clientId") or uuid.uuid4().hex
+            socket = websocket.Socket(self.rfile, self.wfile)
+            state.connect(client, socket)
+            try:
+                socket.read_until_closed()
+            finally:
+                state.disconnect(client, socket)
+            self.close_connection = True
+
         def do_GET(self):
             path = self._route()
             if path == "/system_stats":
@@ -148,12 +250,17 @@ def handler_for(state):
                                             "argv": sys.argv, "standin": True, "platform": platform.platform()},
                                  "devices": state.devices()})
             elif path == "/history":
-                self._send(200, dict(state.history))
+                max_items = self._query().get("max_items")
+                self._send(200, state.last_history(int(max_items) if max_items else None))
             elif path.startswith("/history/"):
                 entry = state.history.get(path.split("/", 2)[2])
                 self._send(200, {path.split("/", 2)[2]: entry} if entry else {})
+            elif path == "/prompt":
+                self._send(200, state.queue_info())
+            elif path == "/ws":
+                self._websocket()
             elif path == "/view":
-                query = dict(part.split("=", 1) for part in self.path.partition("?")[2].split("&") if "=" in part)
+                query = self._query()
                 folder = state.args.output_directory or os.path.join(os.path.dirname(os.path.abspath(__file__)), "output")
                 target = os.path.join(folder, os.path.basename(query.get("filename", "")))
                 if not os.path.isfile(target):
@@ -166,7 +273,7 @@ def handler_for(state):
                 self.end_headers()
                 self.wfile.write(data)
             elif path == "/queue":
-                self._send(200, {"queue_running": [], "queue_pending": []})
+                self._send(200, state.queue())
             elif path == "/object_info":
                 self._send(200, {"KSampler": {"input": {}, "output": ["LATENT"]}, "SaveImage": {"input": {}}})
             elif path == "/":
@@ -185,7 +292,8 @@ def handler_for(state):
                 if not isinstance(body.get("prompt"), dict) or not body["prompt"]:
                     return self._send(400, {"error": {"type": "prompt_no_outputs", "message": "no prompt"},
                                             "node_errors": {}})
-                prompt_id, answer = state.submit(body["prompt"])
+                client = body.get("client_id") if isinstance(body.get("client_id"), str) else None
+                prompt_id, answer = state.submit(body["prompt"], client)
                 return self._send(200 if prompt_id else 400, answer)
             if path in ("/free", "/interrupt"):
                 return self._send(200, {})
