@@ -26,6 +26,8 @@ class Timeline:
     posted: float
     events: list = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
+    # 'executing' with no node comes after the queue has written /history; execution_success comes before it
+    recorded: threading.Event = field(default_factory=threading.Event)
     error: str = ""
     received: float | None = None  # when the client had the image bytes
     image_bytes: int = 0
@@ -73,6 +75,8 @@ class Messages:
         kind = message.get("type")
         if kind == "executing":
             self.running = data["prompt_id"]
+            if data.get("node") is None:
+                timeline.recorded.set()
         timeline.events.append((now, kind, data.get("node"), data.get("value")))
         if kind == "execution_error":
             timeline.error = str(data.get("exception_message", "execution error"))[:300]
@@ -126,6 +130,8 @@ class ComfyServer:
         if timeline.error:
             raise RuntimeError(f"the prompt failed: {timeline.error}")
         if timeline.received is None:
+            if not timeline.recorded.wait(limit_s):
+                raise TimeoutError(f"the prompt's /history entry was not written within {limit_s:.0f} s")
             self._fetch_image(answer["prompt_id"], timeline)
         return timeline
 
