@@ -64,7 +64,14 @@ class Project:
 
     @cached_property
     def gpus(self) -> dict[str, GpuProfile]:
-        return load_gpus(self.gpus_path, _shown(self.gpus_path, self.root))
+        shown = _shown(self.gpus_path, self.root)
+        profiles = load_gpus(self.gpus_path, shown)
+        for profile in profiles.values():
+            for stack in profile.serving_stacks:
+                if stack not in self.locks.names:
+                    raise KilnError(f"unknown stack '{stack}'", f"{shown} profiles.{profile.name}.serving.stacks",
+                                    f"use one of the lock's [stacks]: {', '.join(self.locks.names)}")
+        return profiles
 
     def image_stacks(self) -> dict[str, str]:
         """Each shipped image spec with the stack it gets unless --stack says otherwise."""
@@ -91,7 +98,7 @@ class Project:
         spec = load_image(path, default.default_base, _shown(path, self.root))
         lock = self._named_stack(stack, "--stack") if stack else \
             self._named_stack(spec.stack, f"{spec.where} stack") if spec.stack else default
-        return Subject(lock=lock, gpu=profile, image=spec, flags=flag_table(lock.comfyui.version))
+        return Subject(lock=lock, gpu=profile.on_stack(lock.name), image=spec, flags=flag_table(lock.comfyui.version))
 
     def _named_stack(self, name: str, where: str) -> Lock:
         """A stack named by the user: a typo is theirs, so the message points at where they wrote it."""

@@ -58,6 +58,13 @@ class WebSocket:
     def receive(self) -> dict:
         """The next text message as JSON (binary frames, such as previews, are skipped)."""
         while True:
+            message = self.receive_any()
+            if isinstance(message, dict):
+                return message
+
+    def receive_any(self) -> dict | bytes:
+        """The next message: a text frame as JSON, a binary frame (a preview, kiln's output image) as bytes."""
+        while True:
             first, second = self._read(2)
             length = second & 0x7F
             if length == 126:
@@ -70,6 +77,8 @@ class WebSocket:
                 raise ConnectionError("the server closed the websocket")
             if opcode == 0x1:
                 return json.loads(payload)
+            if opcode == 0x2:
+                return payload
 
     def close(self) -> None:
         try:

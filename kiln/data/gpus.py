@@ -33,11 +33,18 @@ class Serving(Model):
                         "healthy card; `invoke smoke` judges a run against it plus the slack in thresholds.json")
 
 
-class ServingOverride(Model):
+class StackServing(Model):
+    """Serving on this card from one named stack, where it differs from the profile's serving."""
+
     vram_mode: VramMode | None = None
     reserve_vram_gb: float | None = Field(None, ge=0)
     resolution: int | None = Field(None, ge=256, le=4096, multiple_of=64)
     expected_latency: dict[str, LatencyExpectation] | None = None
+
+
+class ServingOverride(StackServing):
+    stacks: dict[str, StackServing] = Field(
+        {}, description="per stack name in versions.lock: what differs when the image is built from that stack")
 
 
 class Pcie(Model):
@@ -97,6 +104,15 @@ class GpuProfile(GpuEntry):
 
     name: str
     serving: Serving  # type: ignore[assignment]
+    serving_stacks: dict[str, StackServing] = {}
+
+    def on_stack(self, stack: str) -> "GpuProfile":
+        """This profile with the serving values of `stack` in place of the profile's own."""
+        changed = self.serving_stacks.get(stack)
+        if changed is None:
+            return self
+        serving = Serving(**{**self.serving.model_dump(), **changed.model_dump(exclude_none=True)})
+        return self.model_copy(update={"serving": serving})
 
     @property
     def sm(self) -> str:
@@ -120,8 +136,10 @@ def _spellings_are_unique(profiles: dict[str, "GpuProfile"], where: str) -> None
 
 
 def _profile(name: str, entry: GpuEntry, defaults: Serving) -> GpuProfile:
-    serving = Serving(**{**defaults.model_dump(), **entry.serving.model_dump(exclude_none=True)})
-    return GpuProfile(**{**entry.model_dump(), "name": name, "serving": serving})
+    own = entry.serving.model_dump(exclude_none=True, exclude={"stacks"})
+    serving = Serving(**{**defaults.model_dump(), **own})
+    return GpuProfile(**{**entry.model_dump(), "name": name, "serving": serving,
+                         "serving_stacks": entry.serving.stacks})
 
 
 def normalize(spelling: str) -> str:

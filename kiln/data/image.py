@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
@@ -91,6 +91,16 @@ class Warmup(Model):
     recipe: Recipe = Field(Recipe(), description="the model's sampling recipe the warm-up must follow")
 
 
+class Output(Model):
+    """How the served image leaves ComfyUI: kiln's output node (payload comfyui_nodes/kiln_output) encodes it
+    once, sends the bytes over the websocket of the client that queued the prompt and keeps the same file
+    for /history and /view. Without this block the workflow's own SaveImage is kept."""
+
+    format: Literal["png", "jpeg", "webp"] = Field("png", description="png is lossless; jpeg and webp lose detail")
+    png_level: int = Field(1, ge=0, le=9, description="PNG compression level: 0 stores, 9 packs hardest")
+    quality: int = Field(95, ge=1, le=100, description="JPEG and WebP quality")
+
+
 class ImageFile(Model):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
     title: str
@@ -102,6 +112,7 @@ class ImageFile(Model):
     models: tuple[ModelFile, ...] = ()
     working_gb: float = Field(0.0, ge=0, description="activations and workspace on top of the weights (GB)")
     warmup: Warmup = Warmup()
+    output: Output | None = Field(None, description="serve through kiln's output node (else SaveImage)")
 
 
 @dataclass(frozen=True)
@@ -121,6 +132,7 @@ class ImageSpec:
     workflow_path: Path | None
     workflow: dict[str, Any] | None
     recipe: dict[str, Any]
+    output: Output | None = None
 
     @property
     def weights_gb(self) -> float:
@@ -140,13 +152,25 @@ def image_path(images_dir: Path, name: str) -> Path:
 def load_image(path: Path, default_base: str, where: str = "") -> ImageSpec:
     spec = validate(ImageFile, read_yaml(path), path, where)
     workflow_path = path.parent / spec.warmup.workflow if spec.warmup.workflow else None
+    workflow = _workflow(workflow_path)
     return ImageSpec(
         name=spec.name, title=spec.title, path=path, where=where or str(path), stack=spec.stack,
         base=spec.base or default_base,
         port=spec.server.port, flags=spec.server.flags, env={k: str(v) for k, v in spec.env.items()},
         cache_mount=spec.cache.mount, models=spec.models, working_gb=spec.working_gb,
-        workflow_path=workflow_path, workflow=_workflow(workflow_path),
-        recipe=spec.warmup.recipe.model_dump(exclude_none=True))
+        workflow_path=workflow_path, workflow=workflow,
+        recipe=spec.warmup.recipe.model_dump(exclude_none=True), output=_output(spec.output, workflow, where or str(path)))
+
+
+def _output(output: Output | None, workflow: dict[str, Any] | None, where: str) -> Output | None:
+    """kiln's output node takes the place of the workflow's one SaveImage: without exactly one, nothing to take."""
+    if output is None:
+        return None
+    saves = [n for n in (workflow or {}).values() if n["class_type"] == "SaveImage"]
+    if len(saves) != 1:
+        raise KilnError(f"output: the warm-up workflow has {len(saves)} SaveImage nodes; kiln's output node replaces "
+                        "exactly one", where, "keep one SaveImage in the workflow, or remove the output block")
+    return output
 
 
 def _workflow(path: Path | None) -> dict[str, Any] | None:

@@ -64,15 +64,20 @@ def render_texts(s: Subject, templates_dir: Path, portable: bool = False, baked:
 
 
 LATENT_NODES = ("EmptySD3LatentImage", "EmptyLatentImage")
+OUTPUT_NODE = "KilnImageOut"  # payload comfyui_nodes/kiln_output
 
 
 def sized_workflow(s: Subject) -> dict[str, Any]:
-    """The warm-up workflow at the profile's serving resolution."""
+    """The warm-up workflow at the profile's serving resolution, its image leaving through the image's output."""
     workflow = json.loads(json.dumps(s.image.workflow or {}))
     side = s.gpu.serving.resolution
     for node in workflow.values():
         if node.get("class_type") in LATENT_NODES:
             node.setdefault("inputs", {}).update(width=side, height=side)
+        if node.get("class_type") == "SaveImage" and s.image.output:
+            node["class_type"] = OUTPUT_NODE
+            node["inputs"] = {"images": node["inputs"]["images"], **s.image.output.model_dump(),
+                              "filename_prefix": node["inputs"].get("filename_prefix", "kiln")}
     return workflow
 
 

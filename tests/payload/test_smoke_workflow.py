@@ -152,6 +152,36 @@ def test_prompt_passes_with_the_requested_png_and_records_timings(tmp_path, stan
     assert latency.verdict == SKIP and latency.needs_gpu and "CPU latency is not judged" in latency.note
 
 
+def test_the_rendered_workflow_sends_its_image_over_the_websocket_and_keeps_it_for_view(tmp_path, standin):
+    """The z-image-turbo warm-up as kiln renders it (KilnImageOut, PNG level 0), against the stand-in's imitation
+    of the node: the client that queued the prompt gets the picture as a binary frame (event 1, type 2 = PNG),
+    the same bytes /view serves, and the smoke's prompt check passes on them. The node itself runs in the real
+    ComfyUI in tests/slow/test_real_zimage.py."""
+    import urllib.request
+    import uuid
+    from kiln.project import Project
+    from kiln.render.context import sized_workflow
+    from tests.ws_client import WebSocket
+    _fill(tmp_path / "cache" / "models")
+    workflow = sized_workflow(Project(ROOT).subject("h200", "z-image-turbo", "cuda13"))
+    for node in workflow.values():
+        if node["class_type"] == "EmptySD3LatentImage":
+            node["inputs"].update(width=256, height=256)
+    client = uuid.uuid4().hex
+    with WebSocket(standin.replace("http://", "ws://") + f"/ws?clientId={client}") as ws:
+        body = json.dumps({"prompt": workflow, "client_id": client}).encode()
+        urllib.request.urlopen(urllib.request.Request(standin + "/prompt", data=body,
+                                                      headers={"Content-Type": "application/json"}), timeout=30)
+        frame = next(m for m in iter(ws.receive_any, None) if isinstance(m, bytes))
+    assert struct.unpack(">II", frame[:8]) == (1, 2) and png_size(frame[8:]) == (256, 256)
+    written = sorted((tmp_path / "out").glob("warmup_*.png"))
+    assert len(written) == 1 and written[0].read_bytes() == frame[8:]
+    path = tmp_path / "rendered.json"
+    path.write_text(json.dumps(workflow))
+    check = checks_workflow.check_prompt(_ctx(tmp_path, url=standin, workflow=path))
+    assert check.verdict == PASS and check.measured == "256x256" and "image warmup_" in check.note, check.note
+
+
 def test_a_failing_prompt_is_a_failure_of_the_check(tmp_path, standin):
     """A DiT the loader does not recognise: ComfyUI's execution error in /history fails the prompt."""
     _fill(tmp_path / "cache" / "models")

@@ -71,8 +71,12 @@ def test_real_server_runs_the_z_image_workflow_in_the_image(project, stack, tmp_
         runs = [e for e in history if "KSampler" in {n["class_type"] for n in e["prompt"][2].values()}]
         assert len(runs) == 2 and all(e["status"]["status_str"] == "success" for e in runs)
         for entry in runs:
+            # the image spec's output: kiln's node in place of SaveImage, PNG level 0 (no compression)
+            assert {n["class_type"] for n in entry["prompt"][2].values()} >= {"KilnImageOut"}
             [image] = [i for out in entry["outputs"].values() for i in out.get("images", [])]
+            [made] = [m for out in entry["outputs"].values() for m in out.get("kiln_output", [])]
             png = urllib.request.urlopen(f"{base}/view?filename={image['filename']}&type={image['type']}").read()
-            assert struct.unpack(">II", png[16:24]) == (SIDE, SIDE)
+            assert struct.unpack(">II", png[16:24]) == (SIDE, SIDE) and made["format"] == "png"
+            assert len(png) == image["bytes"] > SIDE * SIDE * 3   # stored, not deflated
     finally:
         invoke("stop", root=project)

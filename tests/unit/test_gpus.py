@@ -115,6 +115,36 @@ def test_z_image_expectations_cover_every_resident_profile_and_estimates_follow_
         assert expected.seconds == round(gpu_s * reference / tflops + cpu_s, 2), name
 
 
+def test_stack_expectations_follow_their_formula_and_reach_the_subject_of_that_stack(project, profiles):
+    """The cuda13 stack's H200 figure is measured; the other Hopper cards' are estimated from it by the formula
+    their source states; a subject built from the zimage stack keeps the profile's own figure."""
+    stacked = {name: p.serving_stacks["cuda13"].expected_latency["z-image-turbo"] for name, p in profiles.items()
+               if "cuda13" in p.serving_stacks}
+    assert {"h100", "h800", "h200"} <= set(stacked) and stacked["h200"].confidence == "measured"
+    for name, expected in stacked.items():
+        if name != "h200":
+            gpu_s, reference, tflops, cpu_s = map(float, ESTIMATE.search(expected.source).groups())
+            assert (expected.confidence, tflops) == ("estimated", profiles[name].tflops_fp16), name
+            assert expected.seconds == round(gpu_s * reference / tflops + cpu_s, 2), name
+    on_cuda13 = project.subject("h200", "z-image-turbo", "cuda13").gpu.serving
+    on_zimage = project.subject("h200", "z-image-turbo", "zimage").gpu.serving
+    assert on_cuda13.expected_latency["z-image-turbo"].seconds == stacked["h200"].seconds == 1.16
+    assert on_zimage.expected_latency["z-image-turbo"].seconds == profiles["h200"].serving.expected_latency[
+        "z-image-turbo"].seconds == 1.34
+    assert on_cuda13.vram_mode == on_zimage.vram_mode == "--gpu-only"   # what the stack does not name stays
+
+
+def test_a_serving_stack_not_in_the_lock_is_one_line_naming_where(project_copy):
+    from tests.conftest import invoke
+    path = project_copy / "gpus.yaml"
+    path.write_text(path.read_text().replace("      stacks:\n        cuda13:", "      stacks:\n        cuda-13:", 1))
+    result = invoke("check", "--gpu", "h200", "--image", "z-image-turbo", root=project_copy)
+    assert result.returncode == 2 and result.stdout == ""
+    line = result.stderr.strip()
+    assert "\n" not in line and "unknown stack 'cuda-13'" in line and "profiles.h100.serving.stacks" in line
+    assert "use one of the lock's [stacks]: card, zimage, cuda13" in line
+
+
 
 
 def _edited_gpus(project, tmp_path, old, new):

@@ -141,3 +141,28 @@ def test_the_warmup_renders_at_the_profiles_resolution(project_copy):
     assert (latent("h200")["width"], latent("h200")["height"]) == (1024, 1024)
     edited = [name for name, p in project.gpus.items() if p.serving.resolution == 768]
     assert edited and (latent(edited[0])["width"], latent(edited[0])["height"]) == (768, 768)
+
+
+def test_the_image_output_replaces_saveimage_in_the_warmup_and_ships_its_node(project, tmp_path):
+    """z-image-turbo serves through kiln's output node (PNG level 0); the default image keeps SaveImage."""
+    write_context(project.subject("h200", "z-image-turbo", "cuda13"), project.templates_dir, project.payload_dir,
+                  tmp_path / "z")
+    warmup = json.loads((tmp_path / "z" / "warmup.json").read_text())
+    assert warmup["10"] == {"class_type": "KilnImageOut", "inputs": {"images": ["9", 0], "format": "png", "png_level": 0,
+                                                                     "quality": 95, "filename_prefix": "warmup"}}
+    dockerfile = (tmp_path / "z" / "Dockerfile").read_text()
+    assert "COPY payload/comfyui_nodes/kiln_output/ /opt/comfyui/custom_nodes/kiln_output/" in dockerfile
+    assert (tmp_path / "z" / "payload" / "comfyui_nodes" / "kiln_output" / "__init__.py").is_file()
+    _render(project, "h200", tmp_path / "plain")
+    assert "kiln_output" not in (tmp_path / "plain" / "Dockerfile").read_text()
+    assert "KilnImageOut" not in (tmp_path / "plain" / "warmup.json").read_text()
+
+
+def test_an_output_block_needs_one_saveimage_to_replace(project_copy):
+    from tests.conftest import invoke
+    workflow = project_copy / "images" / "workflows" / "z-image-turbo.json"
+    workflow.write_text(workflow.read_text().replace('"SaveImage"', '"PreviewImage"'))
+    result = invoke("check", "--gpu", "h200", "--image", "z-image-turbo", root=project_copy)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "output: the warm-up workflow has 0 SaveImage nodes" in result.stderr
+    assert "images/z-image-turbo.yaml" in result.stderr and "remove the output block" in result.stderr

@@ -1,6 +1,7 @@
 """The image's own workflow through the running ComfyUI, as a user would run it: the warm-up workflow (at
-the profile's serving resolution) queued over HTTP, finished without error in /history, its PNG at the
-requested size; first and steady timings, and the steady p50 against the profile's expected latency.
+the profile's serving resolution) queued over HTTP, finished without error in /history, its image fetched
+through /view at the requested size; first and steady timings (from the POST until the image bytes are in
+hand), and the steady p50 against the profile's expected latency.
 Needs --comfyui-url, the workflow file and the workflow's models in the cache (or baked into the image)."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from serve.model_files import missing_models, model_roots
 from serve.prompt import submit_prompt, wait_for_prompt, with_new_seed
 
 from .context import Context
-from .verdict import FAIL, LATENCY, PASS, SKIP, Check, latency_verdict, p50, png_size, skip
+from .verdict import FAIL, LATENCY, PASS, SKIP, Check, latency_verdict, p50, image_size, skip
 
 GROUP = "workflow"
 LIMIT_S = 900.0
@@ -70,7 +71,7 @@ def requested_size(workflow: Dict[str, Any]) -> Optional[Tuple[int, int]]:
     return None
 
 
-def _output_png(url: str, entry: Dict[str, Any]) -> Tuple[str, bytes]:
+def _output_image(url: str, entry: Dict[str, Any]) -> Tuple[str, bytes]:
     images = [image for output in (entry.get("outputs") or {}).values() for image in output.get("images", [])]
     if not images:
         raise RuntimeError("the prompt finished without an output image in /history")
@@ -82,21 +83,21 @@ def _output_png(url: str, entry: Dict[str, Any]) -> Tuple[str, bytes]:
 
 
 def run_once(url: str, workflow: Dict[str, Any]) -> Tuple[float, str, Optional[Tuple[int, int]]]:
-    """One prompt as a user sends it: seconds from submit to finished, the output file and its PNG size."""
+    """One prompt as a user sends it: seconds from submit until the image bytes are fetched, the output file
+    and its picture size."""
     started = time.monotonic()
     entry = wait_for_prompt(url, submit_prompt(url, with_new_seed(workflow), "kiln-smoke"), started, LIMIT_S, POLL_S)
-    seconds = time.monotonic() - started
     status = entry.get("status", {}).get("status_str")
     if status not in (None, "success"):
         raise RuntimeError(f"the prompt ended with status {status!r} in /history")
-    name, data = _output_png(url, entry)
-    return seconds, name, png_size(data)
+    name, data = _output_image(url, entry)
+    return time.monotonic() - started, name, image_size(data)
 
 
 def check_prompt(ctx: Context) -> Check:
     workflow = _workflow(ctx)
     want = requested_size(workflow)
-    expected = f"{want[0]}x{want[1]}" if want else "a PNG"
+    expected = f"{want[0]}x{want[1]}" if want else "an image"
     if not ctx.options.comfyui_url:
         return skip("no --comfyui-url given", expected=expected)
     if not workflow:
@@ -109,13 +110,13 @@ def check_prompt(ctx: Context) -> Check:
                "steady_p50_s": round(p50([r[0] for r in runs[1:]]), 3)}
     ctx.memo["workflow_timings"] = timings
     wrong = [(name, size) for _, name, size in runs if size is None or (want and size != want)]
-    sizes = f"{runs[-1][2][0]}x{runs[-1][2][1]}" if runs[-1][2] else "not a PNG"
+    sizes = f"{runs[-1][2][0]}x{runs[-1][2][1]}" if runs[-1][2] else "not an image"
     timing = f"first {timings['first_s']:.3f} s, steady p50 {timings['steady_p50_s']:.3f} s ({len(runs) - 1} runs)"
     if wrong:
         name, size = wrong[0]
-        got = f"{size[0]}x{size[1]}" if size else "not a PNG"
+        got = f"{size[0]}x{size[1]}" if size else "not an image"
         return Check(FAIL, measured=got, expected=expected, note=f"{name}: {got}, requested {expected}; {timing}")
-    return Check(PASS, measured=sizes, expected=expected, note=f"{len(runs)} prompts, PNG {runs[-1][1]}; {timing}")
+    return Check(PASS, measured=sizes, expected=expected, note=f"{len(runs)} prompts, image {runs[-1][1]}; {timing}")
 
 
 def check_latency(ctx: Context) -> Check:

@@ -276,6 +276,22 @@ def png_size(data: bytes) -> Optional[Tuple[int, int]]:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
+def image_size(data: bytes) -> Optional[Tuple[int, int]]:
+    """(width, height) of a PNG, or of a JPEG or WebP (kiln's output node) through Pillow, which every image
+    has as a ComfyUI requirement; None when the bytes are no picture."""
+    size = png_size(data)
+    if size is not None:
+        return size
+    try:
+        import io
+
+        from PIL import Image
+        with Image.open(io.BytesIO(data)) as picture:
+            return picture.size
+    except (ImportError, OSError):
+        return None
+
+
 def p50(values: Sequence[float]) -> float:
     ordered = sorted(values)
     mid = len(ordered) // 2

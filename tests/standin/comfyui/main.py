@@ -5,6 +5,7 @@ import collections
 import json
 import os
 import platform
+import struct
 import sys
 import threading
 import time
@@ -20,6 +21,9 @@ SWITCHES = ["--disable-auto-launch", "--auto-launch", "--cpu", "--gpu-only", "--
             "--disable-cuda-malloc", "--cuda-malloc", "--fast", "--dont-print-server", "--disable-metadata",
             "--disable-all-custom-nodes", "--log-stdout", "--deterministic", "--disable-smart-memory",
             "--fp8_e4m3fn-unet", "--fp8_e4m3fn-text-enc", "--bf16-unet", "--fp16-unet", "--use-pytorch-cross-attention"]
+
+
+OUTPUT_NODES = ("SaveImage", "KilnImageOut")  # KilnImageOut: kiln's output node (payload comfyui_nodes/kiln_output)
 
 
 def parse_args(argv):
@@ -86,6 +90,8 @@ class State:
             cls, inputs = node.get("class_type"), node.get("inputs", {})
             field = models.FILE_INPUTS.get(cls)
             problem = f"stand-in: {failing} failed" if cls == failing else None
+            if cls == "KilnImageOut" and inputs.get("format", "png") != "png":
+                problem = f"stand-in: KilnImageOut format {inputs['format']!r} is not imitated (png only)"
             if problem is None and field and isinstance(inputs.get(field), str):
                 problem = models.recognise(cls, inputs.get("type"), models.find(roots, cls, inputs[field]))
             if problem:
@@ -97,9 +103,9 @@ class State:
             busy(float(os.environ.get("STANDIN_PROMPT_S", "0")))
         outputs = {}
         for node_id, node in prompt.items():
-            if node.get("class_type") == "SaveImage":
+            if node.get("class_type") in OUTPUT_NODES:
                 self.send("executing", {"node": node_id, "prompt_id": prompt_id}, client)
-                outputs[node_id] = {"images": [self.save(node, prompt, number)]}
+                outputs[node_id] = {"images": [self.save(node, prompt, number, client)]}
                 self.send("executed", {"node": node_id, "output": outputs[node_id], "prompt_id": prompt_id}, client)
         messages.append(self.event("execution_success", {"prompt_id": prompt_id}, client))
         return {"status_str": "success", "completed": True, "messages": messages}, outputs
@@ -119,13 +125,22 @@ class State:
             if socket is not None:
                 socket.send(text)
 
-    def save(self, node, prompt, number):
+    def save(self, node, prompt, number, client):
+        """SaveImage writes the PNG; kiln's KilnImageOut also sends it to the prompt's client as a binary
+        frame (event 1, image type 2 = PNG). The stand-in encodes PNG only."""
         folder = self.args.output_directory or os.path.join(os.path.dirname(os.path.abspath(__file__)), "output")
-        name = f"{node.get('inputs', {}).get('filename_prefix', 'ComfyUI')}_{number:05d}_.png"
+        inputs = node.get("inputs", {})
+        name = f"{inputs.get('filename_prefix', 'ComfyUI')}_{number:05d}_.png"
+        data = models.png(*models.latent_size(prompt))
+        if node["class_type"] == "KilnImageOut" and client:
+            with self.lock:
+                socket = self.sockets.get(client)
+            if socket is not None:
+                socket.send(struct.pack(">II", 1, 2) + data)
         try:
             os.makedirs(folder, exist_ok=True)
             with open(os.path.join(folder, name), "wb") as handle:
-                handle.write(models.png(*models.latent_size(prompt)))
+                handle.write(data)
         except OSError as exc:
             sys.stderr.write(f"standin: cannot save {name}: {exc}\n")
         return {"filename": name, "subfolder": "", "type": "output"}
@@ -275,7 +290,8 @@ def handler_for(state):
             elif path == "/queue":
                 self._send(200, state.queue())
             elif path == "/object_info":
-                self._send(200, {"KSampler": {"input": {}, "output": ["LATENT"]}, "SaveImage": {"input": {}}})
+                self._send(200, {"KSampler": {"input": {}, "output": ["LATENT"]}, "SaveImage": {"input": {}},
+                                 "KilnImageOut": {"input": {}}})
             elif path == "/":
                 self._send(200, {"standin": "ComfyUI stand-in", "version": __version__})
             else:

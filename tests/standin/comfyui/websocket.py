@@ -20,8 +20,9 @@ class Socket:
         self.rfile, self.wfile, self.lock, self.open = rfile, wfile, threading.Lock(), True
 
     def send(self, text):
-        data = text.encode()
-        head = bytes([0x81])
+        """A text frame (str) or a binary frame (bytes)."""
+        data = text.encode() if isinstance(text, str) else bytes(text)
+        head = bytes([0x81 if isinstance(text, str) else 0x82])
         if len(data) < 126:
             head += bytes([len(data)])
         elif len(data) < 65536:
