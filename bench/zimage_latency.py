@@ -36,6 +36,7 @@ from kiln.launch import profile_flags  # noqa: E402
 from kiln.events import ignore  # noqa: E402
 from kiln.models.synthetic import planned_sizes, write_synthetic  # noqa: E402
 from kiln.project import Project  # noqa: E402
+from kiln.render.context import sized_workflow  # noqa: E402
 from kiln.render.facts import image_facts  # noqa: E402
 from serve.prompt import with_new_seed  # noqa: E402
 from zimage.floor import compute_floor  # noqa: E402
@@ -137,8 +138,9 @@ class PeakMemory:
         return round(self.peak_mib / 1024, 2) if self.peak_mib else None
 
 
-def workflow_for(resolution: int, steps: int | None) -> dict:
-    graph = json.loads((ROOT / "images/workflows/z-image-turbo.json").read_text())
+def workflow_for(resolution: int, steps: int | None, graph: dict | None = None) -> dict:
+    """The image's workflow file (the levers' common ground), or `graph` (kiln's rendering of it), at this size."""
+    graph = json.loads(json.dumps(graph)) if graph else json.loads((ROOT / "images/workflows/z-image-turbo.json").read_text())
     for node in graph.values():
         if node["class_type"] == "EmptySD3LatentImage":
             node["inputs"].update(width=resolution, height=resolution)
@@ -291,6 +293,7 @@ def main(argv=None) -> int:
     install_nodes(args.comfyui)
     models_yaml(args.work, args.models)
     graph = workflow_for(resolution, args.steps)
+    rendered = workflow_for(resolution, args.steps, sized_workflow(subject))  # what the image runs: its output node
     manifest = [{"folder": m.folder, "file": m.file} for m in subject.image.models]
     steps = next(n["inputs"]["steps"] for n in graph.values() if n["class_type"] == "KSampler")
     if not args.cpu:
@@ -307,7 +310,8 @@ def main(argv=None) -> int:
             results["levers"][lever.name] = {"what": lever.what, "skipped": "out of time in this run"}
             continue
         print(f"lever {lever.name} ...", flush=True)
-        results["levers"][lever.name] = run_lever(lever, args, baseline, dict(subject.image.env), graph, manifest,
+        results["levers"][lever.name] = run_lever(lever, args, baseline, dict(subject.image.env),
+                                                  rendered if lever.workflow == "rendered" else graph, manifest,
                                                   prompt_limit, image_facts(subject).to_json())
         print(json.dumps({lever.name: results["levers"][lever.name]}), flush=True)
         save()
