@@ -44,7 +44,8 @@ def test_a_lever_of_two_runs_keeps_both_rows(report, capsys):
 
 def test_the_rendered_output_lever_reads_as_measured(report, capsys):
     row = printed(report, CUDA13, capsys)[0][("g6", "out-png0")]
-    assert (row["p50 s"], row["x floor"], row["sampling ms"], row["sampling x floor"]) == ("1.160", "1.86", "928", "1.49")
+    assert (row["p50 s"], row["x floor"], row["sampling ms"], row["sampling x floor"]) == \
+        ("1.160", "1.86", "928", "1.49")
     assert (row["save ms"], row["KB"], row["latent SNR dB"], row["image PSNR dB"]) == ("176", "3074", "inf", "51.14")
     assert row["within bound"] == "yes"
 
@@ -52,7 +53,8 @@ def test_the_rendered_output_lever_reads_as_measured(report, capsys):
 def test_fp8_is_out_of_the_quality_bound(report, capsys):
     rows, _ = printed(report, CUDA13, capsys)
     fp8 = rows[("g7", "fp8-compile")]
-    assert (fp8["p50 s"], fp8["sampling x floor"], fp8["latent SNR dB"], fp8["within bound"]) == ("0.926", "0.99", "21.23", "no")
+    assert (fp8["p50 s"], fp8["sampling x floor"], fp8["latent SNR dB"], fp8["within bound"]) == \
+        ("0.926", "0.99", "21.23", "no")
     assert rows[("g6", "fp8-matmul")]["within bound"] == "no"
     assert rows[("g6", "out-jpeg95")]["within bound"] == "no" and rows[("g6", "sdpa-cudnn")]["within bound"] == "yes"
 
@@ -64,12 +66,14 @@ def test_a_skipped_lever_says_why(report, capsys):
 
 def test_the_ratio_lines(report, capsys):
     _, lines = printed(report, CUDA13, capsys)
-    assert "floor (g6): 8 steps x 55.12 TFLOP (image tokens 4096, caption tokens 32, 6.15 B parameters) / 709 TFLOP/s = 622 ms" in lines
-    assert any(line.startswith("g7/compile: p50 1.163 s = 0.871x baseline (g7), 1.80x its run's floor") for line in lines)
+    assert ("floor (g6): 8 steps x 55.12 TFLOP (image tokens 4096, caption tokens 32, 6.15 B parameters) "
+            "/ 709 TFLOP/s = 622 ms") in lines
+    assert any(line.startswith("g7/compile: p50 1.163 s = 0.871x baseline (g7), 1.80x its run's floor")
+               for line in lines)
     assert ("fastest measured: g7/fp8-compile, p50 0.926 s = 1.43x floor, sampling 638 ms = 0.99x floor "
             "(out of the quality bound)") in lines
-    assert ("fastest within the quality bound: g7/compile-png1, p50 1.118 s = 1.73x floor, sampling 839 ms = 1.30x floor "
-            "(within the quality bound)") in lines
+    assert ("fastest within the quality bound: g7/compile-png1, p50 1.118 s = 1.73x floor, sampling 839 ms = "
+            "1.30x floor (within the quality bound)") in lines
 
 
 def test_the_older_records_still_read(report, capsys):
