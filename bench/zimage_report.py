@@ -44,8 +44,8 @@ def ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1e3:.0f}"
 
 
-def times(seconds: float | None, floor: float | None) -> str:
-    return "-" if seconds is None or not floor else f"{seconds / floor:.2f}"
+def times(seconds: float | None, floor: float | None, places: int = 2) -> str:
+    return "-" if seconds is None or not floor else f"{seconds / floor:.{places}f}"
 
 
 def db(value: float | None) -> str:
@@ -109,8 +109,9 @@ def best_line(runs: dict[str, dict], what: str, lever: tuple[str, str, dict]) ->
     label, name, result = lever
     s, floor = result["steady"], floor_s(runs[label])
     bound = {True: "within", False: "out of"}.get(result.get("quality", {}).get("within_bounds"), "reference for")
+    # sampling to three places: the goal is "at most 1.2x", and 1.205x must not read as 1.20x
     return (f"{what}: {label}/{name}, p50 {s['p50_s']:.3f} s = {times(s['p50_s'], floor)}x floor, sampling "
-            f"{ms(s['sampling_s'])} ms = {times(s['sampling_s'], floor)}x floor ({bound} the quality bound)")
+            f"{ms(s['sampling_s'])} ms = {times(s['sampling_s'], floor, 3)}x floor ({bound} the quality bound)")
 
 
 def fastest(runs: dict[str, dict]) -> list[str]:

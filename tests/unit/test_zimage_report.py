@@ -31,7 +31,7 @@ def printed(report, paths, capsys) -> tuple[dict, list[str]]:
 
 
 def test_the_current_stack_records_are_the_two_runs():
-    assert [p.name for p in CUDA13] == ["h200-zimage-levers-g6.json", "h200-zimage-levers-g7.json"]
+    assert [p.name for p in CUDA13] == [f"h200-zimage-levers-g{n}.json" for n in (6, 7, 8)]
 
 
 def test_a_lever_of_two_runs_keeps_both_rows(report, capsys):
@@ -39,7 +39,9 @@ def test_a_lever_of_two_runs_keeps_both_rows(report, capsys):
     assert rows[("g6", "baseline")]["p50 s"] == "1.406" and rows[("g6", "baseline")]["floor ms"] == "622"
     assert rows[("g7", "baseline")]["p50 s"] == "1.335" and rows[("g7", "baseline")]["floor ms"] == "645"
     assert rows[("g6", "baseline")]["latent SNR dB"] == "ref" and rows[("g6", "baseline")]["within bound"] == "-"
-    assert len(rows) == 15
+    assert len(rows) == 18 and rows[("g8", "baseline")]["p50 s"] == "1.390"
+    rendered = rows[("g8", "serving-defaults-smoke")]   # the image as kiln renders it
+    assert (rendered["p50 s"], rendered["x floor"], rendered["save ms"], rendered["KB"]) == ("1.203", "1.88", "194", "3074")
 
 
 def test_the_rendered_output_lever_reads_as_measured(report, capsys):
@@ -70,10 +72,10 @@ def test_the_ratio_lines(report, capsys):
             "/ 709 TFLOP/s = 622 ms") in lines
     assert any(line.startswith("g7/compile: p50 1.163 s = 0.871x baseline (g7), 1.80x its run's floor")
                for line in lines)
-    assert ("fastest measured: g7/fp8-compile, p50 0.926 s = 1.43x floor, sampling 638 ms = 0.99x floor "
+    assert ("fastest measured: g7/fp8-compile, p50 0.926 s = 1.43x floor, sampling 638 ms = 0.989x floor "
             "(out of the quality bound)") in lines
-    assert ("fastest within the quality bound: g7/compile-png1, p50 1.118 s = 1.73x floor, sampling 839 ms = "
-            "1.30x floor (within the quality bound)") in lines
+    assert ("fastest within the quality bound: g8/winners-lossless, p50 1.026 s = 1.60x floor, sampling 771 ms = "
+            "1.205x floor (within the quality bound)") in lines
 
 
 def test_the_older_records_still_read(report, capsys):
