@@ -67,7 +67,7 @@ def cells(label: str, name: str, result: dict, floor: float | None) -> list[str]
     s = result["steady"]
     size = f"{s['image_bytes'] / 1024:.0f}" if s.get("image_bytes") else "-"
     return [label, name, f"{s['p50_s']:.3f}", f"{s['p90_s']:.3f}", ms(floor), times(s["p50_s"], floor),
-            ms(s.get("sampling_s")), times(s.get("sampling_s"), floor), ms(s.get("step_s")), ms(s.get("text_s")),
+            ms(s.get("sampling_s")), times(s.get("sampling_s"), floor, 3), ms(s.get("step_s")), ms(s.get("text_s")),
             ms(s.get("decode_s")), ms(s.get("save_s")), ms(s.get("fetch_s")), size,
             *quality_cells(result.get("quality", {}))]
 
@@ -94,7 +94,7 @@ def ratio_line(runs: dict[str, dict], label: str, name: str, result: dict) -> st
     if base:
         line += f" = {s['p50_s'] / base[1]['steady']['p50_s']:.3f}x baseline ({base[0]})"
     if floor:
-        line += f", {times(s['p50_s'], floor)}x its run's floor, sampling {times(s.get('sampling_s'), floor)}x"
+        line += f", {times(s['p50_s'], floor)}x its run's floor, sampling {times(s.get('sampling_s'), floor, 3)}x"
     line += f"; first request {result['first']['total_s']:.3f} s = {result['first_vs_p50']:.3f}x its p50"
     return line + (f"; warm-up {result['warmup']}" if "warmup" in result else "")
 
@@ -135,7 +135,13 @@ def ratios(runs: dict[str, dict]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    runs = load([Path(p) for p in argv])
+    paths = [Path(p) for p in argv]
+    unreadable = [str(p) for p in paths if not p.is_file()]
+    if not paths or unreadable:
+        print(f"error: {', '.join(unreadable) or 'no record given'}: not a file; give the JSON records of "
+              "bench/zimage_latency.py runs", file=sys.stderr)
+        return 2
+    runs = load(paths)
     print(table(runs))
     print()
     print("\n".join(ratios(runs)))

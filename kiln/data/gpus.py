@@ -111,8 +111,11 @@ class GpuProfile(GpuEntry):
         changed = self.serving_stacks.get(stack)
         if changed is None:
             return self
-        serving = Serving(**{**self.serving.model_dump(), **changed.model_dump(exclude_none=True)})
-        return self.model_copy(update={"serving": serving})
+        values = {**self.serving.model_dump(), **changed.model_dump(exclude_none=True)}
+        # per image: an image the stack does not name keeps the profile's own figure
+        values["expected_latency"] = {**self.serving.model_dump()["expected_latency"],
+                                      **changed.model_dump(exclude_none=True).get("expected_latency", {})}
+        return self.model_copy(update={"serving": Serving(**values)})
 
     @property
     def sm(self) -> str:

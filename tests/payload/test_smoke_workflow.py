@@ -10,6 +10,7 @@ import re
 import struct
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -194,6 +195,7 @@ def test_a_failing_prompt_is_a_failure_of_the_check(tmp_path, standin):
 
 class _WrongSize(http.server.BaseHTTPRequestHandler):
     """Answers like ComfyUI but always saves a 64x64 image."""
+    side, view_s = 64, 0.0
 
     def _json(self, body):
         data = json.dumps(body).encode()
@@ -212,7 +214,8 @@ class _WrongSize(http.server.BaseHTTPRequestHandler):
                 "9": {"images": [{"filename": "x_00001_.png", "subfolder": "", "type": "output"}]}}}})
         sys.path.insert(0, str(STANDIN))
         import models as standin_models
-        data = standin_models.png(64, 64)
+        data = standin_models.png(self.side, self.side)
+        time.sleep(self.view_s)   # the server's side: a slow network or a large file
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -220,6 +223,26 @@ class _WrongSize(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+class _SlowView(_WrongSize):
+    """The right size, but /view takes 0.3 s to answer."""
+    side, view_s = 512, 0.3
+
+
+def test_a_prompts_time_runs_until_its_image_bytes_are_in_hand(tmp_path):
+    """End to end, as the latency goal counts it: the /view fetch is part of every timed prompt."""
+    _fill(tmp_path / "cache" / "models")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowView)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        ctx = _ctx(tmp_path, url=f"http://127.0.0.1:{server.server_port}", workflow=_sized(tmp_path, 512))
+        check = checks_workflow.check_prompt(ctx)
+    finally:
+        server.shutdown()
+    assert check.verdict == PASS, check.note
+    timings = ctx.memo["workflow_timings"]
+    assert timings["first_s"] >= 0.3 and min(timings["steady_s"]) >= 0.3, timings
 
 
 def test_a_png_of_another_size_fails(tmp_path):

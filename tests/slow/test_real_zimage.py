@@ -1,6 +1,7 @@
 """Opt-in: the real ComfyUI of a stack serving Z-Image-Turbo in the built image (CPU mode), on the
 synthetic small set: the warm-up runs the official workflow twice through the real server, and /history
-shows finished prompts whose PNG has the profile's resolution.
+shows finished prompts whose PNG has the profile's resolution; kiln's output node (the spec's `output:`)
+writes it, and a client that queues the workflow gets the same bytes over its websocket.
 
 Enable per stack with the path of a ComfyUI tree at its pinned version (used as an unverified source):
 KILN_REAL_ZIMAGE_COMFYUI (0.3.74, the zimage stack the spec names) and KILN_REAL_CUDA13_COMFYUI (0.33.0,
@@ -14,10 +15,12 @@ import shutil
 import socket
 import struct
 import urllib.request
+import uuid
 
 import pytest
 
 from tests.conftest import ROOT, invoke
+from tests.ws_client import WebSocket
 
 # stack -> (the variable naming its tree, ComfyUI version, --stack given to build or None for the spec's own)
 STACKS = {"zimage": ("KILN_REAL_ZIMAGE_COMFYUI", "0.3.74", None),
@@ -78,5 +81,27 @@ def test_real_server_runs_the_z_image_workflow_in_the_image(project, stack, tmp_
             png = urllib.request.urlopen(f"{base}/view?filename={image['filename']}&type={image['type']}").read()
             assert struct.unpack(">II", png[16:24]) == (SIDE, SIDE) and made["format"] == "png"
             assert len(png) == image["bytes"] > SIDE * SIDE * 3   # stored, not deflated
+        frame, png = _served_over_the_websocket(base, runs[0]["prompt"][2])
+        assert struct.unpack(">II", frame[:8]) == (1, 2) and frame[8:] == png
     finally:
         invoke("stop", root=project)
+
+
+def _served_over_the_websocket(base: str, workflow: dict) -> tuple[bytes, bytes]:
+    """Queue the workflow (a new seed) as a client with a websocket: (the binary frame it got, /view's file)."""
+    client = uuid.uuid4().hex
+    for node in workflow.values():
+        if node["class_type"] == "KSampler":
+            node["inputs"]["seed"] += 1
+    with WebSocket(base.replace("http://", "ws://") + f"/ws?clientId={client}", timeout=RUN_LIMIT_S) as ws:
+        body = json.dumps({"prompt": workflow, "client_id": client}).encode()
+        request = urllib.request.Request(base + "/prompt", data=body, headers={"Content-Type": "application/json"})
+        prompt_id = json.load(urllib.request.urlopen(request, timeout=30))["prompt_id"]
+        frame = next(m for m in iter(ws.receive_any, None) if isinstance(m, bytes))
+        while not (isinstance(m := ws.receive_any(), dict) and m.get("type") == "executing"
+                   and m["data"].get("node") is None and m["data"].get("prompt_id") == prompt_id):
+            pass
+    entry = json.load(urllib.request.urlopen(f"{base}/history/{prompt_id}", timeout=30))[prompt_id]
+    [image] = [i for out in entry["outputs"].values() for i in out.get("images", [])]
+    return frame, urllib.request.urlopen(f"{base}/view?filename={image['filename']}&type={image['type']}").read()
+

@@ -128,7 +128,7 @@ def test_stack_expectations_follow_their_formula_and_reach_the_subject_of_that_s
             assert expected.seconds == round(gpu_s * reference / tflops + cpu_s, 2), name
     on_cuda13 = project.subject("h200", "z-image-turbo", "cuda13").gpu.serving
     on_zimage = project.subject("h200", "z-image-turbo", "zimage").gpu.serving
-    assert on_cuda13.expected_latency["z-image-turbo"].seconds == stacked["h200"].seconds == 1.16
+    assert on_cuda13.expected_latency["z-image-turbo"].seconds == stacked["h200"].seconds == 1.2
     assert on_zimage.expected_latency["z-image-turbo"].seconds == profiles["h200"].serving.expected_latency[
         "z-image-turbo"].seconds == 1.34
     assert on_cuda13.vram_mode == on_zimage.vram_mode == "--gpu-only"   # what the stack does not name stays
@@ -166,3 +166,15 @@ def test_a_spelling_shared_by_two_profiles_is_refused(project, tmp_path):
     with pytest.raises(KilnError, match="the spelling '4080' names both profiles 4080 and 4090|the spelling '4080' "
                                         "names both profiles 4090 and 4080"):
         load_gpus(path)
+
+
+def test_a_stack_changes_only_the_images_it_names(project, tmp_path):
+    """A stack's figure for one image leaves the profile's figure for another image in place."""
+    serving = ("{expected_latency: {z-image-turbo: {seconds: 2.0, source: a, confidence: estimated}, "
+               "comfyui: {seconds: 3.0, source: b, confidence: estimated}}, stacks: {cuda13: {expected_latency: "
+               "{z-image-turbo: {seconds: 1.5, source: c, confidence: measured}}, reserve_vram_gb: 1.5}}}")
+    profile = load_gpus(_with_latency(project, tmp_path, serving))["4090"]
+    on = profile.on_stack("cuda13").serving
+    assert {k: v.seconds for k, v in on.expected_latency.items()} == {"z-image-turbo": 1.5, "comfyui": 3.0}
+    assert on.reserve_vram_gb == 1.5 and on.vram_mode == profile.serving.vram_mode == "--highvram"
+    assert profile.on_stack("zimage") is profile

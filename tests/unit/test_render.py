@@ -158,11 +158,17 @@ def test_the_image_output_replaces_saveimage_in_the_warmup_and_ships_its_node(pr
     assert "KilnImageOut" not in (tmp_path / "plain" / "warmup.json").read_text()
 
 
-def test_an_output_block_needs_one_saveimage_to_replace(project_copy):
+@pytest.mark.parametrize("saves", [0, 2])
+def test_an_output_block_needs_one_saveimage_to_replace(project_copy, saves):
     from tests.conftest import invoke
-    workflow = project_copy / "images" / "workflows" / "z-image-turbo.json"
-    workflow.write_text(workflow.read_text().replace('"SaveImage"', '"PreviewImage"'))
+    path = project_copy / "images" / "workflows" / "z-image-turbo.json"
+    workflow = json.loads(path.read_text())
+    if saves == 0:
+        workflow["10"]["class_type"] = "PreviewImage"
+    else:
+        workflow["11"] = json.loads(json.dumps(workflow["10"]))
+    path.write_text(json.dumps(workflow))
     result = invoke("check", "--gpu", "h200", "--image", "z-image-turbo", root=project_copy)
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.count("\n") == 1 and "output: the warm-up workflow has 0 SaveImage nodes" in result.stderr
+    assert result.stderr.count("\n") == 1 and f"output: the warm-up workflow has {saves} SaveImage nodes" in result.stderr
     assert "images/z-image-turbo.yaml" in result.stderr and "remove the output block" in result.stderr

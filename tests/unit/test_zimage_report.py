@@ -30,7 +30,7 @@ def printed(report, paths, capsys) -> tuple[dict, list[str]]:
     return {(row["run"], row["lever"]): row for row in rows}, after.splitlines()
 
 
-def test_the_current_stack_records_are_the_two_runs():
+def test_the_current_stack_records_are_the_three_runs():
     assert [p.name for p in CUDA13] == [f"h200-zimage-levers-g{n}.json" for n in (6, 7, 8)]
 
 
@@ -47,7 +47,7 @@ def test_a_lever_of_two_runs_keeps_both_rows(report, capsys):
 def test_the_rendered_output_lever_reads_as_measured(report, capsys):
     row = printed(report, CUDA13, capsys)[0][("g6", "out-png0")]
     assert (row["p50 s"], row["x floor"], row["sampling ms"], row["sampling x floor"]) == \
-        ("1.160", "1.86", "928", "1.49")
+        ("1.160", "1.86", "928", "1.491")
     assert (row["save ms"], row["KB"], row["latent SNR dB"], row["image PSNR dB"]) == ("176", "3074", "inf", "51.14")
     assert row["within bound"] == "yes"
 
@@ -56,7 +56,7 @@ def test_fp8_is_out_of_the_quality_bound(report, capsys):
     rows, _ = printed(report, CUDA13, capsys)
     fp8 = rows[("g7", "fp8-compile")]
     assert (fp8["p50 s"], fp8["sampling x floor"], fp8["latent SNR dB"], fp8["within bound"]) == \
-        ("0.926", "0.99", "21.23", "no")
+        ("0.926", "0.989", "21.23", "no")
     assert rows[("g6", "fp8-matmul")]["within bound"] == "no"
     assert rows[("g6", "out-jpeg95")]["within bound"] == "no" and rows[("g6", "sdpa-cudnn")]["within bound"] == "yes"
 
@@ -94,3 +94,19 @@ def test_the_command_line_runs_without_the_bench_dependencies():
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "| g6 | out-png0 | 1.160 |" in done.stdout
+
+
+def test_the_performance_page_shows_what_the_report_prints(report, capsys):
+    """docs/performance.md's lever table and ratio lines are the report's output on the committed records."""
+    assert report.main([str(p) for p in CUDA13]) == 0
+    page = (ROOT / "docs" / "performance.md").read_text()
+    table, _, lines = capsys.readouterr().out.partition("\n\n")
+    assert table.strip() in page
+    assert [line for line in lines.splitlines() if f"    {line}\n" not in page] == []
+
+
+@pytest.mark.parametrize("argv", [[], ["docs/gpu-validation/cuda13/no-such-run.json"]])
+def test_no_record_or_a_missing_one_is_one_line_and_exit_2(report, capsys, argv):
+    assert report.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "JSON records" in err

@@ -132,17 +132,17 @@ class State:
         inputs = node.get("inputs", {})
         name = f"{inputs.get('filename_prefix', 'ComfyUI')}_{number:05d}_.png"
         data = models.png(*models.latent_size(prompt))
-        if node["class_type"] == "KilnImageOut" and client:
-            with self.lock:
-                socket = self.sockets.get(client)
-            if socket is not None:
-                socket.send(struct.pack(">II", 1, 2) + data)
         try:
             os.makedirs(folder, exist_ok=True)
             with open(os.path.join(folder, name), "wb") as handle:
                 handle.write(data)
         except OSError as exc:
             sys.stderr.write(f"standin: cannot save {name}: {exc}\n")
+        if node["class_type"] == "KilnImageOut" and client:   # after the file, as the node does
+            with self.lock:
+                socket = self.sockets.get(client)
+            if socket is not None:
+                socket.send(struct.pack(">II", 1, 2) + data)
         return {"filename": name, "subfolder": "", "type": "output"}
 
     def submit(self, prompt, client):

@@ -7,7 +7,11 @@ prompt as metadata; on a 1024x1024 image that is a large share of a sub-second r
 the image to 8 bits on its own device, encodes it in the format the image spec chose, and skips the
 metadata. The websocket message follows ComfyUI's binary framing: a 4-byte big-endian event type
 (1, the preview-image event) then a 4-byte image type (1 JPEG, 2 PNG as ComfyUI uses them; 3 WebP, which
-only kiln's clients read) and the encoded file.
+only kiln's clients read) and the encoded file. The file is written before the bytes are sent, so a client
+that asks /view on receiving them finds it whole. Previews share event 1, so an image that sends these
+bytes runs with previews off (kiln's images pass --preview-method none); a frame is as large as the file
+(about 3 MB for 1024x1024 at PNG level 0), more than some websocket clients accept by default (Python's
+websockets: 1 MiB).
 """
 
 import io
@@ -56,6 +60,11 @@ class KilnImageOut:
             "filename_prefix": ("STRING", {"default": "kiln"}),
         }}
 
+    @classmethod
+    def IS_CHANGED(cls, **_inputs):
+        """Never taken from ComfyUI's cache: a cached output node would send no bytes to the new client."""
+        return float("nan")
+
     def send(self, images, format, quality, png_level, filename_prefix):
         import folder_paths
         import server
@@ -69,11 +78,11 @@ class KilnImageOut:
         results = []
         for array in pixels:
             data = encode(array, format, quality, png_level)
-            if prompt_server.client_id is not None:
-                prompt_server.send_sync(PREVIEW_IMAGE_EVENT, struct.pack(">I", type_id) + data, prompt_server.client_id)
             file = f"{name}_{counter:05}_.{extension}"
             with open(os.path.join(folder, file), "wb") as handle:
                 handle.write(data)
+            if prompt_server.client_id is not None:
+                prompt_server.send_sync(PREVIEW_IMAGE_EVENT, struct.pack(">I", type_id) + data, prompt_server.client_id)
             results.append({"filename": file, "subfolder": subfolder, "type": "output", "bytes": len(data)})
             counter += 1
         return {"ui": {"images": results, "kiln_output": [{"format": format,
