@@ -13,7 +13,7 @@ with fewer free cores than servers it cannot reach 2.
 
 The paper figure: ComfyUI runs one prompt at a time per server, so a server whose queue never empties
 finishes one prompt every steady p50 seconds; one server per GPU gives N / p50 with nothing shared on the
-GPU side. The p50s are read from the recorded H200 runs (docs/gpu-validation/cuda13/h200-zimage-cuda13.json
+GPU side. The p50s are read from the recorded H200 runs (docs/gpu-validation/cuda13/h200-zimage-levers-g8.json
 for the H200's own cuda13 stack); the host-side cost (PNG write and text encoding run on the CPU) is shown
 beside it, as what 8 servers ask of the host's cores.
 """
@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from tests.fleet_load import run_load  # noqa: E402
 from tests.standin.fleet import PROMPT, host_fleet  # noqa: E402
 
-H200 = ROOT / "docs" / "gpu-validation" / "cuda13" / "h200-zimage-cuda13.json"
+H200 = ROOT / "docs" / "gpu-validation" / "cuda13" / "h200-zimage-levers-g8.json"  # the image as rendered
 
 
 def measure(servers: int, prompts: int, concurrency: int, prompt_s: float) -> dict:

@@ -45,10 +45,15 @@ def _history(base: str, pid: str, cookie: str = "") -> dict:
     return json.loads(_get(f"{base}/history/{pid}", cookie)[1]).get(pid)
 
 
+def _idle(fleet) -> None:
+    """Both servers back at full weight: what one test queued does not steer the next one's prompts."""
+    until(lambda: set(fleet.server_state().values()) == {"UP 100"}, 30, "both servers idle and in rotation")
+
+
 def test_new_prompts_go_to_the_least_busy_server(tmp_path):
-    with host_fleet(tmp_path, 2, prompt_s=0.5) as fleet:
+    with host_fleet(tmp_path, 2, prompt_s=1.0) as fleet:
         busy = fleet.servers[0]
-        for _ in range(6):   # straight to server 0, past the balancer: its queue grows
+        for _ in range(10):   # straight to server 0, past the balancer: 10 s of queue, seen by many agent checks
             _post(busy.url, {"prompt": PROMPT})
         until(lambda: fleet.server_state()["comfyui-0"].endswith(" 1") or fleet.server_state()["comfyui-0"].endswith(" 2"),
               10, "the agent check lowering the busy server's weight")
@@ -64,11 +69,13 @@ def idle_fleet(tmp_path_factory):
 
 
 def test_equally_idle_servers_share_new_prompts(idle_fleet):
+    _idle(idle_fleet)
     assert _servers_of(idle_fleet.url, 8) == {"comfyui-0": 4, "comfyui-1": 4}
 
 
 def test_a_new_prompt_is_balanced_whatever_server_an_earlier_answers_cookie_names(idle_fleet):
     """A client keeping cookies (a browser, a requests.Session) sends kiln_server with every prompt."""
+    _idle(idle_fleet)
     got = collections.Counter(_post(idle_fleet.url, {"prompt": PROMPT}, "theme=dark; kiln_server=comfyui-0")[1]
                               ["x-kiln-server"] for _ in range(6))
     assert got == {"comfyui-0": 3, "comfyui-1": 3}
@@ -96,6 +103,7 @@ def test_a_refused_connection_is_tried_again_on_another_server(tmp_path):
 
 def test_history_view_and_queue_reach_the_server_that_ran_the_prompt(idle_fleet):
     fleet = idle_fleet
+    _idle(fleet)
     placed = []
     for _ in range(8):
         answer, headers = _post(fleet.url, {"prompt": PROMPT})
@@ -114,6 +122,7 @@ def test_history_view_and_queue_reach_the_server_that_ran_the_prompt(idle_fleet)
 
 def test_a_websocket_clients_prompts_go_to_its_server_and_its_events_come_back(idle_fleet):
     fleet = idle_fleet
+    _idle(fleet)
     with WebSocket(fleet.url.replace("http://", "ws://") + "/ws?clientId=kiln-test-ws") as ws:
         [server] = ws.headers["x-kiln-server"]
         assert ws.receive()["type"] == "status"
@@ -127,7 +136,39 @@ def test_a_websocket_clients_prompts_go_to_its_server_and_its_events_come_back(i
             message = ws.receive()
             if message["type"] == "execution_success":
                 done.add(message["data"]["prompt_id"])
+    _idle(fleet)
     assert set(_servers_of(fleet.url, 4)) == {"comfyui-0", "comfyui-1"}   # other clients are balanced
+
+
+def test_a_cookie_jar_with_prompts_on_two_servers_reads_each_history_where_it_ran(idle_fleet):
+    """One cookie jar, prompts on both servers: the jar names the last answer's server only, and the prompt
+    table still routes each /history/<id> to the server that ran it."""
+    fleet, jar, placed = idle_fleet, "", {}
+    _idle(fleet)
+    while set(placed.values()) != {"comfyui-0", "comfyui-1"}:
+        answer, headers = _post(fleet.url, {"prompt": PROMPT}, jar)
+        placed[answer["prompt_id"]] = headers["x-kiln-server"]
+        jar = headers["set-cookie"].split(";")[0]
+    for pid, server in placed.items():
+        until(lambda: _history(fleet.url, pid, jar), 10, f"prompt {pid} in /history through the jar's cookie")
+        assert _get(f"{fleet.url}/history/{pid}", jar)[2]["x-kiln-server"] == server
+
+
+def test_a_websocket_opened_without_a_client_id_gets_one_and_its_prompts_follow(idle_fleet):
+    """ComfyUI's frontend opens /ws bare on its first load and sends later prompts with the sid it is told."""
+    fleet = idle_fleet
+    _idle(fleet)
+    with WebSocket(fleet.url.replace("http://", "ws://") + "/ws") as ws:
+        [server] = ws.headers["x-kiln-server"]
+        sid = ws.receive()["data"]["sid"]
+        assert sid
+        answers = [_post(fleet.url, {"prompt": PROMPT, "client_id": sid}) for _ in range(4)]
+        assert {headers["x-kiln-server"] for _, headers in answers} == {server}
+        pids, done = {answer["prompt_id"] for answer, _ in answers}, set()
+        while done != pids:
+            message = ws.receive()
+            if message["type"] == "execution_success":
+                done.add(message["data"]["prompt_id"])
 
 
 def test_a_websocket_client_whose_server_died_reconnects_to_another_and_its_prompts_follow(tmp_path):

@@ -3,6 +3,7 @@ double the window until it reaches a prompt already counted (or the cap), then c
 
 from __future__ import annotations
 
+import http.client
 import threading
 import time
 from collections import OrderedDict
@@ -65,6 +66,6 @@ class Watch:
         while not stop.is_set():
             try:
                 self.poll()
-            except (OSError, ValueError, KeyError, TypeError):
-                pass  # ComfyUI restarting or not up yet: kiln_comfyui_up says so at the next scrape
+            except (OSError, http.client.HTTPException, ValueError, KeyError, TypeError):
+                pass  # ComfyUI restarting, not up yet or cut off mid-answer: kiln_comfyui_up says so at the next scrape
             stop.wait(poll_s)
