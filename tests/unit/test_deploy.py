@@ -202,6 +202,13 @@ def test_kubernetes_manifests_pass_strict_validation(published, tmp_path, gpu, v
     assert result.stdout.count("passed") == len(CORE)
 
 
+def test_the_service_keeps_a_client_on_the_pod_that_ran_its_prompts(published, tmp_path):
+    """Prompt ids and output files are per pod: once KEDA runs several, a client's follow-ups must not spread."""
+    _deploy(published, "h200", tmp_path / "out", "k8s")
+    service = yaml.safe_load((tmp_path / "out" / "k8s" / "service.yaml").read_text())
+    assert service["kind"] == "Service" and service["spec"]["sessionAffinity"] == "ClientIP"
+
+
 def test_kubernetes_validation_catches_a_wrong_field(published, tmp_path):
     _deploy(published, "4090", tmp_path / "out", "k8s")
     path = tmp_path / "out" / "k8s" / "deployment.yaml"
