@@ -53,6 +53,8 @@ LEVER_ESTIMATE_S = 60
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--comfyui", type=Path, required=True)
+    p.add_argument("--source-commit", help="the commit whose tree this is, where the tree was copied rather than "
+                   "checked out (git here would name a stale commit); recorded as given")
     p.add_argument("--models", type=Path, required=True)
     p.add_argument("--work", type=Path, required=True)
     p.add_argument("--json", type=Path, required=True)
@@ -284,7 +286,8 @@ def main(argv=None) -> int:
     baseline = profile_flags(subject.gpu, subject.image, subject.flags) + list(subject.image.flags)
     results = {"gpu": GPU, "image": IMAGE, "stack": subject.lock.name, "comfyui": subject.lock.comfyui.version,
                "resolution": resolution, "baseline_flags": baseline,
-               "source": source_state(), "levers": {}}
+               "source": {"commit": args.source_commit, "given": True} if args.source_commit else source_state(),
+               "levers": {}}
     save = lambda: args.json.write_text(json.dumps(results, indent=1) + "\n")  # noqa: E731
     import torch
     results["torch"] = torch.__version__
