@@ -4,6 +4,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, invoke
 from tests.engine.tap import EngineTap
 
 TAG = "kiln/comfyui:0.3.18-torch2.3.1-cu121-4090"
@@ -105,3 +106,11 @@ def zimage_built(zimage_standin):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"tag {ZIMAGE_TAG}" in result.stdout
     return json.loads((ROOT / "build" / "z-image-turbo-4090.build.json").read_text())
+
+
+def stop_own(ran, **kwargs) -> None:
+    """Stop the container this test's `invoke run` started (named in its output), none other: another test run
+    beside this one may have its own running. A failed run removed its container itself."""
+    named = re.search(r"^(\S+) is ready at ", ran.stdout, re.M) if ran is not None else None
+    if named:
+        invoke("stop", "--name", named.group(1), **kwargs)

@@ -20,6 +20,7 @@ import uuid
 import pytest
 
 from tests.conftest import ROOT, invoke
+from tests.slow.conftest import stop_own
 from tests.ws_client import WebSocket
 
 # stack -> (the variable naming its tree, ComfyUI version, --stack given to build or None for the spec's own)
@@ -63,6 +64,7 @@ def test_real_server_runs_the_z_image_workflow_in_the_image(project, stack, tmp_
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    ran = None
     try:
         ran = invoke("run", "--gpu", "4090", "--image", tag, "--cache", str(cache), "--cpu-mode",
                      "--port", str(port), "--timeout", str(RUN_LIMIT_S), root=project, timeout=RUN_LIMIT_S + 60)
@@ -84,7 +86,8 @@ def test_real_server_runs_the_z_image_workflow_in_the_image(project, stack, tmp_
         frame, png = _served_over_the_websocket(base, runs[0]["prompt"][2])
         assert struct.unpack(">II", frame[:8]) == (1, 2) and frame[8:] == png
     finally:
-        invoke("stop", root=project)
+        # only this test's container: another test run beside this one may have its own running
+        stop_own(ran, root=project)
 
 
 def _served_over_the_websocket(base: str, workflow: dict) -> tuple[bytes, bytes]:

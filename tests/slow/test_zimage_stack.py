@@ -17,7 +17,7 @@ from kiln.data.lock import load_lock
 from kiln.engine.client import connect
 from tests.conftest import ROOT, invoke
 from tests.engine.conftest import run_in
-from tests.slow.conftest import ZIMAGE_TAG
+from tests.slow.conftest import ZIMAGE_TAG, stop_own
 from tests.unit.model_server import ModelServer
 
 pytestmark = pytest.mark.network  # builds from the locked wheels: the package index, unless the wheel cache has them
@@ -94,6 +94,7 @@ def test_zimage_image_warms_up_on_models_fetched_by_manifest(zimage_cache):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
+    ran = None
     try:
         ran = invoke("run", "--gpu", "4090", "--image", str(spec), "--cache", str(cache), "--cpu-mode",
                      "--port", str(port), "--timeout", "300")
@@ -107,7 +108,8 @@ def test_zimage_image_warms_up_on_models_fetched_by_manifest(zimage_cache):
         png = urllib.request.urlopen(f"http://127.0.0.1:{port}/view?filename={image['filename']}", timeout=10).read()
         assert struct.unpack(">II", png[16:24]) == (1024, 1024)
     finally:
-        invoke("stop")
+        # only this test's container: another test run beside this one may have its own running
+        stop_own(ran)
 
 
 def _smoke(*args):
