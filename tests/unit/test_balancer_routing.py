@@ -45,6 +45,15 @@ def _history(base: str, pid: str, cookie: str = "") -> dict:
     return json.loads(_get(f"{base}/history/{pid}", cookie)[1]).get(pid)
 
 
+def _events_of(ws, pids: set) -> None:
+    """Read the websocket until each of these prompts' execution_success came over it."""
+    done = set()
+    while done != pids:
+        message = ws.receive()
+        if message["type"] == "execution_success":
+            done.add(message["data"]["prompt_id"])
+
+
 def _idle(fleet) -> None:
     """Both servers back at full weight: what one test queued does not steer the next one's prompts."""
     until(lambda: set(fleet.server_state().values()) == {"UP 100"}, 30, "both servers idle and in rotation")
@@ -131,11 +140,7 @@ def test_a_websocket_clients_prompts_go_to_its_server_and_its_events_come_back(i
             answer, headers = _post(fleet.url, {"prompt": PROMPT, "client_id": "kiln-test-ws"})
             assert headers["x-kiln-server"] == server
             pids.add(answer["prompt_id"])
-        done = set()
-        while done != pids:
-            message = ws.receive()
-            if message["type"] == "execution_success":
-                done.add(message["data"]["prompt_id"])
+        _events_of(ws, pids)
     _idle(fleet)
     assert set(_servers_of(fleet.url, 4)) == {"comfyui-0", "comfyui-1"}   # other clients are balanced
 
@@ -164,11 +169,7 @@ def test_a_websocket_opened_without_a_client_id_gets_one_and_its_prompts_follow(
         assert sid
         answers = [_post(fleet.url, {"prompt": PROMPT, "client_id": sid}) for _ in range(4)]
         assert {headers["x-kiln-server"] for _, headers in answers} == {server}
-        pids, done = {answer["prompt_id"] for answer, _ in answers}, set()
-        while done != pids:
-            message = ws.receive()
-            if message["type"] == "execution_success":
-                done.add(message["data"]["prompt_id"])
+        _events_of(ws, {answer["prompt_id"] for answer, _ in answers})
 
 
 def test_a_websocket_client_whose_server_died_reconnects_to_another_and_its_prompts_follow(tmp_path):
