@@ -37,6 +37,10 @@ SERVE = "kiln-test-fleet"
 PROMPTS, CONCURRENCY, KILL_AFTER = 200, 8, 60
 OUT_WITHIN_S = 5.0          # the dead server out of rotation (issue's bound; the checks give 3 s, deploy.yaml)
 PROMPT_S = 0.05             # each stand-in prompt keeps a CPU busy this long: a queue forms under the load
+# a real ComfyUI answers 20 s after its process starts (FACTS.md); the stand-in answers at once, and a server back
+# within the checks' fall window (2 x 1 s) is never taken out. Each start is held this long, past the 5 s bound,
+# so the kill leaves a dead server the balancer has to notice.
+START_S = 8.0
 
 
 def _compose(path, project, *args, env):
@@ -69,7 +73,8 @@ def fleet(client, tmp_path_factory, base):
     assert rendered.returncode == 0, rendered.stderr
     # the stand-in's per-prompt work, added the way compose adds to a file: an override beside it
     (out / "load.yaml").write_text(yaml.safe_dump({"services": {
-        f"comfyui-{i}": {"environment": {"STANDIN_PROMPT_S": str(PROMPT_S)}} for i in range(2)}}))
+        f"comfyui-{i}": {"environment": {"STANDIN_PROMPT_S": str(PROMPT_S), "STANDIN_START_DELAY": str(START_S)}}
+        for i in range(2)}}))
     ports = {"KILN_PORT": free_port(), "KILN_STATS_PORT": free_port(), "KILN_METRICS_PORT_0": free_port(),
              "KILN_METRICS_PORT_1": free_port()}
     env = {"KILN_CACHE": str(serve_cache(tmp)), **{k: str(v) for k, v in ports.items()}}
@@ -157,6 +162,7 @@ def test_load_with_a_server_killed_loses_no_prompt_and_the_server_comes_back(fle
         assert "error" not in killed, killed["error"]
         assert killed["out_s"] <= OUT_WITHIN_S, f"the dead server out of rotation after {killed['out_s']:.1f} s"
         assert killed["ready_when_back"], "back in rotation before its warm-up wrote the ready marker"
+        assert killed["back_s"] >= START_S, f"back in rotation {killed['back_s']:.1f} s after the kill, before it started"
         after = run_load(base, lambda i: PROMPT, 16, CONCURRENCY, deadline_s=60)
         assert len(after.state("completed")) == 16
         assert {o.server for o in after.outcomes} == {"comfyui-0", "comfyui-1"}   # the restarted server serves again
