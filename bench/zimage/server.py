@@ -84,9 +84,31 @@ class Messages:
             timeline.done.set()
 
 
+class LogLines:
+    """Copies the server's output into its log and stamps each line on arrival (perf_counter seconds)."""
+
+    def __init__(self, stream, log):
+        self.lines: list[tuple[float, str]] = []
+        self._stream, self._log = stream, log
+        self._thread = threading.Thread(target=self._copy, daemon=True)
+        self._thread.start()
+
+    def _copy(self) -> None:
+        for raw in iter(self._stream.readline, b""):
+            self.lines.append((time.perf_counter(), raw.decode(errors="replace").rstrip()))
+            self._log.write(raw)
+            self._log.flush()
+
+    def first(self, needle: str) -> float | None:
+        return next((t for t, line in list(self.lines) if needle in line), None)
+
+    def join(self) -> None:
+        self._thread.join(timeout=10)
+
+
 class ComfyServer:
     def __init__(self, comfyui: Path, python: str, port: int, work: Path, flags: list[str], env: dict[str, str],
-                 log: Path):
+                 log: Path, stamp: bool = False):
         self.url = f"http://127.0.0.1:{port}"
         self.client_id = uuid.uuid4().hex
         (work / "frontend").mkdir(parents=True, exist_ok=True)
@@ -99,8 +121,10 @@ class ComfyServer:
         self._log.write(("\n$ " + " ".join(argv) + "\n").encode())
         self._log.flush()
         self.started = time.perf_counter()
-        self.process = subprocess.Popen(argv, cwd=comfyui, env={**os.environ, **env}, stdout=self._log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(argv, cwd=comfyui, env={**os.environ, **env},
+                                        stdout=subprocess.PIPE if stamp else self._log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        self.output = LogLines(self.process.stdout, self._log) if stamp else None
         self.messages: Messages | None = None
 
     def wait_ready(self, limit_s: float) -> float:
@@ -155,5 +179,7 @@ class ComfyServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(15)
+        if self.output:
+            self.output.join()
         self._log.close()
 

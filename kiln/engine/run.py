@@ -118,9 +118,10 @@ def _start(container, req: RunRequest) -> None:
 
 
 def _wait_healthy(container, req: RunRequest, on_event: Listener) -> None:
-    started = time.monotonic()
+    started, phases = time.monotonic(), 0
     while time.monotonic() - started < req.timeout_s:
         listed(container.reload)
+        phases = _new_phases(container, phases, on_event)
         state = container.attrs["State"]
         health = state.get("Health", {}).get("Status", "none")
         if state["Status"] == "exited":
@@ -137,6 +138,18 @@ def _wait_healthy(container, req: RunRequest, on_event: Listener) -> None:
         time.sleep(0.5)
     raise KilnError(f"not healthy after {req.timeout_s:.0f} s ({_last_line(container)})", req.name,
                     "raise --timeout, or check the warm-up's models and the GPU")
+
+
+PHASE = "kiln: phase "
+
+
+def _new_phases(container, seen: int, on_event: Listener) -> int:
+    """Each phase line the container logged since the last look, as a phase event; how many there are now."""
+    logs = listed(lambda: container.logs()).decode("utf-8", "replace").splitlines()
+    lines = [line[len(PHASE):] for line in logs if line.startswith(PHASE)]
+    for line in lines[seen:]:
+        on_event(Event("phase", f"  container: {line[:200]}"))
+    return len(lines)
 
 
 def _last_line(container) -> str:

@@ -2,6 +2,7 @@
 makes the next warm-up faster, clean SIGTERM, non-root on a read-only root, one-line bad input."""
 
 import json
+import re
 from dataclasses import replace
 import os
 import socket
@@ -162,9 +163,14 @@ def test_cli_run_prints_url_and_warmup(client, serve_image, tmp_path):
         result = _run_cli(project, "--cache", str(serve_cache(tmp_path)), "--port", str(port))
         assert result.returncode == 0, result.stderr[-2000:]
         assert f"is ready at http://127.0.0.1:{port}" in result.stdout and "first_s=" in result.stdout
+        # the cold start's phases, one line each, in the order they ran
+        phases = [line.split(": ")[1] for line in result.stdout.splitlines() if line.startswith("  container: ")]
+        assert phases == ["preflight", "start", "warm-up", "warm-up", "warm-up", "ready"], result.stdout
+        assert re.search(r"container: ready: warm [0-9.]+ s after the container started", result.stdout)
         [record] = [json.loads(Path(line.split(": ", 1)[1]).read_text()) for line in result.stdout.splitlines()
                     if line.startswith("record: ")]
         assert record["cpu_mode"] is True and record["seconds_to_healthy"] > 0 and "first_s" in record["warmup"]
+        assert 0 < record["warmup"]["start_to_warm_s"] <= record["seconds_to_healthy"]
         assert record["image_id"] == client.images.get(serve_image[1]).id
     finally:
         stop(client, f"kiln-{SERVE}-4090-{port}")

@@ -22,6 +22,7 @@ class Warmup(Model):
     first_s: float | None = Field(None, description="first run of the warm-up workflow; absent when it did not run")
     second_s: float | None = None
     total_s: float | None = None
+    start_to_warm_s: float | None = Field(None, description="from the start script's first line to ready")
 
     @classmethod
     def from_log(cls, line: dict) -> "Warmup":

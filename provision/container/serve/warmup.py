@@ -7,6 +7,8 @@
    through the HTTP API twice (the first run compiles and fills the caches, the second is the
    steady state);
 4. log one JSON line with the timings and write the readiness marker the healthcheck reads.
+Each phase starts with one line `kiln: phase <name>: ...` in the container log (`invoke run` shows them as
+they come); start to warm counts from KILN_STARTED, which the start script sets.
 Stdlib plus an optional torch; never imports the toolkit.
 """
 
@@ -22,6 +24,18 @@ from typing import Any, Dict, Optional
 
 from .model_files import missing_models
 from .prompt import POLL_S, http_json, submit_prompt, wait_for_prompt, with_new_seed
+
+
+def say(phase: str, text: str) -> None:
+    print(f"kiln: phase {phase}: {text}", flush=True)
+
+
+def since_start() -> Optional[float]:
+    """Seconds since the start script began (KILN_STARTED, epoch seconds), if it said."""
+    try:
+        return time.time() - float(os.environ["KILN_STARTED"])
+    except (KeyError, ValueError):
+        return None
 
 
 def wait_for_server(url: str, limit_s: float) -> float:
@@ -62,7 +76,9 @@ def warm_workflow(url: str, facts: Dict[str, Any], workflow_path: Path, models_r
         raise RuntimeError(f"models not in the cache: {', '.join(missing)} (under {models_root}); fetch them "
                            "with `invoke models.fetch --to <cache>`, or set KILN_SERVE_WITHOUT_MODELS=1 to serve "
                            "without them")
+    say("warm-up", "workflow run 1 of 2: the models to the GPU, kernels chosen")
     first = run_prompt(url, with_new_seed(workflow), limit_s)
+    say("warm-up", f"workflow run 2 of 2: the steady state (run 1 took {first:.1f} s)")
     second = run_prompt(url, with_new_seed(workflow), limit_s)
     return {"workflow": workflow_path.name, "first_s": round(first, 3), "second_s": round(second, 3)}
 
@@ -80,10 +96,16 @@ def main(argv=None) -> int:
     facts = json.loads(Path(args.facts).read_text())
     started = time.monotonic()
     result: Dict[str, Any] = {"server_s": round(wait_for_server(args.url, args.limit_s), 3)}
+    say("warm-up", f"ComfyUI answered after {result['server_s']:.1f} s; warming the GPU")
     result.update(warm_device(args.url, args.limit_s))
     models = Path(args.models or f"{facts['cache_mount']}/models")
     result.update(warm_workflow(args.url, facts, Path(args.workflow), models, args.limit_s))
     result["total_s"] = round(time.monotonic() - started, 3)
+    start_to_warm = since_start()
+    if start_to_warm is not None:
+        result["start_to_warm_s"] = round(start_to_warm, 3)
+    say("ready", f"warm {start_to_warm:.1f} s after the container started" if start_to_warm is not None
+        else f"warm-up done in {result['total_s']:.1f} s")
     print(json.dumps({"kiln_warmup": result}, sort_keys=True), flush=True)
     marker = Path(args.marker)
     marker.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,9 @@ export TRITON_CACHE_DIR=/cache/triton
 export CUDA_CACHE_PATH=/cache/cuda
 export HF_HOME=/cache/hf
 PY=/opt/venv/bin/python
+# the warm-up reports start to warm from here
+KILN_STARTED=$(date +%s.%N)
+export KILN_STARTED
 READY=/tmp/kiln/ready
 FAILED=/tmp/kiln/failed
 DRAIN=/tmp/kiln/draining
@@ -31,6 +34,7 @@ if [ -z "$cache_fs" ] || [ "$cache_fs" = tmpfs ]; then
     echo "kiln: /cache is not a mount of a disk: models and compile caches will not persist across restarts" >&2
 fi
 
+echo "kiln: phase preflight: checking the GPU"
 (cd /opt/kiln/payload && "$PY" -m smoke.preflight --expect /opt/kiln/kiln.json)
 
 # The GPU profile's flags; KILN_CPU_MODE=1 swaps them for --cpu (tests on hosts without a GPU only).
@@ -41,6 +45,7 @@ else
 fi
 
 cd /opt/comfyui
+echo "kiln: phase start: starting ComfyUI"
 "$PY" main.py --listen 0.0.0.0 --port 8188 --extra-model-paths-config /opt/kiln/extra_model_paths.yaml "$@" --preview-method none --disable-auto-launch &
 comfyui=$!
 (cd /opt/kiln/payload && exec "$PY" -m fleet --url http://127.0.0.1:8188 --port 9188 \

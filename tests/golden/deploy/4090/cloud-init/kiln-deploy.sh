@@ -38,6 +38,17 @@ say() {
     if [ -w /dev/console ]; then echo "kiln-deploy: $*" > /dev/console || true; fi
 }
 
+# The container's own phase lines (kiln: phase ...), each said once: what a cold start is doing
+seen_phases=0
+relay_phases() {
+    phases=$(docker logs "$1" 2>/dev/null | grep '^kiln: phase ' || true)
+    total=$(printf '%s' "$phases" | grep -c '^' || true)
+    if [ "$total" -gt "$seen_phases" ]; then
+        printf '%s\n' "$phases" | tail -n "+$((seen_phases + 1))" | while IFS= read -r line; do say "$1: ${line#kiln: phase }"; done
+    fi
+    seen_phases=$total
+}
+
 report() {
     mkdir -p "$(dirname "$STATUS")"
     printf '{"status": "%s", "image": "%s", "detail": "%s"}\n' "$1" "$IMAGE" "$(printf '%s' "$2" | tr '"\\\n' "'/ ")" > "$STATUS"
@@ -165,14 +176,16 @@ start() {
 wait_healthy() {
     started=$(date +%s)
     while :; do
+        relay_phases "$NAME"
         state=$(docker inspect --format '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "$NAME")
         case "$state" in
             "running healthy") break ;;
             exited*|restarting*) fail "the container stopped before it was ready: $(docker logs --tail 5 "$NAME" 2>&1 | tr '\n' ' ')" ;;
         esac
         [ $(($(date +%s) - started)) -lt "$BUDGET_S" ] || fail "not healthy after $BUDGET_S s: see docker logs $NAME"
-        sleep 5
+        sleep 2
     done
+    relay_phases "$NAME"
     docker exec "$NAME" /opt/venv/bin/python -c "import urllib.request as u; u.urlopen('http://127.0.0.1:$PORT/system_stats', timeout=5)" \
         || fail "healthy, but /system_stats does not answer"
     report ready "serving on $KILN_BIND:$PORT after $(($(date +%s) - started)) s"

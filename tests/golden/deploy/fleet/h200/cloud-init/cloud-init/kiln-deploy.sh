@@ -45,6 +45,17 @@ say() {
     if [ -w /dev/console ]; then echo "kiln-deploy: $*" > /dev/console || true; fi
 }
 
+# The container's own phase lines (kiln: phase ...), each said once: what a cold start is doing
+seen_phases=0
+relay_phases() {
+    phases=$(docker logs "$1" 2>/dev/null | grep '^kiln: phase ' || true)
+    total=$(printf '%s' "$phases" | grep -c '^' || true)
+    if [ "$total" -gt "$seen_phases" ]; then
+        printf '%s\n' "$phases" | tail -n "+$((seen_phases + 1))" | while IFS= read -r line; do say "$1: ${line#kiln: phase }"; done
+    fi
+    seen_phases=$total
+}
+
 report() {
     mkdir -p "$(dirname "$STATUS")"
     printf '{"status": "%s", "image": "%s", "detail": "%s"}\n' "$1" "$IMAGE" "$(printf '%s' "$2" | tr '"\\\n' "'/ ")" > "$STATUS"
@@ -231,16 +242,18 @@ start_balancer() {
 }
 
 wait_one() {
-    name=$1 started=$2
+    name=$1 started=$2 seen_phases=0
     while :; do
+        relay_phases "$name"
         state=$(docker inspect --format '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "$name")
         case "$state" in
             "running healthy") break ;;
             exited*|restarting*) fail "$name stopped before it was ready: $(docker logs --tail 5 "$name" 2>&1 | tr '\n' ' ')" ;;
         esac
         [ $(($(date +%s) - started)) -lt "$BUDGET_S" ] || fail "$name not healthy after $BUDGET_S s: see docker logs $name"
-        sleep 5
+        sleep 2
     done
+    relay_phases "$name"
 }
 
 check_driver

@@ -1,0 +1,292 @@
+"""Start to warm: from the ComfyUI process start until kiln's warm-up is done, split into phases, per lever.
+
+Usage (on the GPU host, from the repository root; ComfyUI at the stack's commit unpacked in DIR):
+  python3 bench/coldstart.py --comfyui DIR --models MODELS --work WORK --json OUT.json [--stack cuda13] [--group N]
+
+Writes full-size synthetic weights into MODELS unless they are there (as bench/zimage_latency.py does),
+then starts ComfyUI once per lever of bench/zimage/coldstart.yaml with the launch flags kiln renders for
+the H200 and runs kiln's own warm-up code against it (provision/container/serve: /system_stats, the
+device prompt, the image's warm-up workflow), reading the warm-up's websocket to split each run by node.
+After the warm-up, the first served request and three more show whether the server really was warm
+(first served / steady p50 near 1). Results go to --json after every lever.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "provision" / "container")]
+
+import yaml  # noqa: E402
+
+from kiln.launch import profile_flags  # noqa: E402
+from kiln.project import Project  # noqa: E402
+from kiln.render.context import sized_workflow  # noqa: E402
+from serve.prompt import submit_prompt, wait_for_prompt, with_new_seed  # noqa: E402
+from serve.warmup import DEVICE_PROMPT, wait_for_server  # noqa: E402
+from zimage.levers import insert_compile  # noqa: E402
+from zimage.server import ComfyServer, Messages  # noqa: E402
+from zimage_latency import ensure_models, models_yaml, request, source_state, workflow_for  # noqa: E402
+
+GPU, IMAGE = "h200", "z-image-turbo"
+LEVERS = ROOT / "bench" / "zimage" / "coldstart.yaml"
+WARMUP_CLIENT = "kiln-warmup"   # the client id kiln's warm-up sends its prompts under
+KILN_NODES = ("kiln_warmup", "kiln_output")
+SERVED = 4
+
+
+@dataclass(frozen=True)
+class Lever:
+    name: str
+    what: str
+    group: int
+    add: tuple[str, ...] = ()
+    drop: tuple[str, ...] = ()
+    env: dict = field(default_factory=dict)
+    page_cache: str = "warm"
+    warmup: dict = field(default_factory=dict)
+    workflow: str = ""
+    inductor_cache: str = ""
+    fresh_cache: bool = False
+    importtime: bool = False
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--comfyui", type=Path, required=True)
+    p.add_argument("--source-commit", help="the commit whose tree this is, where it was copied, not checked out")
+    p.add_argument("--models", type=Path, required=True)
+    p.add_argument("--work", type=Path, required=True)
+    p.add_argument("--json", type=Path, required=True)
+    p.add_argument("--levers", type=Path, default=LEVERS)
+    p.add_argument("--group", type=int, action="append")
+    p.add_argument("--only", action="append", help="lever names")
+    p.add_argument("--stack", help="the stack of versions.lock (default: the image spec's)")
+    p.add_argument("--size", choices=("small", "full"), default="full")
+    p.add_argument("--cpu", action="store_true", help="plumbing check without a GPU (adds --cpu)")
+    p.add_argument("--resolution", type=int, help="default: the profile's (a plumbing check on a CPU wants less)")
+    p.add_argument("--steps", type=int, help="sampler steps (default: the workflow's)")
+    p.add_argument("--budget-s", type=float, default=540)
+    p.add_argument("--port", type=int, default=8391)
+    return p.parse_args(argv)
+
+
+def load(path: Path, groups: set[int], names: set[str]) -> tuple[list[dict], list[Lever]]:
+    raw = yaml.safe_load(path.read_text())
+    levers = [Lever(**{k: tuple(v) if isinstance(v, list) else v for k, v in item.items()}) for item in raw["levers"]]
+    return raw["milestones"], [lv for lv in levers if (not groups or lv.group in groups) and (not names or lv.name in names)]
+
+
+def install_kiln_nodes(comfyui: Path) -> None:
+    """custom_nodes as the image has it: kiln's nodes only (a bench shim left by another bench removed)."""
+    nodes = comfyui / "custom_nodes"
+    for entry in nodes.iterdir():
+        if entry.is_dir() and entry.name.startswith("kiln_") and entry.name not in KILN_NODES:
+            shutil.rmtree(entry)
+    for name in KILN_NODES:
+        shutil.copytree(ROOT / "provision/container/comfyui_nodes" / name, nodes / name, dirs_exist_ok=True)
+
+
+def drop_page_cache(files: list[Path]) -> dict:
+    """Each model file out of the page cache (written back first); what fincore says is left resident."""
+    for path in files:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    return {"resident_after": resident(files)}
+
+
+def resident(files: list[Path]) -> dict | None:
+    """Bytes of each file in the page cache (util-linux fincore), or None where it is missing."""
+    if not shutil.which("fincore"):
+        return None
+    done = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES,FILE", *map(str, files)],
+                          capture_output=True, text=True)
+    rows = [line.split(None, 1) for line in done.stdout.splitlines() if line.strip()]
+    return {Path(name).name: int(size) for size, name in rows if size.isdigit()}
+
+
+def warm_graph(graph: dict, lever: Lever) -> dict:
+    warm = json.loads(json.dumps(graph))
+    if lever.workflow == "compile":
+        insert_compile(warm, {})
+    steps = lever.warmup.get("steps")
+    for node in warm.values():
+        if node["class_type"] == "KSampler" and steps:
+            node["inputs"]["steps"] = steps
+    return warm
+
+
+def node_spans(timeline, graph: dict) -> dict[str, float]:
+    """Seconds per node class of one run, from the 'executing' messages (the last node ends at success)."""
+    end = next((t for t, kind, _, _ in timeline.events if kind in ("execution_success", "execution_error")), None)
+    starts = [(t, node) for t, kind, node, _ in timeline.events if kind == "executing" and node]
+    spans: dict[str, float] = {}
+    for (t, node), nxt in zip(starts, starts[1:] + [None]):
+        stop = nxt[0] if nxt else end
+        if stop is not None:
+            name = graph.get(node, {}).get("class_type", node)
+            spans[name] = round(spans.get(name, 0.0) + stop - t, 3)
+    return spans
+
+
+def warm_run(server: ComfyServer, graph: dict, limit_s: float) -> dict:
+    """One warm-up run the way serve.warmup does it (queue, poll /history), split by node from the websocket."""
+    started = time.monotonic()
+    prompt_id = submit_prompt(server.url, graph, WARMUP_CLIENT)
+    wait_for_prompt(server.url, prompt_id, started, limit_s)
+    seconds = time.monotonic() - started
+    timeline = server.messages.prompts.get(prompt_id)
+    return {"seconds": round(seconds, 3), "nodes": node_spans(timeline, graph) if timeline else None}
+
+
+def phases(server: ComfyServer, milestones: list[dict]) -> dict:
+    """Seconds from the process start to each milestone line, and each phase's own length."""
+    at, previous, out = {}, 0.0, {}
+    for m in milestones:
+        stamp = server.output.first(m["line"])
+        if stamp is None:
+            out[m["phase"]] = None
+            continue
+        at[m["phase"]] = round(stamp - server.started, 3)
+        out[m["phase"]] = round(at[m["phase"]] - previous, 3)
+        previous = at[m["phase"]]
+    return {"at_s": at, "phase_s": out}
+
+
+def import_split(lines: list[tuple[float, str]], top: int = 15) -> list[dict]:
+    """The slowest top-level imports from python's import timer ('import time: self | cumulative | name')."""
+    rows = []
+    for _, line in lines:
+        if line.startswith("import time:") and "|" in line:
+            parts = line[len("import time:"):].split("|")
+            name = parts[2]
+            if len(parts) == 3 and parts[1].strip().isdigit() and not name.startswith("  "):
+                rows.append({"module": name.strip(), "cumulative_s": round(int(parts[1]) / 1e6, 3)})
+    return sorted(rows, key=lambda r: -r["cumulative_s"])[:top]
+
+
+def run_lever(lever: Lever, args, baseline: list[str], env: dict, graph: dict, files: list[Path],
+              milestones: list[dict]) -> dict:
+    flags = [f for f in baseline if f not in lever.drop] + list(lever.add)
+    if args.cpu:
+        flags = [f for f in flags if f not in ("--highvram", "--gpu-only", "--normalvram")] + ["--cpu"]
+    lever_env = {**env, **lever.env, "PYTHONUNBUFFERED": "1"}
+    if lever.importtime:
+        lever_env["PYTHONPROFILEIMPORTTIME"] = "1"
+    if lever.inductor_cache:
+        cache = args.work / "inductor" / lever.inductor_cache
+        if lever.fresh_cache:
+            shutil.rmtree(cache, ignore_errors=True)
+        lever_env.update(TORCHINDUCTOR_CACHE_DIR=str(cache), TRITON_CACHE_DIR=str(cache / "triton"))
+    result: dict = {"what": lever.what, "flags": flags, "env": lever.env, "page_cache": lever.page_cache}
+    result["resident_before"] = resident(files)
+    if lever.page_cache == "cold":
+        result["dropped"] = drop_page_cache(files)
+    limit = 900 if args.cpu else 300
+    server = ComfyServer(args.comfyui, sys.executable, args.port, args.work, flags, lever_env,
+                         args.work / "comfyui.log", stamp=True)
+    server.client_id = WARMUP_CLIENT
+    try:
+        ready = wait_for_server(server.url, 180)   # the warm-up's own wait (its poll interval included)
+        result["ready_s"] = round(time.perf_counter() - server.started, 3)
+        result["waited_s"] = round(ready, 3)
+        server.messages = Messages(server.url, WARMUP_CLIENT)
+        result.update(phases(server, milestones))
+        warm = warm_graph(graph, lever)
+        device = warm_run(server, DEVICE_PROMPT, limit)
+        runs = [warm_run(server, with_new_seed(warm), limit) for _ in range(lever.warmup.get("runs", 2))]
+        result["warm_s"] = round(time.perf_counter() - server.started, 3)
+        result["warmup"] = {"device_s": device["seconds"], "runs": runs}
+        served = [server.run(request(prompt_for(graph, lever), i), limit) for i in range(SERVED)]
+        totals = [t.received - t.posted for t in served]
+        result["served"] = {"first_s": round(totals[0], 3), "steady_p50_s": round(statistics.median(totals[1:]), 3),
+                            "first_vs_steady": round(totals[0] / statistics.median(totals[1:]), 3)}
+        if lever.importtime:
+            result["imports"] = import_split(server.output.lines)
+    except Exception as exc:  # one lever failing must not lose the others
+        result["error"] = f"{type(exc).__name__}: {exc}"[:400]
+        result["log_tail"] = [line[:300] for _, line in server.output.lines[-8:]] if server.output else []
+    finally:
+        server.stop()
+    return result
+
+
+def prompt_for(graph: dict, lever: Lever) -> dict:
+    served = json.loads(json.dumps(graph))
+    if lever.workflow == "compile":
+        insert_compile(served, {})
+    return served
+
+
+def table(results: dict) -> str:
+    """One row per lever: the phases to ready, the warm-up, start to warm, and whether it was warm."""
+    names = [m["phase"] for m in results["milestones"]]
+    head = ["lever", "cache", *names, "ready", "device", "run 1", "run 2", "start to warm", "served first / p50"]
+    rows = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for name, r in results["levers"].items():
+        if "warm_s" not in r:
+            rows.append(f"| {name} | {r.get('page_cache', '')} | " + (r.get("error") or r.get("skipped", ""))[:120]
+                        .replace("|", "/") + " |" + " |" * (len(head) - 3))
+            continue
+        phase = [f"{v:.2f}" if v is not None else "-" for v in (r["phase_s"][n] for n in names)]
+        runs = [f"{x['seconds']:.2f}" for x in r["warmup"]["runs"]] + ["-"] * (2 - len(r["warmup"]["runs"]))
+        s = r["served"]
+        rows.append(f"| {name} | {r['page_cache']} | " + " | ".join(phase) + f" | {r['ready_s']:.2f} | "
+                    f"{r['warmup']['device_s']:.2f} | {runs[0]} | {runs[1]} | **{r['warm_s']:.2f}** | "
+                    f"{s['first_s']:.2f} / {s['steady_p50_s']:.2f} |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    started = time.perf_counter()
+    milestones, levers = load(args.levers, set(args.group or ()), set(args.only or ()))
+    subject = Project(ROOT).subject(GPU, IMAGE, args.stack)
+    resolution = args.resolution or subject.gpu.serving.resolution
+    baseline = profile_flags(subject.gpu, subject.image, subject.flags) + list(subject.image.flags)
+    results = {"gpu": GPU, "image": IMAGE, "stack": subject.lock.name, "comfyui": subject.lock.comfyui.version,
+               "resolution": resolution, "baseline_flags": baseline, "milestones": milestones,
+               "source": {"commit": args.source_commit, "given": True} if args.source_commit else source_state(),
+               "levers": {}}
+    save = lambda: args.json.write_text(json.dumps(results, indent=1) + "\n")  # noqa: E731
+    import torch
+    results["torch"] = torch.__version__
+    results["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    results["models"] = ensure_models(args.models, args.size)
+    install_kiln_nodes(args.comfyui)
+    models_yaml(args.work, args.models)
+    graph = workflow_for(resolution, args.steps, sized_workflow(subject))   # what the image runs: warmup.json
+    files = sorted(p for p in args.models.rglob("*.safetensors"))
+    save()
+    for lever in levers:
+        if time.perf_counter() - started > args.budget_s - 45:
+            results["levers"][lever.name] = {"what": lever.what, "skipped": "out of time in this run"}
+            continue
+        print(f"lever {lever.name} ...", flush=True)
+        results["levers"][lever.name] = run_lever(lever, args, baseline, dict(subject.image.env), graph, files,
+                                                  milestones)
+        print(json.dumps({lever.name: {k: v for k, v in results["levers"][lever.name].items()
+                                       if k not in ("resident_before", "dropped")}}), flush=True)
+        save()
+    results["elapsed_s"] = round(time.perf_counter() - started, 1)
+    save()
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
