@@ -21,6 +21,7 @@ from kiln.project import Project
 from tests.conftest import ROOT, invoke
 from tests.jsonschema_tool import check_jsonschema
 from tests.standin.records import DIGEST, IMAGE_ID, REGISTRY, write_build_record, write_run_record
+from tests.unit.deploy_steps import order, run_steps
 from tests.unit.model_server import ModelServer
 
 GOLDEN = ROOT / "tests" / "golden" / "deploy"
@@ -461,10 +462,28 @@ def test_cloud_init_carries_the_manifest_and_the_fetch_script(tiny_deploy):
                        "/usr/local/lib/kiln/fetch_models.py": (ROOT / "provision" / "host" / "fetch_models.py").read_text(),
                        "/usr/local/sbin/kiln-deploy": (out / "cloud-init" / "kiln-deploy.sh").read_text()}
     script = (out / "cloud-init" / "kiln-deploy.sh").read_text()
-    steps = script[script.rindex("\ncheck_driver\n"):].split()
-    assert steps == ["check_driver", "wait_docker", "check_toolkit", "mount_nvme", "fetch_models", "prepare_cache",
-                     "pull", "start", "wait_healthy"]
     assert 'report "models missing"' in script and "MODELS=2" in script
+
+
+def test_cloud_init_pulls_the_image_while_it_fetches_the_models(tiny_deploy, tmp_path):
+    """The main sequence run by /bin/sh with stubbed steps: the pull and the fetch overlap, the server
+    starts only after both; a failed pull or fetch stops the script before any start, and a failed
+    fetch leaves no pull running."""
+    out, _ = tiny_deploy
+    script = (out / "cloud-init" / "kiln-deploy.sh").read_text()
+    code, events = run_steps(script, tmp_path, sleep={"pull": 1, "fetch_models": 1})
+    seen = order(events)
+    starts = [e.split()[1] for e in seen if e.startswith("start ")]
+    assert code == 0 and [name for name in starts if name != "pull"] == [
+        "check_driver", "wait_docker", "check_toolkit", "mount_nvme", "fetch_models", "prepare_cache", "start",
+        "wait_healthy"], seen
+    at = {event: t for t, what, name in events for event in [f"{what} {name}"]}
+    assert at["start fetch_models"] < at["end pull"] and at["start pull"] < at["end fetch_models"], seen
+    assert at["start start"] > max(at["end pull"], at["end fetch_models"], at["end prepare_cache"]), seen
+    code, events = run_steps(script, tmp_path / "pull", sleep={"fetch_models": 1}, fail=("pull",))
+    assert code == 1 and "start start" not in order(events), order(events)
+    code, events = run_steps(script, tmp_path / "fetch", sleep={"pull": 2}, fail=("fetch_models",))
+    assert code == 1 and "end pull" not in order(events) and "start start" not in order(events), order(events)
 
 
 def test_the_fetch_script_puts_every_model_in_place_verified_and_resumes_a_cut(tiny_deploy, tmp_path):

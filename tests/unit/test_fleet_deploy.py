@@ -17,6 +17,7 @@ import yaml
 
 from tests.conftest import PROJECT_FILES, ROOT, invoke
 from tests.standin.records import DIGEST, REGISTRY, write_build_record
+from tests.unit.deploy_steps import order, run_steps
 from tests.unit.test_deploy import BIN, KEDA, _carried, _deploy, _refused, _tree
 
 GOLDEN = ROOT / "tests" / "golden" / "deploy" / "fleet"
@@ -119,9 +120,13 @@ def test_the_cloud_init_fleet_carries_the_balancer_and_passes_its_tools(publishe
     assert carried["/usr/local/sbin/kiln-deploy"] == (folder / "kiln-deploy.sh").read_text()
     assert (folder / "user-data.yaml").stat().st_size < 16 * 1024   # EC2's user-data limit, with 8 servers
     script = (folder / "kiln-deploy.sh").read_text()
-    steps = script[script.rindex("\ncheck_driver\n"):].split()
-    assert steps == ["check_driver", "wait_docker", "check_toolkit", "check_balancer", "mount_nvme", "fetch_models",
-                     "prepare_cache", "pull", "start", "wait_healthy", "start_balancer"]
+    code, events = run_steps(script, tmp_path, sleep={"pull": 0.5, "fetch_models": 0.5})
+    starts = [e.split()[1] for e in order(events) if e.startswith("start ")]
+    assert code == 0 and [name for name in starts if name != "pull"] == [
+        "check_driver", "wait_docker", "check_toolkit", "check_balancer", "mount_nvme", "fetch_models",
+        "prepare_cache", "start", "wait_healthy", "start_balancer"], starts
+    at = {f"{what} {name}": t for t, what, name in events}
+    assert at["start pull"] < at["end fetch_models"] and at["start start"] > at["end pull"]
     assert "SERVERS=8" in script and "HOST_PORT=18188" in script and "BALANCER_SERIES=2.6" in script
     cfg = (folder / "haproxy.cfg").read_text()
     assert '"${KILN_BIND-127.0.0.1}:8188"' in cfg and "server comfyui-7 127.0.0.1:18195" in cfg

@@ -126,6 +126,8 @@ mount_nvme() {
 fetch_models() {
     [ "$MODELS" -gt 0 ] || return 0
     command -v python3 > /dev/null 2>&1 || missing "no python3 on this VM to fetch the model files with"
+    fetch_started=$(date +%s)
+    say "fetching $MODELS model file(s) into $CACHE/models"
     mkdir -p "$(dirname "$STATUS")"
     if [ "$KILN_FETCH_MODELS" = 0 ]; then
         python3 "$FETCH" "$MANIFEST" "$CACHE" --check 2> "$STATUS.err" \
@@ -135,7 +137,7 @@ fetch_models() {
             || missing "$(tail -n 1 "$STATUS.err")"
     fi
     rm -f "$STATUS.err"
-    say "$MODELS model file(s) in $CACHE/models, verified"
+    say "$MODELS model file(s) in $CACHE/models, verified, in $(($(date +%s) - fetch_started)) s"
 }
 
 missing() {
@@ -155,7 +157,11 @@ pull() {
         printf '%s' "$KILN_REGISTRY_PASSWORD" | docker login --username "$KILN_REGISTRY_USER" --password-stdin "${IMAGE%%/*}" > /dev/null \
             || fail "registry login to ${IMAGE%%/*} refused: check KILN_REGISTRY_USER and KILN_REGISTRY_PASSWORD in /etc/kiln/deploy.env"
     fi
+    pull_started=$(date +%s)
+    say "pulling $IMAGE"
     docker pull "$IMAGE" > /dev/null || fail "cannot pull $IMAGE: check the registry, the credentials and the VM's network"
+    bytes=$(docker image inspect --format '{{.Size}}' "$IMAGE" 2> /dev/null || echo 0)
+    say "$IMAGE pulled: $((bytes / 1000000)) MB on disk in $(($(date +%s) - pull_started)) s"
 }
 
 start() {
@@ -195,8 +201,14 @@ check_driver
 wait_docker
 check_toolkit
 mount_nvme
+# The image (from the registry) and the models (from the hub) travel at once: a cold node waits for the
+# longer of the two, not their sum. A failed pull has said why before it ended; a failed fetch stops it.
+pull &
+pulling=$!
+trap 'kill "$pulling" 2> /dev/null || true' EXIT
 fetch_models
 prepare_cache
-pull
+wait "$pulling" || exit 1
+trap - EXIT
 start
 wait_healthy
