@@ -59,11 +59,12 @@ def test_the_client_gets_the_file_bytes_after_the_file_is_written(node, tmp_path
     module, server = node()
     ui = module.KilnImageOut().send(_pictures(), fmt, 90, 1, "served")["ui"]
     [(event, frame, sid, files_then)] = server.sent
-    written = (tmp_path / f"served_00007_.{extension}").read_bytes()
+    name = f"served_{module.RUN}_00007_.{extension}"
+    written = (tmp_path / name).read_bytes()
     assert (event, sid) == (1, "client-1") and struct.unpack(">I", frame[:4]) == (type_id,)
-    assert frame[4:] == written and files_then[f"served_00007_.{extension}"] == written   # whole before sending
+    assert frame[4:] == written and files_then[name] == written   # whole before sending
     assert Image.open(io.BytesIO(written)).format == pil and Image.open(io.BytesIO(written)).size == (32, 32)
-    assert ui["images"] == [{"filename": f"served_00007_.{extension}", "subfolder": "", "type": "output",
+    assert ui["images"] == [{"filename": name, "subfolder": "", "type": "output",
                              "bytes": len(written)}]
     assert ui["kiln_output"][0]["format"] == fmt
 
@@ -80,7 +81,8 @@ def test_png_is_lossless_and_its_level_changes_only_the_size(node):
 def test_without_a_client_the_file_is_still_written_and_nothing_is_sent(node, tmp_path):
     module, server = node(client_id=None)
     module.KilnImageOut().send(_pictures(2), "png", 95, 1, "batch")
-    assert server.sent == [] and sorted(p.name for p in tmp_path.iterdir()) == ["batch_00007_.png", "batch_00008_.png"]
+    assert server.sent == [] and sorted(p.name for p in tmp_path.iterdir()) == [
+        f"batch_{module.RUN}_00007_.png", f"batch_{module.RUN}_00008_.png"]
 
 
 def test_a_batch_sends_one_frame_per_picture_in_order(node):
@@ -89,6 +91,20 @@ def test_a_batch_sends_one_frame_per_picture_in_order(node):
     module.KilnImageOut().send(pictures, "png", 95, 0, "b")
     decoded = [np.asarray(Image.open(io.BytesIO(frame[4:]))) for _, frame, _, _ in server.sent]
     assert len(decoded) == 2 and all((d == p).all() for d, p in zip(decoded, pictures))
+
+
+def test_a_restarted_server_never_reuses_a_file_name(node, tmp_path):
+    """A restart empties the output folder (a tmpfs) and ComfyUI counts from there again (the fake counts from
+    7 each time): a /view name a client got before the restart must not name a new prompt's image after it."""
+    before_restart, _ = node()
+    before_restart.KilnImageOut().send(_pictures(), "png", 95, 0, "served")
+    old = {p.name for p in tmp_path.iterdir()}
+    for path in tmp_path.iterdir():
+        path.unlink()
+    after_restart, _ = node()
+    after_restart.KilnImageOut().send(_pictures(), "png", 95, 0, "served")
+    new = {p.name for p in tmp_path.iterdir()}
+    assert len(old) == len(new) == 1 and not old & new, (old, new)
 
 
 def test_the_node_is_never_served_from_comfyuis_cache(node):

@@ -12,15 +12,21 @@ that asks /view on receiving them finds it whole. Previews share event 1, so an 
 bytes runs with previews off (kiln's images pass --preview-method none); a frame is as large as the file
 (about 3 MB for 1024x1024 at PNG level 0), more than some websocket clients accept by default (Python's
 websockets: 1 MiB).
+
+File names carry a token drawn when the server process starts: the output folder is a tmpfs that a restart
+empties, and ComfyUI's counter would then start again at 1, so a client holding a /view name from before
+the restart would be served another prompt's image.
 """
 
 import io
 import os
+import secrets
 import struct
 import time
 
 FORMATS = {"png": (2, "PNG", "png"), "jpeg": (1, "JPEG", "jpg"), "webp": (3, "WEBP", "webp")}
 PREVIEW_IMAGE_EVENT = 1
+RUN = secrets.token_hex(4)   # this server process's part of every file name
 
 
 def encode(array, fmt: str, quality: int, png_level: int) -> bytes:
@@ -73,7 +79,7 @@ class KilnImageOut:
         type_id, _, extension = FORMATS[format]
         pixels = to_uint8(images)
         folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
-            filename_prefix, folder_paths.get_output_directory(), pixels.shape[2], pixels.shape[1])
+            f"{filename_prefix}_{RUN}", folder_paths.get_output_directory(), pixels.shape[2], pixels.shape[1])
         prompt_server = server.PromptServer.instance
         results = []
         for array in pixels:

@@ -1,0 +1,279 @@
+"""Empty node to first image on loopback, the compose path, every part real: a registry (Debian's
+docker-registry) holding the image, a model hub (HTTP on 127.0.0.1 serving the files under Hugging Face
+resolve paths), an empty Docker engine (a second dockerd with its own empty data root), the model fetch
+cloud-init runs (provision/host/fetch_models.py, sha256 verified), and docker-compose on the rendered
+compose file; the first image is a prompt through the published port and its output read over /view.
+
+Usage: python bench/cold_node.py [--model-mb 512] [--json FILE]
+
+The image is the small stack's (the ComfyUI stand-in in CPU mode) with one model file of --model-mb
+megabytes in its manifest. Two runs from nothing (an empty engine, an empty cache): one phase after
+another (pull, fetch, up), then overlapped (the pull while the fetch runs, then up). Each phase with its
+bytes and seconds, and the overlapped total against max(pull, fetch) + start to first image (the issue's
+goal: at most 1.2x). Needs root, the local base image, docker-registry, htpasswd and docker-compose.
+Removes what it made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+from kiln.engine.client import connect  # noqa: E402
+from tests.conftest import invoke  # noqa: E402
+from tests.engine.conftest import SERVE_WORKFLOW, TEST_IMAGE, build_small, git_checkout, small_project  # noqa: E402
+from tests.engine.registry import PASSWORD, USER, LocalRegistry, free_port  # noqa: E402
+from tests.unit.model_server import ModelServer  # noqa: E402
+
+NAME = "kiln-cold-node"
+REPO, REVISION, FILE = "kiln/cold", "c" * 40, "standin.safetensors"
+PROMPT = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": FILE}},
+          "2": {"class_type": "KSampler", "inputs": {"seed": 7, "steps": 1, "cfg": 1}},
+          "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "cold"}}}
+
+
+def model_bytes(megabytes: int) -> bytes:
+    """Incompressible content (a stream of sha256 blocks), so no transport squeezes it."""
+    block, out, seed = 1 << 20, bytearray(), b"kiln"
+    while len(out) < megabytes * block:
+        seed = hashlib.sha256(seed).digest()
+        out += hashlib.sha256(seed).digest() * (block // 32)
+    return bytes(out[:megabytes * block])
+
+
+def build_image(tmp: Path, data: bytes) -> tuple[Path, str]:
+    """The small stack's serving image with one model file of these bytes in its manifest."""
+    project = small_project(tmp / "proj", git_checkout(tmp / "comfyui"))
+    (project.images_dir / "workflows").mkdir(exist_ok=True)
+    (project.images_dir / "workflows" / "serve.json").write_text(json.dumps(SERVE_WORKFLOW))
+    spec = (project.images_dir / f"{TEST_IMAGE}.yaml").read_text().replace(f"name: {TEST_IMAGE}", f"name: {NAME}")
+    spec = spec.replace("models: []", "models:\n  - {role: checkpoint, folder: checkpoints, file: " + FILE + ", size: "
+                        f"{len(data)}, sha256: '{hashlib.sha256(data).hexdigest()}', source: {{repo: {REPO}, revision: "
+                        f"{REVISION}, path: {FILE}}}}}")
+    spec = spec.replace("warmup: {}", "warmup: {workflow: workflows/serve.json}")
+    (project.images_dir / f"{NAME}.yaml").write_text(spec)
+    result, _ = build_small(project, tmp / "comfyui", image=NAME)
+    return project.root, result.tags[0]
+
+
+class EmptyEngine:
+    """A second dockerd with its own empty data root, on its own socket."""
+
+    def __init__(self, root: Path):
+        self.root, self.sock = root, root / "docker.sock"
+        root.mkdir(parents=True, exist_ok=True)
+        self.env = {**os.environ, "DOCKER_HOST": f"unix://{self.sock}", "DOCKER_CONFIG": str(root / "config")}
+        self.process = subprocess.Popen(
+            ["dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"), "--pidfile",
+             str(root / "pid"), "-H", f"unix://{self.sock}", "--bridge", "none", "--iptables=false",
+             "--ip6tables=false"], stdout=open(root / "dockerd.log", "ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while self.docker("info", check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the second engine did not start: see {root / 'dockerd.log'}")
+            time.sleep(0.5)
+
+    def docker(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker", *args], env=self.env, capture_output=True, text=True, check=check,
+                              input=stdin, timeout=900)
+
+    def compose(self, folder: Path, project: str, cache: Path, port: int, *args: str) -> subprocess.CompletedProcess:
+        env = {**self.env, "KILN_CACHE": str(cache), "KILN_PORT": str(port)}
+        return subprocess.run(["docker-compose", "-p", project, "-f", str(folder / "compose.yaml"), "-f",
+                               str(folder / "image.yaml"), *args], env=env, capture_output=True, text=True,
+                              timeout=900)
+
+    def empty(self) -> None:
+        self.docker("system", "prune", "--all", "--force", "--volumes")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+
+def timed(fn) -> tuple[float, object]:
+    started = time.monotonic()
+    value = fn()
+    return time.monotonic() - started, value
+
+
+def pull(engine: EmptyEngine, reference: str) -> dict:
+    seconds, _ = timed(lambda: engine.docker("pull", "--quiet", reference))
+    size = int(engine.docker("image", "inspect", "--format", "{{.Size}}", reference).stdout.strip())
+    return {"seconds": round(seconds, 2), "bytes_on_disk": size}
+
+
+def fetch(deploy: Path, cache: Path, hub: str) -> dict:
+    env = {"PATH": os.environ["PATH"], "HF_ENDPOINT": hub}
+    seconds, done = timed(lambda: subprocess.run(["/usr/bin/python3", str(ROOT / "provision/host/fetch_models.py"),
+                                                  str(deploy / "deploy.json"), str(cache)], capture_output=True,
+                                                 text=True, env=env, timeout=900))
+    if done.returncode != 0:
+        raise RuntimeError(f"the model fetch failed: {done.stderr.strip()[-300:]}")
+    return {"seconds": round(seconds, 2), "bytes": sum(p.stat().st_size for p in (cache / "models").rglob("*") if p.is_file())}
+
+
+def up_to_first_image(engine: EmptyEngine, deploy: Path, cache: Path, project: str) -> dict:
+    """compose up, until the server is healthy, then one prompt and its image over /view."""
+    port = free_port()
+    started, wall = time.monotonic(), time.time()
+    done = engine.compose(deploy, project, cache, port, "up", "-d")
+    if done.returncode != 0:
+        raise RuntimeError(f"compose up failed: {done.stderr.strip()[-300:]}")
+    created = time.monotonic() - started
+    container = engine.docker("ps", "-q", "--filter", f"label=com.docker.compose.project={project}").stdout.split()[0]
+    while engine.docker("inspect", "--format", "{{.State.Health.Status}}", container).stdout.strip() != "healthy":
+        if time.monotonic() - started > 600:
+            raise RuntimeError("not healthy within 600 s")
+        time.sleep(0.2)
+    healthy = time.monotonic() - started
+    base = f"http://127.0.0.1:{port}"
+    body = json.dumps({"prompt": PROMPT, "client_id": "cold-node"}).encode()
+    answer = json.load(urllib.request.urlopen(urllib.request.Request(base + "/prompt", data=body, headers={
+        "Content-Type": "application/json"}), timeout=30))
+    image = first_image(base, answer["prompt_id"])
+    served = time.monotonic() - started
+    warm = next((json.loads(line)["kiln_warmup"] for line in engine.docker("logs", container).stdout.splitlines()
+                 if line.startswith('{"kiln_warmup"')), {})
+    began = engine.docker("inspect", "--format", "{{.State.StartedAt}}", container).stdout.strip()
+    container_s = datetime.datetime.fromisoformat(began[:26].rstrip("Z") + "+00:00").timestamp() - wall
+    warm_at = container_s + warm["start_to_warm_s"]
+    return {"seconds": round(served, 2), "compose_up_s": round(created, 2), "container_started_s": round(container_s, 2),
+            "start_to_warm_s": warm["start_to_warm_s"], "warm_at_s": round(warm_at, 2), "healthy_s": round(healthy, 2),
+            "health_lag_s": round(healthy - warm_at, 2), "image_s": round(served - healthy, 2), "image_bytes": len(image)}
+
+
+def first_image(base: str, prompt_id: str) -> bytes:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        entry = json.load(urllib.request.urlopen(f"{base}/history/{prompt_id}", timeout=10)).get(prompt_id)
+        images = [i for out in (entry or {}).get("outputs", {}).values() for i in out.get("images", [])]
+        if images:
+            query = urllib.parse.urlencode({k: images[0][k] for k in ("filename", "subfolder", "type")})
+            return urllib.request.urlopen(f"{base}/view?{query}", timeout=30).read()
+        time.sleep(0.1)
+    raise RuntimeError("no image within 120 s")
+
+
+def one_run(engine: EmptyEngine, deploy: Path, reference: str, hub: str, work: Path, overlapped: bool) -> dict:
+    engine.empty()
+    cache = work / ("cache-overlapped" if overlapped else "cache-sequential")
+    subprocess.run(["sh", str(ROOT / "provision/host/cache.sh"), str(cache)], check=True, capture_output=True)
+    started = time.monotonic()
+    if overlapped:
+        pulled: dict = {}
+        thread = threading.Thread(target=lambda: pulled.update(pull(engine, reference)))
+        thread.start()
+        fetched = fetch(deploy, cache, hub)
+        thread.join()
+        both = time.monotonic() - started
+    else:
+        pulled, fetched = pull(engine, reference), None
+        fetched = fetch(deploy, cache, hub)
+        both = time.monotonic() - started
+    up = up_to_first_image(engine, deploy, cache, f"cold{'o' if overlapped else 's'}")
+    total = time.monotonic() - started
+    engine.compose(deploy, f"cold{'o' if overlapped else 's'}", cache, 0, "down", "--volumes")
+    shutil.rmtree(cache, ignore_errors=True)
+    return {"pull": pulled, "fetch": fetched, "pull_and_fetch_s": round(both, 2), "up": up,
+            "total_s": round(total, 2)}
+
+
+def against_goal(runs: dict) -> dict:
+    """Each run's total against max(pull, fetch) + up of the run that did one thing at a time."""
+    alone = runs["sequential"]
+    floor = max(alone["pull"]["seconds"], alone["fetch"]["seconds"]) + alone["up"]["seconds"]
+    return {"floor_s": round(floor, 2), **{label: round(r["total_s"] / floor, 3) for label, r in runs.items()}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-mb", type=int, default=512)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    client = connect()
+    with tempfile.TemporaryDirectory(prefix="kiln-cold-") as tmp_name, ModelServer() as hub:
+        work = Path(tmp_name)
+        data = model_bytes(args.model_mb)
+        hub.files[f"/{REPO}/resolve/{REVISION}/{FILE}"] = data
+        print(f"building the image with a {len(data) / 1e6:.0f} MB model in its manifest ...", flush=True)
+        project_root, tag = build_image(work, data)
+        registry = LocalRegistry(work / "registry", free_port()).start()
+        engine = None
+        try:
+            reference = push(client, tag, registry)
+            deploy = render(project_root, work / "deploy", reference)
+            engine = EmptyEngine(work / "engine")
+            engine.docker("login", "--username", USER, "--password-stdin", registry.host, stdin=PASSWORD)
+            runs = {}
+            for overlapped in (False, True):
+                label = "overlapped" if overlapped else "sequential"
+                print(f"{label}: from an empty engine and an empty cache ...", flush=True)
+                runs[label] = one_run(engine, deploy, reference, hub.base, work, overlapped)
+            result = {"model_bytes": len(data), "image": tag, "registry_bytes": sum(registry.blobs().values()),
+                      "runs": runs, "ratio": against_goal(runs), "goal": 1.2}
+        finally:
+            if engine:
+                engine.empty()
+                engine.stop()
+            registry.stop()
+            client.images.remove(tag, force=True)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    print(table(result))
+    return 0
+
+
+def push(client, tag: str, registry: LocalRegistry) -> str:
+    """The image in the registry; its reference by digest, as a publish record names it."""
+    target = f"{registry.host}/kiln/{NAME}:cold"
+    client.images.get(tag).tag(target)
+    client.login(USER, PASSWORD, registry=registry.host)
+    client.images.push(target)
+    digest = client.images.get_registry_data(target, auth_config={"username": USER, "password": PASSWORD}).id
+    client.images.remove(target)
+    return f"{registry.host}/kiln/{NAME}@{digest}"
+
+
+def render(project_root: Path, out: Path, reference: str) -> Path:
+    """`invoke deploy --target compose`, with the image by digest from the registry (an override file,
+    as publish would name it)."""
+    done = invoke("deploy", "--gpu", "4090", "--image", NAME, "--target", "compose", "--cpu-mode", "--out", str(out),
+                  root=project_root)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr)
+    (out / "image.yaml").write_text(yaml.safe_dump({"services": {"comfyui": {"image": reference}}}))
+    return out
+
+
+def table(result: dict) -> str:
+    rows = ["| run | pull s | image MB on disk | fetch s | model MB | pull+fetch s | up to first image s | "
+            "of which start to warm s | health check lag s | total s | total / (max(pull, fetch) + up) |",
+            "|---" * 11 + "|"]
+    for label, r in result["runs"].items():
+        rows.append(f"| {label} | {r['pull']['seconds']} | {r['pull']['bytes_on_disk'] / 1e6:.0f} | "
+                    f"{r['fetch']['seconds']} | {r['fetch']['bytes'] / 1e6:.0f} | {r['pull_and_fetch_s']} | "
+                    f"{r['up']['seconds']} | {r['up']['start_to_warm_s']} | {r['up']['health_lag_s']} | {r['total_s']} | {result['ratio'][label]} |")
+    return "\n".join(rows) + (f"\n\nmax(pull, fetch) + up, each alone: {result['ratio']['floor_s']} s; "
+                              f"goal: overlapped total at most {result['goal']}x that")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
