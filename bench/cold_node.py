@@ -203,11 +203,36 @@ def against_goal(runs: dict) -> dict:
     return {"floor_s": round(floor, 2), **{label: round(r["total_s"] / floor, 3) for label, r in runs.items()}}
 
 
+# On paper, for the Z-Image image on an H200 node: the bytes a pull receives (the card stack's 4090 image,
+# 3.30 GB received by the registry on its first publish, docs/benchmarks.md; the cuda13 image is 6.46 GB on
+# disk against that one's 6.22 GB), the model files (images/z-image-turbo.yaml: 12.31 + 8.04 + 0.34 GB) and
+# start to warm (35.7 s measured on the H200 with the models in the page cache, FACTS.md section 9).
+PAPER = {"image_gb": 3.30, "models_gb": 20.69, "start_to_warm_s": 35.7}
+
+
+def paper(rates_gbit=(1, 10, 25)) -> str:
+    """What a user waits for at each link rate. One link carries both downloads, so overlapping them saves
+    time only where a source delivers less than the link (a registry's decompression, a hub's per-file
+    stream); the link-bound total is the lower bound, and one after another the upper."""
+    rows = ["| link | pull s | fetch s | both, one link s | + start to warm s | goal: 1.2x max(pull, fetch) + start s |",
+            "|---" * 6 + "|"]
+    for rate in rates_gbit:
+        pull_s, fetch_s = PAPER["image_gb"] * 8 / rate, PAPER["models_gb"] * 8 / rate
+        start = PAPER["start_to_warm_s"]
+        rows.append(f"| {rate} Gbit/s | {pull_s:.0f} | {fetch_s:.0f} | {pull_s + fetch_s:.0f} | "
+                    f"{pull_s + fetch_s + start:.0f} | {1.2 * max(pull_s, fetch_s) + start:.0f} |")
+    return "\n".join(rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-mb", type=int, default=512)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--paper", action="store_true", help="only the table at 1, 10 and 25 Gbit/s, computed")
     args = parser.parse_args()
+    if args.paper:
+        print(paper())
+        return 0
     client = connect()
     with tempfile.TemporaryDirectory(prefix="kiln-cold-") as tmp_name, ModelServer() as hub:
         work = Path(tmp_name)
