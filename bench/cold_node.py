@@ -73,17 +73,26 @@ def build_image(tmp: Path, data: bytes) -> tuple[Path, str]:
     return project.root, result.tags[0]
 
 
+BRIDGE, BRIDGE_CIDR, POOL = "kilncold0", "10.212.0.1/24", "base=10.213.0.0/16,size=24"
+
+
 class EmptyEngine:
-    """A second dockerd with its own empty data root, on its own socket."""
+    """A second dockerd with its own empty data root, on its own socket, with a bridge and address pool of
+    its own: a second daemon on the default bridge settings would take docker0 from the host's engine
+    (one started with --bridge none deletes it)."""
 
     def __init__(self, root: Path):
         self.root, self.sock = root, root / "docker.sock"
         root.mkdir(parents=True, exist_ok=True)
         self.env = {**os.environ, "DOCKER_HOST": f"unix://{self.sock}", "DOCKER_CONFIG": str(root / "config")}
+        for args in (["link", "add", BRIDGE, "type", "bridge"], ["addr", "add", BRIDGE_CIDR, "dev", BRIDGE],
+                     ["link", "set", BRIDGE, "up"]):
+            subprocess.run(["ip", *args], check=True, capture_output=True)
         self.process = subprocess.Popen(
             ["dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"), "--pidfile",
-             str(root / "pid"), "-H", f"unix://{self.sock}", "--bridge", "none", "--iptables=false",
-             "--ip6tables=false"], stdout=open(root / "dockerd.log", "ab"), stderr=subprocess.STDOUT)
+             str(root / "pid"), "-H", f"unix://{self.sock}", "--bridge", BRIDGE, "--default-address-pool", POOL,
+             "--iptables=false", "--ip6tables=false"], stdout=open(root / "dockerd.log", "ab"),
+            stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while self.docker("info", check=False).returncode != 0:
             if time.monotonic() > deadline:
@@ -106,6 +115,7 @@ class EmptyEngine:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=60)
+        subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True)
 
 
 def timed(fn) -> tuple[float, object]:
