@@ -158,11 +158,11 @@ def phases(server: ComfyServer, milestones: list[dict]) -> dict:
     at, previous, out = {}, 0.0, {}
     for m in milestones:
         stamp = server.output.first(m["line"])
-        if stamp is None:
-            out[m["phase"]] = None
+        if stamp is None:   # missing, and the next phase's start unknown: neither gets the other's time
+            out[m["phase"]], previous = None, None
             continue
         at[m["phase"]] = round(stamp - server.started, 3)
-        out[m["phase"]] = round(at[m["phase"]] - previous, 3)
+        out[m["phase"]] = round(at[m["phase"]] - previous, 3) if previous is not None else None
         previous = at[m["phase"]]
     return {"at_s": at, "phase_s": out}
 

@@ -145,7 +145,10 @@ PHASE = "kiln: phase "
 
 def _new_phases(container, seen: int, on_event: Listener) -> int:
     """Each phase line the container logged since the last look, as a phase event; how many there are now."""
-    logs = listed(lambda: container.logs()).decode("utf-8", "replace").splitlines()
+    try:
+        logs = container.logs().decode("utf-8", "replace").splitlines()
+    except docker.errors.DockerException:   # a log driver the engine cannot read back: the wait goes on unrelayed
+        return seen
     lines = [line[len(PHASE):] for line in logs if line.startswith(PHASE)]
     for line in lines[seen:]:
         on_event(Event("phase", f"  container: {line[:200]}"))

@@ -1,11 +1,25 @@
 """The cloud-init script's main sequence run for real by /bin/sh, with every step a stub that logs when it
-starts and ends (and may sleep or fail): what runs, in which order, and what overlaps."""
+starts and ends (and may sleep or fail), or, for the steps named real, the script's own function with a
+fake `docker` on PATH that logs the same way: what runs, in which order, what overlaps, what is stopped."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
+
+HELPERS = ("say", "report", "fail")   # what the real steps call
+FAKE_DOCKER = """#!/bin/sh
+# the docker client as the real steps call it: pull sleeps, logs, and fails where told; inspect answers
+case "$1" in
+    pull) echo "$(date +%s.%N) start docker-pull" >> "$STEPS_LOG"; sleep "$PULL_S"
+          [ "$PULL_FAILS" = 1 ] && exit 1
+          echo "$(date +%s.%N) end docker-pull" >> "$STEPS_LOG" ;;
+    image) echo 6460000000 ;;
+    logs) cat "$DOCKER_LOGS" 2> /dev/null ;;
+esac
+"""
 
 
 def main_sequence(script: str) -> str:
@@ -13,8 +27,24 @@ def main_sequence(script: str) -> str:
     return script[script.rindex("\ncheck_driver\n"):]
 
 
-def run_steps(script: str, tmp: Path, sleep: dict[str, float] | None = None,
-              fail: tuple[str, ...] = ()) -> tuple[int, list[tuple[float, str, str]]]:
+def function(script: str, name: str) -> str:
+    """One shell function of the script, as written there."""
+    start = script.index(f"\n{name}() {{\n") + 1
+    return script[start:script.index("\n}\n", start) + 3]
+
+
+def fake_docker(tmp: Path) -> dict[str, str]:
+    """PATH with the fake docker first."""
+    folder = tmp / "bin"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "docker").write_text(FAKE_DOCKER)
+    (folder / "docker").chmod(0o755)
+    return {"PATH": f"{folder}:{os.environ['PATH']}"}
+
+
+def run_steps(script: str, tmp: Path, sleep: dict[str, float] | None = None, fail: tuple[str, ...] = (),
+              real: tuple[str, ...] = (), env: dict[str, str] | None = None,
+              settle_s: float = 0.2) -> tuple[int, list[tuple[float, str, str]]]:
     """Exit code and the log [(seconds, start|end, step)] of the main sequence with stubbed steps."""
     body = main_sequence(script)
     steps = sorted({line.split()[0] for line in body.splitlines() if line.strip()
@@ -23,11 +53,14 @@ def run_steps(script: str, tmp: Path, sleep: dict[str, float] | None = None,
     log = tmp / "steps.log"
     stubs = [f"{name}() {{ echo \"$(date +%s.%N) start {name}\" >> {log}; sleep {(sleep or {}).get(name, 0)}; "
              + ("exit 1; " if name in fail else "")
-             + f"echo \"$(date +%s.%N) end {name}\" >> {log}; }}" for name in steps]
+             + f"echo \"$(date +%s.%N) end {name}\" >> {log}; }}" for name in steps if name not in real]
+    own = [function(script, name) for name in (*HELPERS, *real)] if real else []
+    variables = f"IMAGE=registry.example/kiln@sha256:0\nSTATUS={tmp}/status.json\nKILN_REGISTRY_USER=\n"
     started = time.time()
-    done = subprocess.run(["/bin/sh", "-c", "\n".join(stubs) + "\n" + body], capture_output=True, text=True,
-                          timeout=60)
-    time.sleep(0.2)   # a step left running in the background (it must not be) would still write
+    done = subprocess.run(["/bin/sh", "-c", variables + "\n".join(own + stubs) + "\n" + body], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, **fake_docker(tmp), "STEPS_LOG": str(log),
+                                                      "PULL_S": "0", **(env or {})})
+    time.sleep(settle_s)   # a step left running in the background (it must not be) would still write
     rows = [line.split() for line in log.read_text().splitlines()] if log.exists() else []
     return done.returncode, [(float(t) - started, what, name) for t, what, name in rows]
 

@@ -21,7 +21,7 @@ from kiln.project import Project
 from tests.conftest import ROOT, invoke
 from tests.jsonschema_tool import check_jsonschema
 from tests.standin.records import DIGEST, IMAGE_ID, REGISTRY, write_build_record, write_run_record
-from tests.unit.deploy_steps import order, run_steps
+from tests.unit.deploy_steps import fake_docker, function, order, run_steps
 from tests.unit.model_server import ModelServer
 
 GOLDEN = ROOT / "tests" / "golden" / "deploy"
@@ -76,7 +76,7 @@ def test_manifest_takes_the_digest_the_profile_and_the_defaults(published, tmp_p
                           "tag": image_tags(Project(published).subject("h200"))[0], "container_disk_gb": 16}
     assert d["gpu"]["product_label"] == "NVIDIA-H200" and d["gpu"]["runpod_pool"] == "HOPPER_141"
     assert d["gpu"]["driver_floor"] == Project(published).lock.stack.driver_floor
-    assert d["startup"] == {"budget_s": 900, "period_s": 10, "weights_load_s": 0,
+    assert d["startup"] == {"budget_s": 900, "period_s": 2, "weights_load_s": 0,
                             "source": "default: no warm-up measured by invoke run"}
     assert d["uid"] == 10001 and d["port"] == 8188 and d["cache"]["expected_bytes"] == 0
     deployment = yaml.safe_load((tmp_path / "out" / "k8s" / "deployment.yaml").read_text())
@@ -149,7 +149,8 @@ def test_only_a_gpu_run_of_the_warmup_workflow_sizes_the_budget_and_weight_readi
     load = -(-weights // int(rate * 2**20))
     base = max(120, 30.0 * 3) if measured else 900
     assert startup["weights_load_s"] == load and load > 100  # 20.7 GB at a network volume's baseline
-    assert startup["budget_s"] == -(-(base + load) // 10) * 10
+    period = startup["period_s"]
+    assert period == 2 and startup["budget_s"] == -(-(base + load) // period) * period
     assert startup["source"].startswith("measured" if measured else "default")
     assert f"+ {load} s to read 20.7 GB of model files" in startup["source"]
     if warmup is SKIPPED:
@@ -466,9 +467,8 @@ def test_cloud_init_carries_the_manifest_and_the_fetch_script(tiny_deploy):
 
 
 def test_cloud_init_pulls_the_image_while_it_fetches_the_models(tiny_deploy, tmp_path):
-    """The main sequence run by /bin/sh with stubbed steps: the pull and the fetch overlap, the server
-    starts only after both; a failed pull or fetch stops the script before any start, and a failed
-    fetch leaves no pull running."""
+    """The main sequence run by /bin/sh with stubbed steps: the pull and the fetch overlap, after the engine
+    and the toolkit were checked, and the server starts only after both."""
     out, _ = tiny_deploy
     script = (out / "cloud-init" / "kiln-deploy.sh").read_text()
     code, events = run_steps(script, tmp_path, sleep={"pull": 1, "fetch_models": 1})
@@ -478,12 +478,43 @@ def test_cloud_init_pulls_the_image_while_it_fetches_the_models(tiny_deploy, tmp
         "check_driver", "wait_docker", "check_toolkit", "mount_nvme", "fetch_models", "prepare_cache", "start",
         "wait_healthy"], seen
     at = {event: t for t, what, name in events for event in [f"{what} {name}"]}
+    assert at["start pull"] > at["end mount_nvme"], seen
     assert at["start fetch_models"] < at["end pull"] and at["start pull"] < at["end fetch_models"], seen
     assert at["start start"] > max(at["end pull"], at["end fetch_models"], at["end prepare_cache"]), seen
-    code, events = run_steps(script, tmp_path / "pull", sleep={"fetch_models": 1}, fail=("pull",))
-    assert code == 1 and "start start" not in order(events), order(events)
-    code, events = run_steps(script, tmp_path / "fetch", sleep={"pull": 2}, fail=("fetch_models",))
-    assert code == 1 and "end pull" not in order(events) and "start start" not in order(events), order(events)
+
+
+def test_cloud_init_stops_on_a_failed_pull_or_fetch_and_leaves_no_pull_running(tiny_deploy, tmp_path):
+    """The script's own pull() against a fake docker client: a failed pull stops the script before any start;
+    a failed fetch stops the docker client's pull it overlapped (it never finishes, even after the script)."""
+    out, _ = tiny_deploy
+    script = (out / "cloud-init" / "kiln-deploy.sh").read_text()
+    code, events = run_steps(script, tmp_path / "ok", real=("pull",), sleep={"fetch_models": 0.5},
+                             env={"PULL_S": "0.2"})
+    assert code == 0 and ["start docker-pull", "end docker-pull"] == [e for e in order(events) if "docker-pull" in e]
+    code, events = run_steps(script, tmp_path / "pull", real=("pull",), sleep={"fetch_models": 0.5},
+                             env={"PULL_FAILS": "1"})
+    status = json.loads((tmp_path / "pull" / "status.json").read_text())
+    assert code == 1 and "start start" not in order(events) and "cannot pull" in status["detail"], order(events)
+    code, events = run_steps(script, tmp_path / "fetch", real=("pull",), fail=("fetch_models",),
+                             env={"PULL_S": "1.5"}, settle_s=2.5)
+    seen = order(events)
+    assert code == 1 and "start docker-pull" in seen and "end docker-pull" not in seen, seen
+    assert "start start" not in seen, seen
+
+
+def test_cloud_init_says_each_phase_the_container_logs_once(tiny_deploy, tmp_path):
+    """relay_phases as the script has it, against a fake docker whose log grows between two looks."""
+    out, _ = tiny_deploy
+    script = (out / "cloud-init" / "kiln-deploy.sh").read_text()
+    logs = tmp_path / "container.log"
+    program = "\n".join([function(script, "say"), "seen_phases=0", function(script, "relay_phases"),
+                         f"printf 'x\\nkiln: phase preflight: checking the GPU\\n' > {logs}", "relay_phases c1",
+                         f"printf 'kiln: phase start: starting ComfyUI\\nComfyUI says\\n' >> {logs}", "relay_phases c1",
+                         "relay_phases c1"])
+    done = subprocess.run(["/bin/sh", "-c", program], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, **fake_docker(tmp_path), "DOCKER_LOGS": str(logs)})
+    assert done.returncode == 0 and done.stdout.splitlines() == [
+        "kiln-deploy: c1: preflight: checking the GPU", "kiln-deploy: c1: start: starting ComfyUI"], done.stdout
 
 
 def test_the_fetch_script_puts_every_model_in_place_verified_and_resumes_a_cut(tiny_deploy, tmp_path):

@@ -126,7 +126,7 @@ def test_the_cloud_init_fleet_carries_the_balancer_and_passes_its_tools(publishe
         "check_driver", "wait_docker", "check_toolkit", "check_balancer", "mount_nvme", "fetch_models",
         "prepare_cache", "start", "wait_healthy", "start_balancer"], starts
     at = {f"{what} {name}": t for t, what, name in events}
-    assert at["start pull"] < at["end fetch_models"] and at["start start"] > at["end pull"]
+    assert at["end mount_nvme"] < at["start pull"] < at["end fetch_models"] and at["start start"] > at["end pull"]
     assert "SERVERS=8" in script and "HOST_PORT=18188" in script and "BALANCER_SERIES=2.6" in script
     cfg = (folder / "haproxy.cfg").read_text()
     assert '"${KILN_BIND-127.0.0.1}:8188"' in cfg and "server comfyui-7 127.0.0.1:18195" in cfg

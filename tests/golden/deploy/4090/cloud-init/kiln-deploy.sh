@@ -159,7 +159,13 @@ pull() {
     fi
     pull_started=$(date +%s)
     say "pulling $IMAGE"
-    docker pull "$IMAGE" > /dev/null || fail "cannot pull $IMAGE: check the registry, the credentials and the VM's network"
+    # in the background of the main sequence: a TERM from it (a failed fetch) stops the docker client too,
+    # which cancels the pull
+    docker pull "$IMAGE" > /dev/null &
+    puller=$!
+    trap 'kill "$puller" 2> /dev/null || true; exit 1' TERM
+    wait "$puller" || fail "cannot pull $IMAGE: check the registry, the credentials and the VM's network"
+    trap - TERM
     bytes=$(docker image inspect --format '{{.Size}}' "$IMAGE" 2> /dev/null || echo 0)
     say "$IMAGE pulled: $((bytes / 1000000)) MB on disk in $(($(date +%s) - pull_started)) s"
 }
@@ -201,8 +207,9 @@ check_driver
 wait_docker
 check_toolkit
 mount_nvme
-# The image (from the registry) and the models (from the hub) travel at once: a cold node waits for the
-# longer of the two, not their sum. A failed pull has said why before it ended; a failed fetch stops it.
+# The image (from the registry) and the models (from the hub) travel at once: where neither saturates the
+# link, a cold node waits for the longer of the two, not their sum. A failed pull has said why (the script
+# stops once the fetch is done); a failed fetch stops the pull.
 pull &
 pulling=$!
 trap 'kill "$pulling" 2> /dev/null || true' EXIT
