@@ -495,8 +495,9 @@ def test_cloud_init_stops_on_a_failed_pull_or_fetch_and_leaves_no_pull_running(t
                              env={"PULL_FAILS": "1"})
     status = json.loads((tmp_path / "pull" / "status.json").read_text())
     assert code == 1 and "start start" not in order(events) and "cannot pull" in status["detail"], order(events)
+    # the fetch fails 1.5 s in, while the pull (4 s) runs; the script's end is waited past the pull's
     code, events = run_steps(script, tmp_path / "fetch", real=("pull",), fail=("fetch_models",),
-                             env={"PULL_S": "1.5"}, settle_s=2.5)
+                             sleep={"fetch_models": 1.5}, env={"PULL_S": "4"}, settle_s=3.5)
     seen = order(events)
     assert code == 1 and "start docker-pull" in seen and "end docker-pull" not in seen, seen
     assert "start start" not in seen, seen
