@@ -196,7 +196,7 @@ def one_run(engine: EmptyEngine, deploy: Path, reference: str, hub: str, work: P
         thread.join()
         both = time.monotonic() - started
     else:
-        pulled, fetched = pull(engine, reference), None
+        pulled = pull(engine, reference)
         fetched = fetch(deploy, cache, hub)
         both = time.monotonic() - started
     up = up_to_first_image(engine, deploy, cache, f"cold{'o' if overlapped else 's'}")

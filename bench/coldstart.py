@@ -36,7 +36,8 @@ from serve.prompt import submit_prompt, wait_for_prompt, with_new_seed  # noqa: 
 from serve.warmup import DEVICE_PROMPT, wait_for_server  # noqa: E402
 from zimage.levers import insert_compile  # noqa: E402
 from zimage.server import ComfyServer, Messages  # noqa: E402
-from zimage_latency import ensure_models, models_yaml, request, source_state, workflow_for  # noqa: E402
+from zimage.split import node_times  # noqa: E402
+from zimage_latency import ensure_models, header, models_yaml, request, workflow_for  # noqa: E402
 
 GPU, IMAGE = "h200", "z-image-turbo"
 LEVERS = ROOT / "bench" / "zimage" / "coldstart.yaml"
@@ -119,27 +120,23 @@ def resident(files: list[Path]) -> dict | None:
     return {Path(name).name: int(size) for size, name in rows if size.isdigit()}
 
 
-def warm_graph(graph: dict, lever: Lever) -> dict:
-    warm = json.loads(json.dumps(graph))
+def prompt_for(graph: dict, lever: Lever, steps: int | None = None) -> dict:
+    """The workflow as this lever runs it (compiled where it says), at `steps` sampler steps if given."""
+    prompt = json.loads(json.dumps(graph))
     if lever.workflow == "compile":
-        insert_compile(warm, {})
-    steps = lever.warmup.get("steps")
-    for node in warm.values():
+        insert_compile(prompt, {})
+    for node in prompt.values():
         if node["class_type"] == "KSampler" and steps:
             node["inputs"]["steps"] = steps
-    return warm
+    return prompt
 
 
 def node_spans(timeline, graph: dict) -> dict[str, float]:
-    """Seconds per node class of one run, from the 'executing' messages (the last node ends at success)."""
-    end = next((t for t, kind, _, _ in timeline.events if kind in ("execution_success", "execution_error")), None)
-    starts = [(t, node) for t, kind, node, _ in timeline.events if kind == "executing" and node]
+    """Seconds per node class of one run."""
     spans: dict[str, float] = {}
-    for (t, node), nxt in zip(starts, starts[1:] + [None]):
-        stop = nxt[0] if nxt else end
-        if stop is not None:
-            name = graph.get(node, {}).get("class_type", node)
-            spans[name] = round(spans.get(name, 0.0) + stop - t, 3)
+    for node, seconds in node_times(timeline)[1].items():
+        name = graph.get(node, {}).get("class_type", node)
+        spans[name] = round(spans.get(name, 0.0) + seconds, 3)
     return spans
 
 
@@ -206,7 +203,7 @@ def run_lever(lever: Lever, args, baseline: list[str], env: dict, graph: dict, f
         result["waited_s"] = round(ready, 3)
         server.messages = Messages(server.url, WARMUP_CLIENT)
         result.update(phases(server, milestones))
-        warm = warm_graph(graph, lever)
+        warm = prompt_for(graph, lever, lever.warmup.get("steps"))
         device = warm_run(server, DEVICE_PROMPT, limit)
         runs = [warm_run(server, with_new_seed(warm), limit) for _ in range(lever.warmup.get("runs", 2))]
         result["warm_s"] = round(time.perf_counter() - server.started, 3)
@@ -223,13 +220,6 @@ def run_lever(lever: Lever, args, baseline: list[str], env: dict, graph: dict, f
     finally:
         server.stop()
     return result
-
-
-def prompt_for(graph: dict, lever: Lever) -> dict:
-    served = json.loads(json.dumps(graph))
-    if lever.workflow == "compile":
-        insert_compile(served, {})
-    return served
 
 
 def table(results: dict) -> str:
@@ -258,14 +248,8 @@ def main(argv=None) -> int:
     subject = Project(ROOT).subject(GPU, IMAGE, args.stack)
     resolution = args.resolution or subject.gpu.serving.resolution
     baseline = profile_flags(subject.gpu, subject.image, subject.flags) + list(subject.image.flags)
-    results = {"gpu": GPU, "image": IMAGE, "stack": subject.lock.name, "comfyui": subject.lock.comfyui.version,
-               "resolution": resolution, "baseline_flags": baseline, "milestones": milestones,
-               "source": {"commit": args.source_commit, "given": True} if args.source_commit else source_state(),
-               "levers": {}}
+    results = {**header(subject, resolution, baseline, args.source_commit), "milestones": milestones}
     save = lambda: args.json.write_text(json.dumps(results, indent=1) + "\n")  # noqa: E731
-    import torch
-    results["torch"] = torch.__version__
-    results["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     results["models"] = ensure_models(args.models, args.size)
     install_kiln_nodes(args.comfyui)
     models_yaml(args.work, args.models)

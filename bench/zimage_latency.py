@@ -277,6 +277,16 @@ def table(results: dict) -> str:
     return "\n".join(rows)
 
 
+def header(subject, resolution: int, baseline: list[str], source_commit: str | None) -> dict:
+    """What a bench record starts with: what ran (stack, versions, flags, this repository's commit) and where."""
+    import torch
+    return {"gpu": GPU, "image": IMAGE, "stack": subject.lock.name, "comfyui": subject.lock.comfyui.version,
+            "resolution": resolution, "baseline_flags": baseline,
+            "source": {"commit": source_commit, "given": True} if source_commit else source_state(),
+            "torch": torch.__version__,
+            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", "levers": {}}
+
+
 def main(argv=None) -> int:
     args = parse(argv)
     started = time.perf_counter()
@@ -284,14 +294,8 @@ def main(argv=None) -> int:
     subject = project.subject(GPU, IMAGE, args.stack)
     resolution = args.resolution or subject.gpu.serving.resolution
     baseline = profile_flags(subject.gpu, subject.image, subject.flags) + list(subject.image.flags)
-    results = {"gpu": GPU, "image": IMAGE, "stack": subject.lock.name, "comfyui": subject.lock.comfyui.version,
-               "resolution": resolution, "baseline_flags": baseline,
-               "source": {"commit": args.source_commit, "given": True} if args.source_commit else source_state(),
-               "levers": {}}
+    results = header(subject, resolution, baseline, args.source_commit)
     save = lambda: args.json.write_text(json.dumps(results, indent=1) + "\n")  # noqa: E731
-    import torch
-    results["torch"] = torch.__version__
-    results["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     results["models"] = ensure_models(args.models, args.size)
     install_nodes(args.comfyui)
     models_yaml(args.work, args.models)

@@ -42,10 +42,22 @@ class Split:
         return {k: (round(v, 4) if v is not None else None) for k, v in self.__dict__.items()}
 
 
+def node_times(timeline: Timeline) -> tuple[list[tuple[float, str]], dict[str, float]]:
+    """Each node's start and its seconds, from one 'executing' message to the next (the last ends at success
+    or error; without that end, the last node has no time)."""
+    end = next((t for t, kind, _, _ in timeline.events if kind in ("execution_success", "execution_error")), None)
+    starts = [(t, node) for t, kind, node, _ in timeline.events if kind == "executing" and node]
+    spans = {}
+    for (t, node), nxt in zip(starts, starts[1:] + [None]):
+        stop = nxt[0] if nxt else end
+        if stop is not None:
+            spans[node] = spans.get(node, 0.0) + stop - t
+    return starts, spans
+
+
 def split(timeline: Timeline, ids: dict[str, str]) -> Split:
     end = next(t for t, kind, _, _ in timeline.events if kind in ("execution_success", "execution_error"))
-    starts = [(t, node) for t, kind, node, _ in timeline.events if kind == "executing" and node]
-    spans = {node: (nxt[0] if nxt else end) - t for (t, node), nxt in zip(starts, starts[1:] + [None])}
+    starts, spans = node_times(timeline)
     steps = [t for t, kind, node, _ in timeline.events if kind == "progress" and node == ids["sampler"]]
     gaps = [b - a for a, b in zip(steps, steps[1:])]
     if timeline.received is None:
