@@ -31,13 +31,14 @@ import yaml  # noqa: E402
 
 from kiln.launch import profile_flags  # noqa: E402
 from kiln.project import Project  # noqa: E402
+from kiln.render.facts import image_facts  # noqa: E402
 from kiln.render.context import sized_workflow  # noqa: E402
 from serve.prompt import submit_prompt, wait_for_prompt, with_new_seed  # noqa: E402
 from serve.warmup import DEVICE_PROMPT, wait_for_server  # noqa: E402
 from zimage.levers import insert_compile  # noqa: E402
 from zimage.server import ComfyServer, Messages  # noqa: E402
 from zimage.split import node_times  # noqa: E402
-from zimage_latency import ensure_models, header, models_yaml, request, workflow_for  # noqa: E402
+from zimage_latency import ensure_models, header, models_yaml, request, smoke_workflow, workflow_for  # noqa: E402
 
 GPU, IMAGE = "h200", "z-image-turbo"
 LEVERS = ROOT / "bench" / "zimage" / "coldstart.yaml"
@@ -60,6 +61,7 @@ class Lever:
     inductor_cache: str = ""
     fresh_cache: bool = False
     importtime: bool = False
+    smoke: bool = False
 
 
 def parse(argv):
@@ -177,7 +179,7 @@ def import_split(lines: list[tuple[float, str]], top: int = 15) -> list[dict]:
 
 
 def run_lever(lever: Lever, args, baseline: list[str], env: dict, graph: dict, files: list[Path],
-              milestones: list[dict]) -> dict:
+              milestones: list[dict], facts: dict) -> dict:
     flags = [f for f in baseline if f not in lever.drop] + list(lever.add)
     if args.cpu:
         flags = [f for f in flags if f not in ("--highvram", "--gpu-only", "--normalvram")] + ["--cpu"]
@@ -214,6 +216,8 @@ def run_lever(lever: Lever, args, baseline: list[str], env: dict, graph: dict, f
                             "first_vs_steady": round(totals[0] / statistics.median(totals[1:]), 3)}
         if lever.importtime:
             result["imports"] = import_split(server.output.lines)
+        if lever.smoke:
+            result["smoke"] = smoke_workflow(server.url, prompt_for(graph, lever), facts, args.models, args.work)
     except Exception as exc:  # one lever failing must not lose the others
         result["error"] = f"{type(exc).__name__}: {exc}"[:400]
         result["log_tail"] = [line[:300] for _, line in server.output.lines[-8:]] if server.output else []
@@ -262,7 +266,7 @@ def main(argv=None) -> int:
             continue
         print(f"lever {lever.name} ...", flush=True)
         results["levers"][lever.name] = run_lever(lever, args, baseline, dict(subject.image.env), graph, files,
-                                                  milestones)
+                                                  milestones, image_facts(subject).to_json())
         print(json.dumps({lever.name: {k: v for k, v in results["levers"][lever.name].items()
                                        if k not in ("resident_before", "dropped")}}), flush=True)
         save()
