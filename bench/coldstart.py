@@ -79,6 +79,7 @@ def parse(argv):
     p.add_argument("--cpu", action="store_true", help="plumbing check without a GPU (adds --cpu)")
     p.add_argument("--resolution", type=int, help="default: the profile's (a plumbing check on a CPU wants less)")
     p.add_argument("--steps", type=int, help="sampler steps (default: the workflow's)")
+    p.add_argument("--repeat", type=int, default=1, help="rounds of the chosen levers, alternating (keys name#2, ...)")
     p.add_argument("--budget-s", type=float, default=540)
     p.add_argument("--port", type=int, default=8391)
     return p.parse_args(argv)
@@ -178,8 +179,16 @@ def import_split(lines: list[tuple[float, str]], top: int = 15) -> list[dict]:
     return sorted(rows, key=lambda r: -r["cumulative_s"])[:top]
 
 
-def run_lever(lever: Lever, args, baseline: list[str], env: dict, graph: dict, files: list[Path],
-              milestones: list[dict], facts: dict) -> dict:
+def warmup_plan(lever: Lever, image) -> tuple[int, int | None]:
+    """Workflow runs and sampler steps of the warm-up: the lever's where it says (steps null: the workflow's
+    own), else the image's (images/*.yaml warmup.runs and warmup.steps)."""
+    return (lever.warmup.get("runs", image.warmup_runs),
+            lever.warmup["steps"] if "steps" in lever.warmup else image.warmup_steps)
+
+
+def run_lever(lever: Lever, args, baseline: list[str], subject, graph: dict, files: list[Path],
+              milestones: list[dict]) -> dict:
+    env, facts = dict(subject.image.env), image_facts(subject).to_json()
     flags = [f for f in baseline if f not in lever.drop] + list(lever.add)
     if args.cpu:
         flags = [f for f in flags if f not in ("--highvram", "--gpu-only", "--normalvram")] + ["--cpu"]
@@ -205,11 +214,12 @@ def run_lever(lever: Lever, args, baseline: list[str], env: dict, graph: dict, f
         result["waited_s"] = round(ready, 3)
         server.messages = Messages(server.url, WARMUP_CLIENT)
         result.update(phases(server, milestones))
-        warm = prompt_for(graph, lever, lever.warmup.get("steps"))
+        runs_wanted, steps = warmup_plan(lever, subject.image)
+        warm = prompt_for(graph, lever, steps)
         device = warm_run(server, DEVICE_PROMPT, limit)
-        runs = [warm_run(server, with_new_seed(warm), limit) for _ in range(lever.warmup.get("runs", 2))]
+        runs = [warm_run(server, with_new_seed(warm), limit) for _ in range(runs_wanted)]
         result["warm_s"] = round(time.perf_counter() - server.started, 3)
-        result["warmup"] = {"device_s": device["seconds"], "runs": runs}
+        result["warmup"] = {"device_s": device["seconds"], "runs": runs, "steps": steps}
         served = [server.run(request(prompt_for(graph, lever), i), limit) for i in range(SERVED)]
         totals = [t.received - t.posted for t in served]
         result["served"] = {"first_s": round(totals[0], 3), "steady_p50_s": round(statistics.median(totals[1:]), 3),
@@ -260,16 +270,17 @@ def main(argv=None) -> int:
     graph = workflow_for(resolution, args.steps, sized_workflow(subject))   # what the image runs: warmup.json
     files = sorted(p for p in args.models.rglob("*.safetensors"))
     save()
-    for lever in levers:
-        if time.perf_counter() - started > args.budget_s - 45:
-            results["levers"][lever.name] = {"what": lever.what, "skipped": "out of time in this run"}
-            continue
-        print(f"lever {lever.name} ...", flush=True)
-        results["levers"][lever.name] = run_lever(lever, args, baseline, dict(subject.image.env), graph, files,
-                                                  milestones, image_facts(subject).to_json())
-        print(json.dumps({lever.name: {k: v for k, v in results["levers"][lever.name].items()
-                                       if k not in ("resident_before", "dropped")}}), flush=True)
-        save()
+    for round_ in range(1, args.repeat + 1):
+        for lever in levers:
+            key = lever.name if round_ == 1 else f"{lever.name}#{round_}"
+            if time.perf_counter() - started > args.budget_s - 45:
+                results["levers"][key] = {"what": lever.what, "skipped": "out of time in this run"}
+                continue
+            print(f"lever {key} ...", flush=True)
+            results["levers"][key] = run_lever(lever, args, baseline, subject, graph, files, milestones)
+            print(json.dumps({key: {k: v for k, v in results["levers"][key].items()
+                                    if k not in ("resident_before", "dropped")}}), flush=True)
+            save()
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     save()
     print(table(results))

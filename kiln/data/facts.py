@@ -54,6 +54,8 @@ class WarmupModel(Model):
 class WarmupFacts(Model):
     models: tuple[WarmupModel, ...]
     baked_models: str | None = None   # the image's own models folder, when `--bake-models` put them there
+    runs: int = 2                     # workflow runs before ready
+    steps: int | None = None          # sampler steps of those runs (None: the workflow's own)
 
 
 class ImageFacts(Model):

@@ -87,8 +87,11 @@ class Recipe(Model):
 
 
 class Warmup(Model):
-    workflow: str = Field("", description="API-format workflow (path relative to the spec) run twice before ready")
+    workflow: str = Field("", description="API-format workflow (path relative to the spec) run before ready")
     recipe: Recipe = Field(Recipe(), description="the model's sampling recipe the warm-up must follow")
+    runs: int = Field(2, ge=1, le=5, description="how many times the warm-up runs the workflow before ready")
+    steps: int | None = Field(None, ge=1, description="sampler steps of the warm-up's runs (default: the recipe's); "
+                              "the served workflow keeps the recipe's")
 
 
 class Output(Model):
@@ -133,6 +136,8 @@ class ImageSpec:
     workflow: dict[str, Any] | None
     recipe: dict[str, Any]
     output: Output | None = None
+    warmup_runs: int = 2
+    warmup_steps: int | None = None
 
     @property
     def weights_gb(self) -> float:
@@ -159,7 +164,8 @@ def load_image(path: Path, default_base: str, where: str = "") -> ImageSpec:
         port=spec.server.port, flags=spec.server.flags, env={k: str(v) for k, v in spec.env.items()},
         cache_mount=spec.cache.mount, models=spec.models, working_gb=spec.working_gb,
         workflow_path=workflow_path, workflow=workflow,
-        recipe=spec.warmup.recipe.model_dump(exclude_none=True), output=_output(spec.output, workflow, where or str(path)))
+        recipe=spec.warmup.recipe.model_dump(exclude_none=True), output=_output(spec.output, workflow, where or str(path)),
+        warmup_runs=spec.warmup.runs, warmup_steps=spec.warmup.steps)
 
 
 def _output(output: Output | None, workflow: dict[str, Any] | None, where: str) -> Output | None:

@@ -29,5 +29,5 @@ def image_facts(s: Subject, baked_models: str | None = None) -> ImageFacts:
         "launch": {"port": s.image.port, "flags": launch_flags(s.gpu, s.image, s.flags)},
         "cache_mount": s.image.cache_mount,
         "warmup": {"models": [{"folder": m.folder, "file": m.file} for m in s.image.models],
-                   "baked_models": baked_models},
+                   "baked_models": baked_models, "runs": s.image.warmup_runs, "steps": s.image.warmup_steps},
     })

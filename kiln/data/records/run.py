@@ -20,7 +20,9 @@ class Warmup(Model):
     device_s: float | None = None
     workflow: str | None = None
     first_s: float | None = Field(None, description="first run of the warm-up workflow; absent when it did not run")
-    second_s: float | None = None
+    second_s: float | None = Field(None, description="second run, where the image's warm-up runs the workflow twice")
+    runs: int | None = Field(None, description="workflow runs the warm-up made")
+    steps: int | None = Field(None, description="sampler steps of the warm-up's runs (absent: the workflow's own)")
     total_s: float | None = None
     start_to_warm_s: float | None = Field(None, description="from the start script's first line to ready")
 
