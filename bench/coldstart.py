@@ -38,6 +38,7 @@ from serve.warmup import DEVICE_PROMPT, wait_for_server  # noqa: E402
 from zimage.levers import insert_compile  # noqa: E402
 from zimage.server import ComfyServer, Messages  # noqa: E402
 from zimage.split import node_times  # noqa: E402
+from coldstart_report import table  # noqa: E402
 from zimage_latency import ensure_models, header, models_yaml, request, smoke_workflow, workflow_for  # noqa: E402
 
 GPU, IMAGE = "h200", "z-image-turbo"
@@ -234,25 +235,6 @@ def run_lever(lever: Lever, args, baseline: list[str], subject, graph: dict, fil
     finally:
         server.stop()
     return result
-
-
-def table(results: dict) -> str:
-    """One row per lever: the phases to ready, the warm-up, start to warm, and whether it was warm."""
-    names = [m["phase"] for m in results["milestones"]]
-    head = ["lever", "cache", *names, "ready", "device", "run 1", "run 2", "start to warm", "served first / p50"]
-    rows = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
-    for name, r in results["levers"].items():
-        if "warm_s" not in r:
-            rows.append(f"| {name} | {r.get('page_cache', '')} | " + (r.get("error") or r.get("skipped", ""))[:120]
-                        .replace("|", "/") + " |" + " |" * (len(head) - 3))
-            continue
-        phase = [f"{v:.2f}" if v is not None else "-" for v in (r["phase_s"][n] for n in names)]
-        runs = [f"{x['seconds']:.2f}" for x in r["warmup"]["runs"]] + ["-"] * (2 - len(r["warmup"]["runs"]))
-        s = r["served"]
-        rows.append(f"| {name} | {r['page_cache']} | " + " | ".join(phase) + f" | {r['ready_s']:.2f} | "
-                    f"{r['warmup']['device_s']:.2f} | {runs[0]} | {runs[1]} | **{r['warm_s']:.2f}** | "
-                    f"{s['first_s']:.2f} / {s['steady_p50_s']:.2f} |")
-    return "\n".join(rows)
 
 
 def main(argv=None) -> int:

@@ -1,5 +1,6 @@
-"""The toolkit's own reference tables (kiln/data/tables/): ComfyUI's command line per version and the
-PYTORCH_CUDA_ALLOC_CONF keys per torch release, loaded through the same validation as user data."""
+"""The toolkit's own reference tables (kiln/data/tables/): ComfyUI's command line per version, the
+PYTORCH_CUDA_ALLOC_CONF keys per torch release and the files each stack's images leave out, loaded through
+the same validation as user data."""
 
 from __future__ import annotations
 
@@ -84,6 +85,18 @@ class CudaDriversFile(Model):
     cuda: dict[str, CudaDriver] = Field(description="per CUDA runtime major: the oldest driver that runs it")
 
 
+class PruneEntry(Model):
+    # relative to site-packages; no segment starts with a dot, so none climbs out of it
+    path: str = Field(pattern=r"^[A-Za-z0-9_*-]+(/[A-Za-z0-9_*-][A-Za-z0-9_.*-]*)*$")
+    why: str
+    trace: Literal["unread", "read"] = Field(description="what bench/opened_files.py found on the GPU host")
+
+
+class PruneFile(Model):
+    stacks: dict[str, tuple[PruneEntry, ...]]
+
+
+PRUNE_PATH = TABLES / "prune.yaml"
 HOST_FIXES_PATH = TABLES / "host_fixes.yaml"
 CUDA_DRIVERS_PATH = TABLES / "cuda_drivers.yaml"
 
@@ -96,6 +109,16 @@ def cuda_driver(cuda: str) -> CudaDriver | None:
 @lru_cache(maxsize=None)
 def _cuda_drivers() -> CudaDriversFile:
     return validate(CudaDriversFile, read_yaml(CUDA_DRIVERS_PATH), CUDA_DRIVERS_PATH)
+
+
+def pruned_paths(stack: str) -> tuple[str, ...]:
+    """What the stack's images leave out of site-packages: the candidates the trace found unread."""
+    return tuple(e.path for e in _prune_file().stacks.get(stack, ()) if e.trace == "unread")
+
+
+@lru_cache(maxsize=None)
+def _prune_file() -> PruneFile:
+    return validate(PruneFile, read_yaml(PRUNE_PATH), PRUNE_PATH)
 
 
 @lru_cache(maxsize=None)

@@ -13,6 +13,7 @@ from kiln.data.files import file_sha256
 from kiln.launch import managed_flags, profile_flags
 from kiln.data.lock import Lock
 from kiln.data.subject import Subject
+from kiln.data.tables import pruned_paths
 from kiln.identity import (BAKED_MODELS_DIR, DRAIN_MARKER, FAILED_MARKER, READY_MARKER, UID, agent_port, base_ref,
                            cache_env, cache_folders, labels, metrics_port)
 from kiln.render.facts import image_facts
@@ -51,6 +52,7 @@ def render_texts(s: Subject, templates_dir: Path, portable: bool = False, baked:
         "ready_marker": READY_MARKER, "failed_marker": FAILED_MARKER, "drain_marker": DRAIN_MARKER,
         "metrics_port": metrics_port(s.image.port), "agent_port": agent_port(s.image.port), "cache_dirs": cache_folders(),
         "portable": portable, "baked_models": BAKED_MODELS_DIR if baked else "",
+        "prune": pruned_paths(s.lock.name),
     }
     texts = {name: render_template(env, template, values) for name, template in TEMPLATES.items()}
     facts = image_facts(s, BAKED_MODELS_DIR if baked else None)

@@ -172,3 +172,27 @@ def test_an_output_block_needs_one_saveimage_to_replace(project_copy, saves):
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and f"output: the warm-up workflow has {saves} SaveImage nodes" in result.stderr
     assert "images/z-image-turbo.yaml" in result.stderr and "remove the output block" in result.stderr
+
+
+def test_the_cuda13_venv_leaves_out_what_the_trace_found_unread_and_keeps_what_it_read(project, tmp_path):
+    """kiln/data/tables/prune.yaml: the unread entries are removed in the builder stage, before the venv is
+    copied (so the layer shrinks), with `rm -r` (a path gone from the wheels fails the build); read ones stay."""
+    from kiln.data.tables import _prune_file
+    entries = _prune_file().stacks["cuda13"]
+    text = render_texts(project.subject("h200", "z-image-turbo", "cuda13"), project.templates_dir)["Dockerfile"]
+    builder, final = text.split("\nFROM kiln-base:debian-bookworm-py3.11\n")
+    site = "/opt/venv/lib/python3.11/site-packages/"
+    removed = [x.strip().removesuffix(" \\").removeprefix(site) for x in builder.split(" && rm -r \\\n")[1]
+               .split(" && find")[0].splitlines()]
+    assert removed == [e.path for e in entries if e.trace == "unread"] and "nvidia/cusparselt" not in removed
+    assert "rm -r" not in final and "rm -rf" not in builder
+    card = render_texts(project.subject("h200"), project.templates_dir)["Dockerfile"]
+    assert " && rm -r " not in card   # the card's stack has no prune list
+
+
+@pytest.mark.parametrize("path", ["../etc/passwd", "/opt/venv", "nvidia/../../x", "nvidia/.hidden"])
+def test_a_prune_path_that_could_leave_site_packages_is_refused(path):
+    from pydantic import ValidationError
+    from kiln.data.tables import PruneEntry
+    with pytest.raises(ValidationError, match="path"):
+        PruneEntry(path=path, why="x", trace="unread")

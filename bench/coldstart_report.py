@@ -1,0 +1,68 @@
+"""The start-to-warm table of bench/coldstart.py runs, and the ratios docs/cold-start.md quotes.
+
+Usage: python bench/coldstart_report.py docs/gpu-validation/cuda13/h200-coldstart-*.json
+Every lever of every run is a row (levers repeated by --repeat keep a row per round, name#2, ...), labelled by
+its file's last name part. Then, for each lever measured in several rounds of one run, the median start to
+warm, its ratio to the goal (bench/zimage/coldstart.yaml) and, where the run has a `before` lever, to it.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import yaml
+
+GOAL = yaml.safe_load((Path(__file__).resolve().parent / "zimage" / "coldstart.yaml").read_text())["goal"]
+
+
+def table(results: dict, label: str = "") -> str:
+    """One row per lever: the phases to ready, the warm-up, start to warm, and whether it was warm."""
+    names = [m["phase"] for m in results["milestones"]]
+    head = ["run", "lever", "cache", *names, "ready", "device", "run 1", "run 2", "start to warm",
+            "served first / p50"]
+    rows = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for name, r in results["levers"].items():
+        if "warm_s" not in r:
+            rows.append(f"| {label} | {name} | {r.get('page_cache', '')} | " + (r.get("error") or r.get("skipped", ""))
+                        [:120].replace("|", "/") + " |" + " |" * (len(head) - 4))
+            continue
+        phase = [f"{v:.2f}" if v is not None else "-" for v in (r["phase_s"][n] for n in names)]
+        runs = [f"{x['seconds']:.2f}" for x in r["warmup"]["runs"]] + ["-"] * (2 - len(r["warmup"]["runs"]))
+        s = r["served"]
+        rows.append(f"| {label} | {name} | {r['page_cache']} | " + " | ".join(phase) + f" | {r['ready_s']:.2f} | "
+                    f"{r['warmup']['device_s']:.2f} | {runs[0]} | {runs[1]} | **{r['warm_s']:.2f}** | "
+                    f"{s['first_s']:.2f} / {s['steady_p50_s']:.2f} |")
+    return "\n".join(rows)
+
+
+def medians(results: dict) -> dict[str, list[float]]:
+    """Start to warm per lever across the rounds of one run."""
+    rounds: dict[str, list[float]] = {}
+    for name, r in results["levers"].items():
+        if "warm_s" in r:
+            rounds.setdefault(name.split("#")[0], []).append(r["warm_s"])
+    return rounds
+
+
+def main(paths: list[str]) -> int:
+    for path in map(Path, paths):
+        results = json.loads(path.read_text())
+        label = path.stem.rsplit("-", 1)[-1]
+        print(table(results, label) + "\n")
+        rounds = medians(results)
+        before = statistics.median(rounds["before"]) if len(rounds.get("before", ())) > 1 else None
+        for name, warm in rounds.items():
+            if len(warm) > 1:
+                mid = statistics.median(warm)
+                versus = f", {mid / before:.2f}x before" if before and name != "before" else ""
+                print(f"{label} {name}: start to warm {' / '.join(f'{w:.2f}' for w in warm)} s, median {mid:.2f} s "
+                      f"= {mid / GOAL['start_to_warm_s']:.2f}x the {GOAL['start_to_warm_s']:g} s goal{versus}")
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
