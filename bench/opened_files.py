@@ -131,30 +131,32 @@ def report(args, record: dict) -> dict:
     return record
 
 
-def entry_files(roots: list[Path], pattern: str) -> list[tuple[Path, Path]]:
-    """(root, path) of every file an entry names, a folder's files included."""
+def entry_matches(roots: list[Path], pattern: str) -> list[tuple[Path, Path, list[Path]]]:
+    """(root, what the entry names, the files in it) for every match, a folder's files included."""
     found = []
     for root in roots:
         for match in sorted(root.glob(pattern)):
             inside = [match] if match.is_file() else [p for p in match.rglob("*") if p.is_file()]
-            found += [(root, p) for p in inside if not p.is_symlink()]
+            found.append((root, match, [p for p in inside if not p.is_symlink()]))
     return found
 
 
 def prune(args, record: dict) -> dict:
+    """Each entry moved away whole, as the image build removes it, where none of its files was read."""
     roots = [Path(r) for r in record["roots"]]
     entries = yaml.safe_load(args.policy.read_text())["stacks"][args.stack]
     results = []
     for entry in entries:
-        files = entry_files(roots, entry["path"])
+        matches = entry_matches(roots, entry["path"])
+        files = [(root, p) for root, _, inside in matches for p in inside]
         read = [str(p.relative_to(r)) for r, p in files if was_read(p)]
         size = sum(p.stat().st_size for _, p in files)
-        status = "absent" if not files else "read: kept" if read else "pruned"
+        status = "absent" if not matches else "read: kept" if read else "pruned"
         if status == "pruned":
-            for root, path in files:
-                target = args.move_to / path.relative_to(root)
+            for root, match, _ in matches:
+                target = args.move_to / match.relative_to(root)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(path, target)
+                shutil.move(match, target)
         results.append({**entry, "status": status, "files": len(files), "bytes": size, "read": read[:10]})
     record["prune"] = {"stack": args.stack, "moved_to": str(args.move_to), "entries": results,
                        "pruned_bytes": sum(r["bytes"] for r in results if r["status"] == "pruned")}

@@ -89,7 +89,8 @@ def zimage_cache(zimage_built, tmp_path_factory):
 
 def test_zimage_image_warms_up_on_models_fetched_by_manifest(zimage_cache):
     """models.fetch from a local hub, then `invoke run --cpu-mode`: healthy only after the warm-up drove the
-    Z-Image workflow twice; the last prompt saved an image at the profile's resolution."""
+    Z-Image workflow as the image plans it (images/z-image-turbo.yaml: once, at one sampler step); that
+    prompt saved an image at the profile's resolution."""
     spec, cache = zimage_cache
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -100,10 +101,15 @@ def test_zimage_image_warms_up_on_models_fetched_by_manifest(zimage_cache):
                      "--port", str(port), "--timeout", "300")
         assert ran.returncode == 0, ran.stdout + ran.stderr
         assert "workflow=warmup.json" in ran.stdout, ran.stdout
-        assert "first_s=" in ran.stdout and "second_s=" in ran.stdout
+        plan = yaml.safe_load((ROOT / "images" / "z-image-turbo.yaml").read_text())["warmup"]
+        assert (plan["runs"], plan["steps"], plan["recipe"]["steps"]) == (1, 1, 8)
+        assert "first_s=" in ran.stdout and "runs=1" in ran.stdout and "steps=1" in ran.stdout
+        assert "second_s=" not in ran.stdout
         history = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/history", timeout=10))
         done = [entry for entry in history.values() if entry["outputs"]]
-        assert len(done) == 2 and all(entry["status"]["completed"] for entry in done)
+        assert len(done) == 1 and all(entry["status"]["completed"] for entry in done)
+        sampler = next(n for n in done[0]["prompt"][2].values() if n["class_type"] == "KSampler")
+        assert sampler["inputs"]["steps"] == 1   # the warm-up's own steps
         image = next(iter(done[-1]["outputs"].values()))["images"][0]
         png = urllib.request.urlopen(f"http://127.0.0.1:{port}/view?filename={image['filename']}", timeout=10).read()
         assert struct.unpack(">II", png[16:24]) == (1024, 1024)
