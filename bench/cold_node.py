@@ -243,6 +243,8 @@ def paper_inputs() -> dict:
     models = yaml.safe_load((ROOT / "images" / "z-image-turbo.yaml").read_text())["models"]
     warm = [r["warm_s"] for name, r in json.loads(WARM_RECORD.read_text())["levers"].items()
             if name.split("#")[0] == "baseline" and "warm_s" in r]
+    if not warm:
+        raise SystemExit(f"cold_node: {WARM_RECORD.name} has no completed baseline round to take start to warm from")
     return {"image_gb": image["gzip_bytes"] / 1e9, "models_gb": sum(m["size"] for m in models) / 1e9,
             "start_to_warm_s": statistics.median(warm)}
 

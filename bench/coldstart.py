@@ -5,8 +5,9 @@ Usage (on the GPU host, from the repository root; ComfyUI at the stack's commit 
 
 Writes full-size synthetic weights into MODELS unless they are there (as bench/zimage_latency.py does),
 then starts ComfyUI once per lever of bench/zimage/coldstart.yaml with the launch flags kiln renders for
-the H200 and runs kiln's own warm-up code against it (provision/container/serve: /system_stats, the
-device prompt, the image's warm-up workflow), reading the warm-up's websocket to split each run by node.
+the H200 and warms it up the way the image does (provision/container/serve: its wait for /system_stats,
+its device prompt, the image's warm-up workflow with its steps set by serve.warmup.with_steps), in a loop
+of its own that reads the warm-up's websocket to split each run by node.
 After the warm-up, the first served request and three more show whether the server really was warm
 (first served / steady p50 near 1). Results go to --json after every lever.
 """
@@ -34,7 +35,7 @@ from kiln.project import Project  # noqa: E402
 from kiln.render.facts import image_facts  # noqa: E402
 from kiln.render.context import sized_workflow  # noqa: E402
 from serve.prompt import submit_prompt, wait_for_prompt, with_new_seed  # noqa: E402
-from serve.warmup import DEVICE_PROMPT, wait_for_server  # noqa: E402
+from serve.warmup import DEVICE_PROMPT, wait_for_server, with_steps  # noqa: E402
 from zimage.levers import insert_compile  # noqa: E402
 from zimage.server import ComfyServer, Messages  # noqa: E402
 from zimage.split import node_times  # noqa: E402
@@ -80,7 +81,8 @@ def parse(argv):
     p.add_argument("--cpu", action="store_true", help="plumbing check without a GPU (adds --cpu)")
     p.add_argument("--resolution", type=int, help="default: the profile's (a plumbing check on a CPU wants less)")
     p.add_argument("--steps", type=int, help="sampler steps (default: the workflow's)")
-    p.add_argument("--repeat", type=int, default=1, help="rounds of the chosen levers, alternating (keys name#2, ...)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="rounds of the chosen levers, in the same order each round (keys name#2, ...)")
     p.add_argument("--budget-s", type=float, default=540)
     p.add_argument("--port", type=int, default=8391)
     return p.parse_args(argv)
@@ -125,14 +127,12 @@ def resident(files: list[Path]) -> dict | None:
 
 
 def prompt_for(graph: dict, lever: Lever, steps: int | None = None) -> dict:
-    """The workflow as this lever runs it (compiled where it says), at `steps` sampler steps if given."""
+    """The workflow as this lever runs it (compiled where it says), at `steps` sampler steps if given (set as
+    the image's warm-up sets them, serve.warmup.with_steps)."""
     prompt = json.loads(json.dumps(graph))
     if lever.workflow == "compile":
         insert_compile(prompt, {})
-    for node in prompt.values():
-        if node["class_type"] == "KSampler" and steps:
-            node["inputs"]["steps"] = steps
-    return prompt
+    return with_steps(prompt, steps) if steps else prompt
 
 
 def node_spans(timeline, graph: dict) -> dict[str, float]:

@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Start to warm on a GPU host in host mode, and the files of the packages that serving reads
-# (docs/cold-start.md). Two steps, run one after the other on the same host; each writes under $OUT.
+# (docs/cold-start.md). Two steps, run one after the other on the same host; each writes into OUT.
 #
-#   bench/h200_coldstart.sh trace  COMFYUI MODELS WORK COMMIT
+#   bench/h200_coldstart.sh trace  OUT COMFYUI MODELS WORK COMMIT
 #       access times reset (bench/opened_files.py mark), then the baseline (start, warm-up, served
 #       prompts, smoke's workflow checks), a snapshot of what it read, the compile levers, a second
 #       snapshot, then the import timer, the page cache dropped and --disable-api-nodes
-#   bench/h200_coldstart.sh levers COMFYUI MODELS WORK COMMIT
+#   bench/h200_coldstart.sh levers OUT COMFYUI MODELS WORK COMMIT
 #       the warm-up levers and group 2, then the prune list applied (files unread above moved away)
 #       and the baseline again with smoke's workflow checks, then the smoke suite's GPU checks
 #
-# The access-time record lives in WORK between the steps; each step copies it to $OUT.
+# The access-time record lives in WORK between the steps; each step copies it to OUT.
 set -uo pipefail
-step=$1 comfy=$2 models=$3 work=$4 commit=$5
-out=${OUT:?set OUT to the folder the results go to}
+if [ $# -ne 6 ]; then
+  echo "usage: bench/h200_coldstart.sh trace|levers OUT COMFYUI MODELS WORK COMMIT" >&2
+  exit 2
+fi
+step=$1 out=$2 comfy=$3 models=$4 work=$5 commit=$6
+mkdir -p "$out"
 record="$work/opened-files.json"
 mkdir -p "$work"
 
@@ -41,7 +45,7 @@ case $step in
     of prune --stack cuda13 --move-to "$work/pruned"
     cs cs-pruned --group 4 --budget-s 120
     python3 bench/gpu_expects.py "$work/expect" cuda13 >/dev/null
-    EXPECT="$work/expect/expect-h200-cuda13.json" JSON_NAME=gpu-smoke-pruned.json bench/gpu_checks.sh
+    OUT="$out" EXPECT="$work/expect/expect-h200-cuda13.json" JSON_NAME=gpu-smoke-pruned.json bench/gpu_checks.sh
     ;;
   *)
     echo "h200_coldstart.sh: step '$step' is neither trace nor levers" >&2

@@ -165,7 +165,17 @@ def load_image(path: Path, default_base: str, where: str = "") -> ImageSpec:
         cache_mount=spec.cache.mount, models=spec.models, working_gb=spec.working_gb,
         workflow_path=workflow_path, workflow=workflow,
         recipe=spec.warmup.recipe.model_dump(exclude_none=True), output=_output(spec.output, workflow, where or str(path)),
-        warmup_runs=spec.warmup.runs, warmup_steps=spec.warmup.steps)
+        warmup_runs=spec.warmup.runs, warmup_steps=_warmup_steps(spec.warmup.steps, workflow, where or str(path)))
+
+
+def _warmup_steps(steps: int | None, workflow: dict[str, Any] | None, where: str) -> int | None:
+    """warmup.steps is set on the workflow's samplers and schedulers: without one, it would change nothing."""
+    setters = [n for n in (workflow or {}).values() if "steps" in n.get("inputs", {})
+               and any(word in n["class_type"] for word in ("Sampler", "Scheduler"))]
+    if steps is not None and not setters:
+        raise KilnError("warmup.steps: the warm-up workflow has no sampler or scheduler with a steps input", where,
+                        "remove warmup.steps, or give the workflow the sampler it serves with")
+    return steps
 
 
 def _output(output: Output | None, workflow: dict[str, Any] | None, where: str) -> Output | None:

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from kiln.data.files import read_yaml
 from kiln.data.schema import Model, validate
@@ -86,10 +86,18 @@ class CudaDriversFile(Model):
 
 
 class PruneEntry(Model):
-    # relative to site-packages; no segment starts with a dot, so none climbs out of it
-    path: str = Field(pattern=r"^[A-Za-z0-9_*-]+(/[A-Za-z0-9_*-][A-Za-z0-9_.*-]*)*$")
+    # relative to site-packages: the first segment names a package, no segment starts with a dot (none
+    # climbs out) and every one has a letter or digit of its own (no `*` or `**` that takes everything)
+    path: str = Field(pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_*-][A-Za-z0-9_.*-]*)*$")
     why: str
     trace: Literal["unread", "read"] = Field(description="what bench/opened_files.py found on the GPU host")
+
+    @field_validator("path")
+    @classmethod
+    def _names_something(cls, path: str) -> str:
+        if any(not any(c.isalnum() for c in part) for part in path.split("/")):
+            raise ValueError(f"{path}: every segment must name something, not only wildcards")
+        return path
 
 
 class PruneFile(Model):

@@ -12,7 +12,9 @@ import serve.warmup as warmup
 
 GRAPH = {"1": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
          "2": {"class_type": "KSampler", "inputs": {"steps": 8, "seed": 1, "cfg": 1.0}},
-         "3": {"class_type": "ModelSamplingAuraFlow", "inputs": {"shift": 3}}}
+         "3": {"class_type": "ModelSamplingAuraFlow", "inputs": {"shift": 3}},
+         "4": {"class_type": "BasicScheduler", "inputs": {"steps": 8, "scheduler": "simple"}},
+         "5": {"class_type": "FrameInterpolation", "inputs": {"steps": 4}}}   # a steps input of no sampler
 
 
 @pytest.fixture
@@ -35,6 +37,7 @@ def test_a_one_step_warm_up_runs_the_sampler_once_at_one_step_and_leaves_the_wor
     out = ran({"runs": 1, "steps": 1})
     assert [p["2"]["inputs"]["steps"] for p in out["prompts"]] == [1]
     assert out["result"] == {"workflow": "warmup.json", "runs": 1, "steps": 1, "first_s": 0.5}
+    assert out["prompts"][0]["4"]["inputs"]["steps"] == 1 and out["prompts"][0]["5"] == GRAPH["5"]
     assert out["file"]["2"]["inputs"]["steps"] == 8 and out["prompts"][0]["3"] == GRAPH["3"]
 
 

@@ -58,3 +58,19 @@ def test_prune_moves_only_entries_with_no_file_read(site):
     assert status == {"other/hip": "pruned", "pkg/*.so": "read: kept", "gone/x.so": "absent"}
     assert not (root / "other" / "hip").exists() and (tmp / "moved" / "other" / "hip" / "_C.so").is_file()
     assert (root / "pkg" / "unread.so").is_file()   # its entry had a read file: all of it stays
+
+
+def test_the_trace_behind_the_prune_list_ran_on_the_locked_wheels():
+    """The H200 trace that decided kiln/data/tables/prune.yaml read the cuda13 stack's own wheels: a wheel
+    bump in versions.lock fails this until the trace runs again on the new ones."""
+    from packaging.utils import canonicalize_name
+    from kiln.data.lock import load_lock
+    record = json.loads((ROOT / "docs/gpu-validation/cuda13/h200-opened-files.json").read_text())
+    traced = dict(key.removesuffix(".dist-info").rsplit("-", 1) for key in record["snapshots"][-1]["packages"]
+                  if key.endswith(".dist-info"))
+    traced = {canonicalize_name(name): version for name, version in traced.items()}
+    lock = load_lock(ROOT / "versions.lock", stack="cuda13")
+    owners = [name for name in lock.packages if name.startswith("nvidia-") and name != "nvidia-ml-py"]
+    owners += ["torch", "triton", "comfy-kitchen"]
+    assert len(owners) > 10
+    assert {name: traced.get(name) for name in owners} == {name: lock.packages[name].version for name in owners}

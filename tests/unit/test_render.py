@@ -190,9 +190,40 @@ def test_the_cuda13_venv_leaves_out_what_the_trace_found_unread_and_keeps_what_i
     assert " && rm -r " not in card   # the card's stack has no prune list
 
 
-@pytest.mark.parametrize("path", ["../etc/passwd", "/opt/venv", "nvidia/../../x", "nvidia/.hidden"])
+@pytest.mark.parametrize("path", ["../etc/passwd", "/opt/venv", "nvidia/../../x", "nvidia/.hidden", "*", "nvidia/*",
+                                  "torch/**/x.so", "*/lib"])
 def test_a_prune_path_that_could_leave_site_packages_is_refused(path):
     from pydantic import ValidationError
     from kiln.data.tables import PruneEntry
     with pytest.raises(ValidationError, match="path"):
         PruneEntry(path=path, why="x", trace="unread")
+
+
+def test_warmup_steps_need_a_sampler_to_set(project_copy):
+    """warmup.steps changes the samplers' and schedulers' steps: a workflow without one is refused, not
+    warmed up at its own steps while kiln.json says otherwise."""
+    from tests.conftest import invoke
+    path = project_copy / "images" / "workflows" / "z-image-turbo.json"
+    workflow = json.loads(path.read_text())
+    sampler = next(key for key, node in workflow.items() if node["class_type"] == "KSampler")
+    workflow[sampler]["class_type"] = "StepsStandIn"   # keeps its steps input, but is no sampler
+    path.write_text(json.dumps(workflow))
+    result = invoke("check", "--gpu", "h200", "--image", "z-image-turbo", root=project_copy)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "warmup.steps: the warm-up workflow has no sampler or scheduler with a steps input" in result.stderr
+
+
+def test_the_zimage_facts_carry_its_warmup_plan_and_the_default_image_keeps_two_runs(project, tmp_path):
+    z = json.loads(render_texts(project.subject("h200", "z-image-turbo", "cuda13"), project.templates_dir)["kiln.json"])
+    assert (z["warmup"]["runs"], z["warmup"]["steps"]) == (1, 1)
+    card = json.loads(render_texts(project.subject("h200"), project.templates_dir)["kiln.json"])
+    assert card["warmup"]["runs"] == 2 and "steps" not in card["warmup"]
+
+
+def test_the_portable_build_prunes_the_same_files(project):
+    subject = project.subject("h200", "z-image-turbo", "cuda13")
+    local, portable = (render_texts(subject, project.templates_dir, portable=p)["Dockerfile"] for p in (False, True))
+    cut = [[line.strip() for line in text.split(" && rm -r \\\n")[1].split(" && find")[0].splitlines()]
+           for text in (local, portable)]
+    from kiln.data.tables import pruned_paths
+    assert cut[0] == cut[1] and len(cut[0]) == len(pruned_paths("cuda13")) > 0

@@ -90,12 +90,17 @@ def warm_workflow(url: str, facts: Dict[str, Any], workflow_path: Path, models_r
     return result
 
 
+def steps_nodes(workflow: Dict[str, Any]) -> list:
+    """The nodes that set a sampler's step count: samplers and schedulers with a `steps` input."""
+    return [node for node in workflow.values() if "steps" in node.get("inputs", {})
+            and any(word in node.get("class_type", "") for word in ("Sampler", "Scheduler"))]
+
+
 def with_steps(workflow: Dict[str, Any], steps: int) -> Dict[str, Any]:
     """The workflow with every sampler at `steps` steps (the warm-up's own; the served workflow keeps its)."""
     fresh = json.loads(json.dumps(workflow))
-    for node in fresh.values():
-        if "steps" in node.get("inputs", {}) and "sampler" in node.get("class_type", "").lower():
-            node["inputs"]["steps"] = int(steps)
+    for node in steps_nodes(fresh):
+        node["inputs"]["steps"] = int(steps)
     return fresh
 
 
