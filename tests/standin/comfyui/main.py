@@ -20,7 +20,8 @@ SWITCHES = ["--disable-auto-launch", "--auto-launch", "--cpu", "--gpu-only", "--
             "--novram", "--force-fp16", "--force-fp32", "--fp16-vae", "--bf16-vae", "--fp32-vae", "--disable-xformers",
             "--disable-cuda-malloc", "--cuda-malloc", "--fast", "--dont-print-server", "--disable-metadata",
             "--disable-all-custom-nodes", "--log-stdout", "--deterministic", "--disable-smart-memory",
-            "--fp8_e4m3fn-unet", "--fp8_e4m3fn-text-enc", "--bf16-unet", "--fp16-unet", "--use-pytorch-cross-attention"]
+            "--fp8_e4m3fn-unet", "--fp8_e4m3fn-text-enc", "--bf16-unet", "--fp16-unet", "--use-pytorch-cross-attention",
+            "--disable-api-nodes"]
 
 
 OUTPUT_NODES = ("SaveImage", "KilnImageOut")  # KilnImageOut: kiln's output node (payload comfyui_nodes/kiln_output)
