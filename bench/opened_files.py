@@ -104,15 +104,16 @@ def package_of(rel: Path) -> str:
     return "/".join(parts[:2]) if parts[0] == "nvidia" and len(parts) > 2 else parts[0]
 
 
-def was_read(path: Path) -> bool:
-    return path.stat().st_atime_ns > 0
+def was_read(info: os.stat_result) -> bool:
+    return info.st_atime_ns > 0
 
 
 def report(args, record: dict) -> dict:
     packages: dict[str, dict] = {}
     unread, libraries = [], []
     for root, path in files_under([Path(r) for r in record["roots"]]):
-        rel, size, read = path.relative_to(root), path.stat().st_size, was_read(path)
+        info = path.stat()
+        rel, size, read = path.relative_to(root), info.st_size, was_read(info)
         row = packages.setdefault(package_of(rel), {"files": 0, "bytes": 0, "read_files": 0, "read_bytes": 0})
         row["files"] += 1
         row["bytes"] += size
@@ -149,7 +150,7 @@ def prune(args, record: dict) -> dict:
     for entry in entries:
         matches = entry_matches(roots, entry["path"])
         files = [(root, p) for root, _, inside in matches for p in inside]
-        read = [str(p.relative_to(r)) for r, p in files if was_read(p)]
+        read = [str(p.relative_to(r)) for r, p in files if was_read(p.stat())]
         size = sum(p.stat().st_size for _, p in files)
         status = "absent" if not matches else "read: kept" if read else "pruned"
         if status == "pruned":
