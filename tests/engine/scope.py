@@ -16,10 +16,13 @@ SCOPES = [SESSION]   # every scope this session made: its teardown removes what 
 
 def scope_templates(templates: Path, value: str = SESSION) -> str:
     """Label everything built from this template copy (the image's and the balancer's Dockerfile) with
-    `value`; returns it."""
+    `value`, in place of any scope it carried before (a second LABEL of one key would win over the first,
+    leaving the new scope on no container); returns it."""
     for path in sorted(templates.rglob("Dockerfile.j2")):
         lines = []
         for line in path.read_text().splitlines(keepends=True):
+            if line.startswith(f"LABEL {SCOPE_LABEL}="):
+                continue
             lines.append(line)
             if line.startswith("FROM "):
                 lines.append(f'LABEL {SCOPE_LABEL}="{value}"\n')
