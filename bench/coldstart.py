@@ -19,8 +19,10 @@ import json
 import os
 import shutil
 import statistics
+import random
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +66,8 @@ class Lever:
     fresh_cache: bool = False
     importtime: bool = False
     smoke: bool = False
+    preflight: str = ""
+    bytecode: str = "compiled"
 
 
 def parse(argv):
@@ -83,6 +87,9 @@ def parse(argv):
     p.add_argument("--steps", type=int, help="sampler steps (default: the workflow's)")
     p.add_argument("--repeat", type=int, default=1,
                    help="rounds of the chosen levers, in the same order each round (keys name#2, ...)")
+    p.add_argument("--shuffle", type=int, metavar="SEED",
+                   help="each round in its own order, drawn from this seed (recorded with the results)")
+    p.add_argument("--first-round", type=int, default=1, help="the number of the first round (a run that goes on)")
     p.add_argument("--budget-s", type=float, default=540)
     p.add_argument("--port", type=int, default=8391)
     return p.parse_args(argv)
@@ -92,6 +99,49 @@ def load(path: Path, groups: set[int], names: set[str]) -> tuple[list[dict], lis
     raw = yaml.safe_load(path.read_text())
     levers = [Lever(**{k: tuple(v) if isinstance(v, list) else v for k, v in item.items()}) for item in raw["levers"]]
     return raw["milestones"], [lv for lv in levers if (not groups or lv.group in groups) and (not names or lv.name in names)]
+
+
+PAYLOAD = ROOT / "provision" / "container"
+
+
+def without_bytecode(tree: Path, dest: Path) -> Path:
+    """A fresh copy of `tree` with no compiled bytecode: what a read-only image without it starts from."""
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(tree, dest, ignore=shutil.ignore_patterns("__pycache__"), symlinks=True)
+    return dest
+
+
+def compile_tree(tree: Path) -> None:
+    """Bytecode for every module, as the image's build compiles it."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "--invalidation-mode", "checked-hash", str(tree)],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+class Preflight:
+    """The image's GPU preflight (smoke.preflight) as its start script runs it: to its end before ComfyUI
+    starts (serial), or beside ComfyUI's start with the warm-up waiting for it (beside)."""
+
+    def __init__(self, payload: Path, expect: Path, env: dict):
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen([sys.executable, "-m", "smoke.preflight", "--expect", str(expect)],
+                                        cwd=payload, env={**os.environ, **env}, stderr=subprocess.PIPE, text=True)
+        self.ended: list[float] = []
+        self.stderr: list[str] = []
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        self.stderr.extend(self.process.stderr.read().splitlines())
+        self.process.wait()
+        self.ended.append(time.perf_counter())
+
+    def result(self, limit_s: float = 120) -> dict:
+        code = self.process.wait(timeout=limit_s)
+        deadline = time.perf_counter() + 5
+        while not self.ended and time.perf_counter() < deadline:
+            time.sleep(0.01)
+        if code != 0:
+            raise RuntimeError(f"the preflight failed ({code}): {' | '.join(self.stderr[-3:])}")
+        return {"seconds": round(self.ended[0] - self.started, 3), "lines": self.stderr[-3:]}
 
 
 def install_kiln_nodes(comfyui: Path) -> None:
@@ -193,7 +243,7 @@ def run_lever(lever: Lever, args, baseline: list[str], subject, graph: dict, fil
     flags = [f for f in baseline if f not in lever.drop] + list(lever.add)
     if args.cpu:
         flags = [f for f in flags if f not in ("--highvram", "--gpu-only", "--normalvram")] + ["--cpu"]
-    lever_env = {**env, **lever.env, "PYTHONUNBUFFERED": "1"}
+    lever_env = {**env, **lever.env, "PYTHONUNBUFFERED": "1", **({"KILN_CPU_MODE": "1"} if args.cpu else {})}
     if lever.importtime:
         lever_env["PYTHONPROFILEIMPORTTIME"] = "1"
     if lever.inductor_cache:
@@ -206,20 +256,34 @@ def run_lever(lever: Lever, args, baseline: list[str], subject, graph: dict, fil
     if lever.page_cache == "cold":
         result["dropped"] = drop_page_cache(files)
     limit = 900 if args.cpu else 300
-    server = ComfyServer(args.comfyui, sys.executable, args.port, args.work, flags, lever_env,
+    comfyui, payload = args.comfyui, PAYLOAD
+    if lever.bytecode == "none":
+        comfyui = without_bytecode(args.comfyui, args.work / "comfyui-no-bytecode")
+        payload = without_bytecode(PAYLOAD, args.work / "payload-no-bytecode")
+        lever_env["PYTHONDONTWRITEBYTECODE"] = "1"
+    result["bytecode"], result["preflight_mode"] = lever.bytecode, lever.preflight or "none"
+    origin, preflight = time.perf_counter(), None
+    if lever.preflight:
+        preflight = Preflight(payload, args.work / "kiln.json", lever_env)
+        if lever.preflight == "serial":
+            result["preflight"] = preflight.result()
+    server = ComfyServer(comfyui, sys.executable, args.port, args.work, flags, lever_env,
                          args.work / "comfyui.log", stamp=True)
     server.client_id = WARMUP_CLIENT
+    result["server_started_s"] = round(server.started - origin, 3)
     try:
         ready = wait_for_server(server.url, 180)   # the warm-up's own wait (its poll interval included)
-        result["ready_s"] = round(time.perf_counter() - server.started, 3)
+        result["ready_s"] = round(time.perf_counter() - origin, 3)
         result["waited_s"] = round(ready, 3)
+        if lever.preflight == "beside":
+            result["preflight"] = preflight.result()
         server.messages = Messages(server.url, WARMUP_CLIENT)
         result.update(phases(server, milestones))
         runs_wanted, steps = warmup_plan(lever, subject.image)
         warm = prompt_for(graph, lever, steps)
         device = warm_run(server, DEVICE_PROMPT, limit)
         runs = [warm_run(server, with_new_seed(warm), limit) for _ in range(runs_wanted)]
-        result["warm_s"] = round(time.perf_counter() - server.started, 3)
+        result["warm_s"] = round(time.perf_counter() - origin, 3)
         result["warmup"] = {"device_s": device["seconds"], "runs": runs, "steps": steps}
         served = [server.run(request(prompt_for(graph, lever), i), limit) for i in range(SERVED)]
         totals = [t.received - t.posted for t in served]
@@ -234,6 +298,8 @@ def run_lever(lever: Lever, args, baseline: list[str], subject, graph: dict, fil
         result["log_tail"] = [line[:300] for _, line in server.output.lines[-8:]] if server.output else []
     finally:
         server.stop()
+        if preflight and preflight.process.poll() is None:
+            preflight.process.kill()
     return result
 
 
@@ -244,16 +310,23 @@ def main(argv=None) -> int:
     subject = Project(ROOT).subject(GPU, IMAGE, args.stack)
     resolution = args.resolution or subject.gpu.serving.resolution
     baseline = profile_flags(subject.gpu, subject.image, subject.flags) + list(subject.image.flags)
-    results = {**header(subject, resolution, baseline, args.source_commit), "milestones": milestones}
+    results = {**header(subject, resolution, baseline, args.source_commit), "milestones": milestones,
+               "shuffle_seed": args.shuffle}
     save = lambda: args.json.write_text(json.dumps(results, indent=1) + "\n")  # noqa: E731
     results["models"] = ensure_models(args.models, args.size)
     install_kiln_nodes(args.comfyui)
     models_yaml(args.work, args.models)
     graph = workflow_for(resolution, args.steps, sized_workflow(subject))   # what the image runs: warmup.json
     files = sorted(p for p in args.models.rglob("*.safetensors"))
+    (args.work / "kiln.json").write_text(json.dumps(image_facts(subject).to_json()))   # the preflight's
+    compile_tree(args.comfyui)
+    results["order"] = {}
     save()
-    for round_ in range(1, args.repeat + 1):
-        for lever in levers:
+    draw = random.Random(args.shuffle)
+    for round_ in range(args.first_round, args.first_round + args.repeat):
+        order = draw.sample(levers, len(levers)) if args.shuffle is not None else levers
+        results["order"][str(round_)] = [lv.name for lv in order]
+        for lever in order:
             key = lever.name if round_ == 1 else f"{lever.name}#{round_}"
             if time.perf_counter() - started > args.budget_s - 45:
                 results["levers"][key] = {"what": lever.what, "skipped": "out of time in this run"}

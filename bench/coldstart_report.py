@@ -15,13 +15,14 @@ from pathlib import Path
 
 import yaml
 
+REFERENCES = ("before", "container-before")   # what a run's other levers are compared with, the first it has
 GOAL = yaml.safe_load((Path(__file__).resolve().parent / "zimage" / "coldstart.yaml").read_text())["goal"]
 
 
 def table(results: dict, label: str = "") -> str:
     """One row per lever: the phases to ready, the warm-up, start to warm, and whether it was warm."""
     names = [m["phase"] for m in results["milestones"]]
-    head = ["run", "lever", "cache", *names, "ready", "device", "run 1", "run 2", "start to warm",
+    head = ["run", "lever", "cache", "preflight", *names, "ready", "device", "run 1", "run 2", "start to warm",
             "served first / p50"]
     rows = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name, r in results["levers"].items():
@@ -32,10 +33,17 @@ def table(results: dict, label: str = "") -> str:
         phase = [f"{v:.2f}" if v is not None else "-" for v in (r["phase_s"][n] for n in names)]
         runs = [f"{x['seconds']:.2f}" for x in r["warmup"]["runs"]] + ["-"] * (2 - len(r["warmup"]["runs"]))
         s = r["served"]
-        rows.append(f"| {label} | {name} | {r['page_cache']} | " + " | ".join(phase) + f" | {r['ready_s']:.2f} | "
+        rows.append(f"| {label} | {name} | {r['page_cache']} | {_preflight(r)} | " + " | ".join(phase) + f" | {r['ready_s']:.2f} | "
                     f"{r['warmup']['device_s']:.2f} | {runs[0]} | {runs[1]} | **{r['warm_s']:.2f}** | "
                     f"{s['first_s']:.2f} / {s['steady_p50_s']:.2f} |")
     return "\n".join(rows)
+
+
+def _preflight(r: dict) -> str:
+    """The image's GPU preflight: its seconds and whether ComfyUI waited for it ('-' where not run)."""
+    if "preflight" not in r:
+        return "-"
+    return f"{r['preflight']['seconds']:.2f} {r['preflight_mode']}"
 
 
 def medians(results: dict) -> dict[str, list[float]]:
@@ -53,11 +61,12 @@ def main(paths: list[str]) -> int:
         label = path.stem.rsplit("-", 1)[-1]
         print(table(results, label) + "\n")
         rounds = medians(results)
-        before = statistics.median(rounds["before"]) if len(rounds.get("before", ())) > 1 else None
+        reference = next((n for n in REFERENCES if len(rounds.get(n, ())) > 1), None)
+        before = statistics.median(rounds[reference]) if reference else None
         for name, warm in rounds.items():
             if len(warm) > 1:
                 mid = statistics.median(warm)
-                versus = f", {mid / before:.2f}x before" if before and name != "before" else ""
+                versus = f", {mid / before:.2f}x {reference}" if before and name != reference else ""
                 print(f"{label} {name}: start to warm {' / '.join(f'{w:.2f}' for w in warm)} s, median {mid:.2f} s "
                       f"= {mid / GOAL['start_to_warm_s']:.2f}x the {GOAL['start_to_warm_s']:g} s goal{versus}")
         print()

@@ -18,7 +18,7 @@ from kiln.engine.run import RunRequest, start, stop
 from kiln.errors import KilnError
 from tests.engine.registry import free_port
 from tests.conftest import ROOT
-from tests.engine.conftest import SERVE_IMAGE, build_serve_image, serve_cache
+from tests.engine.conftest import SERVE_IMAGE, build_serve_image, run_in, serve_cache
 from tests.engine.scope import made_containers
 from tests.waiting import until
 
@@ -186,7 +186,56 @@ def test_no_gpu_and_no_cpu_mode_refuses_to_start(client, serve_image):
         container.remove(force=True)
     assert code == 1
     assert "kiln-preflight: no usable GPU" in logs and "KILN_CPU_MODE=1" in logs
-    assert "To see the GUI" not in logs  # ComfyUI never started
+    assert "kiln: the GPU preflight failed; stopping ComfyUI" in logs
+    assert "phase warm-up" not in logs  # no prompt reached the server
+
+
+def test_comfyui_starts_while_the_preflight_runs_and_the_warmup_waits_for_it(client, serve_image, tmp_path):
+    """A sitecustomize holds the preflight alone (the one Python given --expect): ComfyUI answers meanwhile,
+    and the container turns healthy only after the preflight is done."""
+    _, tag = serve_image
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text("import sys, time\nif '--expect' in sys.argv:\n    time.sleep(15)\n")
+    port = free_port()
+    container = client.containers.run(
+        tag, detach=True, labels={"io.kiln.toolkit": "test"}, ports={"8188/tcp": ("127.0.0.1", port)},
+        environment={"PYTHONPATH": "/slow", "KILN_CPU_MODE": "1", "STANDIN_COMPILE_S": "0"},
+        volumes={str(slow): {"bind": "/slow", "mode": "ro"}, str(serve_cache(tmp_path)): {"bind": "/cache", "mode": "rw"}})
+    try:
+        until(lambda: _answers(f"http://127.0.0.1:{port}/system_stats"), 60, "ComfyUI answering")
+        assert any("smoke.preflight" in " ".join(p) for p in container.top()["Processes"])  # still held
+        assert "phase warm-up" not in container.logs().decode()
+        until(lambda: _health(container) == "healthy", 90, "healthy after the preflight")
+        assert not any("smoke.preflight" in " ".join(p) for p in container.top()["Processes"])
+    finally:
+        container.remove(force=True)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _health(container) -> str:
+    container.reload()
+    return container.attrs["State"].get("Health", {}).get("Status", "")
+
+
+def test_the_images_python_comes_compiled(client, serve_image):
+    """Containers run read-only: every module of ComfyUI, kiln's nodes and the payload has its bytecode in the
+    image, checked by the source's hash, so no start compiles any."""
+    _, tag = serve_image
+    probe = ("import importlib.util as u, pathlib\n"
+             "py = [p for root in ('/opt/comfyui', '/opt/kiln/payload') for p in pathlib.Path(root).rglob('*.py')]\n"
+             "bad = [str(p) for p in py if not pathlib.Path(u.cache_from_source(p)).is_file()\n"
+             "       or pathlib.Path(u.cache_from_source(p)).read_bytes()[4:8] != bytes([3, 0, 0, 0])]\n"
+             "print(len(py), len(bad), bad[:3])\n")
+    total, missing, examples = run_in(client, tag, f"/opt/venv/bin/python -c \"{probe}\"").split(" ", 2)
+    assert int(total) > 20 and int(missing) == 0, examples
 
 
 def test_provision_cache_task(tmp_path):

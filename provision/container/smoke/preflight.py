@@ -1,6 +1,7 @@
 """GPU preflight at container start: python3 -m smoke.preflight --expect /opt/kiln/kiln.json
 
-Runs the gpu group of the smoke checks and decides whether ComfyUI may start:
+Runs the gpu group of the smoke checks, while ComfyUI starts beside it, and decides whether ComfyUI may go on
+to its warm-up (the start script stops it otherwise):
 - no usable GPU: refuse (exit 1), unless KILN_CPU_MODE=1 (an explicit CPU mode for tests);
 - a GPU other than the baked profile: a warning, an error when STRICT_GPU=1;
 - compute capability not covered, VRAM under the profile's, driver under the floor: refuse.
@@ -42,7 +43,7 @@ def decide(checks: List[Check], cpu_mode: bool, strict: bool) -> tuple[int, List
         if verdict in (FAIL, WARN):
             level = "error" if blocking else "warning"
             lines.append(f"{level}: gpu.{check.name}: {check.measured} (expected {check.expected}): {check.note}")
-    lines.append("GPU preflight passed" if code == 0 else "GPU preflight failed; ComfyUI not started")
+    lines.append("GPU preflight passed" if code == 0 else "GPU preflight failed; ComfyUI is stopped before any prompt")
     return code, lines
 
 

@@ -4,9 +4,11 @@
 # Rendered by kiln 0.1.0 for comfyui on NVIDIA GeForce RTX 4070 Ti; do not edit.
 #
 # tini (PID 1, -g) forwards signals to this script and ComfyUI; SIGTERM at any point (the preflight
-# included) stops what runs and the container exits 0. Order: caches, GPU preflight, ComfyUI with the
-# exporter beside it (metrics and /ready on 9188, the balancer's agent check on 9288), warm-up;
-# the healthcheck turns healthy only when the warm-up has written its marker. A failed warm-up writes
+# included) stops what runs and the container exits 0. Order: caches, then the GPU preflight and ComfyUI
+# at once (each imports torch and opens the GPU: one after the other, a cold start would wait for that
+# twice), with the exporter beside them (metrics and /ready on 9188, the balancer's agent check on 9288);
+# a failed preflight stops ComfyUI before any prompt reaches it, and the warm-up starts only after the
+# preflight passed. The healthcheck turns healthy only when the warm-up has written its marker. A failed warm-up writes
 # its reason where the healthcheck reports it, and the container ends with code 3 seconds later:
 # Docker does not count failed probes in the start period, so waiting for "unhealthy" would take it.
 set -eu
@@ -34,8 +36,9 @@ if [ -z "$cache_fs" ] || [ "$cache_fs" = tmpfs ]; then
     echo "kiln: /cache is not a mount of a disk: models and compile caches will not persist across restarts" >&2
 fi
 
-echo "kiln: phase preflight: checking the GPU"
-(cd /opt/kiln/payload && "$PY" -m smoke.preflight --expect /opt/kiln/kiln.json)
+echo "kiln: phase preflight: checking the GPU while ComfyUI starts"
+(cd /opt/kiln/payload && exec "$PY" -m smoke.preflight --expect /opt/kiln/kiln.json) &
+preflight=$!
 
 # The GPU profile's flags; KILN_CPU_MODE=1 swaps them for --cpu (tests on hosts without a GPU only).
 if [ "${KILN_CPU_MODE:-0}" = 1 ]; then
@@ -51,8 +54,14 @@ comfyui=$!
 (cd /opt/kiln/payload && exec "$PY" -m fleet --url http://127.0.0.1:8188 --port 9188 \
     --agent-port 9288 --ready "$READY" --failed "$FAILED" --drain "$DRAIN") &
 exporter=$!
-trap 'kill -TERM "$comfyui" "$exporter" 2>/dev/null || true; wait "$comfyui" || true; exit 0' TERM INT
+trap 'kill -TERM "$preflight" "$comfyui" "$exporter" 2>/dev/null || true; wait "$comfyui" || true; exit 0' TERM INT
 trap 'echo "kiln: warm-up failed: $(cat "$FAILED"); stopping ComfyUI" >&2; kill -TERM "$comfyui" "$exporter" 2>/dev/null || true; wait "$comfyui" || true; exit 3' USR1
+if ! wait "$preflight"; then
+    echo "kiln: the GPU preflight failed; stopping ComfyUI" >&2
+    kill -TERM "$comfyui" "$exporter" 2>/dev/null || true
+    wait "$comfyui" || true
+    exit 1
+fi
 
 (
     cd /opt/kiln/payload
