@@ -3,6 +3,7 @@ stand-in keep each build to seconds. No engine is a failure here, not a skip."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -114,6 +115,23 @@ def build_serve_image(tmp: Path, mount: str = "/cache", name: str = SERVE_IMAGE)
     (project.images_dir / f"{name}.yaml").write_text(spec)
     result, _ = build_small(project, tmp / "comfyui", image=name)
     return project, result.tags[0]
+
+
+def build_with_model(tmp: Path, name: str, data: bytes, source: tuple[str, str, str]) -> tuple[Path, str]:
+    """The small stack's serving image with one model file of these bytes in its manifest (its true size and
+    sha256, from `source` = (repo, revision, path) on a hub); returns (project root, tag)."""
+    repo, revision, file = source
+    project = small_project(tmp / "proj", git_checkout(tmp / "comfyui"))
+    (project.images_dir / "workflows").mkdir(exist_ok=True)
+    (project.images_dir / "workflows" / "serve.json").write_text(json.dumps(SERVE_WORKFLOW))
+    spec = (project.images_dir / f"{TEST_IMAGE}.yaml").read_text().replace(f"name: {TEST_IMAGE}", f"name: {name}")
+    spec = spec.replace("models: []", "models:\n  - {role: checkpoint, folder: checkpoints, file: " + file + ", size: "
+                        f"{len(data)}, sha256: '{hashlib.sha256(data).hexdigest()}', source: {{repo: {repo}, revision: "
+                        f"{revision}, path: {file}}}}}")
+    spec = spec.replace("warmup: {}", "warmup: {workflow: workflows/serve.json}")
+    (project.images_dir / f"{name}.yaml").write_text(spec)
+    result, _ = build_small(project, tmp / "comfyui", image=name)
+    return project.root, result.tags[0]
 
 
 def serve_cache(tmp: Path) -> Path:

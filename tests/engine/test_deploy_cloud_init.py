@@ -1,0 +1,115 @@
+"""The rendered cloud-init user data run for real on a stand-in VM (tests/engine/standin_vm.py: only the GPU and
+cloud-init's file writing stood in for): the image published to a loopback registry with `invoke publish`,
+its model file served by a loopback hub, and the kiln-deploy script taking the node from an empty cache to
+serving, saying each phase, with the container as the user data describes it. This host's engine plays the
+VM's own."""
+
+import hashlib
+import json
+import os
+import socket
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from kiln.data.lock import load_lock
+from kiln.identity import base_ref
+from tests.conftest import ROOT, invoke
+from tests.engine.conftest import build_with_model
+from tests.engine.registry import PASSWORD, USER, LocalRegistry, free_port
+from tests.engine.standin_vm import StandinVM
+from tests.unit.model_server import ModelServer
+from tests.waiting import until
+
+pytestmark = pytest.mark.network  # builds from the locked wheels: the package index, unless the wheel cache has them
+
+NAME = "kiln-test-cloud-init"
+SOURCE = ("kiln/cloud", "d" * 40, "standin.safetensors")
+DATA = hashlib.sha256(b"kiln cloud-init").digest() * 40000   # 1.28 MB
+PROMPT = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": SOURCE[2]}},
+          "2": {"class_type": "KSampler", "inputs": {"seed": 7, "steps": 1, "cfg": 1}},
+          "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "cloud"}}}
+
+
+@pytest.fixture
+def registry(tmp_path):
+    reg = LocalRegistry(tmp_path / "registry", free_port()).start()
+    yield reg
+    reg.stop()
+
+
+def _engine_socket() -> Path:
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    assert host.startswith("unix://"), f"the stand-in VM mounts the engine's socket; DOCKER_HOST is {host}"
+    return Path(host[len("unix://"):])
+
+
+def _published_user_data(project_root: Path, registry, out: Path) -> tuple[Path, dict]:
+    script = project_root / "provision" / "host" / "fetch_models.py"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_bytes((ROOT / "provision" / "host" / "fetch_models.py").read_bytes())
+    env = {"KILN_REGISTRY_USER": USER, "KILN_REGISTRY_PASSWORD": PASSWORD}
+    published = invoke("publish", "--registry", f"{registry.host}/kiln", "--gpu", "4090", "--image", NAME,
+                       "--force", "--plain", root=project_root, env=env, timeout=600)
+    assert published.returncode == 0, published.stderr[-2000:]
+    rendered = invoke("deploy", "--gpu", "4090", "--image", NAME, "--target", "cloud-init", "--out", str(out),
+                      root=project_root)
+    assert rendered.returncode == 0, rendered.stderr[-2000:]
+    return out / "cloud-init" / "user-data.yaml", json.loads((out / "deploy.json").read_text())
+
+
+def _first_image(base: str) -> bytes:
+    body = json.dumps({"prompt": PROMPT, "client_id": "cloud-init-test"}).encode()
+    request = urllib.request.Request(base + "/prompt", data=body, headers={"Content-Type": "application/json"})
+    prompt_id = json.load(urllib.request.urlopen(request, timeout=30))["prompt_id"]
+    [image] = until(lambda: _images(base, prompt_id), 60, "the prompt's image")
+    query = "&".join(f"{k}={image[k]}" for k in ("filename", "subfolder", "type"))
+    return urllib.request.urlopen(f"{base}/view?{query}", timeout=30).read()
+
+
+def _images(base: str, prompt_id: str) -> list[dict]:
+    entry = json.load(urllib.request.urlopen(f"{base}/history/{prompt_id}", timeout=10)).get(prompt_id) or {}
+    return [i for out in entry.get("outputs", {}).values() for i in out.get("images", [])]
+
+
+def test_the_user_data_takes_a_node_from_an_empty_cache_to_serving(client, base, registry, tmp_path):
+    project_root, _ = build_with_model(tmp_path / "image", NAME, DATA, SOURCE)
+    user_data, manifest = _published_user_data(project_root, registry, tmp_path / "deploy")
+    assert manifest["image"]["published"] and manifest["image"]["reference"].startswith(f"{registry.host}/kiln/")
+    port, cache = manifest["port"], tmp_path / "node-cache"
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, f"127.0.0.1:{port} is taken; the deployment serves there"
+    lock = load_lock(ROOT / "versions.lock")
+    with ModelServer() as hub:
+        hub.files["/{}/resolve/{}/{}".format(*SOURCE)] = DATA
+        vm = StandinVM(tmp_path / "vm", user_data, base_ref(lock, lock.default_base), _engine_socket(), cache,
+                       {"KILN_REGISTRY_USER": USER, "KILN_REGISTRY_PASSWORD": PASSWORD, "HF_ENDPOINT": hub.base})
+        try:
+            code = vm.run(limit_s=300)
+            said = [line for _, line in vm.lines if line.startswith("kiln-deploy: ")]
+            assert code == 0, "\n".join(line for _, line in vm.lines[-15:])
+            assert vm.status()["status"] == "ready"
+            image = _first_image(f"http://127.0.0.1:{port}")
+            container = client.containers.get(manifest["name"])
+            config = container.attrs["HostConfig"]
+        finally:
+            client.api.remove_container(manifest["name"], force=True) if _exists(client, manifest["name"]) else None
+    assert image.startswith(b"\x89PNG")
+    # what the script said, in the order a user reads it on the console
+    order = ["driver 999.99", "fetching 1 model file(s)", "pulling ", " pulled: ", "preflight: ", "start: ",
+             "warm-up: ", "ready: warm ", "ready: serving on 127.0.0.1:"]
+    at = [next(i for i, line in enumerate(said) if fragment in line) for fragment in order]
+    assert at[2] < at[3] and at[1] < at[3] and at[3:] == sorted(at[3:]), said
+    assert any(", verified, in " in line for line in said)
+    # the model file in the cache, verified, the server's; the container as the user data describes it
+    fetched = cache / "models" / "checkpoints" / SOURCE[2]
+    assert hashlib.sha256(fetched.read_bytes()).digest() == hashlib.sha256(DATA).digest()
+    assert fetched.stat().st_uid == 10001
+    assert config["ReadonlyRootfs"] and config["RestartPolicy"]["Name"] == "unless-stopped"
+    assert config["PortBindings"] == {f"{port}/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
+    assert config["Binds"] == [f"{cache}:{manifest['cache']['mount']}"]
+
+
+def _exists(client, name: str) -> bool:
+    return bool(client.api.containers(all=True, filters={"name": f"^/{name}$"}))
