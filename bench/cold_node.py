@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 
 from kiln.engine.client import connect  # noqa: E402
+from kiln.project import Project  # noqa: E402
 from tests.conftest import invoke  # noqa: E402
 from tests.engine.conftest import build_with_model  # noqa: E402
 from tests.engine.registry import PASSWORD, USER, LocalRegistry, free_port  # noqa: E402
@@ -350,12 +351,12 @@ WARM_RECORD = ROOT / "docs" / "gpu-validation" / "cuda13" / "h200-coldstart-afte
 def paper_inputs() -> dict:
     sizes = json.loads(SIZE_RECORD.read_text())
     image = sizes["images"][sizes["after"]]
-    models = yaml.safe_load((ROOT / "images" / "z-image-turbo.yaml").read_text())["models"]
+    models = Project(ROOT).subject("h200", "z-image-turbo", "cuda13").image.models
     warm = [r["warm_s"] for name, r in json.loads(WARM_RECORD.read_text())["levers"].items()
             if name.split("#")[0] == "baseline" and "warm_s" in r]
     if not warm:
         raise SystemExit(f"cold_node: {WARM_RECORD.name} has no completed baseline round to take start to warm from")
-    return {"image_gb": image["gzip_bytes"] / 1e9, "models_gb": sum(m["size"] for m in models) / 1e9,
+    return {"image_gb": image["gzip_bytes"] / 1e9, "models_gb": sum(m.size for m in models) / 1e9,
             "start_to_warm_s": statistics.median(warm)}
 
 
