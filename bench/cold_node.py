@@ -268,11 +268,13 @@ def cloud_init_run(engine: EmptyEngine, user_data: Path, hub: str, work: Path, v
     ready = vm.at("kiln-deploy: ready: ")
     both = max(pull[1], fetch[1])
     warm = next((line for _, line in vm.lines if ": ready: warm " in line and "after the container started" in line), "")
-    return {"pull": {"seconds": round(pull[1] - pull[0], 2), "bytes_on_disk": pulled_mb * 10**6},
+    # the server starts once the pull is done, beside the rest of the fetch: "up" counts from the pull's end
+    return {"pull": {"seconds": round(pull[1] - pull[0], 2), "mb_on_disk": pulled_mb},
             "fetch": {"seconds": round(fetch[1] - fetch[0], 2), "bytes": fetched},
             "pull_and_fetch_s": round(both - min(pull[0], fetch[0]), 2),
             "checks_s": round(min(pull[0], fetch[0]), 2),
-            "up": {"seconds": round(total - both, 2), "ready_s": round(ready - both, 2),
+            "up": {"seconds": round(total - pull[1], 2), "after_fetch_s": round(total - both, 2),
+                   "ready_s": round(ready - pull[1], 2),
                    "start_to_warm_s": float(warm.split(": ready: warm ")[1].split()[0]) if warm else None,
                    "image_s": round(total - ready, 2), "image_bytes": len(image)},
             "total_s": round(total, 2), "status": vm.status()["status"],
@@ -293,6 +295,10 @@ def first_image_of(base: str) -> bytes:
     return first_image(base, answer["prompt_id"])
 
 
+# The issue's goal for an empty node: the total at most 1.2x max(pull, fetch) + start to the first image
+GOAL_RATIO = 1.2
+
+
 def median(runs: list[dict], mode: str, *keys: str) -> float:
     values = []
     for r in runs:
@@ -309,7 +315,7 @@ def against_goal(runs: list[dict]) -> dict:
     each measured alone (the sequential runs)."""
     pull, fetch, up = (median(runs, "sequential", "pull", "seconds"), median(runs, "sequential", "fetch", "seconds"),
                        median(runs, "sequential", "up", "seconds"))
-    goal_s = 1.2 * max(pull, fetch) + up
+    goal_s = GOAL_RATIO * max(pull, fetch) + up
     overlapped = median(runs, "overlapped", "total_s")
     return {"alone": {"pull_s": pull, "fetch_s": fetch, "up_s": up}, "goal_s": round(goal_s, 2),
             "sequential_total_s": median(runs, "sequential", "total_s"), "overlapped_total_s": overlapped,
@@ -317,26 +323,24 @@ def against_goal(runs: list[dict]) -> dict:
             "met": overlapped <= goal_s}
 
 
-def cloud_init_against_goal(runs: list[dict], alone: dict | None) -> dict:
-    """The script's total against 1.2x max(pull, fetch) + its own up, the pull and the fetch alone from the
-    compose path's sequential runs of the same image, hub and engine (the script never runs them alone);
-    without those, against its own overlapped pull and fetch, which can only flatter the ratio less."""
-    pull = alone["pull_s"] if alone else median(runs, "script", "pull", "seconds")
-    fetch = alone["fetch_s"] if alone else median(runs, "script", "fetch", "seconds")
-    up, total = median(runs, "script", "up", "seconds"), median(runs, "script", "total_s")
-    checks = median(runs, "script", "checks_s")
-    goal_s = 1.2 * max(pull, fetch) + up + checks
-    return {"pull_fetch_from": "compose, alone" if alone else "this script, overlapped", "pull_s": pull,
-            "fetch_s": fetch, "checks_s": checks, "up_s": up, "total_s": total, "goal_s": round(goal_s, 2),
-            "total_vs_max_plus_up": round(total / (max(pull, fetch) + up + checks), 3), "met": total <= goal_s}
+def cloud_init_against_goal(runs: list[dict], alone: dict) -> dict:
+    """The script's total (its checks included) against the goal with the pull, the fetch and the start to the
+    first image each measured alone: the compose path's sequential runs of the same image, hub and engine
+    (the script never runs them alone), so no slowness of the script's own raises its goal."""
+    total, checks = median(runs, "script", "total_s"), median(runs, "script", "checks_s")
+    pull, fetch, up = alone["pull_s"], alone["fetch_s"], alone["up_s"]
+    goal_s = checks + GOAL_RATIO * max(pull, fetch) + up
+    return {"alone_from": "compose, sequential", "pull_s": pull, "fetch_s": fetch, "up_s": up, "checks_s": checks,
+            "total_s": total, "goal_s": round(goal_s, 2),
+            "total_vs_max_plus_up": round(total / (checks + max(pull, fetch) + up), 3), "met": total <= goal_s}
 
 
 def summaries(runs: list[dict]) -> dict:
     compose = [r for r in runs if r["path"] == "compose"]
     scripts = [r for r in runs if r["path"] == "cloud-init"]
     out = {"compose": against_goal(compose)} if compose else {}
-    if scripts:
-        out["cloud-init"] = cloud_init_against_goal(scripts, out["compose"]["alone"] if compose else None)
+    if scripts and compose:
+        out["cloud-init"] = cloud_init_against_goal(scripts, out["compose"]["alone"])
     return out
 
 
@@ -462,8 +466,9 @@ def table(result: dict) -> str:
             "up to first image s | of which start to warm s | health check lag s | total s |", "|---" * 13 + "|"]
     for r in result["runs"]:
         up = r["up"]
+        mb = r["pull"].get("mb_on_disk") or r["pull"]["bytes_on_disk"] / 1e6
         rows.append(f"| {r['path']} | {r['round']} | {r['mode']} | {r.get('checks_s', '-')} | {r['pull']['seconds']} | "
-                    f"{r['pull']['bytes_on_disk'] / 1e6:.0f} | {r['fetch']['seconds']} | {r['fetch']['bytes'] / 1e6:.0f} | "
+                    f"{mb:.0f} | {r['fetch']['seconds']} | {r['fetch']['bytes'] / 1e6:.0f} | "
                     f"{r['pull_and_fetch_s']} | {up['seconds']} | {up.get('start_to_warm_s', '-')} | "
                     f"{up.get('health_lag_s', '-')} | {r['total_s']} |")
     lines = ["\n".join(rows), ""]
@@ -478,8 +483,8 @@ def table(result: dict) -> str:
     if "cloud-init" in s:
         c = s["cloud-init"]
         lines.append(
-            f"cloud-init medians: checks {c['checks_s']} s, pull {c['pull_s']} s and fetch {c['fetch_s']} s "
-            f"({c['pull_fetch_from']}), up {c['up_s']} s; total {c['total_s']} s = {c['total_vs_max_plus_up']}x "
+            f"cloud-init medians: checks {c['checks_s']} s, total {c['total_s']} s; alone ({c['alone_from']}) pull "
+            f"{c['pull_s']} s, fetch {c['fetch_s']} s, up {c['up_s']} s: {c['total_vs_max_plus_up']}x "
             f"checks + max(pull, fetch) + up; goal checks + 1.2x max(pull, fetch) + up = {c['goal_s']} s: "
             f"{'met' if c['met'] else 'missed'}")
     return "\n".join(lines)

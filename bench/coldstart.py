@@ -113,7 +113,7 @@ def without_bytecode(tree: Path, dest: Path) -> Path:
 
 def compile_tree(tree: Path) -> None:
     """Bytecode for every module, as the image's build compiles it."""
-    subprocess.run([sys.executable, "-m", "compileall", "-q", "--invalidation-mode", "checked-hash", str(tree)],
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-f", "--invalidation-mode", "checked-hash", str(tree)],
                    check=True, stdout=subprocess.DEVNULL)
 
 
@@ -262,16 +262,16 @@ def run_lever(lever: Lever, args, baseline: list[str], subject, graph: dict, fil
         payload = without_bytecode(PAYLOAD, args.work / "payload-no-bytecode")
         lever_env["PYTHONDONTWRITEBYTECODE"] = "1"
     result["bytecode"], result["preflight_mode"] = lever.bytecode, lever.preflight or "none"
-    origin, preflight = time.perf_counter(), None
-    if lever.preflight:
-        preflight = Preflight(payload, args.work / "kiln.json", lever_env)
-        if lever.preflight == "serial":
-            result["preflight"] = preflight.result()
-    server = ComfyServer(comfyui, sys.executable, args.port, args.work, flags, lever_env,
-                         args.work / "comfyui.log", stamp=True)
-    server.client_id = WARMUP_CLIENT
-    result["server_started_s"] = round(server.started - origin, 3)
+    origin, preflight, server = time.perf_counter(), None, None
     try:
+        if lever.preflight:
+            preflight = Preflight(payload, args.work / "kiln.json", lever_env)
+            if lever.preflight == "serial":
+                result["preflight"] = preflight.result()
+        server = ComfyServer(comfyui, sys.executable, args.port, args.work, flags, lever_env,
+                             args.work / "comfyui.log", stamp=True)
+        server.client_id = WARMUP_CLIENT
+        result["server_started_s"] = round(server.started - origin, 3)
         ready = wait_for_server(server.url, 180)   # the warm-up's own wait (its poll interval included)
         result["ready_s"] = round(time.perf_counter() - origin, 3)
         result["waited_s"] = round(ready, 3)
@@ -295,9 +295,10 @@ def run_lever(lever: Lever, args, baseline: list[str], subject, graph: dict, fil
             result["smoke"] = smoke_workflow(server.url, prompt_for(graph, lever), facts, args.models, args.work)
     except Exception as exc:  # one lever failing must not lose the others
         result["error"] = f"{type(exc).__name__}: {exc}"[:400]
-        result["log_tail"] = [line[:300] for _, line in server.output.lines[-8:]] if server.output else []
+        result["log_tail"] = [line[:300] for _, line in server.output.lines[-8:]] if server and server.output else []
     finally:
-        server.stop()
+        if server:
+            server.stop()
         if preflight and preflight.process.poll() is None:
             preflight.process.kill()
     return result
@@ -320,6 +321,7 @@ def main(argv=None) -> int:
     files = sorted(p for p in args.models.rglob("*.safetensors"))
     (args.work / "kiln.json").write_text(json.dumps(image_facts(subject).to_json()))   # the preflight's
     compile_tree(args.comfyui)
+    compile_tree(PAYLOAD)
     results["order"] = {}
     save()
     draw = random.Random(args.shuffle)

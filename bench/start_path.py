@@ -30,12 +30,12 @@ TWIN = "kiln-measure/start-path:no-bytecode"
 WRITABLE = ("/tmp", "/opt/comfyui/user", "/opt/comfyui/output", "/opt/comfyui/temp")
 COMFYUI = "cd /opt/comfyui && /opt/venv/bin/python main.py --cpu --quick-test-for-ci --disable-auto-launch {flags}"
 PREFLIGHT = "(cd /opt/kiln/payload && /opt/venv/bin/python -m smoke.preflight --expect /opt/kiln/kiln.json)"
-SCRIPTS = {
+SCRIPTS = {   # each ends with ComfyUI's own exit status (the preflight, which finds no GPU here, fails by design)
     "comfyui": "{comfyui}",
     "serial": "{preflight}; {comfyui}",
-    "beside": "{preflight} & {comfyui}; wait",
+    "beside": "{preflight} & {comfyui}; code=$?; wait; exit $code",
 }
-TIMED = 't0=$(date +%s.%N); {body} >/dev/null 2>&1; t1=$(date +%s.%N); echo "kiln-timed $t0 $t1"'
+TIMED = 't0=$(date +%s.%N); ({body}) >/dev/null 2>&1; code=$?; t1=$(date +%s.%N); echo "kiln-timed $t0 $t1 $code"'
 CASES = [("comfyui", "compiled"), ("comfyui", "none"), ("serial", "compiled"), ("beside", "compiled"),
          ("serial", "none")]
 
@@ -73,8 +73,10 @@ def timed(image: str, body: str) -> float:
     marker = [line for line in out.splitlines() if line.startswith("kiln-timed ")]
     if not marker:
         raise SystemExit(f"start_path: no timing from {image}: {out[-300:]}")
-    t0, t1 = map(float, marker[-1].split()[1:])
-    return round(t1 - t0, 3)
+    t0, t1, code = marker[-1].split()[1:]
+    if code != "0":
+        raise SystemExit(f"start_path: ComfyUI's start failed ({code}) in {image}: {body}")
+    return round(float(t1) - float(t0), 3)
 
 
 def body(script: str, flags: list[str]) -> str:

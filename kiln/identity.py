@@ -31,6 +31,9 @@ BAKED_MODELS_DIR = f"{COMFYUI_DIR}/models"   # ComfyUI's own models folder: wher
 READY_MARKER = "/tmp/kiln/ready"     # written by the warm-up; the healthcheck reads it
 FAILED_MARKER = "/tmp/kiln/failed"   # the warm-up's failure reason, shown by the healthcheck
 DRAIN_MARKER = "/tmp/kiln/draining"  # written by a drain (preStop): no new prompts, the queue runs out
+# In the cache's models/ folder while a deployment's fetch runs beside the server (it holds the host's boot id):
+# the warm-up waits for the model files instead of failing on them
+ARRIVING_MARKER = ".kiln-arriving"
 # Beside ComfyUI on its port P, the exporter (provision/container/fleet) serves /metrics and /ready on P + 1000
 # and HAProxy's agent check on P + 1100: one rule in containers and for servers sharing one host.
 METRICS_PORT_OFFSET = 1000

@@ -15,7 +15,7 @@ from kiln.data.records.run import RunRecord
 from kiln.data.subject import Subject
 from kiln.deploy.records import ImageRecord
 from kiln.models.source import DEFAULT_ENDPOINT
-from kiln.identity import (DRAIN_MARKER, FAILED_MARKER, READY_MARKER, UID, WRITABLE, agent_port, cache_folders,
+from kiln.identity import (ARRIVING_MARKER, DRAIN_MARKER, FAILED_MARKER, READY_MARKER, UID, WRITABLE, agent_port, cache_folders,
                            image_tags, metrics_port)
 
 METRICS_PATH, READY_PATH = "/metrics", "/ready"   # provision/container/fleet/endpoints.py
@@ -39,6 +39,7 @@ def deployment(s: Subject, record: ImageRecord, d: DeployDefaults, servers: int 
         cache=Cache(mount=s.image.cache_mount, expected_bytes=weights,
                     volume_gb=max(d.disk.cache_min_gb, math.ceil(weights / 1e9) + d.disk.cache_slack_gb),
                     host_dir=d.host.cache_dir, folders=tuple(cache_folders()), endpoint=DEFAULT_ENDPOINT,
+                    arriving_marker=ARRIVING_MARKER,
                     models=tuple(CachedModel(folder=m.folder, file=m.file, size=m.size, sha256=m.sha256,
                                              source=ModelOrigin(**m.source.model_dump()))
                                  for m in s.image.models)),

@@ -14,7 +14,7 @@ from kiln.launch import managed_flags, profile_flags
 from kiln.data.lock import Lock
 from kiln.data.subject import Subject
 from kiln.data.tables import pruned_paths
-from kiln.identity import (BAKED_MODELS_DIR, DRAIN_MARKER, FAILED_MARKER, READY_MARKER, UID, agent_port, base_ref,
+from kiln.identity import (ARRIVING_MARKER, BAKED_MODELS_DIR, DRAIN_MARKER, FAILED_MARKER, READY_MARKER, UID, agent_port, base_ref,
                            cache_env, cache_folders, labels, metrics_port)
 from kiln.render.facts import image_facts
 from kiln.render.outdir import marked, replaced
@@ -50,6 +50,7 @@ def render_texts(s: Subject, templates_dir: Path, portable: bool = False, baked:
         "env": {**cache_env(cache), **s.image.env},
         "managed_flags": managed_flags(s.image), "profile_flags": profile_flags(s.gpu, s.image, s.flags),
         "ready_marker": READY_MARKER, "failed_marker": FAILED_MARKER, "drain_marker": DRAIN_MARKER,
+        "arriving_marker": ARRIVING_MARKER,
         "metrics_port": metrics_port(s.image.port), "agent_port": agent_port(s.image.port), "cache_dirs": cache_folders(),
         "portable": portable, "baked_models": BAKED_MODELS_DIR if baked else "",
         "prune": pruned_paths(s.lock.name),

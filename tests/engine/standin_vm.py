@@ -10,8 +10,11 @@ toolkit check passes; and `docker run --gpus N` becomes `docker run --env KILN_C
 ComfyUI stand-in on the CPU). The script itself, the registry login, the pull, the model fetch, the cache's
 preparation, the container's start and the health wait all run as rendered.
 
-One line of the VM's environment file is the stand-in's own: CACHE, a folder that this VM and the engine
-both see at one path (on a VM they share one filesystem).
+Where this VM differs from a real one besides: one line of its environment file is the stand-in's own,
+CACHE, a folder that this VM and the engine both see at one path (on a VM they share one filesystem; the
+default /var/lib/kiln/cache is not used); that folder is a bind mount, so the script's NVMe search finds the
+cache already mounted and never looks at disks; in CPU mode the image's GPU preflight is skipped; and the
+VM's engine is whichever engine's socket it is given.
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import shutil
 import subprocess
+import threading
 import time
+import uuid
 from pathlib import Path
 
 import yaml
 
-NAME = "kiln-cold-vm"
 CARD_DRIVER = "999.99"   # above every driver floor
 PATH = "/opt/kiln-standin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -76,16 +81,21 @@ class StandinVM:
     with the empty engine's socket as its /var/run/docker.sock and the host's network (the registry, the hub
     and the served port are all on 127.0.0.1). Each line it prints is kept with its arrival time."""
 
-    def __init__(self, work: Path, user_data: Path, image: str, engine_socket: Path, cache: Path, env: dict[str, str]):
-        self.root = work / "vm-root"
+    def __init__(self, work: Path, user_data: Path, image: str, engine_socket: Path, cache: Path, env: dict[str, str],
+                 labels: dict[str, str] | None = None):
+        self.root, self.name = work / "vm-root", f"kiln-vm-{uuid.uuid4().hex[:8]}"
         self.runcmd = write_files(user_data, self.root)
         manifest = json.loads((self.root / "etc/kiln/deploy.json").read_text())
         env_file = self.root / manifest["env_file"].lstrip("/")
         env_file.write_text("".join(f"{key}={value}\n" for key, value in {**env, "CACHE": str(cache)}.items()))
         (self.root / "var/lib/kiln").mkdir(parents=True, exist_ok=True)
-        self.argv = ["docker", "run", "--rm", "--name", NAME, "--network", "host", "--env", f"PATH={PATH}",
+        client = shutil.which("docker")
+        if client is None:
+            raise RuntimeError("no docker client on PATH to lend the stand-in VM")
+        self.argv = ["docker", "run", "--rm", "--name", self.name, "--network", "host", "--env", f"PATH={PATH}",
+                     *[arg for key, value in (labels or {}).items() for arg in ("--label", f"{key}={value}")],
                      "--volume", f"{engine_socket}:/var/run/docker.sock",
-                     "--volume", "/usr/bin/docker:/usr/bin/docker:ro",
+                     "--mount", f"type=bind,source={client},target=/usr/bin/docker,readonly",
                      "--volume", f"{standins(work / 'vm-standin', manifest)}:/opt/kiln-standin:ro",
                      "--volume", f"{cache}:{cache}"]
         for folder in ("etc/kiln", "usr/local/lib/kiln", "usr/local/sbin", "var/lib/kiln"):
@@ -94,19 +104,24 @@ class StandinVM:
         self.lines: list[tuple[float, str]] = []
 
     def run(self, limit_s: float = 900) -> int:
-        """The runcmd to its end; its exit code. Lines go to self.lines as they arrive."""
+        """The runcmd to its end, or past limit_s stopped (the VM removed); its exit code. Lines go to
+        self.lines as they arrive."""
         self.started = time.monotonic()
         process = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        watchdog = threading.Timer(limit_s, self.remove)
+        watchdog.start()
         try:
             for line in process.stdout:
                 self.lines.append((round(time.monotonic() - self.started, 2), line.rstrip("\n")))
-                if time.monotonic() - self.started > limit_s:
-                    break
             return process.wait(timeout=30)
         finally:
+            watchdog.cancel()
             if process.poll() is None:
                 process.kill()
-            subprocess.run(["docker", "rm", "--force", NAME], capture_output=True)
+            self.remove()
+
+    def remove(self) -> None:
+        subprocess.run(["docker", "rm", "--force", self.name], capture_output=True)
 
     def status(self) -> dict:
         return json.loads((self.root / "var/lib/kiln/status.json").read_text())

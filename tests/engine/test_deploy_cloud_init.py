@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import socket
+import threading
 import urllib.request
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from kiln.identity import base_ref
 from tests.conftest import ROOT, invoke
 from tests.engine.conftest import build_with_model
 from tests.engine.registry import PASSWORD, USER, LocalRegistry, free_port
+from tests.engine.scope import SCOPE_LABEL, SESSION
 from tests.engine.standin_vm import StandinVM
 from tests.unit.model_server import ModelServer
 from tests.waiting import until
@@ -74,41 +76,59 @@ def _images(base: str, prompt_id: str) -> list[dict]:
 
 
 def test_the_user_data_takes_a_node_from_an_empty_cache_to_serving(client, base, registry, tmp_path):
+    """The hub holds the model file's body until the server has started and its warm-up waits for the file:
+    the pull and the server's start ran while the fetch was still in flight; released, the fetch ends and the
+    node serves."""
     project_root, _ = build_with_model(tmp_path / "image", NAME, DATA, SOURCE)
     user_data, manifest = _published_user_data(project_root, registry, tmp_path / "deploy")
     assert manifest["image"]["published"] and manifest["image"]["reference"].startswith(f"{registry.host}/kiln/")
-    port, cache = manifest["port"], tmp_path / "node-cache"
+    port, cache, name = manifest["port"], tmp_path / "node-cache", manifest["name"]
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0, f"127.0.0.1:{port} is taken; the deployment serves there"
     lock = load_lock(ROOT / "versions.lock")
     with ModelServer() as hub:
         hub.files["/{}/resolve/{}/{}".format(*SOURCE)] = DATA
+        hub.faults.hold_after = 4096
         vm = StandinVM(tmp_path / "vm", user_data, base_ref(lock, lock.default_base), _engine_socket(), cache,
-                       {"KILN_REGISTRY_USER": USER, "KILN_REGISTRY_PASSWORD": PASSWORD, "HF_ENDPOINT": hub.base})
+                       {"KILN_REGISTRY_USER": USER, "KILN_REGISTRY_PASSWORD": PASSWORD, "HF_ENDPOINT": hub.base},
+                       labels={SCOPE_LABEL: SESSION})
+        outcome: dict = {}
+        runner = threading.Thread(target=lambda: outcome.update(code=vm.run(limit_s=300)))
+        runner.start()
         try:
-            code = vm.run(limit_s=300)
+            until(lambda: "waiting for 1 model file(s)" in _logs(client, name), 120, "the warm-up waiting for the file")
+            held = [line for _, line in vm.lines]
+            hub.faults.release.set()
+            runner.join(300)
             said = [line for _, line in vm.lines if line.startswith("kiln-deploy: ")]
-            assert code == 0, "\n".join(line for _, line in vm.lines[-15:])
+            assert outcome.get("code") == 0, "\n".join(line for _, line in vm.lines[-15:])
             assert vm.status()["status"] == "ready"
             image = _first_image(f"http://127.0.0.1:{port}")
-            container = client.containers.get(manifest["name"])
-            config = container.attrs["HostConfig"]
+            config = client.containers.get(name).attrs["HostConfig"]
         finally:
-            client.api.remove_container(manifest["name"], force=True) if _exists(client, manifest["name"]) else None
+            hub.faults.release.set()
+            runner.join(60)
+            if _exists(client, name):
+                client.api.remove_container(name, force=True)
     assert image.startswith(b"\x89PNG")
+    # while the file was held: the image pulled, the server started, the fetch not done
+    assert any(" pulled: " in line for line in held) and not any(", verified, in " in line for line in held), held
     # what the script said, in the order a user reads it on the console
-    order = ["driver 999.99", "fetching 1 model file(s)", "pulling ", " pulled: ", "preflight: ", "start: ",
-             "warm-up: ", "ready: warm ", "ready: serving on 127.0.0.1:"]
+    order = ["driver 999.99", "fetching 1 model file(s)", " pulled: ", ", verified, in ", "warm-up: waiting for 1",
+             "ready: warm ", "ready: serving on 127.0.0.1:"]
     at = [next(i for i, line in enumerate(said) if fragment in line) for fragment in order]
-    assert at[2] < at[3] and at[1] < at[3] and at[3:] == sorted(at[3:]), said
-    assert any(", verified, in " in line for line in said)
+    assert at == sorted(at), said
     # the model file in the cache, verified, the server's; the container as the user data describes it
     fetched = cache / "models" / "checkpoints" / SOURCE[2]
     assert hashlib.sha256(fetched.read_bytes()).digest() == hashlib.sha256(DATA).digest()
-    assert fetched.stat().st_uid == 10001
+    assert fetched.stat().st_uid == 10001 and not (cache / "models" / manifest["cache"]["arriving_marker"]).exists()
     assert config["ReadonlyRootfs"] and config["RestartPolicy"]["Name"] == "unless-stopped"
     assert config["PortBindings"] == {f"{port}/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
     assert config["Binds"] == [f"{cache}:{manifest['cache']['mount']}"]
+
+
+def _logs(client, name: str) -> str:
+    return client.containers.get(name).logs().decode() if _exists(client, name) else ""
 
 
 def _exists(client, name: str) -> bool:

@@ -231,8 +231,11 @@ def test_the_images_python_comes_compiled(client, serve_image):
     _, tag = serve_image
     probe = ("import importlib.util as u, pathlib\n"
              "py = [p for root in ('/opt/comfyui', '/opt/kiln/payload') for p in pathlib.Path(root).rglob('*.py')]\n"
-             "bad = [str(p) for p in py if not pathlib.Path(u.cache_from_source(p)).is_file()\n"
-             "       or pathlib.Path(u.cache_from_source(p)).read_bytes()[4:8] != bytes([3, 0, 0, 0])]\n"
+             "def fresh(p):\n"
+             "    c = pathlib.Path(u.cache_from_source(p))\n"
+             "    head = c.read_bytes()[:16] if c.is_file() else b''\n"
+             "    return head[4:8] == bytes([3, 0, 0, 0]) and head[8:16] == u.source_hash(p.read_bytes())\n"
+             "bad = [str(p) for p in py if not fresh(p)]\n"
              "print(len(py), len(bad), bad[:3])\n")
     total, missing, examples = run_in(client, tag, f"/opt/venv/bin/python -c \"{probe}\"").split(" ", 2)
     assert int(total) > 20 and int(missing) == 0, examples

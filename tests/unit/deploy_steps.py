@@ -5,11 +5,13 @@ fake `docker` on PATH that logs the same way: what runs, in which order, what ov
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
 
 HELPERS = ("say", "report", "fail")   # what the real steps call
+CONTROL = ("fetched", "fetch_failed")  # the main sequence's own control (the fetch's end, its failure): as written
 FAKE_DOCKER = """#!/bin/sh
 # the docker client as the real steps call it: pull sleeps, logs, and fails where told; inspect answers
 case "$1" in
@@ -17,8 +19,16 @@ case "$1" in
           [ "$PULL_FAILS" = 1 ] && exit 1
           echo "$(date +%s.%N) end docker-pull" >> "$STEPS_LOG" ;;
     image) echo 6460000000 ;;
+    rm) echo "$(date +%s.%N) start docker-rm" >> "$STEPS_LOG"; echo "$(date +%s.%N) end docker-rm" >> "$STEPS_LOG" ;;
     logs) cat "$DOCKER_LOGS" 2> /dev/null ;;
 esac
+"""
+
+
+FAKE_PYTHON = """#!/bin/sh
+# python3 as the real fetch step calls it: logs, sleeps, ends
+echo "$(date +%s.%N) start fetch-python" >> "$STEPS_LOG"; sleep "$PY_S"
+echo "$(date +%s.%N) end fetch-python" >> "$STEPS_LOG"
 """
 
 
@@ -37,8 +47,9 @@ def fake_docker(tmp: Path) -> dict[str, str]:
     """PATH with the fake docker first."""
     folder = tmp / "bin"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "docker").write_text(FAKE_DOCKER)
-    (folder / "docker").chmod(0o755)
+    for name, text in (("docker", FAKE_DOCKER), ("python3", FAKE_PYTHON)):
+        (folder / name).write_text(text)
+        (folder / name).chmod(0o755)
     return {"PATH": f"{folder}:{os.environ['PATH']}"}
 
 
@@ -47,19 +58,22 @@ def run_steps(script: str, tmp: Path, sleep: dict[str, float] | None = None, fai
               settle_s: float = 0.2) -> tuple[int, list[tuple[float, str, str]]]:
     """Exit code and the log [(seconds, start|end, step)] of the main sequence with stubbed steps."""
     body = main_sequence(script)
-    steps = sorted({line.split()[0] for line in body.splitlines() if line.strip()
-                    and line.split()[0].isidentifier() and line.split()[0] not in ("wait", "trap", "kill")})
+    steps = sorted(name for name in re.findall(r"^(\w+)\(\) \{$", script, re.M)
+                   if re.search(rf"\b{name}\b", body) and name not in CONTROL)
     tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "cache" / "models").mkdir(parents=True, exist_ok=True)
     log = tmp / "steps.log"
     stubs = [f"{name}() {{ echo \"$(date +%s.%N) start {name}\" >> {log}; sleep {(sleep or {}).get(name, 0)}; "
              + ("exit 1; " if name in fail else "")
              + f"echo \"$(date +%s.%N) end {name}\" >> {log}; }}" for name in steps if name not in real]
-    own = [function(script, name) for name in (*HELPERS, *real)] if real else []
-    variables = f"IMAGE=registry.example/kiln@sha256:0\nSTATUS={tmp}/status.json\nKILN_REGISTRY_USER=\n"
+    own = [function(script, name) for name in (*(HELPERS if real else ()), *real, *CONTROL)]
+    variables = (f"IMAGE=registry.example/kiln@sha256:0\nSTATUS={tmp}/status.json\nKILN_REGISTRY_USER=\n"
+                 f"CACHE={tmp}/cache\nARRIVING=.kiln-arriving\nNAME=kiln-test\nMODELS=1\nFETCH=fetch.py\n"
+                 f"MANIFEST=deploy.json\nKILN_FETCH_MODELS=1\n")
     started = time.time()
     done = subprocess.run(["/bin/sh", "-c", variables + "\n".join(own + stubs) + "\n" + body], capture_output=True,
                           text=True, timeout=60, env={**os.environ, **fake_docker(tmp), "STEPS_LOG": str(log),
-                                                      "PULL_S": "0", **(env or {})})
+                                                      "PULL_S": "0", "PY_S": "0", **(env or {})})
     time.sleep(settle_s)   # a step left running in the background (it must not be) would still write
     rows = [line.split() for line in log.read_text().splitlines()] if log.exists() else []
     return done.returncode, [(float(t) - started, what, name) for t, what, name in rows]

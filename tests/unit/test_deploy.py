@@ -467,25 +467,29 @@ def test_cloud_init_carries_the_manifest_and_the_fetch_script(tiny_deploy):
 
 
 def test_cloud_init_pulls_the_image_while_it_fetches_the_models(tiny_deploy, tmp_path):
-    """The main sequence run by /bin/sh with stubbed steps: the pull and the fetch overlap, after the engine
-    and the toolkit were checked, and the server starts only after both."""
+    """The main sequence run by /bin/sh with stubbed steps: after the engine and the toolkit were checked and
+    the cache prepared, the fetch runs beside the pull and beside the server's start; the wait for healthy
+    comes only after both."""
     out, _ = tiny_deploy
     script = (out / "cloud-init" / "kiln-deploy.sh").read_text()
-    code, events = run_steps(script, tmp_path, sleep={"pull": 1, "fetch_models": 1})
+    code, events = run_steps(script, tmp_path, sleep={"pull": 1, "fetch_models": 2})
     seen = order(events)
     starts = [e.split()[1] for e in seen if e.startswith("start ")]
-    assert code == 0 and [name for name in starts if name != "pull"] == [
-        "check_driver", "wait_docker", "check_toolkit", "mount_nvme", "fetch_models", "prepare_cache", "start",
-        "wait_healthy"], seen
+    assert code == 0 and [name for name in starts if name != "fetch_models"] == [
+        "check_driver", "wait_docker", "check_toolkit", "mount_nvme", "prepare_cache", "mark_arriving", "pull",
+        "start", "wait_healthy"], seen
     at = {event: t for t, what, name in events for event in [f"{what} {name}"]}
-    assert at["start pull"] > at["end mount_nvme"], seen
+    assert at["start fetch_models"] > at["end mark_arriving"] > at["end prepare_cache"], seen
     assert at["start fetch_models"] < at["end pull"] and at["start pull"] < at["end fetch_models"], seen
-    assert at["start start"] > max(at["end pull"], at["end fetch_models"], at["end prepare_cache"]), seen
+    assert at["end pull"] < at["start start"] < at["end fetch_models"], seen   # the server starts as the models arrive
+    assert at["start wait_healthy"] > max(at["end start"], at["end fetch_models"]), seen
+    assert not (tmp_path / "cache" / "models" / ".kiln-arriving").exists()   # the fetch's end took the marker away
 
 
 def test_cloud_init_stops_on_a_failed_pull_or_fetch_and_leaves_no_pull_running(tiny_deploy, tmp_path):
-    """The script's own pull() against a fake docker client: a failed pull stops the script before any start;
-    a failed fetch stops the docker client's pull it overlapped (it never finishes, even after the script)."""
+    """The script's own pull() against a fake docker client: a failed pull stops the script before any start,
+    once the fetch it overlapped is done; a failed fetch stops the docker client's pull it overlapped (it
+    never finishes, even after the script), or removes the server already started."""
     out, _ = tiny_deploy
     script = (out / "cloud-init" / "kiln-deploy.sh").read_text()
     code, events = run_steps(script, tmp_path / "ok", real=("pull",), sleep={"fetch_models": 0.5},
@@ -494,13 +498,32 @@ def test_cloud_init_stops_on_a_failed_pull_or_fetch_and_leaves_no_pull_running(t
     code, events = run_steps(script, tmp_path / "pull", real=("pull",), sleep={"fetch_models": 0.5},
                              env={"PULL_FAILS": "1"})
     status = json.loads((tmp_path / "pull" / "status.json").read_text())
-    assert code == 1 and "start start" not in order(events) and "cannot pull" in status["detail"], order(events)
+    seen = order(events)
+    assert code == 1 and "start start" not in seen and "cannot pull" in status["detail"], seen
+    assert seen.index("end fetch_models") > seen.index("start docker-pull")   # the fetch ran to its end
     # the fetch fails 1.5 s in, while the pull (4 s) runs; the script's end is waited past the pull's
     code, events = run_steps(script, tmp_path / "fetch", real=("pull",), fail=("fetch_models",),
                              sleep={"fetch_models": 1.5}, env={"PULL_S": "4"}, settle_s=3.5)
     seen = order(events)
     assert code == 1 and "start docker-pull" in seen and "end docker-pull" not in seen, seen
     assert "start start" not in seen, seen
+    # the fetch fails 1.5 s in, after the server started (the pull took 0.2 s): the server is removed
+    code, events = run_steps(script, tmp_path / "late", real=("pull",), fail=("fetch_models",),
+                             sleep={"fetch_models": 1.5}, env={"PULL_S": "0.2"})
+    seen = order(events)
+    assert code == 1 and seen.index("end start") < seen.index("start docker-rm"), seen
+    assert "start wait_healthy" not in seen, seen
+
+
+def test_a_script_that_ends_early_stops_its_fetch(tiny_deploy, tmp_path):
+    """The script's own fetch step with a python3 that takes 3 s: the server's start fails at once, and the
+    fetch, python3 included, ends with the script (nothing fetches on after it)."""
+    out, _ = tiny_deploy
+    script = (out / "cloud-init" / "kiln-deploy.sh").read_text()
+    code, events = run_steps(script, tmp_path, real=("fetch_models",), fail=("start",), env={"PY_S": "3"},
+                             settle_s=3.5)
+    seen = order(events)
+    assert code == 1 and "start fetch-python" in seen and "end fetch-python" not in seen, seen
 
 
 def test_cloud_init_says_each_phase_the_container_logs_once(tiny_deploy, tmp_path):

@@ -120,13 +120,14 @@ def test_the_cloud_init_fleet_carries_the_balancer_and_passes_its_tools(publishe
     assert carried["/usr/local/sbin/kiln-deploy"] == (folder / "kiln-deploy.sh").read_text()
     assert (folder / "user-data.yaml").stat().st_size < 16 * 1024   # EC2's user-data limit, with 8 servers
     script = (folder / "kiln-deploy.sh").read_text()
-    code, events = run_steps(script, tmp_path, sleep={"pull": 0.5, "fetch_models": 0.5})
+    code, events = run_steps(script, tmp_path, sleep={"pull": 0.5, "fetch_models": 1})
     starts = [e.split()[1] for e in order(events) if e.startswith("start ")]
-    assert code == 0 and [name for name in starts if name != "pull"] == [
-        "check_driver", "wait_docker", "check_toolkit", "check_balancer", "mount_nvme", "fetch_models",
-        "prepare_cache", "start", "wait_healthy", "start_balancer"], starts
+    assert code == 0 and [name for name in starts if name != "fetch_models"] == [
+        "check_driver", "wait_docker", "check_toolkit", "check_balancer", "mount_nvme", "prepare_cache",
+        "mark_arriving", "pull", "start", "wait_healthy", "start_balancer"], starts
     at = {f"{what} {name}": t for t, what, name in events}
-    assert at["end mount_nvme"] < at["start pull"] < at["end fetch_models"] and at["start start"] > at["end pull"]
+    assert at["end mark_arriving"] < at["start fetch_models"] < at["end pull"] < at["start start"]
+    assert at["start start"] < at["end fetch_models"] < at["start wait_healthy"]
     assert "SERVERS=8" in script and "HOST_PORT=18188" in script and "BALANCER_SERIES=2.6" in script
     cfg = (folder / "haproxy.cfg").read_text()
     assert '"${KILN_BIND-127.0.0.1}:8188"' in cfg and "server comfyui-7 127.0.0.1:18195" in cfg

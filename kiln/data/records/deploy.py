@@ -52,6 +52,7 @@ class Cache(Model):
     folders: tuple[str, ...]
     models: tuple[CachedModel, ...]
     endpoint: str = Field(description="where the models are fetched from unless HF_ENDPOINT says otherwise")
+    arriving_marker: str = Field(description="in models/ while a fetch runs beside the server: its warm-up waits")
 
 
 class Health(Model):

@@ -3,8 +3,11 @@ folder when they were baked in."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
+
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 def model_roots(facts: Dict[str, Any], models_root: Path) -> List[Path]:
@@ -18,3 +21,22 @@ def missing_models(facts: Dict[str, Any], models_root: Path) -> List[str]:
     roots = model_roots(facts, models_root)
     return [f"{m['folder']}/{m['file']}" for m in facts.get("warmup", {}).get("models", [])
             if not any((root / m["folder"] / m["file"]).is_file() for root in roots)]
+
+
+def arriving(marker: Optional[Path], boot_id: Path = BOOT_ID) -> bool:
+    """A deployment's fetch runs beside this server: its marker is there and names this boot (one left by an
+    earlier boot, whose fetch was cut, is never waited on)."""
+    try:
+        return marker is not None and marker.read_text().strip() == boot_id.read_text().strip() != ""
+    except OSError:
+        return False
+
+
+def wait_for_models(facts: Dict[str, Any], models_root: Path, marker: Optional[Path], limit_s: float,
+                    poll_s: float = 0.5) -> List[str]:
+    """The model files still missing once all arrived, the fetch ended (its marker gone) or limit_s passed.
+    The fetch places each file only when verified and removes the marker after the last."""
+    deadline = time.monotonic() + limit_s
+    while missing_models(facts, models_root) and arriving(marker) and time.monotonic() < deadline:
+        time.sleep(poll_s)
+    return missing_models(facts, models_root)

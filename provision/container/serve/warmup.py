@@ -3,9 +3,9 @@
 1. wait until ComfyUI answers /system_stats;
 2. warm the device inside the server: a one-node prompt with the image's KilnDeviceWarmup custom
    node creates the CUDA context, cuBLAS and cuDNN handles and primes the allocator, no models needed;
-3. when every model of the image's warm-up workflow is present under the cache mount, run that workflow
-   through the HTTP API twice (the first run compiles and fills the caches, the second is the
-   steady state);
+3. when every model of the image's warm-up workflow is present under the cache mount (waiting for them
+   while a deployment's fetch, beside the server, says they are arriving), run that workflow through the
+   HTTP API as the image plans (runs, steps);
 4. log one JSON line with the timings and write the readiness marker the healthcheck reads.
 Each phase starts with one line `kiln: phase <name>: ...` in the container log (`invoke run` shows them as
 they come); start to warm counts from KILN_STARTED, which the start script sets.
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from .model_files import missing_models
+from .model_files import arriving, missing_models, wait_for_models
 from .prompt import POLL_S, http_json, submit_prompt, wait_for_prompt, with_new_seed
 
 
@@ -64,11 +64,14 @@ def run_prompt(url: str, workflow: Dict[str, Any], limit_s: float) -> float:
 
 
 def warm_workflow(url: str, facts: Dict[str, Any], workflow_path: Path, models_root: Path,
-                  limit_s: float) -> Dict[str, Any]:
+                  limit_s: float, arriving_marker: Optional[Path] = None) -> Dict[str, Any]:
     workflow = json.loads(workflow_path.read_text()) if workflow_path.is_file() else {}
     if not workflow:
         return {"workflow": "none in this image"}
     missing = missing_models(facts, models_root)
+    if missing and arriving(arriving_marker):
+        say("warm-up", f"waiting for {len(missing)} model file(s) the deployment is still fetching")
+        missing = wait_for_models(facts, models_root, arriving_marker, limit_s)
     if missing and os.environ.get("KILN_SERVE_WITHOUT_MODELS") == "1":
         return {"workflow": f"skipped: models not in the cache: {', '.join(missing)}"}
     if missing:
@@ -112,15 +115,20 @@ def main(argv=None) -> int:
     parser.add_argument("--failed", help="on failure, write the reason here (the healthcheck shows it)")
     parser.add_argument("--workflow", default="/opt/kiln/warmup.json")
     parser.add_argument("--models", help="model folder (default: models/ under the image's cache mount)")
+    parser.add_argument("--arriving", help="a file that names this boot while a deployment fetches the models "
+                                             "beside the server: wait for them")
     parser.add_argument("--limit-s", type=float, default=float(os.environ.get("KILN_WARMUP_LIMIT_S", "900")))
     args = parser.parse_args(argv)
     facts = json.loads(Path(args.facts).read_text())
     started = time.monotonic()
     result: Dict[str, Any] = {"server_s": round(wait_for_server(args.url, args.limit_s), 3)}
-    say("warm-up", f"ComfyUI answered after {result['server_s']:.1f} s; warming the GPU")
+    answered = since_start()
+    say("warm-up", (f"ComfyUI answered {answered:.1f} s after the container started" if answered is not None
+                    else f"ComfyUI answered after {result['server_s']:.1f} s") + "; warming the GPU")
     result.update(warm_device(args.url, args.limit_s))
     models = Path(args.models or f"{facts['cache_mount']}/models")
-    result.update(warm_workflow(args.url, facts, Path(args.workflow), models, args.limit_s))
+    result.update(warm_workflow(args.url, facts, Path(args.workflow), models, args.limit_s,
+                                Path(args.arriving) if args.arriving else None))
     result["total_s"] = round(time.monotonic() - started, 3)
     start_to_warm = since_start()
     if start_to_warm is not None:

@@ -43,7 +43,7 @@ def decide(checks: List[Check], cpu_mode: bool, strict: bool) -> tuple[int, List
         if verdict in (FAIL, WARN):
             level = "error" if blocking else "warning"
             lines.append(f"{level}: gpu.{check.name}: {check.measured} (expected {check.expected}): {check.note}")
-    lines.append("GPU preflight passed" if code == 0 else "GPU preflight failed; ComfyUI is stopped before any prompt")
+    lines.append("GPU preflight passed" if code == 0 else "GPU preflight failed; ComfyUI is stopped before its warm-up")
     return code, lines
 
 

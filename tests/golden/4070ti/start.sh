@@ -7,8 +7,8 @@
 # included) stops what runs and the container exits 0. Order: caches, then the GPU preflight and ComfyUI
 # at once (each imports torch and opens the GPU: one after the other, a cold start would wait for that
 # twice), with the exporter beside them (metrics and /ready on 9188, the balancer's agent check on 9288);
-# a failed preflight stops ComfyUI before any prompt reaches it, and the warm-up starts only after the
-# preflight passed. The healthcheck turns healthy only when the warm-up has written its marker. A failed warm-up writes
+# the warm-up starts only after the preflight passed, and a failed preflight stops ComfyUI: the server is
+# never healthy before it passed, so nothing that waits for health (the balancer, Kubernetes) sends it work. The healthcheck turns healthy only when the warm-up has written its marker. A failed warm-up writes
 # its reason where the healthcheck reports it, and the container ends with code 3 seconds later:
 # Docker does not count failed probes in the start period, so waiting for "unhealthy" would take it.
 set -eu
@@ -66,7 +66,7 @@ fi
 (
     cd /opt/kiln/payload
     if ! "$PY" -m serve.warmup --facts /opt/kiln/kiln.json --url http://127.0.0.1:8188 \
-            --marker "$READY" --failed "$FAILED"; then
+            --marker "$READY" --failed "$FAILED" --arriving /cache/models/.kiln-arriving; then
         sleep 6  # three healthcheck intervals: the reason reaches the container's health log
         kill -USR1 $$
     fi

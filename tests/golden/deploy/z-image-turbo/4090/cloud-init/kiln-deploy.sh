@@ -4,9 +4,9 @@
 # Runs once on a fresh GPU VM (cloud-init runcmd), as root: checks the NVIDIA driver against the
 # stack's floor, waits for the Docker Engine and checks the NVIDIA Container Toolkit, puts the cache
 # on local NVMe when the VM has an unused NVMe disk, puts the image's model files into the cache
-# (fetched and verified by sha256, or only checked when KILN_FETCH_MODELS=0), logs in to the registry
-# when /etc/kiln/deploy.env gives credentials, pulls the image by digest, runs it and waits until the
-# warm-up made it healthy. The outcome goes to the console and to /var/lib/kiln/status.json; any
+# (fetched and verified by sha256, or only checked when KILN_FETCH_MODELS=0) while it logs in to the
+# registry when /etc/kiln/deploy.env gives credentials, pulls the image by digest and runs it, and waits
+# until the warm-up (which waits for the model files) made it healthy. The outcome goes to the console and to /var/lib/kiln/status.json; any
 # failure exits 1 with the reason.
 set -eu
 
@@ -22,6 +22,7 @@ STATUS=/var/lib/kiln/status.json
 MANIFEST=/etc/kiln/deploy.json
 FETCH=/usr/local/lib/kiln/fetch_models.py
 MODELS=3
+ARRIVING=.kiln-arriving
 KILN_BIND=127.0.0.1
 KILN_REGISTRY_USER=
 KILN_REGISTRY_PASSWORD=
@@ -129,13 +130,18 @@ fetch_models() {
     fetch_started=$(date +%s)
     say "fetching $MODELS model file(s) into $CACHE/models"
     mkdir -p "$(dirname "$STATUS")"
+    # in the background, so that a TERM stops the fetch itself
     if [ "$KILN_FETCH_MODELS" = 0 ]; then
-        python3 "$FETCH" "$MANIFEST" "$CACHE" --check 2> "$STATUS.err" \
-            || missing "$(tail -n 1 "$STATUS.err") (KILN_FETCH_MODELS=0: put the files into $CACHE/models first)"
+        python3 "$FETCH" "$MANIFEST" "$CACHE" --check 2> "$STATUS.err" &
+        hint=" (KILN_FETCH_MODELS=0: put the files into $CACHE/models first)"
     else
-        HF_ENDPOINT="$HF_ENDPOINT" HF_TOKEN="$HF_TOKEN" python3 "$FETCH" "$MANIFEST" "$CACHE" --owner 10001 2> "$STATUS.err" \
-            || missing "$(tail -n 1 "$STATUS.err")"
+        HF_ENDPOINT="$HF_ENDPOINT" HF_TOKEN="$HF_TOKEN" python3 "$FETCH" "$MANIFEST" "$CACHE" --owner 10001 2> "$STATUS.err" &
+        hint=""
     fi
+    fetcher=$!
+    trap 'kill "$fetcher" 2> /dev/null || true; exit 1' TERM
+    wait "$fetcher" || missing "$(tail -n 1 "$STATUS.err")$hint"
+    trap - TERM
     rm -f "$STATUS.err"
     say "$MODELS model file(s) in $CACHE/models, verified, in $(($(date +%s) - fetch_started)) s"
 }
@@ -159,13 +165,17 @@ pull() {
     fi
     pull_started=$(date +%s)
     say "pulling $IMAGE"
-    # in the background of the main sequence: a TERM from it (a failed fetch) stops the docker client too,
-    # which cancels the pull
+    # in the background, so that a failed fetch can stop the client, which cancels the pull
     docker pull "$IMAGE" > /dev/null &
     puller=$!
-    trap 'kill "$puller" 2> /dev/null || true; exit 1' TERM
-    wait "$puller" || fail "cannot pull $IMAGE: check the registry, the credentials and the VM's network"
-    trap - TERM
+    if ! wait "$puller"; then
+        puller=
+        # if the fetch fails too, its report is the last word
+        report failed "cannot pull $IMAGE: check the registry, the credentials and the VM's network"
+        wait "$fetching" || true
+        exit 1
+    fi
+    puller=
     bytes=$(docker image inspect --format '{{.Size}}' "$IMAGE" 2> /dev/null || echo 0)
     say "$IMAGE pulled: $((bytes / 1000000)) MB on disk in $(($(date +%s) - pull_started)) s"
 }
@@ -203,19 +213,39 @@ wait_healthy() {
     report ready "serving on $KILN_BIND:$PORT after $(($(date +%s) - started)) s"
 }
 
+# Tells the warm-up the files are coming, naming this boot (an earlier boot's marker is never waited on)
+mark_arriving() {
+    cat /proc/sys/kernel/random/boot_id > "$CACHE/models/$ARRIVING" 2> /dev/null || true
+}
+
+# The background fetch ended with code $1
+fetched() {
+    rm -f "$CACHE/models/$ARRIVING"
+    [ "$1" -eq 0 ] || kill -USR1 $$
+}
+
+# The fetch failed and said why
+fetch_failed() {
+    trap - EXIT USR1
+    kill "${puller:-}" 2> /dev/null || true
+    docker rm -f "$NAME" > /dev/null 2>&1 || true
+    exit 1
+}
+
 check_driver
 wait_docker
 check_toolkit
 mount_nvme
-# The image (from the registry) and the models (from the hub) travel at once: where neither saturates the
-# link, a cold node waits for the longer of the two, not their sum. A failed pull has said why (the script
-# stops once the fetch is done); a failed fetch stops the pull.
-pull &
-pulling=$!
-trap 'kill "$pulling" 2> /dev/null || true' EXIT
-fetch_models
 prepare_cache
-wait "$pulling" || exit 1
-trap - EXIT
+# The fetch runs beside the pull and the server's start (the warm-up waits for the files). A failed fetch
+# stops the pull or the servers; a failed pull lets the fetch end (its files serve the next try).
+trap fetch_failed USR1
+mark_arriving
+( trap 'fetched "$?"' EXIT; fetch_models ) &
+fetching=$!
+trap 'trap "" USR1; kill "$fetching" 2> /dev/null || true; rm -f "$CACHE/models/$ARRIVING"' EXIT
+pull
 start
+wait "$fetching" || fetch_failed
+trap - EXIT USR1
 wait_healthy
