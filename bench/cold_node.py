@@ -356,28 +356,34 @@ def paper_inputs() -> dict:
     sizes = json.loads(SIZE_RECORD.read_text())
     image = sizes["images"][sizes["after"]]
     models = Project(ROOT).subject("h200", "z-image-turbo", "cuda13").image.models
-    warm = [r["warm_s"] for name, r in json.loads(WARM_RECORD.read_text())["levers"].items()
-            if name.split("#")[0] == "baseline" and "warm_s" in r]
-    if not warm:
+    rounds = [r for name, r in json.loads(WARM_RECORD.read_text())["levers"].items()
+              if name.split("#")[0] == "baseline" and "warm_s" in r]
+    if not rounds:
         raise SystemExit(f"cold_node: {WARM_RECORD.name} has no completed baseline round to take start to warm from")
     return {"image_gb": image["gzip_bytes"] / 1e9, "models_gb": sum(m.size for m in models) / 1e9,
-            "start_to_warm_s": statistics.median(warm)}
+            "start_to_warm_s": statistics.median(r["warm_s"] for r in rounds),
+            # what the server does before its warm-up needs a model file: start, answer, the device prompt
+            "before_models_s": statistics.median(r["ready_s"] + r["warmup"]["device_s"] for r in rounds)}
 
 
 def paper(rates_gbit=(1, 10, 25)) -> str:
     """What a user waits for at each link rate. One link carries both downloads, so overlapping them saves
     time only where a source delivers less than the link (a registry's decompression, a hub's per-file
-    stream); the link-bound total is the lower bound, and one after another the upper."""
+    stream); the link-bound total is the lower bound, and one after another the upper. With the server
+    started beside the fetch (cloud-init), what it does before it needs a model file runs while the rest of
+    the models arrive: the pull first (it takes the link alone in this sketch), then the fetch on the link
+    while the server starts."""
     given = paper_inputs()
-    rows = [f"pull {given['image_gb']:.2f} GB, fetch {given['models_gb']:.2f} GB, start to warm "
-            f"{given['start_to_warm_s']:.2f} s\n",
-            "| link | pull s | fetch s | both, one link s | + start to warm s | goal: 1.2x max(pull, fetch) + start s |",
-            "|---" * 6 + "|"]
+    start, early = given["start_to_warm_s"], given["before_models_s"]
+    rows = [f"pull {given['image_gb']:.2f} GB, fetch {given['models_gb']:.2f} GB, start to warm {start:.2f} s, "
+            f"of which {early:.2f} s before the warm-up needs a model file\n",
+            "| link | pull s | fetch s | both, one link s | + start to warm s | server started beside the fetch s "
+            "| goal: 1.2x max(pull, fetch) + start s |", "|---" * 7 + "|"]
     for rate in rates_gbit:
         pull_s, fetch_s = given["image_gb"] * 8 / rate, given["models_gb"] * 8 / rate
-        start = given["start_to_warm_s"]
+        beside = max(pull_s + early, pull_s + fetch_s) + start - early
         rows.append(f"| {rate} Gbit/s | {pull_s:.0f} | {fetch_s:.0f} | {pull_s + fetch_s:.0f} | "
-                    f"{pull_s + fetch_s + start:.0f} | {1.2 * max(pull_s, fetch_s) + start:.0f} |")
+                    f"{pull_s + fetch_s + start:.0f} | {beside:.0f} | {GOAL_RATIO * max(pull_s, fetch_s) + start:.0f} |")
     return "\n".join(rows)
 
 
