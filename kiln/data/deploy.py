@@ -44,6 +44,7 @@ class Disk(Model):
 class Host(Model):
     cache_dir: str = Field(pattern=r"^/[A-Za-z0-9._/-]+$")
     env_file: str = Field(pattern=r"^/[A-Za-z0-9._/-]+$")
+    user_data_max_bytes: PositiveInt
 
 
 class Marketplaces(Model):

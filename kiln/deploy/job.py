@@ -16,7 +16,8 @@ from kiln.deploy.balancer import (Backend, balancer_config, balancer_image, comp
                                   parse_backends)
 from kiln.deploy.manifest import deployment
 from kiln.deploy.records import image_record
-from kiln.deploy.targets import EXECUTABLE, FLEET_TARGETS, NEEDS_DIGEST, check_target, manifest_text, render
+from kiln.deploy.targets import (EXECUTABLE, FLEET_TARGETS, NEEDS_DIGEST, USER_DATA, check_target, manifest_text,
+                                 render)
 from kiln.identity import base_ref
 from kiln.deploy.write import MANIFEST, write_deployment
 from kiln.render.outdir import marked, replaced
@@ -52,7 +53,17 @@ def plan(s: Subject, req: DeployRequest) -> tuple[Deployment, dict[str, str]]:
     for target in req.targets:
         config = _balancer(manifest, target, d, req.templates) if req.gpus > 1 else ""
         texts.update(render(manifest, target, req.templates, s.image.workflow, req.cpu_mode, script, config))
+    _check_user_data(texts, d.host.user_data_max_bytes, req.gpus)
     return manifest, texts
+
+
+def _check_user_data(texts: dict[str, str], limit: int, gpus: int) -> None:
+    size = len(texts.get(USER_DATA, "").encode())
+    if size > limit:
+        raise KilnError(f"the cloud-init user data is {size} bytes, over the {limit} bytes a cloud takes "
+                        "(kiln/data/tables/deploy.yaml host.user_data_max_bytes)", "--target cloud-init",
+                        "deploy with fewer servers per VM (--gpus)" if gpus > 1 else
+                        "report it: the user data of one server should fit")
 
 
 def _check_gpus(req: DeployRequest) -> None:

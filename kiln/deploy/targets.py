@@ -31,6 +31,7 @@ FLEET_TARGETS = ("compose", "cloud-init")
 BALANCER_CONFIG = {"compose": "balancer/haproxy.cfg", "cloud-init": "cloud-init/haproxy.cfg"}
 NEEDS_DIGEST = ("k8s", "cloud-init", "runpod", "vast")  # they pull the image: a local id cannot do
 EXECUTABLE = ("cloud-init/kiln-deploy.sh", "cloud-init/fetch_models.py")
+USER_DATA = "cloud-init/user-data.yaml"
 FETCH_SCRIPT = "cloud-init/fetch_models.py"  # provision/host/fetch_models.py, beside the script that runs it
 
 
@@ -66,7 +67,7 @@ def render(d: Deployment, target: str, templates: Path, workflow: dict | None = 
     texts: dict[str, str] = {BALANCER_CONFIG[target]: balancer} if balancer else {}
     chosen = {**TARGETS[target], **(FLEET.get(target, {}) if d.fleet.servers > 1 else {})}
     for name, template in chosen.items():
-        if name == "cloud-init/user-data.yaml":
+        if name == USER_DATA:
             values["script"] = texts["cloud-init/kiln-deploy.sh"]
         text = render_template(env, template, values, "templates/deploy")
         texts[name] = _canonical_json(text, template) if name.endswith(".json") else text

@@ -96,7 +96,7 @@ def test_the_user_data_takes_a_node_from_an_empty_cache_to_serving(client, base,
         runner = threading.Thread(target=lambda: outcome.update(code=vm.run(limit_s=300)))
         runner.start()
         try:
-            until(lambda: "waiting for 1 model file(s)" in _logs(client, name), 120, "the warm-up waiting for the file")
+            until(lambda: "waiting for the deployment's fetch" in _logs(client, name), 120, "the warm-up waiting")
             held = [line for _, line in vm.lines]
             hub.faults.release.set()
             runner.join(300)
@@ -114,7 +114,7 @@ def test_the_user_data_takes_a_node_from_an_empty_cache_to_serving(client, base,
     # while the file was held: the image pulled, the server started, the fetch not done
     assert any(" pulled: " in line for line in held) and not any(", verified, in " in line for line in held), held
     # what the script said, in the order a user reads it on the console
-    order = ["driver 999.99", "fetching 1 model file(s)", " pulled: ", ", verified, in ", "warm-up: waiting for 1",
+    order = ["driver 999.99", "fetching 1 model file(s)", " pulled: ", ", verified, in ", "warm-up: waiting for the deployment's fetch",
              "ready: warm ", "ready: serving on 127.0.0.1:"]
     at = [next(i for i, line in enumerate(said) if fragment in line) for fragment in order]
     assert at == sorted(at), said

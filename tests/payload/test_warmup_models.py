@@ -11,7 +11,7 @@ import time
 import pytest
 
 import payload_env  # noqa: F401  (puts the payload on sys.path)
-from serve.model_files import wait_for_models
+from serve.model_files import wait_for_fetch
 from serve.warmup import warm_workflow
 
 FACTS = {"warmup": {"models": [{"folder": "vae", "file": "ae.safetensors"}]}}
@@ -49,17 +49,18 @@ def _later(seconds: float, *actions):
     return thread
 
 
-def test_the_warm_up_waits_for_models_a_deployment_still_fetches(tmp_path):
-    """The deployment's fetch runs beside the server: its marker names this boot; the fetch places the file,
-    then takes the marker away."""
+def test_the_warm_up_waits_for_the_fetch_to_end_even_where_an_older_file_is_there(tmp_path):
+    """The deployment's fetch runs beside the server: its marker names this boot; the fetch replaces the older
+    file of the same name with the verified one, then takes the marker away. Nothing is read before."""
     models, marker = tmp_path / "models", tmp_path / "models" / ".kiln-arriving"
     (models / "vae").mkdir(parents=True)
+    (models / "vae" / "ae.safetensors").write_bytes(b"older")
     marker.write_text(open(BOOT_ID).read())
     started = time.monotonic()
-    done = _later(0.6, lambda: (models / "vae" / "ae.safetensors").write_bytes(b"w"), marker.unlink)
-    assert wait_for_models(FACTS, models, marker, limit_s=30, poll_s=0.05) == []
+    done = _later(0.6, lambda: (models / "vae" / "ae.safetensors").write_bytes(b"verified"), marker.unlink)
+    wait_for_fetch(marker, poll_s=0.05)
     done.join()
-    assert time.monotonic() - started >= 0.6
+    assert time.monotonic() - started >= 0.6 and (models / "vae" / "ae.safetensors").read_bytes() == b"verified"
 
 
 def test_a_failed_fetch_or_a_marker_of_another_boot_is_not_waited_on(workflow, tmp_path, capsys, monkeypatch):
@@ -77,4 +78,20 @@ def test_a_failed_fetch_or_a_marker_of_another_boot_is_not_waited_on(workflow, t
         warm_workflow("http://127.0.0.1:9", FACTS, workflow, models, 30, marker)
     done.join()
     assert time.monotonic() - started < 10
-    assert "kiln: phase warm-up: waiting for 1 model file(s) the deployment is still fetching" in capsys.readouterr().out
+    assert "kiln: phase warm-up: waiting for the deployment's fetch of 1 model file(s)" in capsys.readouterr().out
+
+
+def test_an_older_file_of_the_same_name_is_not_read_while_the_fetch_runs(workflow, tmp_path, capsys):
+    """Every file is there, an older one among them: the warm-up still waits until the fetch ended, then runs
+    (here against no server, so the run's connection error is what ends it)."""
+    models, marker = tmp_path / "models", tmp_path / "models" / ".kiln-arriving"
+    (models / "vae").mkdir(parents=True)
+    (models / "vae" / "ae.safetensors").write_bytes(b"older")
+    marker.write_text(open(BOOT_ID).read())
+    started = time.monotonic()
+    done = _later(0.6, marker.unlink)
+    with pytest.raises(OSError):
+        warm_workflow("http://127.0.0.1:9", FACTS, workflow, models, 5, marker)
+    done.join()
+    assert time.monotonic() - started >= 0.6
+    assert "waiting for the deployment's fetch of 1 model file(s)" in capsys.readouterr().out

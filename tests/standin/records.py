@@ -18,9 +18,9 @@ REGISTRY = "registry.example:5000/team"
 
 
 def build_record(root: Path, gpu: str, image: str = "comfyui", published: bool = True,
-                 stack: str | None = None) -> BuildRecord:
+                 stack: str | None = None, registry: str = REGISTRY, digest: str = DIGEST) -> BuildRecord:
     s = Project(root).subject(gpu, image, stack)
-    done = Published(references=(f"{REGISTRY}/kiln/{s.image.name}@{DIGEST}",), artifacts={}, smoke="forced",
+    done = Published(references=(f"{registry}/kiln/{s.image.name}@{digest}",), artifacts={}, smoke="forced",
                      provenance_signed_by="unsigned") if published else None
     return BuildRecord(image_id=IMAGE_ID, tags=tuple(image_tags(s)), size=6_000_000_000, layers=(), durations={},
                        gpu=s.gpu.name, image=s.image.name, stack_override=stack, base="kiln-base:test", base_id="sha256:" + "b" * 64,
@@ -30,8 +30,8 @@ def build_record(root: Path, gpu: str, image: str = "comfyui", published: bool =
 
 
 def write_build_record(root: Path, gpu: str, image: str = "comfyui", published: bool = True,
-                       stack: str | None = None) -> Path:
-    return BuildFolder(root / "build").write_build(build_record(root, gpu, image, published, stack))
+                       stack: str | None = None, registry: str = REGISTRY, digest: str = DIGEST) -> Path:
+    return BuildFolder(root / "build").write_build(build_record(root, gpu, image, published, stack, registry, digest))
 
 
 def write_run_record(root: Path, tag: str, seconds: float, warmup: dict, cpu_mode: bool) -> RunWritten:

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 HELPERS = ("say", "report", "fail")   # what the real steps call
-CONTROL = ("fetched", "fetch_failed")  # the main sequence's own control (the fetch's end, its failure): as written
+# the main sequence's own control (the marker, the fetch's end, its failure, an early end): as written
+CONTROL = ("mark_arriving", "fetched", "fetch_failed", "stop_started")
 FAKE_DOCKER = """#!/bin/sh
 # the docker client as the real steps call it: pull sleeps, logs, and fails where told; inspect answers
 case "$1" in
@@ -19,7 +20,7 @@ case "$1" in
           [ "$PULL_FAILS" = 1 ] && exit 1
           echo "$(date +%s.%N) end docker-pull" >> "$STEPS_LOG" ;;
     image) echo 6460000000 ;;
-    rm) echo "$(date +%s.%N) start docker-rm" >> "$STEPS_LOG"; echo "$(date +%s.%N) end docker-rm" >> "$STEPS_LOG" ;;
+    rm|run) echo "$(date +%s.%N) start docker-$1" >> "$STEPS_LOG"; echo "$(date +%s.%N) end docker-$1" >> "$STEPS_LOG" ;;
     logs) cat "$DOCKER_LOGS" 2> /dev/null ;;
 esac
 """
@@ -54,9 +55,10 @@ def fake_docker(tmp: Path) -> dict[str, str]:
 
 
 def run_steps(script: str, tmp: Path, sleep: dict[str, float] | None = None, fail: tuple[str, ...] = (),
-              real: tuple[str, ...] = (), env: dict[str, str] | None = None,
-              settle_s: float = 0.2) -> tuple[int, list[tuple[float, str, str]]]:
-    """Exit code and the log [(seconds, start|end, step)] of the main sequence with stubbed steps."""
+              real: tuple[str, ...] = (), env: dict[str, str] | None = None, settle_s: float = 0.2,
+              signal: dict[str, str] | None = None) -> tuple[int, list[tuple[float, str, str]]]:
+    """Exit code and the log [(seconds, start|end, step)] of the main sequence with stubbed steps; a step
+    named in `signal` sends that signal to the script instead of ending."""
     body = main_sequence(script)
     steps = sorted(name for name in re.findall(r"^(\w+)\(\) \{$", script, re.M)
                    if re.search(rf"\b{name}\b", body) and name not in CONTROL)
@@ -65,6 +67,7 @@ def run_steps(script: str, tmp: Path, sleep: dict[str, float] | None = None, fai
     log = tmp / "steps.log"
     stubs = [f"{name}() {{ echo \"$(date +%s.%N) start {name}\" >> {log}; sleep {(sleep or {}).get(name, 0)}; "
              + ("exit 1; " if name in fail else "")
+             + (f"kill -{(signal or {})[name]} $$; sleep 1; " if name in (signal or {}) else "")
              + f"echo \"$(date +%s.%N) end {name}\" >> {log}; }}" for name in steps if name not in real]
     own = [function(script, name) for name in (*(HELPERS if real else ()), *real, *CONTROL)]
     variables = (f"IMAGE=registry.example/kiln@sha256:0\nSTATUS={tmp}/status.json\nKILN_REGISTRY_USER=\n"

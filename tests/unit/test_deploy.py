@@ -476,10 +476,10 @@ def test_cloud_init_pulls_the_image_while_it_fetches_the_models(tiny_deploy, tmp
     seen = order(events)
     starts = [e.split()[1] for e in seen if e.startswith("start ")]
     assert code == 0 and [name for name in starts if name != "fetch_models"] == [
-        "check_driver", "wait_docker", "check_toolkit", "mount_nvme", "prepare_cache", "mark_arriving", "pull",
-        "start", "wait_healthy"], seen
+        "check_driver", "wait_docker", "check_toolkit", "mount_nvme", "prepare_cache", "pull", "start",
+        "wait_healthy"], seen
     at = {event: t for t, what, name in events for event in [f"{what} {name}"]}
-    assert at["start fetch_models"] > at["end mark_arriving"] > at["end prepare_cache"], seen
+    assert at["start fetch_models"] > at["end prepare_cache"], seen
     assert at["start fetch_models"] < at["end pull"] and at["start pull"] < at["end fetch_models"], seen
     assert at["end pull"] < at["start start"] < at["end fetch_models"], seen   # the server starts as the models arrive
     assert at["start wait_healthy"] > max(at["end start"], at["end fetch_models"]), seen
@@ -508,11 +508,13 @@ def test_cloud_init_stops_on_a_failed_pull_or_fetch_and_leaves_no_pull_running(t
     assert code == 1 and "start docker-pull" in seen and "end docker-pull" not in seen, seen
     assert "start start" not in seen, seen
     # the fetch fails 1.5 s in, after the server started (the pull took 0.2 s): the server is removed
-    code, events = run_steps(script, tmp_path / "late", real=("pull",), fail=("fetch_models",),
+    code, events = run_steps(script, tmp_path / "late", real=("pull", "start"), fail=("fetch_models",),
                              sleep={"fetch_models": 1.5}, env={"PULL_S": "0.2"})
     seen = order(events)
-    assert code == 1 and seen.index("end start") < seen.index("start docker-rm"), seen
+    assert code == 1 and seen.index("end docker-run") < len(seen) - 1 - seen[::-1].index("start docker-rm"), seen
     assert "start wait_healthy" not in seen, seen
+    for case in ("ok", "pull", "fetch", "late"):   # the marker that told the warm-up to wait is gone
+        assert not (tmp_path / case / "cache" / "models" / ".kiln-arriving").exists(), case
 
 
 def test_a_script_that_ends_early_stops_its_fetch(tiny_deploy, tmp_path):
@@ -520,10 +522,16 @@ def test_a_script_that_ends_early_stops_its_fetch(tiny_deploy, tmp_path):
     fetch, python3 included, ends with the script (nothing fetches on after it)."""
     out, _ = tiny_deploy
     script = (out / "cloud-init" / "kiln-deploy.sh").read_text()
-    code, events = run_steps(script, tmp_path, real=("fetch_models",), fail=("start",), env={"PY_S": "3"},
-                             settle_s=3.5)
+    code, events = run_steps(script, tmp_path, real=("fetch_models",), fail=("start",), sleep={"pull": 1},
+                             env={"PY_S": "3"}, settle_s=3.5)
     seen = order(events)
     assert code == 1 and "start fetch-python" in seen and "end fetch-python" not in seen, seen
+    # a TERM to the script (a shutdown, an operator's Ctrl-C) during the pull: the same
+    code, events = run_steps(script, tmp_path / "term", real=("fetch_models",), sleep={"pull": 1},
+                             signal={"pull": "TERM"}, env={"PY_S": "3"}, settle_s=3.5)
+    seen = order(events)
+    assert code == 1 and "start fetch-python" in seen and "end fetch-python" not in seen, seen
+    assert not (tmp_path / "term" / "cache" / "models" / ".kiln-arriving").exists()
 
 
 def test_cloud_init_says_each_phase_the_container_logs_once(tiny_deploy, tmp_path):

@@ -5,6 +5,7 @@ nothing written."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -103,8 +104,13 @@ def test_haproxys_check_catches_a_wrong_directive(published, tmp_path):
     assert _haproxy_check(path).returncode != 0
 
 
+# A digest of real entropy and a long registry name (an all-"a" digest would compress to nothing)
+REAL_DIGEST = "sha256:" + hashlib.sha256(b"kiln").hexdigest()
+LONG_REGISTRY = "123456789012.dkr.ecr.eu-central-1.amazonaws.com/team"
+
+
 def test_the_cloud_init_fleet_carries_the_balancer_and_passes_its_tools(published, tmp_path):
-    write_build_record(published, "h200", image="z-image-turbo")
+    write_build_record(published, "h200", image="z-image-turbo", registry=LONG_REGISTRY, digest=REAL_DIGEST)
     out = tmp_path / "out"
     result = _deploy(published, "h200", out, "cloud-init", "--gpus", "8", "--image", "z-image-turbo")
     assert result.returncode == 0, result.stderr
@@ -124,10 +130,17 @@ def test_the_cloud_init_fleet_carries_the_balancer_and_passes_its_tools(publishe
     starts = [e.split()[1] for e in order(events) if e.startswith("start ")]
     assert code == 0 and [name for name in starts if name != "fetch_models"] == [
         "check_driver", "wait_docker", "check_toolkit", "check_balancer", "mount_nvme", "prepare_cache",
-        "mark_arriving", "pull", "start", "wait_healthy", "start_balancer"], starts
+        "pull", "start", "wait_healthy", "start_balancer"], starts
     at = {f"{what} {name}": t for t, what, name in events}
-    assert at["end mark_arriving"] < at["start fetch_models"] < at["end pull"] < at["start start"]
+    assert at["end prepare_cache"] < at["start fetch_models"] < at["end pull"] < at["start start"]
     assert at["start start"] < at["end fetch_models"] < at["start wait_healthy"]
+    # the fetch fails after the 8 servers started: all 8 are removed, nothing waits for health
+    code, events = run_steps(script, tmp_path / "late", real=("pull", "start", "start_one"), fail=("fetch_models",),
+                             sleep={"fetch_models": 1.5}, env={"SERVERS": "8"})
+    seen = order(events)
+    after_runs = seen[len(seen) - 1 - seen[::-1].index("end docker-run"):]
+    assert code == 1 and seen.count("end docker-run") == 8 and after_runs.count("start docker-rm") == 8, seen
+    assert "start wait_healthy" not in seen, seen
     assert "SERVERS=8" in script and "HOST_PORT=18188" in script and "BALANCER_SERIES=2.6" in script
     cfg = (folder / "haproxy.cfg").read_text()
     assert '"${KILN_BIND-127.0.0.1}:8188"' in cfg and "server comfyui-7 127.0.0.1:18195" in cfg
@@ -262,3 +275,12 @@ def test_the_drain_command_in_the_pod_runs_as_written(k8s, tmp_path):
                             text=True, timeout=30)
     assert result.returncode == 1 and '"left": "ComfyUI does not answer"' in result.stdout, result.stderr
     assert (tmp_path / "d").exists()
+
+
+def test_user_data_over_what_a_cloud_takes_is_refused_and_nothing_is_written(published, tmp_path):
+    """64 servers: HAProxy's configuration alone takes the user data past EC2's 16 KB."""
+    write_build_record(published, "h200", image="z-image-turbo", registry=LONG_REGISTRY, digest=REAL_DIGEST)
+    out = tmp_path / "out"
+    result = _deploy(published, "h200", out, "cloud-init", "--gpus", "64", "--image", "z-image-turbo")
+    _refused(result, "over the 16384 bytes a cloud takes", out)
+    assert "fewer servers per VM (--gpus)" in result.stderr

@@ -32,11 +32,9 @@ def arriving(marker: Optional[Path], boot_id: Path = BOOT_ID) -> bool:
         return False
 
 
-def wait_for_models(facts: Dict[str, Any], models_root: Path, marker: Optional[Path], limit_s: float,
-                    poll_s: float = 0.5) -> List[str]:
-    """The model files still missing once all arrived, the fetch ended (its marker gone) or limit_s passed.
-    The fetch places each file only when verified and removes the marker after the last."""
-    deadline = time.monotonic() + limit_s
-    while missing_models(facts, models_root) and arriving(marker) and time.monotonic() < deadline:
+def wait_for_fetch(marker: Optional[Path], poll_s: float = 0.5) -> None:
+    """Until the deployment's fetch ended (its marker gone), however long it takes: the fetch verifies every
+    file, the ones already there included (an older file of the same name is replaced), and removes the
+    marker after the last, so no file is read before it is the verified one."""
+    while arriving(marker):
         time.sleep(poll_s)
-    return missing_models(facts, models_root)

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from .model_files import arriving, missing_models, wait_for_models
+from .model_files import arriving, missing_models, wait_for_fetch
 from .prompt import POLL_S, http_json, submit_prompt, wait_for_prompt, with_new_seed
 
 
@@ -68,10 +68,11 @@ def warm_workflow(url: str, facts: Dict[str, Any], workflow_path: Path, models_r
     workflow = json.loads(workflow_path.read_text()) if workflow_path.is_file() else {}
     if not workflow:
         return {"workflow": "none in this image"}
+    if arriving(arriving_marker):
+        say("warm-up", f"waiting for the deployment's fetch of {len(facts.get('warmup', {}).get('models', []))} "
+                       "model file(s)")
+        wait_for_fetch(arriving_marker)
     missing = missing_models(facts, models_root)
-    if missing and arriving(arriving_marker):
-        say("warm-up", f"waiting for {len(missing)} model file(s) the deployment is still fetching")
-        missing = wait_for_models(facts, models_root, arriving_marker, limit_s)
     if missing and os.environ.get("KILN_SERVE_WITHOUT_MODELS") == "1":
         return {"workflow": f"skipped: models not in the cache: {', '.join(missing)}"}
     if missing:

@@ -6,8 +6,8 @@
 # on local NVMe when the VM has an unused NVMe disk, puts the image's model files into the cache
 # (fetched and verified by sha256, or only checked when KILN_FETCH_MODELS=0) while it logs in to the
 # registry when /etc/kiln/deploy.env gives credentials, pulls the image by digest and runs it, and waits
-# until the warm-up (which waits for the model files) made it healthy. The outcome goes to the console and to /var/lib/kiln/status.json; any
-# failure exits 1 with the reason.
+# until the warm-up (which waits for the model files) made it healthy. The outcome goes to the console
+# and to /var/lib/kiln/status.json; any failure exits 1 with the reason.
 set -eu
 
 IMAGE=registry.example:5000/team/kiln/z-image-turbo@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
@@ -39,7 +39,6 @@ say() {
     if [ -w /dev/console ]; then echo "kiln-deploy: $*" > /dev/console || true; fi
 }
 
-# The container's own phase lines (kiln: phase ...), each said once: what a cold start is doing
 seen_phases=0
 relay_phases() {
     phases=$(docker logs "$1" 2>/dev/null | grep '^kiln: phase ' || true)
@@ -63,7 +62,6 @@ fail() {
 
 check_driver() {
     command -v nvidia-smi > /dev/null 2>&1 || fail "no NVIDIA driver (nvidia-smi not found): install driver $DRIVER_FLOOR or later"
-    # nvidia-smi's own exit status decides: its error text must never reach the version comparison
     query=$(nvidia-smi --query-gpu=driver_version,name --format=csv,noheader) \
         || fail "nvidia-smi failed ($(printf '%s' "$query" | head -n 1)): check the VM's GPU and driver"
     line=$(printf '%s\n' "$query" | head -n 1)
@@ -79,7 +77,6 @@ check_driver() {
     say "driver $driver (floor $DRIVER_FLOOR), $card"
 }
 
-# On first boot dockerd may still be starting when runcmd runs: wait (bounded) until it answers.
 wait_docker() {
     command -v docker > /dev/null 2>&1 || fail "no Docker Engine: install docker.io (or docker-ce)"
     tries=0
@@ -96,8 +93,6 @@ check_toolkit() {
     fi
 }
 
-# An NVMe disk with no partitions and no filesystem is formatted for the cache (one labelled
-# kiln-cache, from an earlier boot, is reused); anything else is left alone.
 mount_nvme() {
     if mountpoint -q "$CACHE"; then return 0; fi
     for disk in /dev/nvme*n1; do
@@ -121,16 +116,13 @@ mount_nvme() {
     say "no unused NVMe disk: the cache stays on the root disk at $CACHE"
 }
 
-# The image's model files, from the manifest's cache.models: fetched into the cache and verified by
-# size and sha256 (HF_ENDPOINT and HF_TOKEN from /etc/kiln/deploy.env), or with KILN_FETCH_MODELS=0 only
-# checked to be there with the right size. Without them the image would serve with no model loaded.
 fetch_models() {
     [ "$MODELS" -gt 0 ] || return 0
     command -v python3 > /dev/null 2>&1 || missing "no python3 on this VM to fetch the model files with"
     fetch_started=$(date +%s)
     say "fetching $MODELS model file(s) into $CACHE/models"
     mkdir -p "$(dirname "$STATUS")"
-    # in the background, so that a TERM stops the fetch itself
+    trap 'kill "${fetcher:-}" 2> /dev/null || true; exit 1' TERM
     if [ "$KILN_FETCH_MODELS" = 0 ]; then
         python3 "$FETCH" "$MANIFEST" "$CACHE" --check 2> "$STATUS.err" &
         hint=" (KILN_FETCH_MODELS=0: put the files into $CACHE/models first)"
@@ -139,7 +131,6 @@ fetch_models() {
         hint=""
     fi
     fetcher=$!
-    trap 'kill "$fetcher" 2> /dev/null || true; exit 1' TERM
     wait "$fetcher" || missing "$(tail -n 1 "$STATUS.err")$hint"
     trap - TERM
     rm -f "$STATUS.err"
@@ -165,12 +156,10 @@ pull() {
     fi
     pull_started=$(date +%s)
     say "pulling $IMAGE"
-    # in the background, so that a failed fetch can stop the client, which cancels the pull
     docker pull "$IMAGE" > /dev/null &
     puller=$!
     if ! wait "$puller"; then
         puller=
-        # if the fetch fails too, its report is the last word
         report failed "cannot pull $IMAGE: check the registry, the credentials and the VM's network"
         wait "$fetching" || true
         exit 1
@@ -182,6 +171,7 @@ pull() {
 
 start() {
     docker rm -f "$NAME" > /dev/null 2>&1 || true
+    started=$NAME
     docker run --detach --name "$NAME" --restart unless-stopped --gpus 1 \
         --read-only --tmpfs /tmp:rw,exec,mode=1777,size=1g \
         --tmpfs /opt/comfyui/output:rw,uid=10001,gid=10001,mode=0755 \
@@ -213,23 +203,24 @@ wait_healthy() {
     report ready "serving on $KILN_BIND:$PORT after $(($(date +%s) - started)) s"
 }
 
-# Tells the warm-up the files are coming, naming this boot (an earlier boot's marker is never waited on)
 mark_arriving() {
     cat /proc/sys/kernel/random/boot_id > "$CACHE/models/$ARRIVING" 2> /dev/null || true
 }
 
-# The background fetch ended with code $1
 fetched() {
     rm -f "$CACHE/models/$ARRIVING"
     [ "$1" -eq 0 ] || kill -USR1 $$
 }
 
-# The fetch failed and said why
 fetch_failed() {
-    trap - EXIT USR1
     kill "${puller:-}" 2> /dev/null || true
-    docker rm -f "$NAME" > /dev/null 2>&1 || true
     exit 1
+}
+
+stop_started() {
+    trap "" USR1
+    kill "$fetching" 2> /dev/null || true
+    for name in $started; do docker rm -f "$name" > /dev/null 2>&1 || true; done
 }
 
 check_driver
@@ -237,13 +228,13 @@ wait_docker
 check_toolkit
 mount_nvme
 prepare_cache
-# The fetch runs beside the pull and the server's start (the warm-up waits for the files). A failed fetch
-# stops the pull or the servers; a failed pull lets the fetch end (its files serve the next try).
+started=
+trap 'exit 1' TERM INT HUP
 trap fetch_failed USR1
 mark_arriving
 ( trap 'fetched "$?"' EXIT; fetch_models ) &
 fetching=$!
-trap 'trap "" USR1; kill "$fetching" 2> /dev/null || true; rm -f "$CACHE/models/$ARRIVING"' EXIT
+trap stop_started EXIT
 pull
 start
 wait "$fetching" || fetch_failed
