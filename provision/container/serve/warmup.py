@@ -3,9 +3,9 @@
 1. wait until ComfyUI answers /system_stats;
 2. warm the device inside the server: a one-node prompt with the image's KilnDeviceWarmup custom
    node creates the CUDA context, cuBLAS and cuDNN handles and primes the allocator, no models needed;
-3. when every model of the image's warm-up workflow is present under the cache mount (waiting for them
-   while a deployment's fetch, beside the server, says they are arriving), run that workflow through the
-   HTTP API as the image plans (runs, steps);
+3. when every model of the image's warm-up workflow is present under the cache mount (after the end of a
+   deployment's fetch running beside the server, where its marker says one runs), run that workflow
+   through the HTTP API as the image plans (runs, steps);
 4. log one JSON line with the timings and write the readiness marker the healthcheck reads.
 Each phase starts with one line `kiln: phase <name>: ...` in the container log (`invoke run` shows them as
 they come); start to warm counts from KILN_STARTED, which the start script sets.

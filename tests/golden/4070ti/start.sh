@@ -8,7 +8,8 @@
 # at once (each imports torch and opens the GPU: one after the other, a cold start would wait for that
 # twice), with the exporter beside them (metrics and /ready on 9188, the balancer's agent check on 9288);
 # the warm-up starts only after the preflight passed, and a failed preflight stops ComfyUI: the server is
-# never healthy before it passed, so nothing that waits for health (the balancer, Kubernetes) sends it work. The healthcheck turns healthy only when the warm-up has written its marker. A failed warm-up writes
+# never healthy before it passed, so nothing that waits for health (the balancer, Kubernetes) sends it work.
+# The healthcheck turns healthy only when the warm-up has written its marker. A failed warm-up writes
 # its reason where the healthcheck reports it, and the container ends with code 3 seconds later:
 # Docker does not count failed probes in the start period, so waiting for "unhealthy" would take it.
 set -eu
