@@ -164,10 +164,7 @@ def up_to_first_image(engine: EmptyEngine, deploy: Path, cache: Path, project: s
         time.sleep(0.2)
     healthy = time.monotonic() - started
     base = f"http://127.0.0.1:{port}"
-    body = json.dumps({"prompt": PROMPT, "client_id": "cold-node"}).encode()
-    answer = json.load(urllib.request.urlopen(urllib.request.Request(base + "/prompt", data=body, headers={
-        "Content-Type": "application/json"}), timeout=30))
-    image = first_image(base, answer["prompt_id"])
+    image = first_image_of(base)
     served = time.monotonic() - started
     warm = next((json.loads(line)["kiln_warmup"] for line in engine.docker("logs", container).stdout.splitlines()
                  if line.startswith('{"kiln_warmup"')), {})
@@ -425,7 +422,8 @@ def main() -> int:
                 engine.docker("logout", registry.host)
             if "cloud-init" in paths:
                 user_data, reference = publish_and_render_cloud_init(project_root, work / "cloud-init", registry)
-                vm_image = base_ref(load_lock(ROOT / "versions.lock"), load_lock(ROOT / "versions.lock").default_base)
+                lock = load_lock(ROOT / "versions.lock")
+                vm_image = base_ref(lock, lock.default_base)
                 for i in range(args.repeat):
                     print(f"cloud-init {i + 1}/{args.repeat}: the user data on a stand-in VM, from an empty engine "
                           "and an empty cache ...", flush=True)
