@@ -218,16 +218,31 @@ def phases(server: ComfyServer, milestones: list[dict]) -> dict:
     return {"at_s": at, "phase_s": out}
 
 
-def import_split(lines: list[tuple[float, str]], top: int = 15) -> list[dict]:
-    """The slowest top-level imports from python's import timer ('import time: self | cumulative | name')."""
+def import_rows(lines: list[tuple[float, str]]) -> list[tuple[str, int, float, float]]:
+    """Python's import timer lines ('import time: self | cumulative | name') as (module, depth, self s, cumulative s)."""
     rows = []
     for _, line in lines:
         if line.startswith("import time:") and "|" in line:
             parts = line[len("import time:"):].split("|")
-            name = parts[2]
-            if len(parts) == 3 and parts[1].strip().isdigit() and not name.startswith("  "):
-                rows.append({"module": name.strip(), "cumulative_s": round(int(parts[1]) / 1e6, 3)})
+            if len(parts) == 3 and parts[1].strip().isdigit():
+                name = parts[2].rstrip()
+                depth = (len(name) - len(name.lstrip())) // 2
+                rows.append((name.strip(), depth, int(parts[0]) / 1e6, int(parts[1]) / 1e6))
+    return rows
+
+
+def import_split(lines: list[tuple[float, str]], top: int = 15) -> list[dict]:
+    """The slowest top-level imports."""
+    rows = [{"module": m, "cumulative_s": round(cum, 3)} for m, depth, _, cum in import_rows(lines) if depth == 0]
     return sorted(rows, key=lambda r: -r["cumulative_s"])[:top]
+
+
+def import_packages(lines: list[tuple[float, str]], top: int = 25) -> dict[str, float]:
+    """Import time spent in each top-level package's own modules (self time summed), the slowest first."""
+    by_package: dict[str, float] = {}
+    for module, _, self_s, _ in import_rows(lines):
+        by_package[module.split(".")[0]] = by_package.get(module.split(".")[0], 0.0) + self_s
+    return {k: round(v, 3) for k, v in sorted(by_package.items(), key=lambda kv: -kv[1])[:top]}
 
 
 def warmup_plan(lever: Lever, image) -> tuple[int, int | None]:
@@ -291,6 +306,7 @@ def run_lever(lever: Lever, args, baseline: list[str], subject, graph: dict, fil
                             "first_vs_steady": round(totals[0] / statistics.median(totals[1:]), 3)}
         if lever.importtime:
             result["imports"] = import_split(server.output.lines)
+            result["import_packages"] = import_packages(server.output.lines)
         if lever.smoke:
             result["smoke"] = smoke_workflow(server.url, prompt_for(graph, lever), facts, args.models, args.work)
     except Exception as exc:  # one lever failing must not lose the others
