@@ -245,6 +245,21 @@ def import_packages(lines: list[tuple[float, str]], top: int = 25) -> dict[str, 
     return {k: round(v, 3) for k, v in sorted(by_package.items(), key=lambda kv: -kv[1])[:top]}
 
 
+def wait_alive(server: ComfyServer, limit_s: float) -> float:
+    """The warm-up's own wait for /system_stats (its poll interval included), in slices, so that a server
+    that exits before answering ends the lever at once."""
+    started = time.perf_counter()
+    while True:
+        try:
+            wait_for_server(server.url, 2)
+            return time.perf_counter() - started
+        except TimeoutError:
+            if server.process.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with {server.process.returncode} before answering") from None
+            if time.perf_counter() - started > limit_s:
+                raise
+
+
 def warmup_plan(lever: Lever, image) -> tuple[int, int | None]:
     """Workflow runs and sampler steps of the warm-up: the lever's where it says (steps null: the workflow's
     own), else the image's (images/*.yaml warmup.runs and warmup.steps)."""
@@ -287,7 +302,7 @@ def run_lever(lever: Lever, args, baseline: list[str], subject, graph: dict, fil
                              args.work / "comfyui.log", stamp=True)
         server.client_id = WARMUP_CLIENT
         result["server_started_s"] = round(server.started - origin, 3)
-        ready = wait_for_server(server.url, 180)   # the warm-up's own wait (its poll interval included)
+        ready = wait_alive(server, 180)
         result["ready_s"] = round(time.perf_counter() - origin, 3)
         result["waited_s"] = round(ready, 3)
         if lever.preflight == "beside":
