@@ -97,6 +97,8 @@ def test_the_user_data_takes_a_node_from_an_empty_cache_to_serving(client, base,
         runner.start()
         try:
             until(lambda: "waiting for the deployment's fetch" in _logs(client, name), 120, "the warm-up waiting")
+            until(lambda: any("warm-up: waiting for the deployment's fetch" in line for _, line in vm.lines), 30,
+                  "the script saying, while the fetch runs, that the warm-up waits")
             held = [line for _, line in vm.lines]
             hub.faults.release.set()
             runner.join(300)
@@ -114,8 +116,8 @@ def test_the_user_data_takes_a_node_from_an_empty_cache_to_serving(client, base,
     # while the file was held: the image pulled, the server started, the fetch not done
     assert any(" pulled: " in line for line in held) and not any(", verified, in " in line for line in held), held
     # what the script said, in the order a user reads it on the console
-    order = ["driver 999.99", "fetching 1 model file(s)", " pulled: ", ", verified, in ", "warm-up: waiting for the deployment's fetch",
-             "ready: warm ", "ready: serving on 127.0.0.1:"]
+    order = ["driver 999.99", "fetching 1 model file(s)", " pulled: ", "warm-up: waiting for the deployment's fetch",
+             ", verified, in ", "ready: warm ", "ready: serving on 127.0.0.1:"]
     at = [next(i for i, line in enumerate(said) if fragment in line) for fragment in order]
     assert at == sorted(at), said
     # the model file in the cache, verified, the server's; the container as the user data describes it

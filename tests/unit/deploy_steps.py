@@ -10,9 +10,10 @@ import subprocess
 import time
 from pathlib import Path
 
-HELPERS = ("say", "report", "fail")   # what the real steps call
-# the main sequence's own control (the marker, the fetch's end, its failure, an early end): as written
-CONTROL = ("mark_arriving", "fetched", "fetch_failed", "stop_started")
+HELPERS = ("say", "report", "fail", "relay_phases")   # what the real steps call
+# the main sequence's own control (the marker, the fetch's end, its failure, an early end, the wait for the
+# fetch): as written
+CONTROL = ("mark_arriving", "fetched", "fetch_failed", "stop_started", "wait_fetch")
 FAKE_DOCKER = """#!/bin/sh
 # the docker client as the real steps call it: pull sleeps, logs, and fails where told; inspect answers
 case "$1" in

@@ -539,7 +539,7 @@ def test_cloud_init_says_each_phase_the_container_logs_once(tiny_deploy, tmp_pat
     out, _ = tiny_deploy
     script = (out / "cloud-init" / "kiln-deploy.sh").read_text()
     logs = tmp_path / "container.log"
-    program = "\n".join([function(script, "say"), "seen_phases=0", function(script, "relay_phases"),
+    program = "\n".join([function(script, "say"), function(script, "relay_phases"),
                          f"printf 'x\\nkiln: phase preflight: checking the GPU\\n' > {logs}", "relay_phases c1",
                          f"printf 'kiln: phase start: starting ComfyUI\\nComfyUI says\\n' >> {logs}", "relay_phases c1",
                          "relay_phases c1"])
@@ -547,6 +547,40 @@ def test_cloud_init_says_each_phase_the_container_logs_once(tiny_deploy, tmp_pat
                           env={**os.environ, **fake_docker(tmp_path), "DOCKER_LOGS": str(logs)})
     assert done.returncode == 0 and done.stdout.splitlines() == [
         "kiln-deploy: c1: preflight: checking the GPU", "kiln-deploy: c1: start: starting ComfyUI"], done.stdout
+
+
+def test_cloud_init_says_each_containers_phases_apart(tiny_deploy, tmp_path):
+    """One container's phases said do not hide another's: a fleet relays every server from its first line."""
+    out, _ = tiny_deploy
+    script = (out / "cloud-init" / "kiln-deploy.sh").read_text()
+    logs = tmp_path / "container.log"
+    logs.write_text("kiln: phase start: starting ComfyUI\n")
+    program = "\n".join([function(script, "say"), function(script, "relay_phases"),
+                         "relay_phases kiln-comfyui-0", "relay_phases kiln-comfyui-1", "relay_phases kiln-comfyui-0"])
+    done = subprocess.run(["/bin/sh", "-c", program], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, **fake_docker(tmp_path), "DOCKER_LOGS": str(logs)})
+    assert done.returncode == 0 and done.stdout.splitlines() == [
+        "kiln-deploy: kiln-comfyui-0: start: starting ComfyUI", "kiln-deploy: kiln-comfyui-1: start: starting ComfyUI"]
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_cloud_init_says_the_servers_phases_while_the_fetch_runs(tiny_deploy, tmp_path, code):
+    """wait_fetch as the script has it: a phase the started server logs while the models still arrive is said
+    then, not after the fetch; the fetch's own exit code comes back."""
+    out, _ = tiny_deploy
+    script = (out / "cloud-init" / "kiln-deploy.sh").read_text()
+    logs, marker = tmp_path / "container.log", tmp_path / "models" / ".kiln-arriving"
+    marker.parent.mkdir()
+    marker.write_text("this boot")
+    fetch = (f"( sleep 1; printf 'kiln: phase warm-up: waiting for the fetch\\n' >> {logs}; sleep 2; "
+             f"rm {marker}; echo 'the fetch ends'; exit {code} ) &")
+    program = "\n".join([function(script, "say"), function(script, "relay_phases"), function(script, "wait_fetch"),
+                         f"CACHE={tmp_path} ARRIVING=.kiln-arriving started=kiln-comfyui", fetch, "fetching=$!",
+                         "wait_fetch; echo \"fetch code $?\""])
+    done = subprocess.run(["/bin/sh", "-c", program], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, **fake_docker(tmp_path), "DOCKER_LOGS": str(logs)})
+    assert done.stdout.splitlines() == ["kiln-deploy: kiln-comfyui: warm-up: waiting for the fetch", "the fetch ends",
+                                        f"fetch code {code}"], done.stdout + done.stderr
 
 
 def test_the_fetch_script_puts_every_model_in_place_verified_and_resumes_a_cut(tiny_deploy, tmp_path):

@@ -39,14 +39,16 @@ say() {
     if [ -w /dev/console ]; then echo "kiln-deploy: $*" > /dev/console || true; fi
 }
 
-seen_phases=0
 relay_phases() {
+    key=seen_$(printf '%s' "$1" | tr -c 'A-Za-z0-9_' '_')
+    seen=0
+    eval "seen=\${$key:-0}"
     phases=$(docker logs "$1" 2>/dev/null | grep '^kiln: phase ' || true)
     total=$(printf '%s' "$phases" | grep -c '^' || true)
-    if [ "$total" -gt "$seen_phases" ]; then
-        printf '%s\n' "$phases" | tail -n "+$((seen_phases + 1))" | while IFS= read -r line; do say "$1: ${line#kiln: phase }"; done
+    if [ "$total" -gt "$seen" ]; then
+        printf '%s\n' "$phases" | tail -n "+$((seen + 1))" | while IFS= read -r line; do say "$1: ${line#kiln: phase }"; done
     fi
-    seen_phases=$total
+    eval "$key=$total"
 }
 
 report() {
@@ -217,6 +219,14 @@ fetch_failed() {
     exit 1
 }
 
+wait_fetch() {
+    while [ -e "$CACHE/models/$ARRIVING" ]; do
+        for name in $started; do relay_phases "$name"; done
+        sleep 1
+    done
+    wait "$fetching"
+}
+
 stop_started() {
     trap "" USR1
     kill "$fetching" 2> /dev/null || true
@@ -237,6 +247,6 @@ fetching=$!
 trap stop_started EXIT
 pull
 start
-wait "$fetching" || fetch_failed
+wait_fetch || fetch_failed
 trap - EXIT USR1
 wait_healthy
