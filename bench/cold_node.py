@@ -34,8 +34,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +50,7 @@ from tests.unit.model_server import ModelServer  # noqa: E402
 from kiln.identity import base_ref  # noqa: E402
 from kiln.data.lock import load_lock  # noqa: E402
 from tests.engine.standin_vm import StandinVM  # noqa: E402
+from tests.engine.cloud_init_path import first_image, publish_and_render  # noqa: E402
 
 NAME = "kiln-cold-node"
 REPO, REVISION, FILE = "kiln/cold", "c" * 40, "standin.safetensors"
@@ -164,7 +163,7 @@ def up_to_first_image(engine: EmptyEngine, deploy: Path, cache: Path, project: s
         time.sleep(0.2)
     healthy = time.monotonic() - started
     base = f"http://127.0.0.1:{port}"
-    image = first_image_of(base)
+    image = first_image(base, PROMPT, "cold-node")
     served = time.monotonic() - started
     warm = next((json.loads(line)["kiln_warmup"] for line in engine.docker("logs", container).stdout.splitlines()
                  if line.startswith('{"kiln_warmup"')), {})
@@ -174,18 +173,6 @@ def up_to_first_image(engine: EmptyEngine, deploy: Path, cache: Path, project: s
     return {"seconds": round(served, 2), "compose_up_s": round(created, 2), "container_started_s": round(container_s, 2),
             "start_to_warm_s": warm["start_to_warm_s"], "warm_at_s": round(warm_at, 2), "healthy_s": round(healthy, 2),
             "health_lag_s": round(healthy - warm_at, 2), "image_s": round(served - healthy, 2), "image_bytes": len(image)}
-
-
-def first_image(base: str, prompt_id: str) -> bytes:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        entry = json.load(urllib.request.urlopen(f"{base}/history/{prompt_id}", timeout=10)).get(prompt_id)
-        images = [i for out in (entry or {}).get("outputs", {}).values() for i in out.get("images", [])]
-        if images:
-            query = urllib.parse.urlencode({k: images[0][k] for k in ("filename", "subfolder", "type")})
-            return urllib.request.urlopen(f"{base}/view?{query}", timeout=30).read()
-        time.sleep(0.1)
-    raise RuntimeError("no image within 120 s")
 
 
 def one_run(engine: EmptyEngine, deploy: Path, reference: str, hub: str, work: Path, overlapped: bool) -> dict:
@@ -212,27 +199,6 @@ def one_run(engine: EmptyEngine, deploy: Path, reference: str, hub: str, work: P
             "total_s": round(total, 2)}
 
 
-def publish_and_render_cloud_init(project_root: Path, out: Path, registry: LocalRegistry) -> tuple[Path, str]:
-    """`invoke publish` to the loopback registry (no smoke record here: --force), then `invoke deploy
-    --target cloud-init`, which names the published digest; (user data, the image's reference)."""
-    env = {"KILN_REGISTRY_USER": USER, "KILN_REGISTRY_PASSWORD": PASSWORD}
-    script = project_root / "provision" / "host" / "fetch_models.py"   # the small project carries no provision/
-    script.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(ROOT / "provision" / "host" / "fetch_models.py", script)
-    done = invoke("publish", "--registry", f"{registry.host}/kiln", "--gpu", "4090", "--image", NAME, "--force",
-                  "--plain", root=project_root, env=env, timeout=900)
-    if done.returncode != 0:
-        raise RuntimeError(f"publish failed: {done.stderr.strip()[-300:]}")
-    done = invoke("deploy", "--gpu", "4090", "--image", NAME, "--target", "cloud-init", "--out", str(out),
-                  root=project_root)
-    if done.returncode != 0:
-        raise RuntimeError(f"deploy failed: {done.stderr.strip()[-300:]}")
-    manifest = json.loads((out / "deploy.json").read_text())
-    if not manifest["image"]["published"]:
-        raise RuntimeError("the cloud-init deployment does not name the published image")
-    return out / "cloud-init" / "user-data.yaml", manifest["image"]["reference"]
-
-
 def port_free(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) != 0
@@ -253,7 +219,7 @@ def cloud_init_run(engine: EmptyEngine, user_data: Path, hub: str, work: Path, v
         code = vm.run()
         if code != 0:
             raise RuntimeError(f"kiln-deploy exited {code}: " + " | ".join(line for _, line in vm.lines[-4:]))
-        image = first_image_of(f"http://127.0.0.1:{port}")
+        image = first_image(f"http://127.0.0.1:{port}", PROMPT, "cold-node")
         total = time.monotonic() - vm.started
         fetched = sum(p.stat().st_size for p in (cache / "models").rglob("*") if p.is_file())
         pulled_mb = int(next(line for _, line in vm.lines if " pulled: " in line).split(" pulled: ")[1].split()[0])
@@ -283,13 +249,6 @@ def _span(vm: StandinVM, begins: str, ends: str) -> tuple[float, float]:
     if start is None or end is None:
         raise RuntimeError(f"the script never printed '{begins.strip()}' and '{ends.strip()}'")
     return start, end
-
-
-def first_image_of(base: str) -> bytes:
-    body = json.dumps({"prompt": PROMPT, "client_id": "cold-node"}).encode()
-    answer = json.load(urllib.request.urlopen(urllib.request.Request(base + "/prompt", data=body, headers={
-        "Content-Type": "application/json"}), timeout=30))
-    return first_image(base, answer["prompt_id"])
 
 
 # The issue's goal for an empty node: the total at most 1.2x max(pull, fetch) + start to the first image
@@ -421,7 +380,8 @@ def main() -> int:
                                      **one_run(engine, deploy, reference, hub.base, work, overlapped)})
                 engine.docker("logout", registry.host)
             if "cloud-init" in paths:
-                user_data, reference = publish_and_render_cloud_init(project_root, work / "cloud-init", registry)
+                user_data, manifest = publish_and_render(project_root, registry.host, NAME, work / "cloud-init")
+                reference = manifest["image"]["reference"]
                 lock = load_lock(ROOT / "versions.lock")
                 vm_image = base_ref(lock, lock.default_base)
                 for i in range(args.repeat):

@@ -5,18 +5,17 @@ serving, saying each phase, with the container as the user data describes it. Th
 VM's own."""
 
 import hashlib
-import json
 import os
 import socket
 import threading
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from kiln.data.lock import load_lock
 from kiln.identity import base_ref
-from tests.conftest import ROOT, invoke
+from tests.conftest import ROOT
+from tests.engine.cloud_init_path import first_image, publish_and_render
 from tests.engine.conftest import build_with_model
 from tests.engine.registry import PASSWORD, USER, LocalRegistry, free_port
 from tests.engine.scope import SCOPE_LABEL, SESSION
@@ -47,40 +46,12 @@ def _engine_socket() -> Path:
     return Path(host[len("unix://"):])
 
 
-def _published_user_data(project_root: Path, registry, out: Path) -> tuple[Path, dict]:
-    script = project_root / "provision" / "host" / "fetch_models.py"
-    script.parent.mkdir(parents=True, exist_ok=True)
-    script.write_bytes((ROOT / "provision" / "host" / "fetch_models.py").read_bytes())
-    env = {"KILN_REGISTRY_USER": USER, "KILN_REGISTRY_PASSWORD": PASSWORD}
-    published = invoke("publish", "--registry", f"{registry.host}/kiln", "--gpu", "4090", "--image", NAME,
-                       "--force", "--plain", root=project_root, env=env, timeout=600)
-    assert published.returncode == 0, published.stderr[-2000:]
-    rendered = invoke("deploy", "--gpu", "4090", "--image", NAME, "--target", "cloud-init", "--out", str(out),
-                      root=project_root)
-    assert rendered.returncode == 0, rendered.stderr[-2000:]
-    return out / "cloud-init" / "user-data.yaml", json.loads((out / "deploy.json").read_text())
-
-
-def _first_image(base: str) -> bytes:
-    body = json.dumps({"prompt": PROMPT, "client_id": "cloud-init-test"}).encode()
-    request = urllib.request.Request(base + "/prompt", data=body, headers={"Content-Type": "application/json"})
-    prompt_id = json.load(urllib.request.urlopen(request, timeout=30))["prompt_id"]
-    [image] = until(lambda: _images(base, prompt_id), 60, "the prompt's image")
-    query = "&".join(f"{k}={image[k]}" for k in ("filename", "subfolder", "type"))
-    return urllib.request.urlopen(f"{base}/view?{query}", timeout=30).read()
-
-
-def _images(base: str, prompt_id: str) -> list[dict]:
-    entry = json.load(urllib.request.urlopen(f"{base}/history/{prompt_id}", timeout=10)).get(prompt_id) or {}
-    return [i for out in entry.get("outputs", {}).values() for i in out.get("images", [])]
-
-
 def test_the_user_data_takes_a_node_from_an_empty_cache_to_serving(client, base, registry, tmp_path):
     """The hub holds the model file's body until the server has started and its warm-up waits for the file:
     the pull and the server's start ran while the fetch was still in flight; released, the fetch ends and the
     node serves."""
     project_root, _ = build_with_model(tmp_path / "image", NAME, DATA, SOURCE)
-    user_data, manifest = _published_user_data(project_root, registry, tmp_path / "deploy")
+    user_data, manifest = publish_and_render(project_root, registry.host, NAME, tmp_path / "deploy")
     assert manifest["image"]["published"] and manifest["image"]["reference"].startswith(f"{registry.host}/kiln/")
     port, cache, name = manifest["port"], tmp_path / "node-cache", manifest["name"]
     with socket.socket() as probe:
@@ -105,7 +76,7 @@ def test_the_user_data_takes_a_node_from_an_empty_cache_to_serving(client, base,
             said = [line for _, line in vm.lines if line.startswith("kiln-deploy: ")]
             assert outcome.get("code") == 0, "\n".join(line for _, line in vm.lines[-15:])
             assert vm.status()["status"] == "ready"
-            image = _first_image(f"http://127.0.0.1:{port}")
+            image = first_image(f"http://127.0.0.1:{port}", PROMPT, "cloud-init-test")
             config = client.containers.get(name).attrs["HostConfig"]
         finally:
             hub.faults.release.set()
