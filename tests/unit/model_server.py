@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -30,6 +31,7 @@ class Faults:
     range_from_start_once: set[str] = field(default_factory=set)  # path -> one Range answered 206 from byte 0
     hold_after: int | None = None                               # hold every body after N bytes ...
     release: threading.Event = field(default_factory=threading.Event)  # ... until this is set
+    pace_bytes_s: float | None = None                           # every body sent no faster than this (a slow link)
 
 
 class ModelServer:
@@ -109,7 +111,7 @@ def _handler(server: ModelServer):
             self._body(data, start)
 
         def _body(self, data: bytes, start: int) -> None:
-            faults, offset, held = server.faults, start, False
+            faults, offset, held, began = server.faults, start, False, time.monotonic()
             with server.lock:
                 cut = faults.cut_once.pop(self.path, None)
             while offset < len(data):
@@ -119,6 +121,8 @@ def _handler(server: ModelServer):
                 end = min(offset + SEND_CHUNK, len(data))
                 if cut is not None and end - start > cut:
                     end = start + cut
+                if faults.pace_bytes_s:   # this chunk leaves no sooner than the link would have carried it
+                    time.sleep(max(0.0, (end - start) / faults.pace_bytes_s - (time.monotonic() - began)))
                 try:
                     self.wfile.write(data[offset:end])
                 except OSError:
