@@ -129,6 +129,22 @@ def host_facts() -> dict:
     return facts
 
 
+def bytecode_coverage(packages=("torch", "sympy", "transformers", "scipy")) -> dict:
+    """Per package: the share of its modules with bytecode for this Python, and whether Python could write
+    what is missing (an environment without it compiles those modules again at every start)."""
+    import importlib.util  # noqa: PLC0415
+    out = {}
+    for name in packages:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        root = Path(next(iter(spec.submodule_search_locations)))
+        sources = list(root.rglob("*.py"))
+        compiled = sum(Path(importlib.util.cache_from_source(str(src))).exists() for src in sources)
+        out[name] = {"modules": len(sources), "with_bytecode": compiled, "writable": os.access(root, os.W_OK)}
+    return out
+
+
 def medians(runs: list[list[list]]) -> dict[str, float]:
     names = [name for name, _ in runs[0]]
     return {n: round(statistics.median(dict(r)[n] for r in runs), 3) for n in names}
@@ -141,7 +157,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
     rng = random.Random(args.seed)
-    record = {"facts": host_facts(), "seed": args.seed, "after_torch": list(AFTER_TORCH),
+    record = {"facts": {**host_facts(), "bytecode": bytecode_coverage()}, "seed": args.seed, "after_torch": list(AFTER_TORCH),
               "runs": {name: [] for name in PROBES}}
     for round_no in range(1, args.rounds + 1):
         order = list(PROBES)
