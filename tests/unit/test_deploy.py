@@ -566,21 +566,37 @@ def test_cloud_init_says_each_containers_phases_apart(tiny_deploy, tmp_path):
 @pytest.mark.parametrize("code", [0, 3])
 def test_cloud_init_says_the_servers_phases_while_the_fetch_runs(tiny_deploy, tmp_path, code):
     """wait_fetch as the script has it: a phase the started server logs while the models still arrive is said
-    then, not after the fetch; the fetch's own exit code comes back."""
+    then, not after the fetch (the fake fetch ends only once the phase was said, or after 20 s); the fetch's
+    own exit code comes back."""
     out, _ = tiny_deploy
     script = (out / "cloud-init" / "kiln-deploy.sh").read_text()
-    logs, marker = tmp_path / "container.log", tmp_path / "models" / ".kiln-arriving"
+    logs, said = tmp_path / "container.log", tmp_path / "said.txt"
+    fetch = (f"( printf 'kiln: phase warm-up: waiting for the fetch\\n' >> {logs}; i=0; "
+             f"until grep -q 'warm-up: waiting' {said} 2> /dev/null || [ $i -ge 200 ]; do sleep 0.1; i=$((i + 1)); done; "
+             f"echo 'the fetch ends'; exit {code} ) &")
+    program = "\n".join([function(script, "say"), function(script, "relay_phases"), function(script, "wait_fetch"),
+                         "started=kiln-comfyui", fetch, "fetching=$!", "wait_fetch; echo \"fetch code $?\""])
+    with said.open("w") as sink:
+        done = subprocess.run(["/bin/sh", "-c", program], stdout=sink, stderr=subprocess.PIPE, text=True, timeout=60,
+                              env={**os.environ, **fake_docker(tmp_path), "DOCKER_LOGS": str(logs)})
+    assert said.read_text().splitlines() == ["kiln-deploy: kiln-comfyui: warm-up: waiting for the fetch",
+                                             "the fetch ends", f"fetch code {code}"], done.stderr
+
+
+def test_a_killed_fetch_ends_the_wait_for_it(tiny_deploy, tmp_path):
+    """A fetch killed without a chance to clean up (SIGKILL: its marker stays) still ends wait_fetch, with its code."""
+    out, _ = tiny_deploy
+    script = (out / "cloud-init" / "kiln-deploy.sh").read_text()
+    marker = tmp_path / "models" / ".kiln-arriving"
     marker.parent.mkdir()
     marker.write_text("this boot")
-    fetch = (f"( sleep 1; printf 'kiln: phase warm-up: waiting for the fetch\\n' >> {logs}; sleep 2; "
-             f"rm {marker}; echo 'the fetch ends'; exit {code} ) &")
     program = "\n".join([function(script, "say"), function(script, "relay_phases"), function(script, "wait_fetch"),
-                         f"CACHE={tmp_path} ARRIVING=.kiln-arriving started=kiln-comfyui", fetch, "fetching=$!",
+                         f"CACHE={tmp_path} ARRIVING=.kiln-arriving started=",
+                         "( sleep 0.5; exec sh -c 'kill -KILL $$' ) &", "fetching=$!",
                          "wait_fetch; echo \"fetch code $?\""])
     done = subprocess.run(["/bin/sh", "-c", program], capture_output=True, text=True, timeout=30,
-                          env={**os.environ, **fake_docker(tmp_path), "DOCKER_LOGS": str(logs)})
-    assert done.stdout.splitlines() == ["kiln-deploy: kiln-comfyui: warm-up: waiting for the fetch", "the fetch ends",
-                                        f"fetch code {code}"], done.stdout + done.stderr
+                          env={**os.environ, **fake_docker(tmp_path)})
+    assert done.stdout.splitlines() == ["fetch code 137"] and marker.exists(), done.stdout + done.stderr
 
 
 def test_the_fetch_script_puts_every_model_in_place_verified_and_resumes_a_cut(tiny_deploy, tmp_path):

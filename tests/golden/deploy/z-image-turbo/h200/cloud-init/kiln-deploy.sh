@@ -220,7 +220,7 @@ fetch_failed() {
 }
 
 wait_fetch() {
-    while [ -e "$CACHE/models/$ARRIVING" ]; do
+    while kill -0 "$fetching" 2> /dev/null; do
         for name in $started; do relay_phases "$name"; done
         sleep 1
     done
