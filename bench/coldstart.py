@@ -42,6 +42,8 @@ from zimage.levers import insert_compile  # noqa: E402
 from zimage.server import ComfyServer, Messages  # noqa: E402
 from zimage.split import node_times  # noqa: E402
 from coldstart_report import table  # noqa: E402
+import importtime  # noqa: E402
+from importtime import own_by_package, slowest_top_level  # noqa: E402
 from zimage_latency import ensure_models, header, models_yaml, request, smoke_workflow, workflow_for  # noqa: E402
 
 GPU, IMAGE = "h200", "z-image-turbo"
@@ -218,31 +220,15 @@ def phases(server: ComfyServer, milestones: list[dict]) -> dict:
     return {"at_s": at, "phase_s": out}
 
 
-def import_rows(lines: list[tuple[float, str]]) -> list[tuple[str, int, float, float]]:
-    """Python's import timer lines ('import time: self | cumulative | name') as (module, depth, self s, cumulative s)."""
-    rows = []
-    for _, line in lines:
-        if line.startswith("import time:") and "|" in line:
-            parts = line[len("import time:"):].split("|")
-            if len(parts) == 3 and parts[1].strip().isdigit():
-                name = parts[2].rstrip()
-                depth = (len(name) - len(name.lstrip())) // 2
-                rows.append((name.strip(), depth, int(parts[0]) / 1e6, int(parts[1]) / 1e6))
-    return rows
-
-
 def import_split(lines: list[tuple[float, str]], top: int = 15) -> list[dict]:
     """The slowest top-level imports."""
-    rows = [{"module": m, "cumulative_s": round(cum, 3)} for m, depth, _, cum in import_rows(lines) if depth == 0]
-    return sorted(rows, key=lambda r: -r["cumulative_s"])[:top]
+    return [{"module": r.module, "cumulative_s": round(r.cumulative_s, 3)}
+            for r in slowest_top_level(importtime.rows(line for _, line in lines), top)]
 
 
 def import_packages(lines: list[tuple[float, str]], top: int = 25) -> dict[str, float]:
-    """Import time spent in each top-level package's own modules (self time summed), the slowest first."""
-    by_package: dict[str, float] = {}
-    for module, _, self_s, _ in import_rows(lines):
-        by_package[module.split(".")[0]] = by_package.get(module.split(".")[0], 0.0) + self_s
-    return {k: round(v, 3) for k, v in sorted(by_package.items(), key=lambda kv: -kv[1])[:top]}
+    """Import time spent in each top-level package's own modules, the slowest first."""
+    return {k: round(v, 3) for k, v in list(own_by_package(importtime.rows(line for _, line in lines)).items())[:top]}
 
 
 def wait_alive(server: ComfyServer, limit_s: float) -> float:

@@ -25,6 +25,10 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import importtime  # noqa: E402
+
 # The modules ComfyUI v0.33.0 imports after torch on its way to listening (its own aside): the part of its
 # import time an open of the GPU could hide behind.
 AFTER_TORCH = ("numpy", "safetensors", "PIL.Image", "transformers", "scipy.signal", "aiohttp", "sqlalchemy",
@@ -50,10 +54,11 @@ def mark(name): marks.append([name, round(time.time() - t0, 3)])
 def open_gpu():
     torch.cuda.init(); torch.cuda.mem_get_info()
     torch.ones(1, device="cuda").add_(1); torch.cuda.synchronize(); mark("gpu open")
+missing = []
 def imports():
     for m in mods:
         try: importlib.import_module(m)
-        except ImportError: pass
+        except ImportError: missing.append(m)
     mark("imports done")
 mark("python")
 import torch; mark("import torch")
@@ -63,16 +68,20 @@ else:
     open_gpu(); imports()
 mark("all")
 print(json.dumps(marks))
+print(json.dumps({"missing": missing}))
 """
 
 
-def run_probe(code: str, *args: str) -> list[list]:
+def run_probe(code: str, *args: str) -> tuple[list[list], list[str]]:
+    """The probe's marks (step, s from the spawn), its exit included, and the modules it could not import."""
     t0 = time.time()
     out = subprocess.run([sys.executable, "-c", code, repr(t0), *args], capture_output=True, text=True, timeout=300)
     if out.returncode != 0:
         raise RuntimeError(f"probe failed: {out.stderr.strip().splitlines()[-1:]}")
-    marks = json.loads(out.stdout.strip().splitlines()[-1])
-    return marks + [["exit", round(time.time() - t0, 3)]]
+    lines = out.stdout.strip().splitlines()
+    marks = json.loads(next(line for line in lines if line.startswith("[")))
+    missing = next((json.loads(line)["missing"] for line in lines if line.startswith('{"missing"')), [])
+    return marks + [["exit", round(time.time() - t0, 3)]], missing
 
 
 PROBES = {
@@ -83,21 +92,13 @@ PROBES = {
 
 
 def import_split(top: int = 15) -> dict:
-    """`import torch` under python's import timer: cumulative seconds of its heaviest modules, and self
-    seconds summed by top-level package."""
+    """`import torch` under python's import timer: cumulative seconds of its heaviest modules, and own seconds
+    summed by top-level package."""
     out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import torch"], capture_output=True, text=True)
-    rows = []
-    for line in out.stderr.splitlines():
-        if not line.startswith("import time:") or "self [us]" in line:
-            continue
-        self_us, cum_us, name = (part.strip() for part in line[len("import time:"):].split("|"))
-        rows.append((name.strip(), int(self_us) / 1e6, int(cum_us) / 1e6))
-    by_package: dict[str, float] = {}
-    for name, self_s, _ in rows:
-        by_package[name.split(".")[0]] = by_package.get(name.split(".")[0], 0.0) + self_s
-    heaviest = sorted(rows, key=lambda r: -r[2])[:top]
-    return {"cumulative": [{"module": n, "s": round(c, 3)} for n, _, c in heaviest],
-            "self_by_package": {k: round(v, 3) for k, v in sorted(by_package.items(), key=lambda kv: -kv[1])[:top]}}
+    table = importtime.rows(out.stderr.splitlines())
+    heaviest = sorted(table, key=lambda r: -r.cumulative_s)[:top]
+    return {"cumulative": [{"module": r.module, "s": round(r.cumulative_s, 3)} for r in heaviest],
+            "self_by_package": {k: round(v, 3) for k, v in list(importtime.own_by_package(table).items())[:top]}}
 
 
 def host_facts() -> dict:
@@ -158,12 +159,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     rng = random.Random(args.seed)
     record = {"facts": {**host_facts(), "bytecode": bytecode_coverage()}, "seed": args.seed, "after_torch": list(AFTER_TORCH),
-              "runs": {name: [] for name in PROBES}}
+              "runs": {name: [] for name in PROBES}, "not_importable": []}
     for round_no in range(1, args.rounds + 1):
         order = list(PROBES)
         rng.shuffle(order)
         for name in order:
-            record["runs"][name].append(PROBES[name]())
+            marks, missing = PROBES[name]()
+            record["runs"][name].append(marks)
+            record["not_importable"] = sorted(set(record["not_importable"]) | set(missing))
             print(f"round {round_no} {name}: {record['runs'][name][-1]}", file=sys.stderr, flush=True)
     record["import_torch"] = import_split()
     record["medians"] = {name: medians(runs) for name, runs in record["runs"].items()}
@@ -175,7 +178,8 @@ def main(argv=None) -> int:
         for step, at in marks.items():
             print(f"  {step:<14} {at:7.3f}  (+{at - previous:.3f})")
             previous = at
-    print("\nimport torch, heaviest cumulative:", json.dumps(record["import_torch"]["cumulative"][:10]))
+    print("\nnot importable here (left out of the imports):", record["not_importable"] or "none")
+    print("import torch, heaviest cumulative:", json.dumps(record["import_torch"]["cumulative"][:10]))
     print("self time by package:", json.dumps(record["import_torch"]["self_by_package"]))
     return 0
 
