@@ -273,7 +273,10 @@ def against_goal(runs: list[dict]) -> dict:
                        median(runs, "sequential", "up", "seconds"))
     goal_s = GOAL_RATIO * max(pull, fetch) + up
     overlapped = median(runs, "overlapped", "total_s")
-    return {"alone": {"pull_s": pull, "fetch_s": fetch, "up_s": up}, "goal_s": round(goal_s, 2),
+    container = statistics.median(r["up"]["seconds"] - r["up"]["container_started_s"] for r in runs
+                                  if r["mode"] == "sequential")
+    return {"alone": {"pull_s": pull, "fetch_s": fetch, "up_s": up, "container_to_image_s": round(container, 2)},
+            "goal_s": round(goal_s, 2),
             "sequential_total_s": median(runs, "sequential", "total_s"), "overlapped_total_s": overlapped,
             "overlapped_vs_max_plus_up": round(overlapped / (max(pull, fetch) + up), 3),
             "met": overlapped <= goal_s}
@@ -282,19 +285,20 @@ def against_goal(runs: list[dict]) -> dict:
 def cloud_init_against_goal(runs: list[dict], alone: dict) -> dict:
     """The script's total (its checks included) against the goal with the pull, the fetch and the start to the
     first image each measured alone: the compose path's sequential runs of the same image, hub and engine
-    (the script never runs them alone), so no slowness of the script's own raises its goal."""
+    (the script never runs them alone), so no slowness of the script's own raises its goal. The start counts
+    from the container's start, so docker-compose's own set-up does not raise it either."""
     total, checks = median(runs, "script", "total_s"), median(runs, "script", "checks_s")
-    pull, fetch, up = alone["pull_s"], alone["fetch_s"], alone["up_s"]
+    pull, fetch, up = alone["pull_s"], alone["fetch_s"], alone["container_to_image_s"]
     goal_s = checks + GOAL_RATIO * max(pull, fetch) + up
-    return {"alone_from": "compose, sequential", "pull_s": pull, "fetch_s": fetch, "up_s": up, "checks_s": checks,
-            "total_s": total, "goal_s": round(goal_s, 2),
+    return {"alone_from": "compose, sequential", "pull_s": pull, "fetch_s": fetch, "container_to_image_s": up,
+            "checks_s": checks, "total_s": total, "goal_s": round(goal_s, 2),
             "up_after_fetch_s": median(runs, "script", "up", "after_fetch_s"),
             "total_vs_max_plus_up": round(total / (checks + max(pull, fetch) + up), 3), "met": total <= goal_s}
 
 
 def summaries(runs: list[dict]) -> dict:
-    compose = [r for r in runs if r["path"] == "compose"]
-    scripts = [r for r in runs if r["path"] == "cloud-init"]
+    compose = [r for r in runs if r.get("path", "compose") == "compose"]   # records before cloud-init: compose only
+    scripts = [r for r in runs if r.get("path") == "cloud-init"]
     out = {"compose": against_goal(compose)} if compose else {}
     if scripts and compose:
         out["cloud-init"] = cloud_init_against_goal(scripts, out["compose"]["alone"])
@@ -351,11 +355,19 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--paper", action="store_true", help="only the table at 1, 10 and 25 Gbit/s, computed")
     parser.add_argument("--path", action="append", choices=PATHS, help="deploy paths to run (default: both)")
+    parser.add_argument("--report", type=Path, metavar="FILE",
+                        help="only the table of a recorded run, its summary computed again and written back")
     parser.add_argument("--hub-mbit", type=float,
                         help="the hub sends each file no faster than this (a slower link to the hub; default: as fast as loopback)")
     args = parser.parse_args()
     if args.paper:
         print(paper())
+        return 0
+    if args.report:
+        recorded = json.loads(args.report.read_text())
+        recorded["summary"] = summaries(recorded["runs"])
+        args.report.write_text(json.dumps(recorded, indent=1) + "\n")
+        print(table(recorded))
         return 0
     paths = args.path or list(PATHS)
     client = connect()
@@ -452,12 +464,13 @@ def table(result: dict) -> str:
         c = s["cloud-init"]
         lines.append(
             f"cloud-init medians: checks {c['checks_s']} s, total {c['total_s']} s; alone ({c['alone_from']}) pull "
-            f"{c['pull_s']} s, fetch {c['fetch_s']} s, up {c['up_s']} s: {c['total_vs_max_plus_up']}x "
-            f"checks + max(pull, fetch) + up; goal checks + 1.2x max(pull, fetch) + up = {c['goal_s']} s: "
-            f"{'met' if c['met'] else 'missed'}")
+            f"{c['pull_s']} s, fetch {c['fetch_s']} s, container start to first image {c['container_to_image_s']} s: "
+            f"{c['total_vs_max_plus_up']}x checks + max(pull, fetch) + that; goal checks + 1.2x max(pull, fetch) + that "
+            f"= {c['goal_s']} s: {'met' if c['met'] else 'missed'}")
         lines.append(
             f"cloud-init, the start beside the fetch: the first image {c['up_after_fetch_s']} s after the later of "
-            f"the pull and the fetch ended, against up {c['up_s']} s from a start after both (compose, alone)")
+            f"the pull and the fetch ended, against {c['container_to_image_s']} s from the container's start (compose, "
+            "started after both); both wait on 2 s health checks")
     return "\n".join(lines)
 
 
