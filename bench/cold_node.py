@@ -148,6 +148,11 @@ def fetch(deploy: Path, cache: Path, hub: str) -> dict:
     return {"seconds": round(seconds, 2), "bytes": sum(p.stat().st_size for p in (cache / "models").rglob("*") if p.is_file())}
 
 
+def _stamp(moment: str) -> float:
+    """Docker's RFC 3339 time (nanoseconds, Z) as seconds since the epoch."""
+    return datetime.datetime.fromisoformat(moment[:26].rstrip("Z") + "+00:00").timestamp()
+
+
 def up_to_first_image(engine: EmptyEngine, deploy: Path, cache: Path, project: str) -> dict:
     """compose up, until the server is healthy, then one prompt and its image over /view."""
     port = free_port()
@@ -167,10 +172,11 @@ def up_to_first_image(engine: EmptyEngine, deploy: Path, cache: Path, project: s
     served = time.monotonic() - started
     warm = next((json.loads(line)["kiln_warmup"] for line in engine.docker("logs", container).stdout.splitlines()
                  if line.startswith('{"kiln_warmup"')), {})
-    began = engine.docker("inspect", "--format", "{{.State.StartedAt}}", container).stdout.strip()
-    container_s = datetime.datetime.fromisoformat(began[:26].rstrip("Z") + "+00:00").timestamp() - wall
+    made, began = engine.docker("inspect", "--format", "{{.Created}} {{.State.StartedAt}}", container).stdout.split()
+    made_s, container_s = (_stamp(made) - wall, _stamp(began) - wall)
     warm_at = container_s + warm["start_to_warm_s"]
-    return {"seconds": round(served, 2), "compose_up_s": round(created, 2), "container_started_s": round(container_s, 2),
+    return {"seconds": round(served, 2), "compose_up_s": round(created, 2), "container_created_s": round(made_s, 2),
+            "container_started_s": round(container_s, 2),
             "start_to_warm_s": warm["start_to_warm_s"], "warm_at_s": round(warm_at, 2), "healthy_s": round(healthy, 2),
             "health_lag_s": round(healthy - warm_at, 2), "image_s": round(served - healthy, 2), "image_bytes": len(image)}
 
@@ -273,8 +279,10 @@ def against_goal(runs: list[dict]) -> dict:
                        median(runs, "sequential", "up", "seconds"))
     goal_s = GOAL_RATIO * max(pull, fetch) + up
     overlapped = median(runs, "overlapped", "total_s")
-    container = statistics.median(r["up"]["seconds"] - r["up"]["container_started_s"] for r in runs
-                                  if r["mode"] == "sequential")
+    # from the container's creation: docker-compose's own project set-up left out, the creation that the
+    # script's docker run pays too kept in (records before it was stamped: from the container's start)
+    container = statistics.median(r["up"]["seconds"] - r["up"].get("container_created_s", r["up"]["container_started_s"])
+                                  for r in runs if r["mode"] == "sequential")
     return {"alone": {"pull_s": pull, "fetch_s": fetch, "up_s": up, "container_to_image_s": round(container, 2)},
             "goal_s": round(goal_s, 2),
             "sequential_total_s": median(runs, "sequential", "total_s"), "overlapped_total_s": overlapped,
@@ -286,7 +294,7 @@ def cloud_init_against_goal(runs: list[dict], alone: dict) -> dict:
     """The script's total (its checks included) against the goal with the pull, the fetch and the start to the
     first image each measured alone: the compose path's sequential runs of the same image, hub and engine
     (the script never runs them alone), so no slowness of the script's own raises its goal. The start counts
-    from the container's start, so docker-compose's own set-up does not raise it either."""
+    from the container's creation, so docker-compose's own project set-up does not raise it either."""
     total, checks = median(runs, "script", "total_s"), median(runs, "script", "checks_s")
     pull, fetch, up = alone["pull_s"], alone["fetch_s"], alone["container_to_image_s"]
     goal_s = checks + GOAL_RATIO * max(pull, fetch) + up
@@ -464,12 +472,12 @@ def table(result: dict) -> str:
         c = s["cloud-init"]
         lines.append(
             f"cloud-init medians: checks {c['checks_s']} s, total {c['total_s']} s; alone ({c['alone_from']}) pull "
-            f"{c['pull_s']} s, fetch {c['fetch_s']} s, container start to first image {c['container_to_image_s']} s: "
+            f"{c['pull_s']} s, fetch {c['fetch_s']} s, container to first image {c['container_to_image_s']} s: "
             f"{c['total_vs_max_plus_up']}x checks + max(pull, fetch) + that; goal checks + 1.2x max(pull, fetch) + that "
             f"= {c['goal_s']} s: {'met' if c['met'] else 'missed'}")
         lines.append(
             f"cloud-init, the start beside the fetch: the first image {c['up_after_fetch_s']} s after the later of "
-            f"the pull and the fetch ended, against {c['container_to_image_s']} s from the container's start (compose, "
+            f"the pull and the fetch ended, against {c['container_to_image_s']} s from the container's creation (compose, "
             "started after both); both wait on 2 s health checks")
     return "\n".join(lines)
 

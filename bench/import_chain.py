@@ -1,11 +1,12 @@
 """Who imports what at ComfyUI's start in an image: the heaviest packages by their own import time, each with
 the chain of modules that pulled it in.
 
-Usage: python bench/import_chain.py IMAGE [--json OUT.json] [--top 12]
+Usage: python bench/import_chain.py IMAGE [--json OUT.json] [--top 12] [--runs 3]
 
 Runs the image's ComfyUI once, read-only, in CPU mode to where it would listen (`--cpu --quick-test-for-ci`,
 plus the image's own flags), under python's import timer, and reads the timer's tree: a module's importer is
-the next line below it one level up. The seconds are this host's; the shape of the tree is the image's.
+the next line below it one level up. The seconds are this host's, each package's the median of --runs starts;
+the shape of the tree is the image's.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +40,18 @@ def by_package(table: list[Row], top: int) -> list[dict]:
             for name, seconds in heaviest]
 
 
+def median_table(tables: list[list[Row]]) -> list[Row]:
+    """The first run's tree with each module's times the median over the runs (a module missing from a run is
+    left out of its median)."""
+    times: dict[str, list[Row]] = {}
+    for table in tables:
+        for row in table:
+            times.setdefault(row.module, []).append(row)
+    return [row._replace(self_s=statistics.median(r.self_s for r in times[row.module]),
+                         cumulative_s=statistics.median(r.cumulative_s for r in times[row.module]))
+            for row in tables[0]]
+
+
 def run_image(image: str) -> str:
     facts = json.loads(subprocess.run(["docker", "run", "--rm", "--entrypoint", "cat", image, FACTS_PATH],
                                       capture_output=True, text=True, check=True).stdout)
@@ -55,16 +69,19 @@ def main(argv=None) -> int:
     p.add_argument("image")
     p.add_argument("--json", type=Path)
     p.add_argument("--top", type=int, default=12)
+    p.add_argument("--runs", type=int, default=3)
     args = p.parse_args(argv)
-    table = rows(run_image(args.image).splitlines())
+    tables = [rows(run_image(args.image).splitlines()) for _ in range(args.runs)]
+    table = median_table(tables)
     packages = by_package(table, args.top)
-    total = sum(r.self_s for r in table)
-    print(f"{len(table)} modules, {total:.2f} s of import time in all (this host)\n")
+    total = statistics.median(sum(r.self_s for r in t) for t in tables)
+    print(f"{len(table)} modules, {total:.2f} s of import time in all (this host, median of {args.runs} starts)\n")
     print("| package | own import s | imported by (nearest first) |\n|---|---|---|")
     for row in packages:
         print(f"| {row['package']} | {row['self_s']:.2f} | {' <- '.join(row['imported_by'][:8]) or '(main)'} |")
     if args.json:
-        args.json.write_text(json.dumps({"image": args.image, "modules": len(table), "import_s": round(total, 3),
+        args.json.write_text(json.dumps({"image": args.image, "runs": args.runs, "modules": len(table),
+                                         "import_s": round(total, 3),
                                          "packages": packages}, indent=1) + "\n")
     return 0
 

@@ -79,7 +79,10 @@ def run_probe(code: str, *args: str) -> tuple[list[list], list[str]]:
     if out.returncode != 0:
         raise RuntimeError(f"probe failed: {out.stderr.strip().splitlines()[-1:]}")
     lines = out.stdout.strip().splitlines()
-    marks = json.loads(next(line for line in lines if line.startswith("[")))
+    stamped = [line for line in lines if line.startswith('[["python"')]
+    if not stamped:
+        raise RuntimeError(f"probe printed no marks: {lines[-3:]}")
+    marks = json.loads(stamped[-1])
     missing = next((json.loads(line)["missing"] for line in lines if line.startswith('{"missing"')), [])
     return marks + [["exit", round(time.time() - t0, 3)]], missing
 

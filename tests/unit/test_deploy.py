@@ -584,19 +584,23 @@ def test_cloud_init_says_the_servers_phases_while_the_fetch_runs(tiny_deploy, tm
 
 
 def test_a_killed_fetch_ends_the_wait_for_it(tiny_deploy, tmp_path):
-    """A fetch killed without a chance to clean up (SIGKILL: its marker stays) still ends wait_fetch, with its code."""
+    """A fetch killed without a chance to clean up (SIGKILL: its marker stays) still ends wait_fetch, with its code,
+    and the status says so."""
     out, _ = tiny_deploy
     script = (out / "cloud-init" / "kiln-deploy.sh").read_text()
     marker = tmp_path / "models" / ".kiln-arriving"
     marker.parent.mkdir()
     marker.write_text("this boot")
-    program = "\n".join([function(script, "say"), function(script, "relay_phases"), function(script, "wait_fetch"),
-                         f"CACHE={tmp_path} ARRIVING=.kiln-arriving started=",
+    program = "\n".join([function(script, "say"), function(script, "report"), function(script, "relay_phases"),
+                         function(script, "wait_fetch"), f"STATUS={tmp_path}/status.json IMAGE=kiln CACHE={tmp_path} "
+                         "ARRIVING=.kiln-arriving started=",
                          "( sleep 0.5; exec sh -c 'kill -KILL $$' ) &", "fetching=$!",
                          "wait_fetch; echo \"fetch code $?\""])
     done = subprocess.run(["/bin/sh", "-c", program], capture_output=True, text=True, timeout=30,
                           env={**os.environ, **fake_docker(tmp_path)})
-    assert done.stdout.splitlines() == ["fetch code 137"] and marker.exists(), done.stdout + done.stderr
+    assert done.stdout.splitlines() == ["kiln-deploy: failed: the model fetch was killed (signal 9): see the kernel log",
+                                        "fetch code 137"] and marker.exists(), done.stdout + done.stderr
+    assert json.loads((tmp_path / "status.json").read_text())["status"] == "failed"
 
 
 def test_the_fetch_script_puts_every_model_in_place_verified_and_resumes_a_cut(tiny_deploy, tmp_path):

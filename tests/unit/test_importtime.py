@@ -60,3 +60,12 @@ def test_lines_that_are_not_the_timers_are_passed_over():
                              "import time:       150 |        250 |   json.decoder", "import time: x | y | z"])
 
     assert table == [importtime.Row("json.decoder", 1, 0.00015, 0.00025)]
+
+
+def test_the_median_of_several_starts_keeps_the_first_starts_tree():
+    def start(seconds: float) -> list:
+        return [importtime.Row("heavy", 1, seconds, seconds), importtime.Row("app", 0, 0.01, seconds + 0.01)]
+
+    [heavy, app] = import_chain.median_table([start(0.3), start(0.1), start(0.2)])
+
+    assert heavy == importtime.Row("heavy", 1, 0.2, 0.2) and app.module == "app" and app.depth == 0

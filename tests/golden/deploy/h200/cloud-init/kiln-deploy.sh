@@ -224,7 +224,10 @@ wait_fetch() {
         for name in $started; do relay_phases "$name"; done
         sleep 1
     done
-    wait "$fetching"
+    wait "$fetching" && return 0
+    code=$?
+    [ "$code" -le 128 ] || report failed "the model fetch was killed (signal $((code - 128))): see the kernel log"
+    return "$code"
 }
 
 stop_started() {
