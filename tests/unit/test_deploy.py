@@ -575,7 +575,7 @@ def test_cloud_init_says_the_servers_phases_while_the_fetch_runs(tiny_deploy, tm
              f"until grep -q 'warm-up: waiting' {said} 2> /dev/null || [ $i -ge 200 ]; do sleep 0.1; i=$((i + 1)); done; "
              f"echo 'the fetch ends'; exit {code} ) &")
     program = "\n".join([function(script, "say"), function(script, "relay_phases"), function(script, "wait_fetch"),
-                         "started=kiln-comfyui", fetch, "fetching=$!", "wait_fetch; echo \"fetch code $?\""])
+                         "launched=kiln-comfyui", fetch, "fetching=$!", "wait_fetch; echo \"fetch code $?\""])
     with said.open("w") as sink:
         done = subprocess.run(["/bin/sh", "-c", program], stdout=sink, stderr=subprocess.PIPE, text=True, timeout=60,
                               env={**os.environ, **fake_docker(tmp_path), "DOCKER_LOGS": str(logs)})
@@ -593,7 +593,7 @@ def test_a_killed_fetch_ends_the_wait_for_it(tiny_deploy, tmp_path):
     marker.write_text("this boot")
     program = "\n".join([function(script, "say"), function(script, "report"), function(script, "relay_phases"),
                          function(script, "wait_fetch"), f"STATUS={tmp_path}/status.json IMAGE=kiln CACHE={tmp_path} "
-                         "ARRIVING=.kiln-arriving started=",
+                         "ARRIVING=.kiln-arriving launched=",
                          "( sleep 0.5; exec sh -c 'kill -KILL $$' ) &", "fetching=$!",
                          "wait_fetch; echo \"fetch code $?\""])
     done = subprocess.run(["/bin/sh", "-c", program], capture_output=True, text=True, timeout=30,

@@ -173,7 +173,7 @@ pull() {
 
 start() {
     docker rm -f "$NAME" > /dev/null 2>&1 || true
-    started=$NAME
+    launched=$NAME
     docker run --detach --name "$NAME" --restart unless-stopped --gpus 1 \
         --read-only --tmpfs /tmp:rw,exec,mode=1777,size=1g \
         --tmpfs /opt/comfyui/output:rw,uid=10001,gid=10001,mode=0755 \
@@ -221,7 +221,7 @@ fetch_failed() {
 
 wait_fetch() {
     while kill -0 "$fetching" 2> /dev/null; do
-        for name in $started; do relay_phases "$name"; done
+        for name in $launched; do relay_phases "$name"; done
         sleep 1
     done
     wait "$fetching" && return 0
@@ -233,7 +233,7 @@ wait_fetch() {
 stop_started() {
     trap "" USR1
     kill "$fetching" 2> /dev/null || true
-    for name in $started; do docker rm -f "$name" > /dev/null 2>&1 || true; done
+    for name in $launched; do docker rm -f "$name" > /dev/null 2>&1 || true; done
 }
 
 check_driver
@@ -241,7 +241,7 @@ wait_docker
 check_toolkit
 mount_nvme
 prepare_cache
-started=
+launched=
 trap 'exit 1' TERM INT HUP
 trap fetch_failed USR1
 mark_arriving

@@ -207,7 +207,7 @@ start_one() {
     name=$1 gpus=$2 publish=$3
     shift 3
     docker rm -f "$name" > /dev/null 2>&1 || true
-    started="$started $name"
+    launched="$launched $name"
     docker run --detach --name "$name" --restart unless-stopped --gpus "$gpus" \
         --read-only --tmpfs /tmp:rw,exec,mode=1777,size=1g \
         --tmpfs /opt/comfyui/output:rw,uid=10001,gid=10001,mode=0755 \
@@ -284,7 +284,7 @@ fetch_failed() {
 
 wait_fetch() {
     while kill -0 "$fetching" 2> /dev/null; do
-        for name in $started; do relay_phases "$name"; done
+        for name in $launched; do relay_phases "$name"; done
         sleep 1
     done
     wait "$fetching" && return 0
@@ -296,7 +296,7 @@ wait_fetch() {
 stop_started() {
     trap "" USR1
     kill "$fetching" 2> /dev/null || true
-    for name in $started; do docker rm -f "$name" > /dev/null 2>&1 || true; done
+    for name in $launched; do docker rm -f "$name" > /dev/null 2>&1 || true; done
 }
 
 check_driver
@@ -305,7 +305,7 @@ check_toolkit
 check_balancer
 mount_nvme
 prepare_cache
-started=
+launched=
 trap 'exit 1' TERM INT HUP
 trap fetch_failed USR1
 mark_arriving
