@@ -43,7 +43,6 @@ from zimage.server import ComfyServer, Messages  # noqa: E402
 from zimage.split import node_times  # noqa: E402
 from coldstart_report import table  # noqa: E402
 import importtime  # noqa: E402
-from importtime import own_by_package, slowest_top_level  # noqa: E402
 from zimage_latency import ensure_models, header, models_yaml, request, smoke_workflow, workflow_for  # noqa: E402
 
 GPU, IMAGE = "h200", "z-image-turbo"
@@ -223,12 +222,12 @@ def phases(server: ComfyServer, milestones: list[dict]) -> dict:
 def import_split(lines: list[tuple[float, str]], top: int = 15) -> list[dict]:
     """The slowest top-level imports."""
     return [{"module": r.module, "cumulative_s": round(r.cumulative_s, 3)}
-            for r in slowest_top_level(importtime.rows(line for _, line in lines), top)]
+            for r in importtime.slowest_top_level(importtime.rows(line for _, line in lines), top)]
 
 
 def import_packages(lines: list[tuple[float, str]], top: int = 25) -> dict[str, float]:
     """Import time spent in each top-level package's own modules, the slowest first."""
-    return {k: round(v, 3) for k, v in list(own_by_package(importtime.rows(line for _, line in lines)).items())[:top]}
+    return {k: round(v, 3) for k, v in list(importtime.own_by_package(importtime.rows(line for _, line in lines)).items())[:top]}
 
 
 def wait_alive(server: ComfyServer, limit_s: float) -> float:
