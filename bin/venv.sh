@@ -24,6 +24,9 @@ build_host() {
     command -v cloud-init >/dev/null 2>&1 || missing="$missing cloud-init"  # `cloud-init schema` only
     command -v haproxy >/dev/null 2>&1 || missing="$missing haproxy"  # fleet tests: the balancer
     command -v prometheus >/dev/null 2>&1 || missing="$missing prometheus"  # fleet tests: the scrape
+    command -v podman >/dev/null 2>&1 || missing="$missing podman"  # k8s tests: the stand-in node
+    command -v catatonit >/dev/null 2>&1 || missing="$missing catatonit"  # its pods' pause process
+    dpkg -s netavark >/dev/null 2>&1 || missing="$missing netavark"  # its network stack
     if [ -n "$missing" ]; then
         # cloud-init is for `cloud-init schema` only: disabled before it is installed, so its services
         # never run on this host, and installed without recommends; haproxy's and prometheus's services are

@@ -1,5 +1,6 @@
-"""The cloud-init path as a user takes it, for the stand-in VM's test and the cold-node bench: publish to a
-registry and render the user data that names the published digest; then one prompt's first image."""
+"""The cloud-init and Kubernetes paths as a user takes them, for the stand-in VM's and the stand-in node's tests
+and the cold-node bench: publish to a registry and render the target that names the published digest; then
+one prompt's first image."""
 
 from __future__ import annotations
 
@@ -14,14 +15,16 @@ from tests.conftest import ROOT, invoke
 from tests.engine.registry import PASSWORD, USER
 
 
-def publish_and_render(project_root: Path, registry_host: str, image: str, out: Path) -> tuple[Path, dict]:
+def publish_and_render(project_root: Path, registry_host: str, image: str, out: Path,
+                       target: str = "cloud-init") -> tuple[Path, dict]:
     """`invoke publish` to the registry (no smoke record on this host: --force), then `invoke deploy --target
-    cloud-init`: (the user data, the deployment record). Raises with the tool's last words if either fails."""
+    cloud-init` (or k8s): (the user data or the k8s folder, the deployment record). Raises with the tool's last
+    words if either fails."""
     script = project_root / "provision" / "host" / "fetch_models.py"   # a small project carries no provision/
     script.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(ROOT / "provision" / "host" / "fetch_models.py", script)
     steps = (("publish", "--registry", f"{registry_host}/kiln", "--gpu", "4090", "--image", image, "--force", "--plain"),
-             ("deploy", "--gpu", "4090", "--image", image, "--target", "cloud-init", "--out", str(out)))
+             ("deploy", "--gpu", "4090", "--image", image, "--target", target, "--out", str(out)))
     for step in steps:
         done = invoke(*step, root=project_root, env={"KILN_REGISTRY_USER": USER, "KILN_REGISTRY_PASSWORD": PASSWORD},
                       timeout=900)
@@ -29,8 +32,8 @@ def publish_and_render(project_root: Path, registry_host: str, image: str, out: 
             raise RuntimeError(f"invoke {step[0]} failed: {done.stderr.strip()[-1500:]}")
     manifest = json.loads((out / "deploy.json").read_text())
     if not manifest["image"]["published"]:
-        raise RuntimeError("the cloud-init deployment does not name the published image")
-    return out / "cloud-init" / "user-data.yaml", manifest
+        raise RuntimeError(f"the {target} deployment does not name the published image")
+    return (out / "cloud-init" / "user-data.yaml" if target == "cloud-init" else out / target), manifest
 
 
 def first_image(base: str, prompt: dict, client_id: str, limit_s: float = 120) -> bytes:

@@ -1,0 +1,150 @@
+"""A stand-in one-node Kubernetes cluster for the k8s path: Debian's Podman (4.3) runs the rendered
+PersistentVolumeClaim (`podman kube play` makes it a named volume) and Deployment (a pod of its containers)
+from a container store of its own, empty at the start, pulling the image by digest from a registry.
+
+Stand-ins, and only these (no kubelet or API server can run here):
+- the node has no GPU and no device plugin: the container gets KILN_CPU_MODE=1 (the image's ComfyUI stand-in
+  on the CPU, its GPU preflight skipped) and its `nvidia.com/gpu` limit is dropped;
+- the Service: each container port is published on 127.0.0.1 at a free port, what `kubectl port-forward`
+  gives a user;
+- the kubelet's probes: Podman turns them into healthchecks that systemd timers run, and this host runs no
+  systemd, so `wait_ready` runs them as the kubelet would: the startup probe's command in the container every
+  period until it passes (or its failures run out), then the readiness probe's path;
+- the pull secret: `kube play --creds`;
+- the node's limits: Podman asks for more open files and processes than a container may have on this host, so
+  the node's containers.conf asks for less.
+
+Not shown here: scheduling (the node affinity, the toleration), the ScaledObject, the PodDisruptionBudget, the
+preStop drain and resource requests. Everything else in the pod's spec runs as rendered: the image, its
+security context (user, read-only root, dropped capabilities), env, ports, the PVC and the emptyDirs.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from tests.engine.registry import free_port
+
+# what runc on this host lets a container have (asking for the hard limit of processes is refused here)
+PROCESSES = 4096
+
+
+@dataclass
+class Pod:
+    container: str
+    ports: dict[str, int]          # container port name: host port on 127.0.0.1
+    startup: dict                  # the rendered probes
+    readiness: dict
+
+
+class StandinNode:
+    def __init__(self, work: Path):
+        self.work = work
+        work.mkdir(parents=True, exist_ok=True)
+        if shutil.which("podman") is None:
+            raise RuntimeError("no podman on PATH: the stand-in node needs Debian's podman and catatonit")
+        files = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        (work / "containers.conf").write_text(
+            f'[containers]\ndefault_ulimits = ["nofile={files}:{files}", "nproc={PROCESSES}:{PROCESSES}"]\n')
+        self.env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "CONTAINERS_CONF": str(work / "containers.conf")}
+        self.run_root = tempfile.mkdtemp(prefix="kiln-node-")   # Podman takes a run root of 50 characters at most
+        self.base = ["podman", "--root", str(work / "store"), "--runroot", self.run_root,
+                     "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
+
+    def podman(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        done = subprocess.run([*self.base, *args], env=self.env, capture_output=True, text=True, timeout=900)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"podman {' '.join(args[:2])} failed: {done.stderr.strip()[-600:]}")
+        return done
+
+    def images(self) -> list[str]:
+        return self.podman("images", "--quiet").stdout.split()
+
+    def claim(self, pvc: Path) -> Path:
+        """The PersistentVolumeClaim played: its volume's folder on this host, to fill as a user fills a PVC."""
+        name = yaml.safe_load(pvc.read_text())["metadata"]["name"]
+        self.podman("kube", "play", str(pvc))
+        return Path(json.loads(self.podman("volume", "inspect", name).stdout)[0]["Mountpoint"])
+
+    def pull(self, reference: str, creds: str) -> None:
+        """The image onto the node before the pod asks for it (what a pre-pull DaemonSet or `crictl pull` does)."""
+        self.podman("pull", "--quiet", "--tls-verify=false", "--creds", creds, reference)
+
+    def play(self, deployment: Path, creds: str) -> Pod:
+        """The Deployment's pod, as this node runs it (the stand-ins above), started."""
+        spec = yaml.safe_load(deployment.read_text())
+        container = spec["spec"]["template"]["spec"]["containers"][0]
+        container["env"] = [*container.get("env", []), {"name": "KILN_CPU_MODE", "value": "1"}]
+        container["resources"]["limits"].pop("nvidia.com/gpu", None)
+        ports = {}
+        for port in container["ports"]:
+            port.update(hostIP="127.0.0.1", hostPort=free_port())
+            ports[port["name"]] = port["hostPort"]
+        played = self.work / "played.yaml"
+        played.write_text(yaml.safe_dump(spec))
+        self.podman("kube", "play", "--tls-verify=false", "--creds", creds, str(played))
+        rows = json.loads(self.podman("ps", "--all", "--format", "json").stdout)
+        name = next(r["Names"][0] for r in rows if not r.get("IsInfra") and r["Names"][0].endswith(container["name"]))
+        return Pod(name, ports, container["startupProbe"], container["readinessProbe"])
+
+    def started(self, pod: Pod) -> tuple[bool, str]:
+        """The startup probe's command run once in the container: (passed, what it printed)."""
+        done = self.podman("exec", pod.container, *pod.startup["exec"]["command"], check=False)
+        return done.returncode == 0, (done.stdout + done.stderr).strip()
+
+    def ready(self, pod: Pod) -> bool:
+        probe = pod.readiness["httpGet"]
+        url = f"http://127.0.0.1:{pod.ports[probe['port']]}{probe['path']}"
+        try:
+            with urllib.request.urlopen(url, timeout=pod.readiness.get("timeoutSeconds", 1)) as answer:
+                return 200 <= answer.status < 400
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_ready(self, pod: Pod) -> float:
+        """The kubelet's order: the startup probe every period until it passes, then readiness; the seconds
+        until ready. RuntimeError with the probe's last words once the startup probe's failures ran out."""
+        began = time.monotonic()
+        period, failures = pod.startup["periodSeconds"], pod.startup["failureThreshold"]
+        for _ in range(failures):
+            passed, said = self.started(pod)
+            if passed:
+                break
+            time.sleep(period)
+        else:
+            raise RuntimeError(f"the startup probe failed {failures} times: {said or 'no output'}")
+        every = pod.readiness["periodSeconds"]
+        while not self.ready(pod):
+            if time.monotonic() - began > period * failures:
+                raise RuntimeError("started, but the readiness probe never passed")
+            time.sleep(every)
+        return time.monotonic() - began
+
+    def inspect(self, pod: Pod) -> dict:
+        return json.loads(self.podman("inspect", pod.container).stdout)[0]
+
+    def logs(self, pod: Pod) -> str:
+        done = self.podman("logs", pod.container, check=False)
+        return done.stdout + done.stderr
+
+    def empty(self) -> None:
+        """Every pod, volume and image gone from the node's store."""
+        self.podman("pod", "rm", "--all", "--force", check=False)
+        self.podman("system", "reset", "--force", check=False)
+
+    def remove(self) -> None:
+        self.empty()
+        shutil.rmtree(self.work, ignore_errors=True)
+        shutil.rmtree(self.run_root, ignore_errors=True)
