@@ -1,22 +1,25 @@
-"""Empty node to first image on loopback, the compose and the cloud-init paths, every part real but the GPU:
-a registry (Debian's docker-registry) holding the image, a model hub (HTTP on 127.0.0.1 serving the files
+"""Empty node to first image on loopback, the compose, cloud-init and Kubernetes paths, every part real but the
+GPU: a registry (Debian's docker-registry) holding the image, a model hub (HTTP on 127.0.0.1 serving the files
 under Hugging Face resolve paths), an empty Docker engine (a second dockerd with its own empty data root),
 the model fetch cloud-init runs (provision/host/fetch_models.py, sha256 verified); then docker-compose on the
 rendered compose file, or the rendered cloud-init user data on a stand-in VM (tests/engine/standin_vm.py: the
 image published with `invoke publish`, `invoke deploy --target cloud-init`, its kiln-deploy script run as
-rendered, only the GPU stood in for). The first image is a prompt through the published port and its
-output read over /view.
+rendered, only the GPU stood in for), or the rendered k8s manifests on a stand-in node
+(tests/engine/standin_node.py: Podman's kube play from an empty store of its own, the claim filled by the
+fetch script, the probes run as the kubelet runs them). The first image is a prompt through the published
+port and its output read over /view.
 
-Usage: python bench/cold_node.py [--model-mb 512] [--repeat 3] [--path compose --path cloud-init] [--hub-mbit N] [--json FILE]
+Usage: python bench/cold_node.py [--model-mb 512] [--repeat 3] [--path compose --path cloud-init --path k8s] [--hub-mbit N] [--json FILE]
 
 The image is the small stack's (the ComfyUI stand-in in CPU mode) with one model file of --model-mb
-megabytes in its manifest. Compose: runs from nothing (an empty engine, an empty cache), one phase after
-another (pull, fetch, up), then overlapped (the pull while the fetch runs, then up). Cloud-init: the
-script's own order (the pull in the background of the fetch, then the start), each phase timed by the
-line the script prints when it begins and ends. Each phase with its bytes and seconds, and the overlapped
-totals against max(pull, fetch) + start to first image, the pull and the fetch each measured alone (the
-issue's goal: at most 1.2x). Needs root, the local base image, docker-registry, htpasswd and
-docker-compose. Removes what it made.
+megabytes in its manifest. Compose and k8s: runs from nothing (an empty engine or node store, an empty cache
+or claim), one phase after another (pull, fetch, up), then overlapped (the pull while the fetch runs, then
+up; on the node the pull is a pre-pull, what a DaemonSet or `crictl pull` does, before the Deployment is
+applied). Cloud-init: the script's own order (the pull in the background of the fetch, then the start), each
+phase timed by the line the script prints when it begins and ends. Each phase with its bytes and seconds,
+and the overlapped totals against max(pull, fetch) + start to first image, the pull and the fetch each
+measured alone (the issue's goal: at most 1.2x). Needs root, the local base image, docker-registry,
+htpasswd, docker-compose and podman. Removes what it made.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from tests.unit.model_server import ModelServer  # noqa: E402
 from kiln.identity import base_ref  # noqa: E402
 from kiln.data.lock import load_lock  # noqa: E402
 from tests.engine.standin_vm import StandinVM  # noqa: E402
+from tests.engine.standin_node import StandinNode  # noqa: E402
 from tests.engine.cloud_init_path import first_image, publish_and_render  # noqa: E402
 
 NAME = "kiln-cold-node"
@@ -73,7 +77,7 @@ def build_image(tmp: Path, data: bytes) -> tuple[Path, str]:
     return build_with_model(tmp, NAME, data, (REPO, REVISION, FILE))
 
 
-PATHS = ("compose", "cloud-init")
+PATHS = ("compose", "cloud-init", "k8s")
 BRIDGE, BRIDGE_CIDR, POOL = "kilncold0", "10.212.0.1/24", "base=10.213.0.0/16,size=24"
 
 
@@ -250,6 +254,55 @@ def cloud_init_run(engine: EmptyEngine, user_data: Path, hub: str, work: Path, v
             "log": [f"{stamp:7.2f} {line}" for stamp, line in vm.lines]}
 
 
+def k8s_run(node: StandinNode, k8s: Path, reference: str, hub: str, overlapped: bool) -> dict:
+    """The k8s path on the stand-in node, from an empty store and an empty claim: the image pulled onto the node
+    (a pre-pull) and the claim filled by the fetch script, one after the other or at once, then the Deployment
+    applied, its probes run as the kubelet runs them, and one prompt."""
+    node.empty()
+    volume = node.claim(k8s / "pvc.yaml")
+    creds = f"{USER}:{PASSWORD}"
+    started = time.monotonic()
+
+    def pulled() -> dict:
+        seconds, _ = timed(lambda: node.pull(reference, creds))
+        size = int(node.podman("image", "inspect", "--format", "{{.Size}}", reference).stdout.strip())
+        return {"seconds": round(seconds, 2), "bytes_on_disk": size}
+
+    if overlapped:
+        pull: dict = {}
+        thread = threading.Thread(target=lambda: pull.update(pulled()))
+        thread.start()
+        fetched = fetch(k8s.parent, volume, hub)
+        thread.join()
+    else:
+        pull = pulled()
+        fetched = fetch(k8s.parent, volume, hub)
+    both = time.monotonic() - started
+    up = up_on_node(node, k8s)
+    total = time.monotonic() - started
+    node.empty()
+    return {"pull": pull, "fetch": fetched, "pull_and_fetch_s": round(both, 2), "up": up, "total_s": round(total, 2)}
+
+
+def up_on_node(node: StandinNode, k8s: Path) -> dict:
+    """The Deployment played, ready by its probes, one prompt and its image: seconds from the apply."""
+    started, wall = time.monotonic(), time.time()
+    pod = node.play(k8s / "deployment.yaml", f"{USER}:{PASSWORD}")
+    node.wait_ready(pod)
+    ready = time.monotonic() - started
+    image = first_image(f"http://127.0.0.1:{pod.ports['http']}", PROMPT, "cold-node")
+    served = time.monotonic() - started
+    warm = next((json.loads(line)["kiln_warmup"] for line in node.logs(pod).splitlines()
+                 if line.startswith('{"kiln_warmup"')), {})
+    facts = node.inspect(pod)
+    made_s, container_s = _stamp(facts["Created"]) - wall, _stamp(facts["State"]["StartedAt"]) - wall
+    warm_at = container_s + warm["start_to_warm_s"]
+    return {"seconds": round(served, 2), "container_created_s": round(made_s, 2),
+            "container_started_s": round(container_s, 2), "start_to_warm_s": warm["start_to_warm_s"],
+            "warm_at_s": round(warm_at, 2), "healthy_s": round(ready, 2), "health_lag_s": round(ready - warm_at, 2),
+            "image_s": round(served - ready, 2), "image_bytes": len(image)}
+
+
 def _span(vm: StandinVM, begins: str, ends: str) -> tuple[float, float]:
     start, end = vm.at(begins), vm.at(ends)
     if start is None or end is None:
@@ -307,7 +360,10 @@ def cloud_init_against_goal(runs: list[dict], alone: dict) -> dict:
 def summaries(runs: list[dict]) -> dict:
     compose = [r for r in runs if r.get("path", "compose") == "compose"]   # records before cloud-init: compose only
     scripts = [r for r in runs if r.get("path") == "cloud-init"]
+    pods = [r for r in runs if r.get("path") == "k8s"]
     out = {"compose": against_goal(compose)} if compose else {}
+    if pods:
+        out["k8s"] = against_goal(pods)
     if scripts and compose:
         out["cloud-init"] = cloud_init_against_goal(scripts, out["compose"]["alone"])
     return out
@@ -413,6 +469,19 @@ def main() -> int:
                           "and an empty cache ...", flush=True)
                     runs.append({"path": "cloud-init", "mode": "script", "round": i + 1,
                                  **cloud_init_run(engine, user_data, hub.base, work, vm_image)})
+            if "k8s" in paths:
+                k8s, manifest = publish_and_render(project_root, registry.host, NAME, work / "k8s", target="k8s")
+                node = StandinNode(work / "node")
+                try:
+                    for i in range(args.repeat):
+                        for overlapped in ((False, True) if i % 2 == 0 else (True, False)):
+                            mode = "overlapped" if overlapped else "sequential"
+                            print(f"k8s {i + 1}/{args.repeat} {mode}: the manifests on a stand-in node, from an empty "
+                                  "store and an empty claim ...", flush=True)
+                            runs.append({"path": "k8s", "mode": mode, "round": i + 1,
+                                         **k8s_run(node, k8s, manifest["image"]["reference"], hub.base, overlapped)})
+                finally:
+                    node.remove()
             result = {"model_bytes": len(data), "hub_mbit": args.hub_mbit, "image": tag, "registry_bytes": sum(registry.blobs().values()),
                       "runs": runs, "summary": summaries(runs)}
         finally:
@@ -466,6 +535,13 @@ def table(result: dict) -> str:
         lines.append(
             f"compose medians: alone pull {c['alone']['pull_s']} s, fetch {c['alone']['fetch_s']} s, up {c['alone']['up_s']} s; "
             f"sequential total {c['sequential_total_s']} s, overlapped {c['overlapped_total_s']} s = "
+            f"{c['overlapped_vs_max_plus_up']}x max(pull, fetch) + up; goal 1.2x max(pull, fetch) + up = {c['goal_s']} s: "
+            f"{'met' if c['met'] else 'missed'}")
+    if "k8s" in s:
+        c = s["k8s"]
+        lines.append(
+            f"k8s medians (stand-in node): alone pull {c['alone']['pull_s']} s, fetch {c['alone']['fetch_s']} s, up "
+            f"{c['alone']['up_s']} s; sequential total {c['sequential_total_s']} s, overlapped {c['overlapped_total_s']} s = "
             f"{c['overlapped_vs_max_plus_up']}x max(pull, fetch) + up; goal 1.2x max(pull, fetch) + up = {c['goal_s']} s: "
             f"{'met' if c['met'] else 'missed'}")
     if "cloud-init" in s:
