@@ -14,6 +14,7 @@ from tests.conftest import ROOT
 from tests.engine.cloud_init_path import first_image, publish_and_render
 from tests.engine.conftest import build_with_model
 from tests.engine.registry import PASSWORD, USER, LocalRegistry, free_port
+from tests.engine.scope import made_tags
 from tests.engine.standin_node import StandinNode
 from tests.unit.model_server import ModelServer
 from tests.waiting import until
@@ -35,13 +36,13 @@ def published(client, base, tmp_path_factory):
     work = tmp_path_factory.mktemp("k8s")
     registry = LocalRegistry(work / "registry", free_port()).start()
     try:
-        project_root, tag = build_with_model(work / "image", NAME, DATA, SOURCE)
+        project_root, _ = build_with_model(work / "image", NAME, DATA, SOURCE)
         k8s, manifest = publish_and_render(project_root, registry.host, NAME, work / "deploy", target="k8s")
         yield k8s, manifest
     finally:
         registry.stop()
-        for image in client.images.list(name=f"kiln/{NAME}"):
-            client.images.remove(image.id, force=True)
+        for tag in made_tags(client, repository=f"kiln/{NAME}"):
+            client.images.remove(tag, force=True)
 
 
 @pytest.fixture
@@ -52,24 +53,38 @@ def node(tmp_path):
     assert not standin.work.exists()
 
 
-def _fill(volume, k8s, hub: ModelServer) -> subprocess.CompletedProcess:
+def _fill(volume, k8s, hub: ModelServer, *extra: str) -> subprocess.Popen:
     """What docs/deploy.md tells a user: the fetch script on the mounted volume."""
-    return subprocess.run(["/usr/bin/python3", str(ROOT / "provision/host/fetch_models.py"), str(k8s.parent / "deploy.json"),
-                           str(volume)], capture_output=True, text=True, timeout=300,
-                          env={"PATH": os.environ["PATH"], "HF_ENDPOINT": hub.base})
+    return subprocess.Popen(["/usr/bin/python3", str(ROOT / "provision/host/fetch_models.py"),
+                             str(k8s.parent / "deploy.json"), str(volume), *extra], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={"PATH": os.environ["PATH"], "HF_ENDPOINT": hub.base})
 
 
-def test_the_manifests_take_an_empty_node_to_serving(published, node):
+def test_the_manifests_take_an_empty_node_to_serving_started_beside_the_fill(published, node):
+    """The claim filled with --announce while the Deployment is applied: the hub holds the model file's body until
+    the pod has pulled, started and its warm-up says it waits for the fetch; released, the fill ends and the pod
+    serves its first image."""
     k8s, manifest = published
     reference = manifest["image"]["reference"]
     assert reference.startswith("127.0.0.1:") and "@sha256:" in reference
     assert node.images() == []
     volume = node.claim(k8s / "pvc.yaml")
+    marker = volume / "models" / manifest["cache"]["arriving_marker"]
     with ModelServer() as hub:
         hub.files["/{}/resolve/{}/{}".format(*SOURCE)] = DATA
-        filled = _fill(volume, k8s, hub)
-    assert filled.returncode == 0, filled.stderr
-    pod = node.play(k8s / "deployment.yaml", CREDS)
+        hub.faults.hold_after = 4096
+        filling = _fill(volume, k8s, hub, "--announce")
+        try:
+            until(marker.exists, 30, "the fill's marker")
+            pod = node.play(k8s / "deployment.yaml", CREDS)
+            until(lambda: "waiting for the deployment's fetch" in node.logs(pod), 120, "the warm-up waiting", every_s=0.5)
+            assert filling.poll() is None and not node.started(pod)[0]
+            hub.faults.release.set()
+            assert filling.wait(120) == 0, filling.stderr.read()
+        finally:
+            hub.faults.release.set()
+            filling.kill()
+    assert not marker.exists()
     node.wait_ready(pod)
     image = first_image(f"http://127.0.0.1:{pod.ports['http']}", PROMPT, "k8s-test")
     assert image.startswith(b"\x89PNG")

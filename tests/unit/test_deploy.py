@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from tests.jsonschema_tool import check_jsonschema
 from tests.standin.records import DIGEST, IMAGE_ID, REGISTRY, write_build_record, write_run_record
 from tests.unit.deploy_steps import fake_docker, function, order, run_steps
 from tests.unit.model_server import ModelServer
+from tests.waiting import until
 
 GOLDEN = ROOT / "tests" / "golden" / "deploy"
 SCHEMAS = ROOT / "docs" / "schemas" / "marketplaces"
@@ -673,3 +675,35 @@ def test_cpu_mode_compose_goes_to_its_own_default_folder(published):
     cpu_file = published / "build" / "deploy" / "comfyui-4090-cpu" / "compose.yaml"
     assert "capabilities: [gpu]" in gpu_file.read_text() and "KILN_CPU_MODE" not in gpu_file.read_text()
     assert "KILN_CPU_MODE" in cpu_file.read_text()
+
+
+def test_an_announced_fetch_holds_the_marker_the_warm_up_waits_on_until_it_ends(tiny_deploy, tmp_path):
+    """--announce (a server started beside the fetch on the same machine): the marker names this boot while the
+    fetch runs and is gone when it ends, verified, failed or stopped by a TERM."""
+    out, files = tiny_deploy
+    marker = tmp_path / "cache" / "models" / json.loads((out / "deploy.json").read_text())["cache"]["arriving_marker"]
+    boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    with ModelServer() as server:
+        paths = _serve(server, files)
+        server.faults.hold_after = 4096
+        for ends in ("verified", "failed", "stopped"):
+            if ends == "failed":
+                server.faults.corrupt.add(paths["diffusion_models/tiny-dit.safetensors"])
+            server.faults.release.clear()
+            fetching = subprocess.Popen(
+                ["/usr/bin/python3", str(out / "cloud-init" / "fetch_models.py"), str(out / "deploy.json"),
+                 str(tmp_path / "cache"), "--announce"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env={"PATH": os.environ["PATH"], "HF_ENDPOINT": server.base})
+            try:
+                until(lambda: marker.exists() and marker.read_text().strip() == boot, 30, f"the marker ({ends})")
+                if ends == "stopped":
+                    fetching.terminate()
+                else:
+                    server.faults.release.set()
+                code = fetching.wait(60)
+            finally:
+                server.faults.release.set()
+                fetching.kill()
+            assert code == {"verified": 0, "failed": 1, "stopped": 143}[ends], fetching.stderr.read()
+            assert not marker.exists(), ends
+            shutil.rmtree(tmp_path / "cache")
