@@ -30,6 +30,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -154,8 +155,13 @@ def fetch(deploy: Path, cache: Path, hub: str, *extra: str) -> dict:
 
 
 def _stamp(moment: str) -> float:
-    """Docker's RFC 3339 time (nanoseconds, Z) as seconds since the epoch."""
-    return datetime.datetime.fromisoformat(moment[:26].rstrip("Z") + "+00:00").timestamp()
+    """An RFC 3339 time as Docker (nanoseconds, Z) or Podman (nanoseconds, the local offset) writes it, as
+    seconds since the epoch."""
+    match = re.fullmatch(r"(.+T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", moment.strip())
+    if match is None:
+        raise ValueError(f"not an RFC 3339 time: {moment!r}")
+    whole, fraction, zone = match.groups()
+    return datetime.datetime.fromisoformat(whole + (fraction or "")[:7] + ("+00:00" if zone == "Z" else zone)).timestamp()
 
 
 def up_to_first_image(engine: EmptyEngine, deploy: Path, cache: Path, project: str) -> dict:

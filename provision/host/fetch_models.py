@@ -9,10 +9,9 @@ of each. A file already there with the manifest's size and sha256 is kept. Other
 HF_ENDPOINT (default: the manifest's cache.endpoint) into <file>.part, resumed where a cut left it,
 and renamed into place only after size and sha256 match. HF_TOKEN is sent to the endpoint's own host
 only, never along a redirect to a CDN. With --check nothing is downloaded: each file must be there with
-the manifest's size. --owner gives what it makes to that uid/gid when run as root. --announce tells a server
-started beside the fetch on this machine to wait for it: while it runs, models/<cache.arriving_marker> holds
-this machine's boot id, which the image's warm-up waits on (a server on another machine, or after a reboot,
-reads another boot id and does not wait); it is removed when the fetch ends, failed or not.
+the manifest's size. --owner gives what it makes to that uid/gid when run as root. --announce keeps
+models/<cache.arriving_marker> naming this boot while the fetch runs: a server started beside it on this
+machine waits for it.
 
 Standard library only (Python 3.6 or later): it runs on the python3 every cloud-init host has. Exit 0
 when every file is in place, 1 with one line saying which file and why otherwise."""
@@ -158,7 +157,7 @@ def main(argv):
         endpoint = (os.environ.get("HF_ENDPOINT") or spec["endpoint"]).rstrip("/")
         token = (os.environ.get("HF_TOKEN") or "").strip()
         marker = announce(cache, spec["arriving_marker"]) if "--announce" in argv else None
-        # a TERM ends the fetch through the finally below, so no marker outlives it
+        # TERM: through the finally, so no marker outlives the fetch
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         try:
             for model in models:

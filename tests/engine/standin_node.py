@@ -1,22 +1,29 @@
 """A stand-in one-node Kubernetes cluster for the k8s path: Debian's Podman (4.3) runs the rendered
 PersistentVolumeClaim (`podman kube play` makes it a named volume) and Deployment (a pod of its containers)
-from a container store of its own, empty at the start, pulling the image by digest from a registry.
+from a container store, state and network configuration of its own, empty at the start, pulling the image by
+digest from a registry.
 
 Stand-ins, and only these (no kubelet or API server can run here):
 - the node has no GPU and no device plugin: the container gets KILN_CPU_MODE=1 (the image's ComfyUI stand-in
   on the CPU, its GPU preflight skipped) and its `nvidia.com/gpu` limit is dropped;
 - the Service: each container port is published on 127.0.0.1 at a free port, what `kubectl port-forward`
   gives a user;
-- the kubelet's probes: Podman turns them into healthchecks that systemd timers run, and this host runs no
-  systemd, so `wait_ready` runs them as the kubelet would: the startup probe's command in the container every
-  period until it passes (or its failures run out), then the readiness probe's path;
+- the kubelet's probes: Podman 4.3 runs none of them (it ignores the startup and readiness probes and leaves
+  the liveness probe to systemd timers), so `wait_ready` runs the startup probe's command in the container
+  every period until it passes or its failures run out, then asks the readiness probe's path;
 - the pull secret: `kube play --creds`;
-- the node's limits: Podman asks for more open files and processes than a container may have on this host, so
-  the node's containers.conf asks for less.
+- the node's limits: Podman asks for more open files and processes than runc may set where the tests run, so
+  the node's containers.conf asks for the hard limit of open files and 4096 processes.
 
-Not shown here: scheduling (the node affinity, the toleration), the ScaledObject, the PodDisruptionBudget, the
-preStop drain and resource requests. Everything else in the pod's spec runs as rendered: the image, its
-security context (user, read-only root, dropped capabilities), env, ports, the PVC and the emptyDirs.
+What Podman does not apply, so these tests do not show it: scheduling (the node affinity, the toleration),
+runAsNonRoot, fsGroup, the seccomp profile field, terminationGracePeriodSeconds, the preStop drain, the
+liveness probe, resource requests, and the emptyDirs' medium and size (memory-backed /dev/shm becomes a
+plain volume); nor the ScaledObject and the PodDisruptionBudget. What it does apply, from the rendered spec:
+the image by digest, env, ports, the user, the read-only root, the dropped capabilities, no privilege
+escalation, and the claim and emptyDirs mounted where the spec says.
+
+Left on the host after `remove`, as by any rootful Podman: netavark's iptables chains and its IPAM state
+under /run/containers.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ import yaml
 
 from tests.engine.registry import free_port
 
-# what runc on this host lets a container have (asking for the hard limit of processes is refused here)
+# far more threads than one server starts; runc refused the hard limit of processes where the tests ran
 PROCESSES = 4096
 
 
@@ -60,7 +67,9 @@ class StandinNode:
         self.env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                     "CONTAINERS_CONF": str(work / "containers.conf")}
         self.run_root = tempfile.mkdtemp(prefix="kiln-node-")   # Podman takes a run root of 50 characters at most
-        self.base = ["podman", "--root", str(work / "store"), "--runroot", self.run_root,
+        # state, store and networks of its own: nothing another Podman on the host keeps is read or reset
+        self.base = ["podman", "--root", str(work / "store"), "--runroot", self.run_root, "--tmpdir",
+                     str(work / "state"), "--network-config-dir", str(work / "networks"),
                      "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
 
     def podman(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -100,8 +109,13 @@ class StandinNode:
         return Pod(name, ports, container["startupProbe"], container["readinessProbe"])
 
     def started(self, pod: Pod) -> tuple[bool, str]:
-        """The startup probe's command run once in the container: (passed, what it printed)."""
-        done = self.podman("exec", pod.container, *pod.startup["exec"]["command"], check=False)
+        """The startup probe's command run once in the container, within its timeout: (passed, what it printed)."""
+        argv = [*self.base, "exec", pod.container, *pod.startup["exec"]["command"]]
+        try:
+            done = subprocess.run(argv, env=self.env, capture_output=True, text=True,
+                                  timeout=pod.startup.get("timeoutSeconds", 1))
+        except subprocess.TimeoutExpired:
+            return False, f"timed out after {pod.startup.get('timeoutSeconds', 1)} s"
         return done.returncode == 0, (done.stdout + done.stderr).strip()
 
     def ready(self, pod: Pod) -> bool:
@@ -114,23 +128,26 @@ class StandinNode:
             return False
 
     def wait_ready(self, pod: Pod) -> float:
-        """The kubelet's order: the startup probe every period until it passes, then readiness; the seconds
-        until ready. RuntimeError with the probe's last words once the startup probe's failures ran out."""
+        """The kubelet's order: the startup probe once a period until it passes, then readiness once a period;
+        the seconds until ready. RuntimeError with the startup probe's last words once its failures ran out,
+        or once readiness failed its own threshold of times."""
         began = time.monotonic()
-        period, failures = pod.startup["periodSeconds"], pod.startup["failureThreshold"]
-        for _ in range(failures):
-            passed, said = self.started(pod)
-            if passed:
-                break
-            time.sleep(period)
-        else:
-            raise RuntimeError(f"the startup probe failed {failures} times: {said or 'no output'}")
-        every = pod.readiness["periodSeconds"]
-        while not self.ready(pod):
-            if time.monotonic() - began > period * failures:
-                raise RuntimeError("started, but the readiness probe never passed")
-            time.sleep(every)
+        self._probe(pod.startup, lambda: self.started(pod), "the startup probe")
+        self._probe(pod.readiness, lambda: (self.ready(pod), ""), "started, but the readiness probe")
         return time.monotonic() - began
+
+    @staticmethod
+    def _probe(spec: dict, once, what: str) -> None:
+        period, failures, said = spec["periodSeconds"], max(1, spec.get("failureThreshold", 3)), ""
+        next_at = time.monotonic()
+        for attempt in range(failures):
+            passed, said = once()
+            if passed:
+                return
+            next_at += period
+            if attempt + 1 < failures:
+                time.sleep(max(0.0, next_at - time.monotonic()))
+        raise RuntimeError(f"{what} failed {failures} times: {said or 'no output'}")
 
     def inspect(self, pod: Pod) -> dict:
         return json.loads(self.podman("inspect", pod.container).stdout)[0]
@@ -140,9 +157,11 @@ class StandinNode:
         return done.stdout + done.stderr
 
     def empty(self) -> None:
-        """Every pod, volume and image gone from the node's store."""
+        """Every pod, volume, image and network of this node gone."""
         self.podman("pod", "rm", "--all", "--force", check=False)
-        self.podman("system", "reset", "--force", check=False)
+        self.podman("volume", "rm", "--all", "--force", check=False)
+        self.podman("rmi", "--all", "--force", check=False)
+        self.podman("network", "prune", "--force", check=False)
 
     def remove(self) -> None:
         self.empty()

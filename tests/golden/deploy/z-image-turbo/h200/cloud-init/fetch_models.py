@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Put a deployment's model files into its cache, on a host without the toolkit (a cloud-init VM, a pod).
 
-Usage: fetch_models.py DEPLOY_JSON CACHE_DIR [--check] [--owner UID]
+Usage: fetch_models.py DEPLOY_JSON CACHE_DIR [--check] [--owner UID] [--announce]
 
 Reads `cache.models` of the deployment manifest `invoke deploy` wrote (deploy.json: folder, file, size,
 sha256 and the source repo, revision and path of each file) and makes CACHE_DIR/models/<folder>/<file>
@@ -9,7 +9,9 @@ of each. A file already there with the manifest's size and sha256 is kept. Other
 HF_ENDPOINT (default: the manifest's cache.endpoint) into <file>.part, resumed where a cut left it,
 and renamed into place only after size and sha256 match. HF_TOKEN is sent to the endpoint's own host
 only, never along a redirect to a CDN. With --check nothing is downloaded: each file must be there with
-the manifest's size. --owner gives what it makes to that uid/gid when run as root.
+the manifest's size. --owner gives what it makes to that uid/gid when run as root. --announce keeps
+models/<cache.arriving_marker> naming this boot while the fetch runs: a server started beside it on this
+machine waits for it.
 
 Standard library only (Python 3.6 or later): it runs on the python3 every cloud-init host has. Exit 0
 when every file is in place, 1 with one line saying which file and why otherwise."""
@@ -18,12 +20,14 @@ import hashlib
 import http.client
 import json
 import os
+import signal
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
 CHUNK = 4 << 20
 ATTEMPTS = 4
 
@@ -127,6 +131,16 @@ def check(model, cache):
             model["folder"], model["file"], os.path.getsize(final), model["size"]))
 
 
+def announce(cache, marker):
+    path = os.path.join(cache, "models", marker)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(BOOT_ID) as f:
+        boot = f.read().strip()
+    with open(path, "w") as f:
+        f.write(boot + "\n")
+    return path
+
+
 def main(argv):
     args = [a for a in argv if not a.startswith("--")]
     owner = argv[argv.index("--owner") + 1] if "--owner" in argv else None
@@ -142,11 +156,18 @@ def main(argv):
         models = spec["models"]
         endpoint = (os.environ.get("HF_ENDPOINT") or spec["endpoint"]).rstrip("/")
         token = (os.environ.get("HF_TOKEN") or "").strip()
-        for model in models:
-            if "--check" in argv:
-                check(model, cache)
-            else:
-                place(model, cache, endpoint, token, int(owner) if owner else None)
+        marker = announce(cache, spec["arriving_marker"]) if "--announce" in argv else None
+        # TERM: through the finally, so no marker outlives the fetch
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        try:
+            for model in models:
+                if "--check" in argv:
+                    check(model, cache)
+                else:
+                    place(model, cache, endpoint, token, int(owner) if owner else None)
+        finally:
+            if marker and os.path.exists(marker):
+                os.unlink(marker)
     except Failed as exc:
         print("kiln-fetch: " + str(exc), file=sys.stderr)
         return 1
