@@ -485,6 +485,7 @@ def main() -> int:
                 k8s, manifest = publish_and_render(project_root, registry.host, NAME, work / "k8s", target="k8s")
                 node = StandinNode(work / "node")
                 try:
+                    node.prepare()
                     for i in range(args.repeat):
                         for overlapped in ((False, True) if i % 2 == 0 else (True, False)):
                             mode = "overlapped" if overlapped else "sequential"

@@ -45,6 +45,7 @@ from tests.engine.registry import free_port
 
 # far more threads than one server starts; runc refused the hard limit of processes where the tests ran
 PROCESSES = 4096
+PAUSE = "localhost/podman-pause"   # the image Podman builds for its pods' infra containers
 
 
 @dataclass
@@ -71,6 +72,11 @@ class StandinNode:
         self.base = ["podman", "--root", str(work / "store"), "--runroot", self.run_root, "--tmpdir",
                      str(work / "state"), "--network-config-dir", str(work / "networks"),
                      "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
+
+    def prepare(self) -> None:
+        """The pause image built, as a node has its sandbox image before its first pod."""
+        self.podman("pod", "create", "--name", "kiln-node-prepare")
+        self.podman("pod", "rm", "--force", "kiln-node-prepare")
 
     def podman(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         done = subprocess.run([*self.base, *args], env=self.env, capture_output=True, text=True, timeout=900)
@@ -157,13 +163,18 @@ class StandinNode:
         return done.stdout + done.stderr
 
     def empty(self) -> None:
-        """Every pod, volume, image and network of this node gone."""
+        """Every pod, volume, image and network of this node gone, but the pause image Podman builds for its
+        pods, as a node keeps its sandbox image."""
         self.podman("pod", "rm", "--all", "--force", check=False)
         self.podman("volume", "rm", "--all", "--force", check=False)
-        self.podman("rmi", "--all", "--force", check=False)
+        rows = self.podman("images", "--format", "{{.ID}} {{.Repository}}", check=False).stdout.splitlines()
+        pulled = [row.split()[0] for row in rows if row.split()[1:] != [PAUSE]]
+        if pulled:
+            self.podman("rmi", "--force", *pulled, check=False)
         self.podman("network", "prune", "--force", check=False)
 
     def remove(self) -> None:
         self.empty()
+        self.podman("rmi", "--all", "--force", check=False)
         shutil.rmtree(self.work, ignore_errors=True)
         shutil.rmtree(self.run_root, ignore_errors=True)

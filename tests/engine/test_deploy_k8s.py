@@ -15,7 +15,7 @@ from tests.engine.cloud_init_path import first_image, publish_and_render
 from tests.engine.conftest import build_with_model
 from tests.engine.registry import PASSWORD, USER, LocalRegistry, free_port
 from tests.engine.scope import made_tags
-from tests.engine.standin_node import StandinNode
+from tests.engine.standin_node import PAUSE, StandinNode
 from tests.unit.model_server import ModelServer
 from tests.waiting import until
 
@@ -92,7 +92,7 @@ def test_the_manifests_take_an_empty_node_to_serving_started_beside_the_fill(pub
     # the pod as rendered: pulled by digest into the node's empty store, the uid both the manifest and the image
     # name, a read-only root, no capabilities left to gain, the claim mounted at the cache's path
     stored = node.podman("images", "--digests", "--format", "{{.Repository}} {{.Digest}}").stdout.splitlines()
-    pulled = [line for line in stored if not line.startswith("localhost/podman-pause ")]   # built by Podman itself
+    pulled = [line for line in stored if not line.startswith(f"{PAUSE} ")]   # built by Podman itself
     assert pulled == [f"{reference.split('@')[0]} {reference.split('@')[1]}"], stored
     status = node.podman("exec", pod.container, "/bin/sh", "-c", "id -u; grep -E '^(CapBnd|NoNewPrivs)' /proc/1/status").stdout
     assert status.split() == [str(manifest["uid"]), "CapBnd:", "0000000000000000", "NoNewPrivs:", "1"], status
