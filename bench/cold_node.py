@@ -271,14 +271,24 @@ def k8s_run(node: StandinNode, k8s: Path, reference: str, hub: str, overlapped: 
     started = time.monotonic()
     if overlapped:
         fetched: dict = {}
-        filling = threading.Thread(target=lambda: fetched.update(fetch(k8s.parent, volume, hub, "--announce")))
+
+        def fill() -> None:
+            try:
+                fetched.update(fetch(k8s.parent, volume, hub, "--announce"))
+            except RuntimeError as failed:
+                fetched["failed"] = str(failed)
+
+        filling = threading.Thread(target=fill)
         filling.start()
         marker = volume / "models" / json.loads((k8s.parent / "deploy.json").read_text())["cache"]["arriving_marker"]
         while not marker.exists() and filling.is_alive():
             time.sleep(0.01)
         up = up_on_node(node, k8s)
         filling.join()
-        pull = {"seconds": up["apply_s"], "bytes_on_disk": _stored(node, reference)}   # the apply, its pull included
+        if "failed" in fetched:
+            raise RuntimeError(fetched["failed"])
+        pull = {"seconds": up["apply_s"], "bytes_on_disk": _stored(node, reference),
+                "measured_as": "the apply: kube play's pull, create and start"}
         both = max(up["apply_s"], fetched["seconds"])
     else:
         seconds, _ = timed(lambda: node.pull(reference, f"{USER}:{PASSWORD}"))
@@ -430,7 +440,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="rounds of both modes (default: %(default)s)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--paper", action="store_true", help="only the table at 1, 10 and 25 Gbit/s, computed")
-    parser.add_argument("--path", action="append", choices=PATHS, help="deploy paths to run (default: both)")
+    parser.add_argument("--path", action="append", choices=PATHS, help="deploy paths to run (default: all three)")
     parser.add_argument("--report", type=Path, metavar="FILE",
                         help="only the table of a recorded run, its summary computed again and written back")
     parser.add_argument("--hub-mbit", type=float,

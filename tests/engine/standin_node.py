@@ -68,7 +68,7 @@ class StandinNode:
         self.env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                     "CONTAINERS_CONF": str(work / "containers.conf")}
         self.run_root = tempfile.mkdtemp(prefix="kiln-node-")   # Podman takes a run root of 50 characters at most
-        # state, store and networks of its own: nothing another Podman on the host keeps is read or reset
+        # store, state and network configuration of its own (netavark's address database is the host's)
         self.base = ["podman", "--root", str(work / "store"), "--runroot", self.run_root, "--tmpdir",
                      str(work / "state"), "--network-config-dir", str(work / "networks"),
                      "--cgroup-manager", "cgroupfs", "--events-backend", "file"]

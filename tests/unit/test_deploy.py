@@ -10,6 +10,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -679,14 +680,14 @@ def test_cpu_mode_compose_goes_to_its_own_default_folder(published):
 
 def test_an_announced_fetch_holds_the_marker_the_warm_up_waits_on_until_it_ends(tiny_deploy, tmp_path):
     """--announce (a server started beside the fetch on the same machine): the marker names this boot while the
-    fetch runs and is gone when it ends, verified, failed or stopped by a TERM."""
+    fetch runs and is gone when it ends, verified, failed, or stopped by a TERM, a hang-up or a Ctrl-C."""
     out, files = tiny_deploy
     marker = tmp_path / "cache" / "models" / json.loads((out / "deploy.json").read_text())["cache"]["arriving_marker"]
     boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     with ModelServer() as server:
         paths = _serve(server, files)
         server.faults.hold_after = 4096
-        for ends in ("verified", "failed", "stopped"):
+        for ends in ("verified", "failed", "TERM", "HUP", "INT"):
             if ends == "failed":
                 server.faults.corrupt.add(paths["diffusion_models/tiny-dit.safetensors"])
             server.faults.release.clear()
@@ -696,14 +697,29 @@ def test_an_announced_fetch_holds_the_marker_the_warm_up_waits_on_until_it_ends(
                 env={"PATH": os.environ["PATH"], "HF_ENDPOINT": server.base})
             try:
                 until(lambda: marker.exists() and marker.read_text().strip() == boot, 30, f"the marker ({ends})")
-                if ends == "stopped":
-                    fetching.terminate()
+                if ends in ("TERM", "HUP", "INT"):
+                    fetching.send_signal(getattr(signal, f"SIG{ends}"))
                 else:
                     server.faults.release.set()
                 code = fetching.wait(60)
             finally:
                 server.faults.release.set()
                 fetching.kill()
-            assert code == {"verified": 0, "failed": 1, "stopped": 143}[ends], fetching.stderr.read()
+            assert code == {"verified": 0, "failed": 1, "TERM": 143, "HUP": 129, "INT": 130}[ends], fetching.stderr.read()
             assert not marker.exists(), ends
             shutil.rmtree(tmp_path / "cache")
+
+
+@pytest.mark.parametrize("extra, says", [
+    (("--anounce",), "unknown option --anounce"),
+    (("--owner",), "--owner needs a uid"),
+    (("--owner", "--announce"), "--owner needs a uid"),
+    (("--check", "--announce"), "--check or --announce, not both"),
+])
+def test_the_fetch_script_refuses_bad_usage_in_one_line_before_anything_is_written(tiny_deploy, tmp_path, extra, says):
+    out, _ = tiny_deploy
+    done = _fetch(out, tmp_path / "cache", "http://127.0.0.1:9", *extra)
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"kiln-fetch: {says}") and "usage: fetch_models.py DEPLOY_JSON CACHE_DIR" in line, line
+    assert not (tmp_path / "cache").exists()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Put a deployment's model files into its cache, on a host without the toolkit (a cloud-init VM, a pod).
 
-Usage: fetch_models.py DEPLOY_JSON CACHE_DIR [--check] [--owner UID] [--announce]
+Usage: fetch_models.py DEPLOY_JSON CACHE_DIR [--check | --announce] [--owner UID]
 
 Reads `cache.models` of the deployment manifest `invoke deploy` wrote (deploy.json: folder, file, size,
 sha256 and the source repo, revision and path of each file) and makes CACHE_DIR/models/<folder>/<file>
@@ -9,12 +9,11 @@ of each. A file already there with the manifest's size and sha256 is kept. Other
 HF_ENDPOINT (default: the manifest's cache.endpoint) into <file>.part, resumed where a cut left it,
 and renamed into place only after size and sha256 match. HF_TOKEN is sent to the endpoint's own host
 only, never along a redirect to a CDN. With --check nothing is downloaded: each file must be there with
-the manifest's size. --owner gives what it makes to that uid/gid when run as root. --announce keeps
-models/<cache.arriving_marker> naming this boot while the fetch runs: a server started beside it on this
-machine waits for it.
+the manifest's size. --owner gives what it makes to that uid/gid when run as root. --announce: while
+it runs, a marker naming this boot tells a server started beside it on this machine to wait.
 
 Standard library only (Python 3.6 or later): it runs on the python3 every cloud-init host has. Exit 0
-when every file is in place, 1 with one line saying which file and why otherwise."""
+when every file is in place, 1 with one line saying which file and why, 2 on bad usage, 128+N on signal N."""
 
 import hashlib
 import http.client
@@ -71,8 +70,8 @@ def request(url, endpoint, token, offset):
 
 
 def download(model, part, endpoint, token):
-    """Append to part until it holds model['size'] bytes; resumes with a Range request after a cut (which
-    may end the body early without any error)."""
+    """Append to part until it holds model['size'] bytes, resuming with a Range request after a cut (a cut
+    may end the body early with no error)."""
     url = url_of(endpoint, model["source"])
     for attempt in range(1, ATTEMPTS + 1):
         offset = os.path.getsize(part) if os.path.exists(part) else 0
@@ -136,35 +135,53 @@ def announce(cache, marker):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(BOOT_ID) as f:
         boot = f.read().strip()
-    with open(path, "w") as f:
+    with open(path + ".new", "w") as f:
         f.write(boot + "\n")
+    os.replace(path + ".new", path)
     return path
 
 
-def main(argv):
-    args = [a for a in argv if not a.startswith("--")]
-    owner = argv[argv.index("--owner") + 1] if "--owner" in argv else None
-    if owner is not None:
-        args.remove(owner)
+def parse(argv):
+    args, options, owner, rest = [], set(), None, iter(argv)
+    for arg in rest:
+        if arg == "--owner":
+            owner = next(rest, "")
+            if not owner.isdigit():
+                return "--owner needs a uid"
+        elif arg in ("--check", "--announce"):
+            options.add(arg)
+        elif arg.startswith("-"):
+            return "unknown option " + arg
+        else:
+            args.append(arg)
     if len(args) != 2:
-        print(__doc__.split("\n\n")[1], file=sys.stderr)
+        return "two arguments needed"
+    if len(options) == 2:
+        return "--check or --announce, not both"
+    return args[0], args[1], options, int(owner) if owner else None
+
+
+def main(argv):
+    parsed = parse(argv)
+    if isinstance(parsed, str):
+        print("kiln-fetch: {}; usage: {}".format(parsed, __doc__.split("\n\n")[1][7:]), file=sys.stderr)
         return 2
-    manifest, cache = args
+    manifest, cache, options, owner = parsed
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):   # through the finally: the marker goes
+        signal.signal(sig, lambda number, _: sys.exit(128 + number))
     try:
         with open(manifest) as f:
             spec = json.load(f)["cache"]
         models = spec["models"]
         endpoint = (os.environ.get("HF_ENDPOINT") or spec["endpoint"]).rstrip("/")
         token = (os.environ.get("HF_TOKEN") or "").strip()
-        marker = announce(cache, spec["arriving_marker"]) if "--announce" in argv else None
-        # TERM: through the finally, so no marker outlives the fetch
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        marker = announce(cache, spec["arriving_marker"]) if "--announce" in options else None
         try:
             for model in models:
-                if "--check" in argv:
+                if "--check" in options:
                     check(model, cache)
                 else:
-                    place(model, cache, endpoint, token, int(owner) if owner else None)
+                    place(model, cache, endpoint, token, owner)
         finally:
             if marker and os.path.exists(marker):
                 os.unlink(marker)

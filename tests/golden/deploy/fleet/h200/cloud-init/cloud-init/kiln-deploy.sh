@@ -1,13 +1,11 @@
 #!/bin/sh
 # Rendered by kiln 0.1.0 for ComfyUI server on the locked CUDA stack on NVIDIA H200; do not edit: run `invoke deploy` again.
 #
-# Runs once on a fresh GPU VM (cloud-init runcmd), as root: checks the NVIDIA driver against the
-# stack's floor, waits for the Docker Engine and checks the NVIDIA Container Toolkit, puts the cache
-# on local NVMe when the VM has an unused NVMe disk, puts the image's model files into the cache
-# (fetched and verified by sha256, or only checked when KILN_FETCH_MODELS=0) while it logs in to the
-# registry when /etc/kiln/deploy.env gives credentials, pulls the image by digest and runs it, and waits
-# until the warm-up (which waits for the model files) made it healthy. The outcome goes to the console
-# and to /var/lib/kiln/status.json; any failure exits 1 with the reason.
+# Runs once on a fresh GPU VM (cloud-init runcmd), as root: checks the driver, the Docker Engine and the
+# NVIDIA Container Toolkit, puts the cache on an unused NVMe disk if there is one, fetches the model files
+# (sha256 verified; KILN_FETCH_MODELS=0: only checked) while it pulls the image by digest and starts it,
+# and waits until its warm-up made it healthy. The outcome goes to the console and to
+# /var/lib/kiln/status.json; any failure exits 1 with the reason (docs/deploy.md, cloud-init).
 # 2 servers, one per GPU, each on the VM's loopback (server i on port 18188+i, its
 # exporter 1000 and 1100 above), behind HAProxy from the VM's distribution on KILN_BIND:8188
 # (/etc/kiln/haproxy.cfg; routing and stickiness: docs/deploy.md, "Many GPUs, one endpoint").
