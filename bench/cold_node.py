@@ -275,7 +275,7 @@ def k8s_run(node: StandinNode, k8s: Path, reference: str, hub: str, overlapped: 
         def fill() -> None:
             try:
                 fetched.update(fetch(k8s.parent, volume, hub, "--announce"))
-            except RuntimeError as failed:
+            except (RuntimeError, subprocess.TimeoutExpired) as failed:
                 fetched["failed"] = str(failed)
 
         filling = threading.Thread(target=fill)
@@ -283,10 +283,12 @@ def k8s_run(node: StandinNode, k8s: Path, reference: str, hub: str, overlapped: 
         marker = volume / "models" / json.loads((k8s.parent / "deploy.json").read_text())["cache"]["arriving_marker"]
         while not marker.exists() and filling.is_alive():
             time.sleep(0.01)
-        up = up_on_node(node, k8s)
-        filling.join()
-        if "failed" in fetched:
-            raise RuntimeError(fetched["failed"])
+        try:
+            up = up_on_node(node, k8s)
+        finally:   # a failed fill is the cause to name, whatever the pod did without its files
+            filling.join()
+            if "failed" in fetched:
+                raise RuntimeError(fetched["failed"])
         pull = {"seconds": up["apply_s"], "bytes_on_disk": _stored(node, reference),
                 "measured_as": "the apply: kube play's pull, create and start"}
         both = max(up["apply_s"], fetched["seconds"])

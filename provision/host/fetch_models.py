@@ -130,15 +130,13 @@ def check(model, cache):
             model["folder"], model["file"], os.path.getsize(final), model["size"]))
 
 
-def announce(cache, marker):
-    path = os.path.join(cache, "models", marker)
+def announce(path):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(BOOT_ID) as f:
         boot = f.read().strip()
     with open(path + ".new", "w") as f:
         f.write(boot + "\n")
     os.replace(path + ".new", path)
-    return path
 
 
 def parse(argv):
@@ -146,7 +144,7 @@ def parse(argv):
     for arg in rest:
         if arg == "--owner":
             owner = next(rest, "")
-            if not owner.isdigit():
+            if not owner or owner.strip("0123456789"):
                 return "--owner needs a uid"
         elif arg in ("--check", "--announce"):
             options.add(arg)
@@ -154,7 +152,7 @@ def parse(argv):
             return "unknown option " + arg
         else:
             args.append(arg)
-    if len(args) != 2:
+    if len(args) != 2 or "" in args:
         return "two arguments needed"
     if len(options) == 2:
         return "--check or --announce, not both"
@@ -168,23 +166,27 @@ def main(argv):
         return 2
     manifest, cache, options, owner = parsed
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):   # through the finally: the marker goes
-        signal.signal(sig, lambda number, _: sys.exit(128 + number))
+        if signal.getsignal(sig) != signal.SIG_IGN:   # nohup's, a shell's for its background jobs
+            signal.signal(sig, lambda number, _: sys.exit(128 + number))
     try:
         with open(manifest) as f:
             spec = json.load(f)["cache"]
         models = spec["models"]
         endpoint = (os.environ.get("HF_ENDPOINT") or spec["endpoint"]).rstrip("/")
         token = (os.environ.get("HF_TOKEN") or "").strip()
-        marker = announce(cache, spec["arriving_marker"]) if "--announce" in options else None
+        marker = os.path.join(cache, "models", spec["arriving_marker"]) if "--announce" in options else ""
         try:
+            if marker:
+                announce(marker)
             for model in models:
                 if "--check" in options:
                     check(model, cache)
                 else:
                     place(model, cache, endpoint, token, owner)
         finally:
-            if marker and os.path.exists(marker):
-                os.unlink(marker)
+            for path in (marker, marker + ".new") if marker else ():
+                if os.path.exists(path):
+                    os.unlink(path)
     except Failed as exc:
         print("kiln-fetch: " + str(exc), file=sys.stderr)
         return 1

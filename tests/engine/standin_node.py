@@ -84,9 +84,6 @@ class StandinNode:
             raise RuntimeError(f"podman {' '.join(args[:2])} failed: {done.stderr.strip()[-600:]}")
         return done
 
-    def images(self) -> list[str]:
-        return self.podman("images", "--quiet").stdout.split()
-
     def claim(self, pvc: Path) -> Path:
         """The PersistentVolumeClaim played: its volume's folder on this host, to fill as a user fills a PVC."""
         name = yaml.safe_load(pvc.read_text())["metadata"]["name"]

@@ -1,8 +1,9 @@
 """The rendered Kubernetes manifests run for real on a stand-in node (tests/engine/standin_node.py: Podman's
 `kube play` from an empty store; only the GPU, the Service and the kubelet's probe runner stood in for): the
 image published to a loopback registry with `invoke publish`, the PersistentVolumeClaim filled by the fetch
-script from a loopback hub as docs/deploy.md tells a user, then the Deployment's pod, from a pull by digest to
-the first image, with its security context as rendered."""
+script from a loopback hub with --announce while the Deployment is applied (docs/deploy.md), its pod from a
+pull by digest to the first image, with its security context as rendered; and an empty claim's startup probe
+saying why."""
 
 import hashlib
 import os

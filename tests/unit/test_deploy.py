@@ -715,6 +715,7 @@ def test_an_announced_fetch_holds_the_marker_the_warm_up_waits_on_until_it_ends(
     (("--owner",), "--owner needs a uid"),
     (("--owner", "--announce"), "--owner needs a uid"),
     (("--check", "--announce"), "--check or --announce, not both"),
+    (("",), "two arguments needed"),
 ])
 def test_the_fetch_script_refuses_bad_usage_in_one_line_before_anything_is_written(tiny_deploy, tmp_path, extra, says):
     out, _ = tiny_deploy
@@ -723,3 +724,26 @@ def test_the_fetch_script_refuses_bad_usage_in_one_line_before_anything_is_writt
     [line] = done.stderr.splitlines()
     assert line.startswith(f"kiln-fetch: {says}") and "usage: fetch_models.py DEPLOY_JSON CACHE_DIR" in line, line
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_hang_up_the_caller_ignores_does_not_stop_the_fetch(tiny_deploy, tmp_path):
+    """Started under nohup (SIGHUP ignored), an announced fetch outlives a dropped session and ends verified."""
+    out, files = tiny_deploy
+    marker = tmp_path / "cache" / "models" / json.loads((out / "deploy.json").read_text())["cache"]["arriving_marker"]
+    with ModelServer() as server:
+        _serve(server, files)
+        server.faults.hold_after = 4096
+        fetching = subprocess.Popen(
+            ["/usr/bin/python3", str(out / "cloud-init" / "fetch_models.py"), str(out / "deploy.json"),
+             str(tmp_path / "cache"), "--announce"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={"PATH": os.environ["PATH"], "HF_ENDPOINT": server.base},
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+        try:
+            until(marker.exists, 30, "the marker")
+            fetching.send_signal(signal.SIGHUP)   # obeyed, it would end the fetch with 129 at once
+            server.faults.release.set()
+            assert fetching.wait(60) == 0, fetching.stderr.read()
+        finally:
+            server.faults.release.set()
+            fetching.kill()
+    assert not marker.exists()
