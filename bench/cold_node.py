@@ -181,15 +181,21 @@ def up_to_first_image(engine: EmptyEngine, deploy: Path, cache: Path, project: s
     base = f"http://127.0.0.1:{port}"
     image = first_image(base, PROMPT, "cold-node")
     served = time.monotonic() - started
-    warm = next((json.loads(line)["kiln_warmup"] for line in engine.docker("logs", container).stdout.splitlines()
-                 if line.startswith('{"kiln_warmup"')), {})
     made, began = engine.docker("inspect", "--format", "{{.Created}} {{.State.StartedAt}}", container).stdout.split()
-    made_s, container_s = (_stamp(made) - wall, _stamp(began) - wall)
+    logs = engine.docker("logs", container).stdout
+    return {"compose_up_s": round(created, 2), **_up(wall, made, began, logs, healthy, served, image)}
+
+
+def _up(wall: float, made: str, began: str, logs: str, healthy: float, served: float, image: bytes) -> dict:
+    """A server's way from its launch (at `wall`) to its first image: the container's creation and start (the
+    engine's times), warm (the warm-up's record in its log), healthy and served (seconds from the launch)."""
+    warm = next((json.loads(line)["kiln_warmup"] for line in logs.splitlines() if line.startswith('{"kiln_warmup"')), {})
+    made_s, container_s = _stamp(made) - wall, _stamp(began) - wall
     warm_at = container_s + warm["start_to_warm_s"]
-    return {"seconds": round(served, 2), "compose_up_s": round(created, 2), "container_created_s": round(made_s, 2),
-            "container_started_s": round(container_s, 2),
-            "start_to_warm_s": warm["start_to_warm_s"], "warm_at_s": round(warm_at, 2), "healthy_s": round(healthy, 2),
-            "health_lag_s": round(healthy - warm_at, 2), "image_s": round(served - healthy, 2), "image_bytes": len(image)}
+    return {"seconds": round(served, 2), "container_created_s": round(made_s, 2),
+            "container_started_s": round(container_s, 2), "start_to_warm_s": warm["start_to_warm_s"],
+            "warm_at_s": round(warm_at, 2), "healthy_s": round(healthy, 2), "health_lag_s": round(healthy - warm_at, 2),
+            "image_s": round(served - healthy, 2), "image_bytes": len(image)}
 
 
 def one_run(engine: EmptyEngine, deploy: Path, reference: str, hub: str, work: Path, overlapped: bool) -> dict:
@@ -316,15 +322,9 @@ def up_on_node(node: StandinNode, k8s: Path) -> dict:
     ready = time.monotonic() - started
     image = first_image(f"http://127.0.0.1:{pod.ports['http']}", PROMPT, "cold-node")
     served = time.monotonic() - started
-    warm = next((json.loads(line)["kiln_warmup"] for line in node.logs(pod).splitlines()
-                 if line.startswith('{"kiln_warmup"')), {})
     facts = node.inspect(pod)
-    made_s, container_s = _stamp(facts["Created"]) - wall, _stamp(facts["State"]["StartedAt"]) - wall
-    warm_at = container_s + warm["start_to_warm_s"]
-    return {"seconds": round(served, 2), "apply_s": round(applied, 2), "container_created_s": round(made_s, 2),
-            "container_started_s": round(container_s, 2), "start_to_warm_s": warm["start_to_warm_s"],
-            "warm_at_s": round(warm_at, 2), "healthy_s": round(ready, 2), "health_lag_s": round(ready - warm_at, 2),
-            "image_s": round(served - ready, 2), "image_bytes": len(image)}
+    return {"apply_s": round(applied, 2),
+            **_up(wall, facts["Created"], facts["State"]["StartedAt"], node.logs(pod), ready, served, image)}
 
 
 def _span(vm: StandinVM, begins: str, ends: str) -> tuple[float, float]:

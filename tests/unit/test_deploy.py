@@ -445,11 +445,22 @@ def tiny_deploy(published, tmp_path):
     return out, files
 
 
-def _fetch(out: Path, cache: Path, endpoint: str, *extra: str) -> subprocess.CompletedProcess:
+def _fetch_command(out: Path, cache: Path, endpoint: str, *extra: str) -> tuple[list[str], dict[str, str]]:
     env = {"PATH": os.environ["PATH"], "HF_ENDPOINT": endpoint, "HF_TOKEN": "hf_secret"}
     # the VM's own python3, not the toolkit's venv: the script must need nothing but the standard library
-    return subprocess.run(["/usr/bin/python3", str(out / "cloud-init" / "fetch_models.py"), str(out / "deploy.json"),
-                           str(cache), *extra], capture_output=True, text=True, env=env, timeout=120)
+    return ["/usr/bin/python3", str(out / "cloud-init" / "fetch_models.py"), str(out / "deploy.json"), str(cache),
+            *extra], env
+
+
+def _fetch(out: Path, cache: Path, endpoint: str, *extra: str) -> subprocess.CompletedProcess:
+    argv, env = _fetch_command(out, cache, endpoint, *extra)
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+
+
+def _fetching(out: Path, cache: Path, endpoint: str, *extra: str, **popen) -> subprocess.Popen:
+    """The fetch script started in the background."""
+    argv, env = _fetch_command(out, cache, endpoint, *extra)
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **popen)
 
 
 def _serve(server: ModelServer, files: dict[str, bytes]) -> dict[str, str]:
@@ -691,10 +702,7 @@ def test_an_announced_fetch_holds_the_marker_the_warm_up_waits_on_until_it_ends(
             if ends == "failed":
                 server.faults.corrupt.add(paths["diffusion_models/tiny-dit.safetensors"])
             server.faults.release.clear()
-            fetching = subprocess.Popen(
-                ["/usr/bin/python3", str(out / "cloud-init" / "fetch_models.py"), str(out / "deploy.json"),
-                 str(tmp_path / "cache"), "--announce"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                env={"PATH": os.environ["PATH"], "HF_ENDPOINT": server.base})
+            fetching = _fetching(out, tmp_path / "cache", server.base, "--announce")
             try:
                 until(lambda: marker.exists() and marker.read_text().strip() == boot, 30, f"the marker ({ends})")
                 if ends in ("TERM", "HUP", "INT"):
@@ -733,11 +741,8 @@ def test_a_hang_up_the_caller_ignores_does_not_stop_the_fetch(tiny_deploy, tmp_p
     with ModelServer() as server:
         _serve(server, files)
         server.faults.hold_after = 4096
-        fetching = subprocess.Popen(
-            ["/usr/bin/python3", str(out / "cloud-init" / "fetch_models.py"), str(out / "deploy.json"),
-             str(tmp_path / "cache"), "--announce"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={"PATH": os.environ["PATH"], "HF_ENDPOINT": server.base},
-            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+        fetching = _fetching(out, tmp_path / "cache", server.base, "--announce",
+                             preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
         try:
             until(marker.exists, 30, "the marker")
             fetching.send_signal(signal.SIGHUP)   # obeyed, it would end the fetch with 129 at once
