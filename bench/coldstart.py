@@ -69,6 +69,9 @@ class Lever:
     smoke: bool = False
     preflight: str = ""
     bytecode: str = "compiled"
+    prefetch: int = 0
+    pycache: str = ""
+    versus: str = ""
 
 
 def parse(argv):
@@ -143,6 +146,42 @@ class Preflight:
         if code != 0:
             raise RuntimeError(f"the preflight failed ({code}): {' | '.join(self.stderr[-3:])}")
         return {"seconds": round(self.ended[0] - self.started, 3), "lines": self.stderr[-3:]}
+
+
+class Prefetch:
+    """The image's read of the model files beside the start (serve.prefetch), `streams` chunks in flight."""
+
+    def __init__(self, payload: Path, facts: Path, models: Path, streams: int, env: dict):
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen([sys.executable, "-m", "serve.prefetch", "--facts", str(facts), "--models",
+                                         str(models), "--streams", str(streams)], cwd=payload,
+                                        env={**os.environ, **env}, stdout=subprocess.PIPE, text=True)
+        self.lines: list[tuple[float, str]] = []
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append((round(time.perf_counter() - self.started, 3), line.rstrip()))
+
+    def result(self, origin: float) -> dict:
+        """Its lines, stamped from the lever's origin; whether it had ended."""
+        lag = self.started - origin
+        return {"ended": self.process.poll() is not None, "exit": self.process.poll(),
+                "lines": [[round(at + lag, 3), line] for at, line in self.lines]}
+
+
+def pycache_prefix(work: Path, comfyui: Path) -> Path:
+    """A bytecode tree for this Python's whole environment, ComfyUI and the payload, kept apart from the
+    environment's own folders (PYTHONPYCACHEPREFIX): every module then has bytecode, as the image's venv,
+    compiled by pip at its build, has. Compiled once per work folder."""
+    prefix, done = work / "pycache", work / "pycache.done"
+    if not done.exists():
+        roots = [p for p in map(Path, sys.path) if p.is_dir() and p.name in ("site-packages", "dist-packages")]
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "checked-hash",
+                        *map(str, roots), str(comfyui), str(PAYLOAD)], env={**os.environ, "PYTHONPYCACHEPREFIX":
+                       str(prefix)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        done.write_text(json.dumps([str(r) for r in roots]))
+    return prefix
 
 
 def install_kiln_nodes(comfyui: Path) -> None:
@@ -261,12 +300,15 @@ def run_lever(lever: Lever, args, baseline: list[str], subject, graph: dict, fil
     lever_env = {**env, **lever.env, "PYTHONUNBUFFERED": "1", **({"KILN_CPU_MODE": "1"} if args.cpu else {})}
     if lever.importtime:
         lever_env["PYTHONPROFILEIMPORTTIME"] = "1"
+    if lever.pycache == "prefix":
+        lever_env["PYTHONPYCACHEPREFIX"] = str(pycache_prefix(args.work, args.comfyui))
     if lever.inductor_cache:
         cache = args.work / "inductor" / lever.inductor_cache
         if lever.fresh_cache:
             shutil.rmtree(cache, ignore_errors=True)
         lever_env.update(TORCHINDUCTOR_CACHE_DIR=str(cache), TRITON_CACHE_DIR=str(cache / "triton"))
-    result: dict = {"what": lever.what, "flags": flags, "env": lever.env, "page_cache": lever.page_cache}
+    result: dict = {"what": lever.what, "flags": flags, "env": lever.env, "page_cache": lever.page_cache,
+                    "versus": lever.versus or None}
     result["resident_before"] = resident(files)
     if lever.page_cache == "cold":
         result["dropped"] = drop_page_cache(files)
@@ -277,8 +319,10 @@ def run_lever(lever: Lever, args, baseline: list[str], subject, graph: dict, fil
         payload = without_bytecode(PAYLOAD, args.work / "payload-no-bytecode")
         lever_env["PYTHONDONTWRITEBYTECODE"] = "1"
     result["bytecode"], result["preflight_mode"] = lever.bytecode, lever.preflight or "none"
-    origin, preflight, server = time.perf_counter(), None, None
+    origin, preflight, server, prefetch = time.perf_counter(), None, None, None
     try:
+        if lever.prefetch:
+            prefetch = Prefetch(payload, args.work / "kiln.json", args.models, lever.prefetch, lever_env)
         if lever.preflight:
             preflight = Preflight(payload, args.work / "kiln.json", lever_env)
             if lever.preflight == "serial":
@@ -304,6 +348,8 @@ def run_lever(lever: Lever, args, baseline: list[str], subject, graph: dict, fil
         totals = [t.received - t.posted for t in served]
         result["served"] = {"first_s": round(totals[0], 3), "steady_p50_s": round(statistics.median(totals[1:]), 3),
                             "first_vs_steady": round(totals[0] / statistics.median(totals[1:]), 3)}
+        if prefetch:
+            result["prefetch"] = prefetch.result(origin)
         if lever.importtime:
             result["imports"] = import_split(server.output.lines)
             result["import_packages"] = import_packages(server.output.lines)
@@ -315,8 +361,9 @@ def run_lever(lever: Lever, args, baseline: list[str], subject, graph: dict, fil
     finally:
         if server:
             server.stop()
-        if preflight and preflight.process.poll() is None:
-            preflight.process.kill()
+        for helper in (preflight, prefetch):
+            if helper and helper.process.poll() is None:
+                helper.process.kill()
     return result
 
 
@@ -329,6 +376,8 @@ def main(argv=None) -> int:
     baseline = profile_flags(subject.gpu, subject.image, subject.flags) + list(subject.image.flags)
     results = {**header(subject, resolution, baseline, args.source_commit), "milestones": milestones,
                "shuffle_seed": args.shuffle}
+    if args.first_round > 1 and args.json.exists():   # a run that goes on: its earlier rounds kept
+        results = json.loads(args.json.read_text())
     save = lambda: args.json.write_text(json.dumps(results, indent=1) + "\n")  # noqa: E731
     results["models"] = ensure_models(args.models, args.size)
     install_kiln_nodes(args.comfyui)
@@ -338,9 +387,11 @@ def main(argv=None) -> int:
     (args.work / "kiln.json").write_text(json.dumps(image_facts(subject).to_json()))   # the preflight's
     compile_tree(args.comfyui)
     compile_tree(PAYLOAD)
-    results["order"] = {}
+    results.setdefault("order", {})
     save()
     draw = random.Random(args.shuffle)
+    for _ in range(1, args.first_round):   # the orders the earlier rounds drew
+        draw.sample(levers, len(levers))
     for round_ in range(args.first_round, args.first_round + args.repeat):
         order = draw.sample(levers, len(levers)) if args.shuffle is not None else levers
         results["order"][str(round_)] = [lv.name for lv in order]

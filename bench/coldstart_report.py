@@ -22,7 +22,7 @@ GOAL = yaml.safe_load((Path(__file__).resolve().parent / "zimage" / "coldstart.y
 def table(results: dict, label: str = "") -> str:
     """One row per lever: the phases to ready, the warm-up, start to warm, and whether it was warm."""
     names = [m["phase"] for m in results["milestones"]]
-    head = ["run", "lever", "cache", "preflight", *names, "ready", "device", "run 1", "run 2", "start to warm",
+    head = ["run", "lever", "cache", "preflight", "prefetch", *names, "ready", "device", "run 1", "run 2", "start to warm",
             "served first / p50"]
     rows = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name, r in results["levers"].items():
@@ -33,7 +33,7 @@ def table(results: dict, label: str = "") -> str:
         phase = [f"{v:.2f}" if v is not None else "-" for v in (r["phase_s"][n] for n in names)]
         runs = [f"{x['seconds']:.2f}" for x in r["warmup"]["runs"]] + ["-"] * (2 - len(r["warmup"]["runs"]))
         s = r["served"]
-        rows.append(f"| {label} | {name} | {r['page_cache']} | {_preflight(r)} | " + " | ".join(phase) + f" | {r['ready_s']:.2f} | "
+        rows.append(f"| {label} | {name} | {r['page_cache']} | {_preflight(r)} | {_prefetch(r)} | " + " | ".join(phase) + f" | {r['ready_s']:.2f} | "
                     f"{r['warmup']['device_s']:.2f} | {runs[0]} | {runs[1]} | **{r['warm_s']:.2f}** | "
                     f"{s['first_s']:.2f} / {s['steady_p50_s']:.2f} |")
     return "\n".join(rows)
@@ -44,6 +44,16 @@ def _preflight(r: dict) -> str:
     if "preflight" not in r:
         return "-"
     return f"{r['preflight']['seconds']:.2f} {r['preflight_mode']}"
+
+
+def _prefetch(r: dict) -> str:
+    """The read of the model files beside the start: when it ended, from the start, and at what rate."""
+    lines = r.get("prefetch", {}).get("lines", [])
+    if not lines:
+        return "-"
+    at, line = lines[-1]
+    rate = line.rsplit("(", 1)[-1].rstrip(")") if line.endswith("GB/s)") else "not ended"
+    return f"{at:.1f} s, {rate}"
 
 
 def medians(results: dict) -> dict[str, list[float]]:
@@ -61,11 +71,12 @@ def main(paths: list[str]) -> int:
         label = path.stem.rsplit("-", 1)[-1]
         print(table(results, label) + "\n")
         rounds = medians(results)
-        reference = next((n for n in REFERENCES if len(rounds.get(n, ())) > 1), None)
-        before = statistics.median(rounds[reference]) if reference else None
+        fallback = next((n for n in REFERENCES if len(rounds.get(n, ())) > 1), None)
         for name, warm in rounds.items():
             if len(warm) > 1:
                 mid = statistics.median(warm)
+                reference = results["levers"][name].get("versus") or fallback
+                before = statistics.median(rounds[reference]) if len(rounds.get(reference, ())) > 1 else None
                 versus = f", {mid / before:.2f}x {reference}" if before and name != reference else ""
                 print(f"{label} {name}: start to warm {' / '.join(f'{w:.2f}' for w in warm)} s, median {mid:.2f} s "
                       f"= {mid / GOAL['start_to_warm_s']:.2f}x the {GOAL['start_to_warm_s']:g} s goal{versus}")

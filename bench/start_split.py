@@ -119,6 +119,8 @@ def host_facts() -> dict:
         "torch_fs": sh("df", "-T", str(Path(torch.__file__).parent)),
         "driver": sh("nvidia-smi", "--query-gpu=driver_version,persistence_mode,name", "--format=csv,noheader"),
         "CUDA_MODULE_LOADING": os.environ.get("CUDA_MODULE_LOADING"),
+        "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE"),
+        "pycache_prefix": sys.pycache_prefix,
         "criu": shutil.which("criu"), "cuda_checkpoint": shutil.which("cuda-checkpoint"),
         "cap_eff": next((ln.split()[1] for ln in Path("/proc/self/status").read_text().splitlines()
                          if ln.startswith("CapEff")), None),
@@ -133,7 +135,7 @@ def host_facts() -> dict:
     return facts
 
 
-def bytecode_coverage(packages=("torch", "sympy", "transformers", "scipy")) -> dict:
+def bytecode_coverage(packages=("torch", "sympy", "transformers", "scipy", "numpy", "sqlalchemy")) -> dict:
     """Per package: the share of its modules with bytecode for this Python, and whether Python could write
     what is missing (an environment without it compiles those modules again at every start)."""
     import importlib.util  # noqa: PLC0415
@@ -161,7 +163,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
     rng = random.Random(args.seed)
-    record = {"facts": {**host_facts(), "bytecode": bytecode_coverage()}, "seed": args.seed, "after_torch": list(AFTER_TORCH),
+    bytecode = bytecode_coverage()   # before anything here imports them (an import may write what is missing)
+    record = {"facts": {**host_facts(), "bytecode": bytecode}, "seed": args.seed, "after_torch": list(AFTER_TORCH),
               "runs": {name: [] for name in PROBES}, "not_importable": []}
     for round_no in range(1, args.rounds + 1):
         order = list(PROBES)

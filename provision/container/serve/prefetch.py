@@ -1,0 +1,149 @@
+"""Model files read into the page cache while ComfyUI starts:
+python3 -m serve.prefetch --facts /opt/kiln/kiln.json [--models DIR] [--arriving FILE] [--streams N]
+
+With the page cache cold (a node restarted with its models on disk, a volume just attached), the warm-up's
+first run reads each model file only once ComfyUI has imported its modules and the workflow reaches that
+file's loader, one stream at a time. Read beside the start, in several streams, the same bytes arrive while
+Python imports. The files go in the order the image lists them, cut in chunks the streams take in turn, and
+only as many as memory can hold (MemAvailable, and the container's memory limit less what it uses): a file
+that does not fit is left to the loader, as it would be without this. One line when it starts, one when it
+ends. It never fails the start: a file it cannot read is named and skipped, and the warm-up's own check
+still says what is missing.
+Stdlib only; never imports the toolkit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+from .model_files import arriving, model_roots
+from .warmup import say
+
+CHUNK = 64 << 20
+# Streams at once: a local NVMe disk or a network volume reaches its throughput only with several requests
+# in flight. The default is the one measured on the H200 host (docs/cold-start.md, "Models read beside the start").
+STREAMS = 8
+GB = 1e9
+
+
+def planned(facts: Dict[str, Any], models_root: Path) -> List[Path]:
+    """The warm-up's model files that are there, in the image's order (the first root that has each)."""
+    roots, found = model_roots(facts, models_root), []
+    for model in facts.get("warmup", {}).get("models", []):
+        hit = next((root / model["folder"] / model["file"] for root in roots
+                    if (root / model["folder"] / model["file"]).is_file()), None)
+        if hit is not None:
+            found.append(hit)
+    return found
+
+
+def _meminfo_available(meminfo: Path) -> Optional[int]:
+    for line in meminfo.read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def _cgroup_room(cgroup: Path) -> Optional[int]:
+    """The container's memory limit less what it uses (cgroup v2), or None where there is no limit."""
+    try:
+        limit = (cgroup / "memory.max").read_text().strip()
+        used = int((cgroup / "memory.current").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return None if limit == "max" else max(int(limit) - used, 0)
+
+
+def room(meminfo: Path = Path("/proc/meminfo"), cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """Bytes the page cache can take without pushing out what was just read."""
+    bounds = [b for b in (_meminfo_available(meminfo), _cgroup_room(cgroup)) if b is not None]
+    return min(bounds) if bounds else 0
+
+
+def fitting(files: List[Path], space: int) -> Tuple[List[Path], List[Path]]:
+    """The leading files whose sizes add up to at most `space`, and the rest."""
+    taken, total = [], 0
+    for i, path in enumerate(files):
+        size = path.stat().st_size
+        if total + size > space:
+            return taken, files[i:]
+        taken.append(path)
+        total += size
+    return taken, []
+
+
+def chunks(sizes: List[Tuple[int, int]], chunk: int = CHUNK) -> Iterator[Tuple[int, int, int]]:
+    """(fd, offset, length) over each (fd, size) in turn."""
+    for fd, size in sizes:
+        for offset in range(0, size, chunk):
+            yield fd, offset, min(chunk, size - offset)
+
+
+def read_ahead(files: List[Path], streams: int, chunk: int = CHUNK) -> Tuple[int, List[str]]:
+    """Read every file once, `streams` chunks in flight; bytes read, and the files that could not be read."""
+    local, opened, failed = threading.local(), [], []
+    for path in files:
+        try:
+            opened.append((os.open(path, os.O_RDONLY), path.stat().st_size))
+        except OSError as exc:
+            failed.append(f"{path.name} ({exc.strerror})")
+
+    def read(piece: Tuple[int, int, int]) -> int:
+        fd, offset, length = piece
+        if not hasattr(local, "buffer"):
+            local.buffer = bytearray(chunk)
+        try:
+            return os.preadv(fd, [memoryview(local.buffer)[:length]], offset)
+        except OSError:
+            return 0
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, streams)) as pool:
+            done = sum(pool.map(read, chunks(opened, chunk)))
+    finally:
+        for fd, _ in opened:
+            os.close(fd)
+    return done, failed
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="serve.prefetch")
+    parser.add_argument("--facts", required=True)
+    parser.add_argument("--models", help="model folder (default: models/ under the image's cache mount)")
+    parser.add_argument("--arriving", help="the marker a deployment's fetch beside the server writes")
+    parser.add_argument("--streams", type=int, default=STREAMS)
+    args = parser.parse_args(argv)
+    facts = json.loads(Path(args.facts).read_text())
+    if args.arriving and arriving(Path(args.arriving)):
+        say("prefetch", "none: the deployment's fetch is writing the model files")
+        return 0
+    files = planned(facts, Path(args.models or f"{facts['cache_mount']}/models"))
+    if not files:
+        say("prefetch", "none: no model file of the warm-up is there yet")
+        return 0
+    taken, left = fitting(files, room())
+    if not taken:
+        say("prefetch", f"none: memory would not hold the model files ({', '.join(p.name for p in left)})")
+        return 0
+    size = sum(p.stat().st_size for p in taken)
+    say("prefetch", f"reading {len(taken)} model file(s), {size / GB:.2f} GB, into the page cache beside the start "
+                    f"({args.streams} streams)" + (f"; left to the loader, memory would not hold them: "
+                                                   f"{', '.join(p.name for p in left)}" if left else ""))
+    started = time.monotonic()
+    done, failed = read_ahead(taken, args.streams)
+    seconds = time.monotonic() - started
+    say("prefetch", f"{done / GB:.2f} GB read in {seconds:.1f} s ({done / GB / max(seconds, 1e-3):.2f} GB/s)"
+        + (f"; not read: {', '.join(failed)}" if failed else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
