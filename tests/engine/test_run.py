@@ -165,7 +165,13 @@ def test_cli_run_prints_url_and_warmup(client, serve_image, tmp_path):
         assert f"is ready at http://127.0.0.1:{port}" in result.stdout and "first_s=" in result.stdout
         # the cold start's phases, one line each, in the order they ran
         phases = [line.split(": ")[1] for line in result.stdout.splitlines() if line.startswith("  container: ")]
-        assert phases == ["preflight", "start", "warm-up", "warm-up", "warm-up", "ready"], result.stdout
+        assert [p for p in phases if p != "prefetch"] == ["preflight", "start", "warm-up", "warm-up", "warm-up",
+                                                          "ready"], result.stdout
+        # the model files read beside the start, in its own two lines, whenever they come
+        prefetch = [line for line in result.stdout.splitlines() if line.startswith("  container: prefetch: ")]
+        assert len(prefetch) == 2 and re.match(r"  container: prefetch: reading 1 model file\(s\), 0\.00 GB, into "
+                                               r"the page cache beside the start \(8 streams\)$", prefetch[0]), prefetch
+        assert re.match(r"  container: prefetch: 0\.00 GB read in [0-9.]+ s", prefetch[1]), prefetch
         assert re.search(r"container: ready: warm [0-9.]+ s after the container started", result.stdout)
         [record] = [json.loads(Path(line.split(": ", 1)[1]).read_text()) for line in result.stdout.splitlines()
                     if line.startswith("record: ")]

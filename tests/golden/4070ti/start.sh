@@ -37,6 +37,12 @@ if [ -z "$cache_fs" ] || [ "$cache_fs" = tmpfs ]; then
     echo "kiln: /cache is not a mount of a disk: models and compile caches will not persist across restarts" >&2
 fi
 
+# Beside the start too: the warm-up's model files read into the page cache while Python imports (a node
+# restarted with its models on disk would otherwise read them only when the warm-up reaches each loader).
+(cd /opt/kiln/payload && exec nice -n 10 "$PY" -m serve.prefetch --facts /opt/kiln/kiln.json \
+    --arriving /cache/models/.kiln-arriving) &
+prefetch=$!
+
 echo "kiln: phase preflight: checking the GPU while ComfyUI starts"
 (cd /opt/kiln/payload && exec "$PY" -m smoke.preflight --expect /opt/kiln/kiln.json) &
 preflight=$!
@@ -55,11 +61,11 @@ comfyui=$!
 (cd /opt/kiln/payload && exec "$PY" -m fleet --url http://127.0.0.1:8188 --port 9188 \
     --agent-port 9288 --ready "$READY" --failed "$FAILED" --drain "$DRAIN") &
 exporter=$!
-trap 'kill -TERM "$preflight" "$comfyui" "$exporter" 2>/dev/null || true; wait "$comfyui" || true; exit 0' TERM INT
-trap 'echo "kiln: warm-up failed: $(cat "$FAILED"); stopping ComfyUI" >&2; kill -TERM "$comfyui" "$exporter" 2>/dev/null || true; wait "$comfyui" || true; exit 3' USR1
+trap 'kill -TERM "$prefetch" "$preflight" "$comfyui" "$exporter" 2>/dev/null || true; wait "$comfyui" || true; exit 0' TERM INT
+trap 'echo "kiln: warm-up failed: $(cat "$FAILED"); stopping ComfyUI" >&2; kill -TERM "$prefetch" "$comfyui" "$exporter" 2>/dev/null || true; wait "$comfyui" || true; exit 3' USR1
 if ! wait "$preflight"; then
     echo "kiln: the GPU preflight failed; stopping ComfyUI" >&2
-    kill -TERM "$comfyui" "$exporter" 2>/dev/null || true
+    kill -TERM "$prefetch" "$comfyui" "$exporter" 2>/dev/null || true
     wait "$comfyui" || true
     exit 1
 fi
