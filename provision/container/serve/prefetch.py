@@ -27,7 +27,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from .model_files import arriving, model_roots
 from .warmup import say
 
-CHUNK = 64 << 20
+CHUNK = 8 << 20   # one buffer of this size per stream
 # Streams at once: a local NVMe disk or a network volume reaches its throughput only with several requests
 # in flight. The default is the one measured on the H200 host (docs/cold-start.md, "Models read beside the start").
 STREAMS = 8
