@@ -171,16 +171,20 @@ class Prefetch:
 
 
 def pycache_prefix(work: Path, comfyui: Path) -> Path:
-    """A bytecode tree for this Python's whole environment, ComfyUI and the payload, kept apart from the
-    environment's own folders (PYTHONPYCACHEPREFIX): every module then has bytecode, as the image's venv,
-    compiled by pip at its build, has. Compiled once per work folder."""
-    prefix, done = work / "pycache", work / "pycache.done"
+    """A bytecode tree for every folder on this Python's path (the standard library and every site folder),
+    ComfyUI and the payload, kept apart from their own folders (PYTHONPYCACHEPREFIX, under which Python reads
+    no in-tree __pycache__): every module then has bytecode, as in the image, whose venv pip compiled at the
+    build with SOURCE_DATE_EPOCH set, so checked by hash as here. Compiled once per work folder; what
+    compileall said (it ends 1 where a file does not compile, as some packages ship such files) is kept."""
+    prefix, done = work / "pycache", work / "pycache.json"
     if not done.exists():
-        roots = [p for p in map(Path, sys.path) if p.is_dir() and p.name in ("site-packages", "dist-packages")]
-        subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "checked-hash",
-                        *map(str, roots), str(comfyui), str(PAYLOAD)], env={**os.environ, "PYTHONPYCACHEPREFIX":
-                       str(prefix)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        done.write_text(json.dumps([str(r) for r in roots]))
+        roots = sorted({str(Path(p).resolve()) for p in sys.path if p and Path(p).is_dir()} - {str(Path.cwd())})
+        started = time.perf_counter()
+        out = subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode",
+                              "checked-hash", *roots, str(comfyui), str(PAYLOAD)],
+                             env={**os.environ, "PYTHONPYCACHEPREFIX": str(prefix)}, capture_output=True, text=True)
+        done.write_text(json.dumps({"roots": roots, "exit": out.returncode, "seconds": round(time.perf_counter() - started, 1),
+                                    "pyc": sum(1 for _ in prefix.rglob("*.pyc")), "errors": out.stdout.splitlines()[-5:]}))
     return prefix
 
 
