@@ -108,10 +108,25 @@ def test_the_room_is_the_smaller_of_free_memory_and_the_containers_limit(tmp_pat
     assert prefetch.room(meminfo, cgroup) == 3000000            # the limit less what the container uses
 
 
-def test_the_fit_keeps_the_images_order_and_stops_at_the_first_that_does_not_fit(tmp_path):
+def test_the_fit_keeps_the_images_order_and_passes_over_only_what_is_too_large(tmp_path):
     files = [write(tmp_path, "m", name, size) for name, size in (("a", 3), ("b", 5), ("c", 1))]
-    assert prefetch.fitting(files, 8) == (files[:2], files[2:])
-    assert prefetch.fitting(files, 7) == (files[:1], files[1:])
+    assert prefetch.fitting(files, 9) == (files, [])
+    assert prefetch.fitting(files, 8) == ([files[0], files[1]], [files[2]])
+    assert prefetch.fitting(files, 7) == ([files[0], files[2]], [files[1]])
+
+
+def test_a_baked_file_is_read_where_comfyui_reads_it(tmp_path, capsys):
+    baked, cache = tmp_path / "baked", tmp_path / "cache"
+    both = [write(root, "vae", "ae.safetensors", MB) for root in (baked, cache)]
+    facts = {"warmup": {"models": MODELS, "baked_models": str(baked)}}
+    assert prefetch.planned(facts, cache) == [both[0]]
+
+
+def test_a_file_gone_after_the_plan_stops_the_prefetch_in_one_line(tmp_path, facts, capsys, monkeypatch):
+    gone = tmp_path / "models" / "vae" / "ae.safetensors"
+    monkeypatch.setattr(prefetch, "planned", lambda *_: [gone])
+    assert prefetch.main(["--facts", str(facts), "--models", str(tmp_path / "models")]) == 0
+    assert capsys.readouterr().out.startswith("kiln: phase prefetch: stopped: FileNotFoundError: ")
 
 
 def test_nothing_there_yet_says_so(tmp_path, facts, capsys):

@@ -35,8 +35,9 @@ GB = 1e9
 
 
 def planned(facts: Dict[str, Any], models_root: Path) -> List[Path]:
-    """The warm-up's model files that are there, in the image's order (the first root that has each)."""
-    roots, found = model_roots(facts, models_root), []
+    """The warm-up's model files that are there, in the image's order, each where ComfyUI reads it: its own
+    models folder (where baked files are) comes before the cache's, as extra_model_paths adds the cache after."""
+    roots, found = list(reversed(model_roots(facts, models_root))), []
     for model in facts.get("warmup", {}).get("models", []):
         hit = next((root / model["folder"] / model["file"] for root in roots
                     if (root / model["folder"] / model["file"]).is_file()), None)
@@ -69,70 +70,67 @@ def room(meminfo: Path = Path("/proc/meminfo"), cgroup: Path = Path("/sys/fs/cgr
 
 
 def fitting(files: List[Path], space: int) -> Tuple[List[Path], List[Path]]:
-    """The leading files whose sizes add up to at most `space`, and the rest."""
-    taken, total = [], 0
-    for i, path in enumerate(files):
+    """The files, in order, that fit in `space` together (one too large is passed over, not the ones after it),
+    and those that do not."""
+    taken, left, total = [], [], 0
+    for path in files:
         size = path.stat().st_size
         if total + size > space:
-            return taken, files[i:]
+            left.append(path)
+            continue
         taken.append(path)
         total += size
-    return taken, []
+    return taken, left
 
 
-def chunks(sizes: List[Tuple[int, int]], chunk: int = CHUNK) -> Iterator[Tuple[int, int, int]]:
-    """(fd, offset, length) over each (fd, size) in turn."""
-    for fd, size in sizes:
+def chunks(files: List[Tuple[int, int, Path]], chunk: int = CHUNK) -> Iterator[Tuple[int, int, int, Path]]:
+    """(fd, offset, length, path) over each (fd, size, path) in turn."""
+    for fd, size, path in files:
         for offset in range(0, size, chunk):
-            yield fd, offset, min(chunk, size - offset)
+            yield fd, offset, min(chunk, size - offset), path
 
 
 def read_ahead(files: List[Path], streams: int, chunk: int = CHUNK) -> Tuple[int, List[str]]:
-    """Read every file once, `streams` chunks in flight; bytes read, and the files that could not be read."""
-    local, opened, failed = threading.local(), [], []
+    """Read every file once, `streams` chunks in flight; bytes read, and the files not read whole (and why)."""
+    local, opened, failed = threading.local(), [], {}
     for path in files:
         try:
-            opened.append((os.open(path, os.O_RDONLY), path.stat().st_size))
+            opened.append((os.open(path, os.O_RDONLY), path.stat().st_size, path))
         except OSError as exc:
-            failed.append(f"{path.name} ({exc.strerror})")
+            failed[path.name] = exc.strerror
 
-    def read(piece: Tuple[int, int, int]) -> int:
-        fd, offset, length = piece
+    def read(piece: Tuple[int, int, int, Path]) -> int:
+        fd, offset, length, path = piece
         if not hasattr(local, "buffer"):
             local.buffer = bytearray(chunk)
         try:
             return os.preadv(fd, [memoryview(local.buffer)[:length]], offset)
-        except OSError:
+        except OSError as exc:
+            failed.setdefault(path.name, exc.strerror)
             return 0
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, streams)) as pool:
             done = sum(pool.map(read, chunks(opened, chunk)))
     finally:
-        for fd, _ in opened:
+        for fd, _, _ in opened:
             os.close(fd)
-    return done, failed
+    return done, [f"{name} ({why})" for name, why in failed.items()]
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="serve.prefetch")
-    parser.add_argument("--facts", required=True)
-    parser.add_argument("--models", help="model folder (default: models/ under the image's cache mount)")
-    parser.add_argument("--arriving", help="the marker a deployment's fetch beside the server writes")
-    parser.add_argument("--streams", type=int, default=STREAMS)
-    args = parser.parse_args(argv)
+def prefetch(args: argparse.Namespace) -> None:
     facts = json.loads(Path(args.facts).read_text())
     if args.arriving and arriving(Path(args.arriving)):
         say("prefetch", "none: the deployment's fetch is writing the model files")
-        return 0
+        return
     files = planned(facts, Path(args.models or f"{facts['cache_mount']}/models"))
     if not files:
         say("prefetch", "none: no model file of the warm-up is there yet")
-        return 0
+        return
     taken, left = fitting(files, room())
     if not taken:
         say("prefetch", f"none: memory would not hold the model files ({', '.join(p.name for p in left)})")
-        return 0
+        return
     size = sum(p.stat().st_size for p in taken)
     say("prefetch", f"reading {len(taken)} model file(s), {size / GB:.2f} GB, into the page cache beside the start "
                     f"({args.streams} streams)" + (f"; left to the loader, memory would not hold them: "
@@ -142,6 +140,19 @@ def main(argv=None) -> int:
     seconds = time.monotonic() - started
     say("prefetch", f"{done / GB:.2f} GB read in {seconds:.1f} s ({done / GB / max(seconds, 1e-3):.2f} GB/s)"
         + (f"; not read: {', '.join(failed)}" if failed else ""))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="serve.prefetch")
+    parser.add_argument("--facts", required=True)
+    parser.add_argument("--models", help="model folder (default: models/ under the image's cache mount)")
+    parser.add_argument("--arriving", help="the marker a deployment's fetch beside the server writes")
+    parser.add_argument("--streams", type=int, default=STREAMS)
+    args = parser.parse_args(argv)
+    try:
+        prefetch(args)
+    except (OSError, ValueError, KeyError) as exc:   # the start goes on; the loader reads what this did not
+        say("prefetch", f"stopped: {type(exc).__name__}: {exc}"[:300])
     return 0
 
 
