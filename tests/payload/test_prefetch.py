@@ -108,6 +108,18 @@ def test_the_room_is_the_smaller_of_free_memory_and_the_containers_limit(tmp_pat
     assert prefetch.room(meminfo, cgroup) == 3000000            # the limit less what the container uses
 
 
+def test_a_cgroup_v1_limit_bounds_the_room_too(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemAvailable:    5000 kB\n")
+    v1 = tmp_path / "cgroup" / "memory"
+    v1.mkdir(parents=True)
+    (v1 / "memory.limit_in_bytes").write_text("9223372036854771712\n")   # v1's "no limit"
+    (v1 / "memory.usage_in_bytes").write_text("1000\n")
+    assert prefetch.room(meminfo, tmp_path / "cgroup") == 5000 * 1024
+    (v1 / "memory.limit_in_bytes").write_text("2001000\n")
+    assert prefetch.room(meminfo, tmp_path / "cgroup") == 2000000
+
+
 def test_the_fit_keeps_the_images_order_and_passes_over_only_what_is_too_large(tmp_path):
     files = [write(tmp_path, "m", name, size) for name, size in (("a", 3), ("b", 5), ("c", 1))]
     assert prefetch.fitting(files, 9) == (files, [])

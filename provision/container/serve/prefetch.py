@@ -54,17 +54,24 @@ def _meminfo_available(meminfo: Path) -> Optional[int]:
 
 
 def _cgroup_room(cgroup: Path) -> Optional[int]:
-    """The container's memory limit less what it uses (cgroup v2), or None where there is no limit."""
-    try:
-        limit = (cgroup / "memory.max").read_text().strip()
-        used = int((cgroup / "memory.current").read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return None if limit == "max" else max(int(limit) - used, 0)
+    """The container's memory limit less what it uses (cgroup v2, else v1), or None where there is no limit."""
+    for limit_file, used_file in (("memory.max", "memory.current"),
+                                  ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        try:
+            limit = (cgroup / limit_file).read_text().strip()
+            used = int((cgroup / used_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        # v1 says "no limit" with a huge number (a page-rounded LONG_MAX), v2 with "max"
+        if limit == "max" or int(limit) >= 1 << 62:
+            return None
+        return max(int(limit) - used, 0)
+    return None
 
 
 def room(meminfo: Path = Path("/proc/meminfo"), cgroup: Path = Path("/sys/fs/cgroup")) -> int:
-    """Bytes the page cache can take without pushing out what was just read."""
+    """Bytes the page cache can take now: the smaller of free memory (MemAvailable) and the container's room.
+    What ComfyUI allocates later may still take some of it back; then the loader reads those pages again."""
     bounds = [b for b in (_meminfo_available(meminfo), _cgroup_room(cgroup)) if b is not None]
     return min(bounds) if bounds else 0
 
