@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Group 7 of bench/zimage/coldstart.yaml on a GPU host in host mode: the model files read beside the start
-# (serve.prefetch) with the page cache warm and cold, bytecode for the whole environment, --fast-disk.
+# (serve.prefetch) with the page cache warm and cold, bytecode for the whole environment, --fast-disk, in the
+# order of the lever file each round (the most wanted first, where the budget cuts a round short).
 # The host lacks some of ComfyUI's packages; they come as wheels in two folders (comfy-kitchen alone in
 # the first, as it is large), each installed by its own step:
 #
@@ -39,7 +40,7 @@ c.pycache_prefix(Path('$WORK'), Path('/tmp/c/ComfyUI'))"
     wait "$writer" || exit 9
     PYTHONUNBUFFERED=1 python3 bench/coldstart.py --comfyui /tmp/c/ComfyUI --models "$MODELS" --work "$WORK" \
       --stack cuda13 --source-commit "$(git rev-parse --short HEAD)" --json "$WORK/g7.json" "${LEVERS[@]}" \
-      --shuffle 71 --first-round "$first" --repeat "$repeat" --budget-s "${BUDGET_S:-420}" > "$WORK/g7-$first.log" 2>&1
+      --first-round "$first" --repeat "$repeat" --budget-s "${BUDGET_S:-420}" > "$WORK/g7-$first.log" 2>&1
     grep -v '^lever \|^{' "$WORK/g7-$first.log" | tail -c 4000
     ;;
   *)
