@@ -64,12 +64,23 @@ def test_a_cold_model_file_is_in_the_page_cache_after_the_prefetch(tmp_path, fac
 
 
 def test_every_byte_is_read_once_whatever_the_chunk(tmp_path):
-    files = [write(tmp_path, "a", "one", 5 * MB + 7), write(tmp_path, "b", "two", 1)]
+    files = [dropped(write(tmp_path, "a", "one", 5 * MB + 7)), dropped(write(tmp_path, "b", "two", 1))]
     assert prefetch.read_ahead(files, 4, chunk=MB) == (5 * MB + 8, [])
 
 
+def test_a_file_the_page_cache_holds_is_not_copied_again(tmp_path, facts, capsys):
+    models = tmp_path / "models"
+    write(models, "vae", "ae.safetensors", 8 * MB)   # just written: in the page cache
+    cold = dropped(write(models, "diffusion_models", "big.safetensors", 3 * MB))
+    assert prefetch.main(["--facts", str(facts), "--models", str(models)]) == 0
+    second = capsys.readouterr().out.splitlines()[1]
+    assert second.startswith("kiln: phase prefetch: 0.00 GB read in "), second   # 3 MB, the cold file's
+    assert resident(cold) >= cold.stat().st_size
+    assert prefetch.read_ahead([cold], 2) == (0, [])
+
+
 def test_a_file_gone_before_its_read_is_named_and_the_rest_read(tmp_path):
-    there = write(tmp_path, "a", "there", MB)
+    there = dropped(write(tmp_path, "a", "there", MB))
     assert prefetch.read_ahead([tmp_path / "gone", there], 2) == (MB, ["gone (No such file or directory)"])
 
 

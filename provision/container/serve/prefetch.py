@@ -4,8 +4,8 @@ python3 -m serve.prefetch --facts /opt/kiln/kiln.json [--models DIR] [--arriving
 With the page cache cold (a node restarted with its models on disk, a volume just attached), the warm-up's
 first run reads each model file only once ComfyUI has imported its modules and the workflow reaches that
 file's loader, one stream at a time. Read beside the start, in several streams, the same bytes arrive while
-Python imports. The files go in the order the image lists them, cut in chunks the streams take in turn, and
-only as many as memory can hold (MemAvailable, and the container's memory limit less what it uses): a file
+Python imports. The files go in the order the image lists them, cut in chunks the streams take in turn (a
+chunk the page cache holds whole is not read again, so a warm node copies nothing), and only as many as memory can hold (MemAvailable, and the container's memory limit less what it uses): a file
 that does not fit is left to the loader, as it would be without this. One line when it starts, one when it
 ends. It never fails the start: a file it cannot read is named and skipped, and the warm-up's own check
 still says what is missing.
@@ -15,7 +15,9 @@ Stdlib only; never imports the toolkit.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
+import mmap
 import os
 import sys
 import threading
@@ -90,15 +92,41 @@ def fitting(files: List[Path], space: int) -> Tuple[List[Path], List[Path]]:
     return taken, left
 
 
+def resident_pages(fd: int, size: int) -> Optional[bytes]:
+    """One byte per page of the file, non-zero where the page cache holds it (mincore over a read-only map), or
+    None where the host cannot say (then every page is read)."""
+    if size == 0:
+        return b""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype, libc.mmap.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                                                              ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+    if address in (None, ctypes.c_void_p(-1).value):
+        return None
+    try:
+        pages = (ctypes.c_ubyte * ((size + mmap.PAGESIZE - 1) // mmap.PAGESIZE))()
+        if libc.mincore(ctypes.c_void_p(address), ctypes.c_size_t(size), pages) != 0:
+            return None
+        return bytes(pages)
+    finally:
+        libc.munmap(ctypes.c_void_p(address), ctypes.c_size_t(size))
+
+
 def chunks(files: List[Tuple[int, int, Path]], chunk: int = CHUNK) -> Iterator[Tuple[int, int, int, Path]]:
-    """(fd, offset, length, path) over each (fd, size, path) in turn."""
+    """(fd, offset, length, path) over each (fd, size, path) in turn, leaving out the chunks the page cache
+    holds whole: on a node whose cache is warm nothing is copied."""
     for fd, size, path in files:
+        held = resident_pages(fd, size)
         for offset in range(0, size, chunk):
-            yield fd, offset, min(chunk, size - offset), path
+            length = min(chunk, size - offset)
+            if held is not None and 0 not in held[offset // mmap.PAGESIZE:-(-(offset + length) // mmap.PAGESIZE)]:
+                continue
+            yield fd, offset, length, path
 
 
 def read_ahead(files: List[Path], streams: int, chunk: int = CHUNK) -> Tuple[int, List[str]]:
-    """Read every file once, `streams` chunks in flight; bytes read, and the files not read whole (and why)."""
+    """Read every file once where the page cache lacks it, `streams` chunks in flight; bytes read, and the files
+    not read whole (and why)."""
     local, opened, failed = threading.local(), [], {}
     for path in files:
         try:
@@ -145,8 +173,8 @@ def prefetch(args: argparse.Namespace) -> None:
     started = time.monotonic()
     done, failed = read_ahead(taken, args.streams)
     seconds = time.monotonic() - started
-    say("prefetch", f"{done / GB:.2f} GB read in {seconds:.1f} s ({done / GB / max(seconds, 1e-3):.2f} GB/s)"
-        + (f"; not read: {', '.join(failed)}" if failed else ""))
+    say("prefetch", f"{done / GB:.2f} GB read in {seconds:.1f} s ({done / GB / max(seconds, 1e-3):.2f} GB/s), "
+        f"the rest already in the page cache" + (f"; not read: {', '.join(failed)}" if failed else ""))
 
 
 def main(argv=None) -> int:
