@@ -31,7 +31,8 @@ from .warmup import say
 
 CHUNK = 8 << 20   # one buffer of this size per stream
 # Streams at once: a local NVMe disk or a network volume reaches its throughput only with several requests
-# in flight. The default is the one measured on the H200 host (docs/cold-start.md, "Models read beside the start").
+# in flight. 8 is a starting point, not yet measured on a GPU host: bench/h200_prefetch.sh compares it with one
+# stream (docs/cold-start.md, "Models read beside the start").
 STREAMS = 8
 GB = 1e9
 
