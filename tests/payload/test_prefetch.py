@@ -65,7 +65,28 @@ def test_a_cold_model_file_is_in_the_page_cache_after_the_prefetch(tmp_path, fac
 
 def test_every_byte_is_read_once_whatever_the_chunk(tmp_path):
     files = [dropped(write(tmp_path, "a", "one", 5 * MB + 7)), dropped(write(tmp_path, "b", "two", 1))]
+    assert resident(files[0]) < MB   # the drop took
     assert prefetch.read_ahead(files, 4, chunk=MB) == (5 * MB + 8, [])
+
+
+def test_only_the_chunks_the_page_cache_lacks_are_read(tmp_path):
+    path = dropped(write(tmp_path, "a", "half", 4 * MB))
+    fd = os.open(path, os.O_RDONLY)
+    try:   # the first two chunks back in the page cache, and nothing read ahead of them
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        os.pread(fd, 2 * MB, 0)
+    finally:
+        os.close(fd)
+    assert 2 * MB <= resident(path) < 3 * MB
+    assert prefetch.read_ahead([path], 2, chunk=MB) == (2 * MB, [])
+
+
+def test_a_file_another_user_owns_is_read_whole(tmp_path, monkeypatch):
+    """Linux tells only the file's owner which pages it caches; to anyone else it says all of them (the image's
+    user reading root's baked models), so those files are read whole."""
+    path = write(tmp_path, "a", "baked", 2 * MB)   # in the page cache: just written
+    monkeypatch.setattr(prefetch.os, "geteuid", lambda: os.stat(path).st_uid + 1)
+    assert prefetch.read_ahead([path], 2, chunk=MB) == (2 * MB, [])
 
 
 def test_a_file_the_page_cache_holds_is_not_copied_again(tmp_path, facts, capsys):
@@ -75,13 +96,14 @@ def test_a_file_the_page_cache_holds_is_not_copied_again(tmp_path, facts, capsys
     assert prefetch.main(["--facts", str(facts), "--models", str(models)]) == 0
     second = capsys.readouterr().out.splitlines()[1]
     assert second.startswith("kiln: phase prefetch: 0.00 GB read in "), second   # 3 MB, the cold file's
+    assert second.endswith(", 0.01 GB already in the page cache"), second
     assert resident(cold) >= cold.stat().st_size
     assert prefetch.read_ahead([cold], 2) == (0, [])
 
 
 def test_a_file_gone_before_its_read_is_named_and_the_rest_read(tmp_path):
     there = dropped(write(tmp_path, "a", "there", MB))
-    assert prefetch.read_ahead([tmp_path / "gone", there], 2) == (MB, ["gone (No such file or directory)"])
+    assert prefetch.read_ahead([tmp_path / "gone", there], 2) == (MB, [f"{tmp_path.name}/gone (No such file or directory)"])
 
 
 def test_files_memory_cannot_hold_are_left_to_the_loader(tmp_path, facts, capsys, monkeypatch):

@@ -94,10 +94,14 @@ def fitting(files: List[Path], space: int) -> Tuple[List[Path], List[Path]]:
 
 
 def resident_pages(fd: int, size: int) -> Optional[bytes]:
-    """One byte per page of the file, non-zero where the page cache holds it (mincore over a read-only map), or
-    None where the host cannot say (then every page is read)."""
+    """One byte per page of the file, bit 0 set where the page cache holds it (mincore over a read-only map), or
+    None where the host cannot say (then every page is read). Linux answers truly only to the file's owner (or
+    one who could write it, or holds CAP_FOWNER); to anyone else it says every page is there. So a file this
+    process does not own (a baked model, root's, read by the image's user) is read whole."""
     if size == 0:
         return b""
+    if os.fstat(fd).st_uid != os.geteuid():
+        return None
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mmap.restype, libc.mmap.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
                                                               ctypes.c_int, ctypes.c_int, ctypes.c_long]
@@ -120,7 +124,8 @@ def chunks(files: List[Tuple[int, int, Path]], chunk: int = CHUNK) -> Iterator[T
         held = resident_pages(fd, size)
         for offset in range(0, size, chunk):
             length = min(chunk, size - offset)
-            if held is not None and 0 not in held[offset // mmap.PAGESIZE:-(-(offset + length) // mmap.PAGESIZE)]:
+            pages = held[offset // mmap.PAGESIZE:-(-(offset + length) // mmap.PAGESIZE)] if held is not None else b""
+            if pages and all(page & 1 for page in pages):
                 continue
             yield fd, offset, length, path
 
@@ -133,7 +138,7 @@ def read_ahead(files: List[Path], streams: int, chunk: int = CHUNK) -> Tuple[int
         try:
             opened.append((os.open(path, os.O_RDONLY), path.stat().st_size, path))
         except OSError as exc:
-            failed[path.name] = exc.strerror
+            failed[f"{path.parent.name}/{path.name}"] = exc.strerror
 
     def read(piece: Tuple[int, int, int, Path]) -> int:
         fd, offset, length, path = piece
@@ -142,7 +147,7 @@ def read_ahead(files: List[Path], streams: int, chunk: int = CHUNK) -> Tuple[int
         try:
             return os.preadv(fd, [memoryview(local.buffer)[:length]], offset)
         except OSError as exc:
-            failed.setdefault(path.name, exc.strerror)
+            failed.setdefault(f"{path.parent.name}/{path.name}", exc.strerror)
             return 0
 
     try:
@@ -174,8 +179,9 @@ def prefetch(args: argparse.Namespace) -> None:
     started = time.monotonic()
     done, failed = read_ahead(taken, args.streams)
     seconds = time.monotonic() - started
-    say("prefetch", f"{done / GB:.2f} GB read in {seconds:.1f} s ({done / GB / max(seconds, 1e-3):.2f} GB/s), "
-        f"the rest already in the page cache" + (f"; not read: {', '.join(failed)}" if failed else ""))
+    held = f", {(size - done) / GB:.2f} GB already in the page cache" if size > done and not failed else ""
+    say("prefetch", f"{done / GB:.2f} GB read in {seconds:.1f} s ({done / GB / max(seconds, 1e-3):.2f} GB/s)" + held
+        + (f"; not read: {', '.join(failed)}" if failed else ""))
 
 
 def main(argv=None) -> int:
