@@ -149,11 +149,12 @@ class Preflight:
 
 
 class Prefetch:
-    """The image's read of the model files beside the start (serve.prefetch), `streams` chunks in flight."""
+    """The image's read of the model files beside the start (serve.prefetch), `streams` chunks in flight, niced
+    as the start script runs it."""
 
     def __init__(self, payload: Path, facts: Path, models: Path, streams: int, env: dict):
         self.started = time.perf_counter()
-        self.process = subprocess.Popen([sys.executable, "-m", "serve.prefetch", "--facts", str(facts), "--models",
+        self.process = subprocess.Popen(["nice", "-n", "10", sys.executable, "-m", "serve.prefetch", "--facts", str(facts), "--models",
                                          str(models), "--streams", str(streams)], cwd=payload,
                                         env={**os.environ, **env}, stdout=subprocess.PIPE, text=True)
         self.lines: list[tuple[float, str]] = []
