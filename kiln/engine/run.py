@@ -125,7 +125,7 @@ def _wait_healthy(container, req: RunRequest, on_event: Listener) -> None:
         state = container.attrs["State"]
         health = state.get("Health", {}).get("Status", "none")
         if state["Status"] == "exited":
-            failed = _warmup(container).get("error")
+            failed = _failure(container)
             if failed:
                 raise KilnError(f"the warm-up failed, so the container stopped (exit {state['ExitCode']}): {failed[:300]}",
                                 req.name, "check the warm-up workflow's models in the cache and the GPU, then run again")
@@ -158,6 +158,27 @@ def _new_phases(container, seen: int, on_event: Listener) -> int:
 def _last_line(container) -> str:
     lines = container.logs(tail=20).decode("utf-8", "replace").strip().splitlines()
     return lines[-1][:200] if lines else "no output"
+
+
+FAILED = "kiln: warm-up failed: "
+HEALTH_FAILED = "warm-up failed: "
+
+
+def _failure(container) -> str | None:
+    """Why the warm-up failed: its JSON line, else the start script's own line, else the health log. A loaded
+    host's engine can end a container before it has logged a stream's last line, so one source is not enough."""
+    failed = _warmup(container).get("error")
+    if failed:
+        return failed
+    lines = container.logs().decode("utf-8", "replace").splitlines()
+    for line in reversed(lines):
+        if line.startswith(FAILED):
+            return line[len(FAILED):].removesuffix("; stopping ComfyUI")
+    for entry in reversed(container.attrs["State"].get("Health", {}).get("Log") or []):
+        output = (entry.get("Output") or "").strip()
+        if output.startswith(HEALTH_FAILED):
+            return output[len(HEALTH_FAILED):]
+    return None
 
 
 def _warmup(container) -> dict:

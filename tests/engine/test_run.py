@@ -298,6 +298,22 @@ def test_invoke_run_reports_a_failed_warmup_and_leaves_nothing(client, serve_ima
     assert made_containers(client) == before
 
 
+def test_invoke_run_finds_the_reason_when_the_json_line_is_lost(client, serve_image, tmp_path):
+    """Every Python's stdout goes to /dev/null, as a loaded engine lost the warm-up's JSON line in CI."""
+    _, tag = serve_image
+    cache = serve_cache(tmp_path)
+    quiet = cache / "quiet"
+    quiet.mkdir()
+    (quiet / "sitecustomize.py").write_text("import os\nos.dup2(os.open(os.devnull, os.O_WRONLY), 1)\n")
+    request = RunRequest(tag=tag, name="kiln-test-run", port=free_port(), cache=cache, cpu_mode=True, timeout_s=60,
+                         env={"STANDIN_FAIL_NODE": "KSampler", "PYTHONPATH": "/cache/quiet"})
+    with pytest.raises(KilnError) as err:
+        start(client, request)
+    line = err.value.line()
+    assert "the warm-up failed, so the container stopped (exit 3)" in line and "KSampler failed" in line
+    assert "stopping ComfyUI" not in line
+
+
 def test_sigterm_during_the_preflight_exits_0(client, serve_image, tmp_path):
     """A sitecustomize that sleeps holds the first Python the start script runs, the GPU preflight."""
     _, tag = serve_image
