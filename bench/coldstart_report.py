@@ -9,6 +9,7 @@ warm, its ratio to the goal (bench/zimage/coldstart.yaml) and, where the run has
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -46,14 +47,21 @@ def _preflight(r: dict) -> str:
     return f"{r['preflight']['seconds']:.2f} {r['preflight_mode']}"
 
 
+RATE = re.compile(r"\(([\d.]+ GB/s)\)")
+CACHED = re.compile(r"([\d.]+ GB) already in the page cache")
+
+
 def _prefetch(r: dict) -> str:
     """The read of the model files beside the start: when it ended, from the start, and at what rate."""
     lines = r.get("prefetch", {}).get("lines", [])
     if not lines:
         return "-"
     at, line = lines[-1]
-    rate = line.rsplit("(", 1)[-1].rstrip(")") if line.endswith("GB/s)") else "not ended"
-    return f"{at:.1f} s, {rate}"
+    if not r["prefetch"].get("ended"):
+        return f"{at:.1f} s, not ended"
+    rate, cached = RATE.search(line), CACHED.search(line)
+    said = rate.group(1) if rate else line.split(": ", 2)[-1][:40]
+    return f"{at:.1f} s, {said}" + (f", {cached.group(1)} cached" if cached else "")
 
 
 def medians(results: dict) -> dict[str, list[float]]:
@@ -65,6 +73,18 @@ def medians(results: dict) -> dict[str, list[float]]:
     return rounds
 
 
+def _summary(name: str, warm: list[float], rounds: dict[str, list[float]], reference: str | None) -> str:
+    """One lever's start to warm against the goal and its reference, saying how many rounds each rests on."""
+    mid = statistics.median(warm)
+    said = f"start to warm {' / '.join(f'{w:.2f}' for w in warm)} s" + (f", median {mid:.2f} s" if len(warm) > 1 else
+                                                                        " (one round)")
+    said += f" = {mid / GOAL['start_to_warm_s']:.2f}x the {GOAL['start_to_warm_s']:g} s goal"
+    if reference and reference != name and rounds.get(reference):
+        before = statistics.median(rounds[reference])
+        said += f", {mid / before:.2f}x {reference} ({len(rounds[reference])} round{'s' if len(rounds[reference]) > 1 else ''})"
+    return said
+
+
 def main(paths: list[str]) -> int:
     for path in map(Path, paths):
         results = json.loads(path.read_text())
@@ -73,13 +93,7 @@ def main(paths: list[str]) -> int:
         rounds = medians(results)
         fallback = next((n for n in REFERENCES if len(rounds.get(n, ())) > 1), None)
         for name, warm in rounds.items():
-            if len(warm) > 1:
-                mid = statistics.median(warm)
-                reference = results["levers"][name].get("versus") or fallback
-                before = statistics.median(rounds[reference]) if len(rounds.get(reference, ())) > 1 else None
-                versus = f", {mid / before:.2f}x {reference}" if before and name != reference else ""
-                print(f"{label} {name}: start to warm {' / '.join(f'{w:.2f}' for w in warm)} s, median {mid:.2f} s "
-                      f"= {mid / GOAL['start_to_warm_s']:.2f}x the {GOAL['start_to_warm_s']:g} s goal{versus}")
+            print(f"{label} {name}: {_summary(name, warm, rounds, results['levers'][name].get('versus') or fallback)}")
         print()
     return 0
 

@@ -2,8 +2,8 @@
 # Group 7 of bench/zimage/coldstart.yaml on a GPU host in host mode: the model files read beside the start
 # (serve.prefetch) with the page cache warm and cold, bytecode for the whole environment, --fast-disk, in the
 # order of the lever file each round (the most wanted first, where the budget cuts a round short).
-# The host lacks some of ComfyUI's packages; they come as wheels in two folders (comfy-kitchen alone in
-# the first, as it is large), each installed by its own step:
+# The host lacks some of ComfyUI's packages and kiln's pydantic; they come as wheels in two folders
+# (comfy-kitchen alone in the first, as it is large), each installed by its own step:
 #
 #   bench/h200_prefetch.sh prepare KITCHEN_WHEELS            comfy-kitchen into /tmp/site2
 #   bench/h200_prefetch.sh levers WHEELS OUT FIRST REPEAT   the other wheels (and WHEELS/comfy.tgz, ComfyUI at
@@ -12,8 +12,10 @@
 #                                                           levers into /tmp/w/g7.json, copied to OUT at the end
 set -uo pipefail
 SITE=/tmp/site SITE2=/tmp/site2 MODELS=/tmp/m WORK=/tmp/w
-LEVERS=(--only baseline --only baseline-cold --only prefetch --only cold-prefetch --only cold-prefetch-1
-        --only env-bytecode --only fast-disk)
+# ONLY="baseline env-bytecode" runs those levers alone (as the 2026-12-05 run never reached the last two)
+read -ra names <<< "${ONLY:-baseline baseline-cold prefetch cold-prefetch cold-prefetch-1 env-bytecode fast-disk}"
+LEVERS=()
+for name in "${names[@]}"; do LEVERS+=(--only "$name"); done
 install() { python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$2" "$1"/*.whl; }
 
 case ${1:-} in
