@@ -60,7 +60,7 @@ def _prefetch(r: dict) -> str:
     if not r["prefetch"].get("ended"):
         return f"{at:.1f} s, not ended"
     rate, cached = RATE.search(line), CACHED.search(line)
-    said = rate.group(1) if rate else line.split(": ", 2)[-1][:40]
+    said = rate.group(1) if rate else line.split(": ", 2)[-1]
     return f"{at:.1f} s, {said}" + (f", {cached.group(1)} cached" if cached else "")
 
 

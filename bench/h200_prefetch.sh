@@ -12,6 +12,7 @@
 #                                                           levers into /tmp/w/g7.json, copied to OUT at the end
 set -uo pipefail
 SITE=/tmp/site SITE2=/tmp/site2 MODELS=/tmp/m WORK=/tmp/w
+# COMMIT=<sha> names the tree that runs where its git metadata is older than the tree (a copied tree).
 # ONLY="baseline env-bytecode" runs those levers alone (as the 2026-12-05 run never reached the last two)
 read -ra names <<< "${ONLY:-baseline baseline-cold prefetch cold-prefetch cold-prefetch-1 env-bytecode fast-disk}"
 LEVERS=()
@@ -41,7 +42,7 @@ c.pycache_prefix(Path('$WORK'), Path('/tmp/c/ComfyUI'))"
     cat "$WORK/pycache.json"; echo
     wait "$writer" || exit 9
     PYTHONUNBUFFERED=1 python3 bench/coldstart.py --comfyui /tmp/c/ComfyUI --models "$MODELS" --work "$WORK" \
-      --stack cuda13 --source-commit "$(git rev-parse --short HEAD)" --json "$WORK/g7.json" "${LEVERS[@]}" \
+      --stack cuda13 --source-commit "${COMMIT:-$(git rev-parse --short HEAD)}" --json "$WORK/g7.json" "${LEVERS[@]}" \
       --first-round "$first" --repeat "$repeat" --budget-s "${BUDGET_S:-420}" > "$WORK/g7-$first.log" 2>&1
     grep -v '^lever \|^{' "$WORK/g7-$first.log" | tail -c 4000
     ;;

@@ -68,7 +68,7 @@ def start(client: docker.DockerClient, req: RunRequest, on_event: Listener = ign
         _start(container, req)
         _wait_healthy(container, req, on_event)
         return Running(container.id, req.name, f"http://{'0.0.0.0' if req.public else '127.0.0.1'}:{req.port}",
-                       Warmup.from_log(_warmup(container)), round(time.monotonic() - started, 2))
+                       Warmup.from_log(_warmup(_log_lines(container))), round(time.monotonic() - started, 2))
     except KeyboardInterrupt:
         remove_container(container)
         raise Interrupted([f"container {req.name}"]) from None
@@ -160,20 +160,34 @@ def _last_line(container) -> str:
     return lines[-1][:200] if lines else "no output"
 
 
-FAILED = "kiln: warm-up failed: "
-HEALTH_FAILED = "warm-up failed: "
+SCRIPT_FAILED = "kiln: warm-up failed: "   # the start script's line as it stops ComfyUI
+HEALTH_FAILED = "warm-up failed: "   # what serve.warmup writes where the healthcheck reads it
 
 
 def _failure(container) -> str | None:
-    """Why the warm-up failed: its JSON line, else the start script's own line, else the health log. A loaded
-    host's engine can end a container before it has logged a stream's last line, so one source is not enough."""
-    failed = _warmup(container).get("error")
-    if failed:
-        return failed
-    lines = container.logs().decode("utf-8", "replace").splitlines()
+    """Why the warm-up failed: its JSON line, else the start script's line, else the health log. In CI the
+    JSON line was once missing from the logs of a container that had failed its warm-up, while the script's
+    later line was there; each source says the same reason."""
+    lines = _log_lines(container)
+    reason = _warmup(lines).get("error") or _script_reason(lines) or _health_reason(container)
+    return " ".join(reason.split()) if reason else None
+
+
+def _log_lines(container) -> list[str]:
+    try:
+        return container.logs().decode("utf-8", "replace").splitlines()
+    except docker.errors.DockerException:   # a log driver the engine cannot read back: the health log remains
+        return []
+
+
+def _script_reason(lines: list[str]) -> str | None:
     for line in reversed(lines):
-        if line.startswith(FAILED):
-            return line[len(FAILED):].removesuffix("; stopping ComfyUI")
+        if line.startswith(SCRIPT_FAILED):
+            return line[len(SCRIPT_FAILED):].removesuffix("; stopping ComfyUI")
+    return None
+
+
+def _health_reason(container) -> str | None:
     for entry in reversed(container.attrs["State"].get("Health", {}).get("Log") or []):
         output = (entry.get("Output") or "").strip()
         if output.startswith(HEALTH_FAILED):
@@ -181,13 +195,14 @@ def _failure(container) -> str | None:
     return None
 
 
-def _warmup(container) -> dict:
-    for line in reversed(container.logs().decode("utf-8", "replace").splitlines()):
+def _warmup(lines: list[str]) -> dict:
+    """The warm-up's JSON line, the last one that parses (a garbled line does not hide an earlier one)."""
+    for line in reversed(lines):
         if '"kiln_warmup"' in line:
             try:
                 return json.loads(line)["kiln_warmup"]
-            except (ValueError, KeyError):
-                break
+            except (ValueError, KeyError, TypeError):
+                continue
     return {}
 
 

@@ -1,5 +1,6 @@
 """bench/coldstart_report.py on the committed H200 record of the prefetch levers: what docs/cold-start.md quotes."""
 
+import importlib.util
 import subprocess
 import sys
 
@@ -35,3 +36,17 @@ def test_a_one_round_lever_gets_its_ratio_against_the_reference_median():
     assert ("g7 cold-prefetch: start to warm 30.82 s (one round) = 3.08x the 10 s goal, 0.74x baseline-cold (2 rounds)"
             in lines)
     assert "g7 baseline-cold: start to warm 39.91 / 43.23 s, median 41.57 s = 4.16x the 10 s goal" in lines
+
+
+def _cell(prefetch: dict) -> str:
+    spec = importlib.util.spec_from_file_location("coldstart_report", ROOT / "bench/coldstart_report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module._prefetch({"prefetch": prefetch})
+
+
+def test_a_prefetch_still_reading_or_reading_nothing_says_so():
+    start = [0.1, "kiln: phase prefetch: reading 3 model file(s), 20.69 GB, into the page cache beside the start"]
+    assert _cell({"ended": False, "lines": [start]}) == "0.1 s, not ended"
+    none = [0.2, "kiln: phase prefetch: none: the deployment's fetch is writing the model files"]
+    assert _cell({"ended": True, "lines": [none]}) == "0.2 s, none: the deployment's fetch is writing the model files"

@@ -6,10 +6,13 @@ engine did, in CI). The real container's path is tested in tests/engine/test_run
 
 import json
 
+import docker
 import pytest
 
-from kiln.engine.run import RunRequest, _wait_healthy
+from kiln.engine.run import HEALTH_FAILED, RunRequest, _wait_healthy
 from kiln.errors import KilnError
+from tests.payload import payload_env  # noqa: F401  (puts the payload on sys.path)
+from serve.warmup import fail  # noqa: E402
 
 REASON = "RuntimeError: the prompt failed: KSampler (node 2): stand-in: KSampler failed"
 
@@ -29,6 +32,13 @@ class ExitedContainer:
         return self._logs
 
 
+class UnreadableLogs(ExitedContainer):
+    """A log driver the engine cannot read back (docker-py raises from logs())."""
+
+    def logs(self, tail=None):
+        raise docker.errors.APIError("configured logging driver does not support reading")
+
+
 def said(container) -> str:
     with pytest.raises(KilnError) as err:
         _wait_healthy(container, RunRequest(tag="t", name="kiln-run", port=1, timeout_s=5), lambda _: None)
@@ -43,7 +53,9 @@ JSON_LINE = json.dumps({"kiln_warmup": {"error": REASON}})
     ([JSON_LINE, SCRIPT_LINE, "Terminated"], []),
     ([SCRIPT_LINE, "Terminated"], []),
     (["Terminated"], ["", f"warm-up failed: {REASON}\n"]),
-], ids=["json-line", "script-line-only", "health-log-only"])
+    ([JSON_LINE, '{"kiln_warmup": {"err', "Terminated"], []),
+    ([json.dumps({"kiln_warmup": {"error": ""}}), SCRIPT_LINE], []),
+], ids=["json-line", "script-line-only", "health-log-only", "garbled-line-after", "empty-json-reason"])
 def test_the_reason_is_found_where_it_survived(lines, health):
     line = said(ExitedContainer(lines, health))
     assert f"the warm-up failed, so the container stopped (exit 3): {REASON}" in line
@@ -53,3 +65,18 @@ def test_the_reason_is_found_where_it_survived(lines, health):
 def test_an_exit_without_a_reason_says_the_last_line():
     line = said(ExitedContainer(["kiln: phase start: starting ComfyUI", "Segmentation fault"], []))
     assert "exited with code 3 before it was ready (Segmentation fault)" in line
+
+
+def test_unreadable_logs_leave_the_health_log():
+    line = said(UnreadableLogs([], [f"warm-up failed: {REASON}\n"]))
+    assert f"(exit 3): {REASON}" in line
+
+
+def test_a_reason_over_several_lines_is_said_on_one():
+    line = said(ExitedContainer([json.dumps({"kiln_warmup": {"error": "CUDA error:\nout of memory\n"}})], []))
+    assert line.count("\n") == 0 and "(exit 3): CUDA error: out of memory" in line
+
+
+def test_the_health_prefix_is_what_the_warmup_writes(tmp_path, capsys):
+    assert fail("KSampler broke", str(tmp_path / "failed")) == 1
+    assert (tmp_path / "failed").read_text().startswith(HEALTH_FAILED + "KSampler broke")

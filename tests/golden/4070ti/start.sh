@@ -62,7 +62,7 @@ comfyui=$!
     --agent-port 9288 --ready "$READY" --failed "$FAILED" --drain "$DRAIN") &
 exporter=$!
 trap 'kill -TERM "$prefetch" "$preflight" "$comfyui" "$exporter" 2>/dev/null || true; wait "$comfyui" || true; exit 0' TERM INT
-trap 'echo "kiln: $(cat "$FAILED"); stopping ComfyUI" >&2; kill -TERM "$prefetch" "$comfyui" "$exporter" 2>/dev/null || true; wait "$comfyui" || true; exit 3' USR1
+trap 'echo "kiln: $(cat "$FAILED" 2> /dev/null || echo "warm-up failed (it wrote no reason)"); stopping ComfyUI" >&2; kill -TERM "$prefetch" "$comfyui" "$exporter" 2>/dev/null || true; wait "$comfyui" || true; exit 3' USR1
 if ! wait "$preflight"; then
     echo "kiln: the GPU preflight failed; stopping ComfyUI" >&2
     kill -TERM "$prefetch" "$comfyui" "$exporter" 2>/dev/null || true
