@@ -166,8 +166,9 @@ HEALTH_FAILED = "warm-up failed: "   # what serve.warmup writes where the health
 
 def _failure(container) -> str | None:
     """Why the warm-up failed: its JSON line, else the start script's line, else the health log. In CI the
-    JSON line was once missing from the logs of a container that had failed its warm-up, while the script's
-    later line was there; each source says the same reason."""
+    JSON line of a failed warm-up was once unreadable while the script's later line was there (likely a line
+    another process wrote between the JSON and its newline; the payload now writes lines whole). Each source
+    says the same reason, so a log that loses one still names it."""
     lines = _log_lines(container)
     reason = _warmup(lines).get("error") or _script_reason(lines) or _health_reason(container)
     return " ".join(reason.split()) if reason else None

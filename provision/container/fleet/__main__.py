@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
+from lines import emit
 from prometheus_client import CollectorRegistry
 
 from . import agent, endpoints
@@ -52,8 +53,8 @@ def main(argv=None) -> int:
     watcher.start()
     for server in (http, checks):
         threading.Thread(target=server.serve_forever, daemon=True).start()
-    print(json.dumps({"kiln_fleet": {"metrics": f"{args.listen}:{args.port}", "agent": f"{args.listen}:{args.agent_port}",
-                                     "comfyui": url}}), flush=True)
+    emit(json.dumps({"kiln_fleet": {"metrics": f"{args.listen}:{args.port}", "agent": f"{args.listen}:{args.agent_port}",
+                                    "comfyui": url}}))
     try:
         stop.wait()
     except KeyboardInterrupt:

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from lines import emit
+
 from . import comfyui
 
 
@@ -48,7 +50,7 @@ def main(argv=None) -> int:
     p.add_argument("--limit-s", type=float, required=True)
     args = p.parse_args(argv)
     result = drain(args.url.rstrip("/"), Path(args.drain), args.settle_s, args.limit_s)
-    print(json.dumps({"kiln_drain": result}, sort_keys=True), flush=True)
+    emit(json.dumps({"kiln_drain": result}, sort_keys=True))
     return 0 if result["drained"] else 1
 
 

@@ -22,12 +22,14 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from lines import emit
+
 from .model_files import arriving, missing_models, wait_for_fetch
 from .prompt import POLL_S, http_json, submit_prompt, wait_for_prompt, with_new_seed
 
 
 def say(phase: str, text: str) -> None:
-    print(f"kiln: phase {phase}: {text}", flush=True)
+    emit(f"kiln: phase {phase}: {text}")
 
 
 def since_start() -> Optional[float]:
@@ -136,7 +138,7 @@ def main(argv=None) -> int:
         result["start_to_warm_s"] = round(start_to_warm, 3)
     say("ready", f"warm {start_to_warm:.1f} s after the container started" if start_to_warm is not None
         else f"warm-up done in {result['total_s']:.1f} s")
-    print(json.dumps({"kiln_warmup": result}, sort_keys=True), flush=True)
+    emit(json.dumps({"kiln_warmup": result}, sort_keys=True))
     marker = Path(args.marker)
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(result) + "\n")
@@ -145,7 +147,7 @@ def main(argv=None) -> int:
 
 def fail(reason: str, failed_path: Optional[str]) -> int:
     """Say why on stdout (one JSON line) and where the healthcheck reads it."""
-    print(json.dumps({"kiln_warmup": {"error": reason}}), flush=True)
+    emit(json.dumps({"kiln_warmup": {"error": reason}}))
     if failed_path:
         path = Path(failed_path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,8 @@ import os
 import sys
 from typing import List
 
+from lines import emit
+
 from . import checks_gpu
 from .context import Context, Options
 from .expect import load_expect
@@ -56,7 +58,7 @@ def main(argv=None) -> int:
                                              [checks_gpu])
     code, lines = decide(checks, cpu_mode, os.environ.get("STRICT_GPU") == "1")
     for line in lines:
-        print(f"kiln-preflight: {line}", file=sys.stderr, flush=True)
+        emit(f"kiln-preflight: {line}", sys.stderr)
     return code
 
 

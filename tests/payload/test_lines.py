@@ -1,0 +1,48 @@
+"""Each line the payload logs reaches the container's shared stdout/stderr in one write (lines.py says why)."""
+
+import json
+
+import payload_env  # noqa: F401  (puts the payload on sys.path)
+from fleet import drain
+from serve import warmup
+from smoke import preflight
+
+
+class Writes:
+    """A stream that keeps each write() apart, as the pipe under an unbuffered Python sees them."""
+
+    def __init__(self):
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self):
+        pass
+
+
+def test_phase_and_json_lines_of_the_warmup_are_whole_writes(monkeypatch, tmp_path):
+    out = Writes()
+    monkeypatch.setattr("sys.stdout", out)
+    warmup.say("warm-up", "warming the GPU")
+    warmup.fail("KSampler broke", str(tmp_path / "failed"))
+    assert out.writes == ["kiln: phase warm-up: warming the GPU\n",
+                          json.dumps({"kiln_warmup": {"error": "KSampler broke"}}) + "\n"]
+
+
+def test_the_preflight_lines_are_whole_writes(monkeypatch):
+    err = Writes()
+    monkeypatch.setattr("sys.stderr", err)
+    monkeypatch.setenv("KILN_CPU_MODE", "1")
+    assert preflight.main(["--expect", "unused.json"]) == 0
+    assert err.writes and all(w.startswith("kiln-preflight: ") and w.count("\n") == 1 and w.endswith("\n")
+                              for w in err.writes)
+
+
+def test_the_drain_result_is_one_write(monkeypatch, tmp_path):
+    out = Writes()
+    monkeypatch.setattr("sys.stdout", out)
+    monkeypatch.setattr(drain, "drain", lambda *_: {"drained": True, "seconds": 0.0})
+    assert drain.main(["--url", "http://127.0.0.1:1", "--drain", str(tmp_path / "d"), "--limit-s", "1"]) == 0
+    assert out.writes == [json.dumps({"kiln_drain": {"drained": True, "seconds": 0.0}}, sort_keys=True) + "\n"]
