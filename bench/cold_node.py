@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 
 from kiln.engine.client import connect  # noqa: E402
+from kiln.engine.run import warmup_in  # noqa: E402
 from kiln.project import Project  # noqa: E402
 from tests.conftest import invoke  # noqa: E402
 from tests.engine.conftest import build_with_model  # noqa: E402
@@ -189,7 +190,7 @@ def up_to_first_image(engine: EmptyEngine, deploy: Path, cache: Path, project: s
 def _up(wall: float, made: str, began: str, logs: str, healthy: float, served: float, image: bytes) -> dict:
     """A server's way from its launch (at `wall`) to its first image: the container's creation and start (the
     engine's times), warm (the warm-up's record in its log), healthy and served (seconds from the launch)."""
-    warm = next((json.loads(line)["kiln_warmup"] for line in logs.splitlines() if line.startswith('{"kiln_warmup"')), {})
+    warm = warmup_in(logs.splitlines())
     made_s, container_s = _stamp(made) - wall, _stamp(began) - wall
     warm_at = container_s + warm["start_to_warm_s"]
     return {"seconds": round(served, 2), "container_created_s": round(made_s, 2),

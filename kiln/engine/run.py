@@ -68,7 +68,7 @@ def start(client: docker.DockerClient, req: RunRequest, on_event: Listener = ign
         _start(container, req)
         _wait_healthy(container, req, on_event)
         return Running(container.id, req.name, f"http://{'0.0.0.0' if req.public else '127.0.0.1'}:{req.port}",
-                       Warmup.from_log(_warmup(_log_lines(container))), round(time.monotonic() - started, 2))
+                       Warmup.from_log(warmup_in(_log_lines(container))), round(time.monotonic() - started, 2))
     except KeyboardInterrupt:
         remove_container(container)
         raise Interrupted([f"container {req.name}"]) from None
@@ -170,7 +170,7 @@ def _failure(container) -> str | None:
     another process wrote between the JSON and its newline; the payload now writes lines whole). Each source
     says the same reason, so a log that loses one still names it."""
     lines = _log_lines(container)
-    reason = _warmup(lines).get("error") or _script_reason(lines) or _health_reason(container)
+    reason = warmup_in(lines).get("error") or _script_reason(lines) or _health_reason(container)
     return " ".join(reason.split()) if reason else None
 
 
@@ -183,8 +183,9 @@ def _log_lines(container) -> list[str]:
 
 def _script_reason(lines: list[str]) -> str | None:
     for line in reversed(lines):
-        if line.startswith(SCRIPT_FAILED):
-            return line[len(SCRIPT_FAILED):].removesuffix("; stopping ComfyUI")
+        at = line.find(SCRIPT_FAILED)
+        if at >= 0:
+            return line[at + len(SCRIPT_FAILED):].removesuffix("; stopping ComfyUI")
     return None
 
 
@@ -196,14 +197,23 @@ def _health_reason(container) -> str | None:
     return None
 
 
-def _warmup(lines: list[str]) -> dict:
-    """The warm-up's JSON line, the last one that parses (a garbled line does not hide an earlier one)."""
+WARMUP = '{"kiln_warmup"'
+
+
+def warmup_in(lines: list[str]) -> dict:
+    """The last warm-up record in these log lines that parses, wherever in its line it starts: another
+    process's unfinished line (ComfyUI logs in chunks) can precede it on the shared stream."""
+    decoder = json.JSONDecoder()
     for line in reversed(lines):
-        if '"kiln_warmup"' in line:
-            try:
-                return json.loads(line)["kiln_warmup"]
-            except (ValueError, KeyError, TypeError):
-                continue
+        at = line.find(WARMUP)
+        if at < 0:
+            continue
+        try:
+            record = decoder.raw_decode(line, at)[0]["kiln_warmup"]
+        except (ValueError, KeyError):
+            continue
+        if isinstance(record, dict):
+            return record
     return {}
 
 

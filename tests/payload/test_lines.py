@@ -1,9 +1,11 @@
 """Each line the payload logs reaches the container's shared stdout/stderr in one write (lines.py says why)."""
 
+import ast
 import json
 
 import payload_env  # noqa: F401  (puts the payload on sys.path)
 from fleet import drain
+from lines import PIPE_BUF, emit
 from serve import warmup
 from smoke import preflight
 
@@ -46,3 +48,24 @@ def test_the_drain_result_is_one_write(monkeypatch, tmp_path):
     monkeypatch.setattr(drain, "drain", lambda *_: {"drained": True, "seconds": 0.0})
     assert drain.main(["--url", "http://127.0.0.1:1", "--drain", str(tmp_path / "d"), "--limit-s", "1"]) == 0
     assert out.writes == [json.dumps({"kiln_drain": {"drained": True, "seconds": 0.0}}, sort_keys=True) + "\n"]
+
+
+def test_a_line_past_the_pipe_atomic_size_is_cut_on_a_character():
+    out = Writes()
+    emit("é" * PIPE_BUF, out)
+    [written] = out.writes
+    assert len(written.encode()) <= PIPE_BUF and written.endswith(" [cut]\n") and "\ufffd" not in written
+
+
+# The modules whose lines kiln reads from the container's log, run beside ComfyUI by the start script
+BESIDE_THE_SERVER = ["serve", "fleet", "smoke/preflight.py"]
+
+
+def test_no_module_beside_the_server_prints():
+    """print() would write the newline apart again; each line goes through lines.emit."""
+    files = [f for name in BESIDE_THE_SERVER
+             for f in ([payload_env.PAYLOAD / name] if name.endswith(".py") else (payload_env.PAYLOAD / name).rglob("*.py"))]
+    printing = [f"{f.relative_to(payload_env.PAYLOAD)}:{node.lineno}" for f in files
+                for node in ast.walk(ast.parse(f.read_text()))
+                if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print"]
+    assert len(files) > 5 and printing == []

@@ -55,7 +55,11 @@ JSON_LINE = json.dumps({"kiln_warmup": {"error": REASON}})
     (["Terminated"], ["", f"warm-up failed: {REASON}\n"]),
     ([JSON_LINE, '{"kiln_warmup": {"err', "Terminated"], []),
     ([json.dumps({"kiln_warmup": {"error": ""}}), SCRIPT_LINE], []),
-], ids=["json-line", "script-line-only", "health-log-only", "garbled-line-after", "empty-json-reason"])
+    (["Prompt executed in 0.5" + JSON_LINE, "Terminated"], []),
+    (["  3%|#  | 1/30 [00:01<00:30]" + SCRIPT_LINE], []),
+    ([JSON_LINE, '{"kiln_warmup": "not a record"}'], []),
+], ids=["json-line", "script-line-only", "health-log-only", "garbled-line-after", "empty-json-reason",
+        "json-glued-to-an-unfinished-line", "script-line-glued", "record-not-a-dict"])
 def test_the_reason_is_found_where_it_survived(lines, health):
     line = said(ExitedContainer(lines, health))
     assert f"the warm-up failed, so the container stopped (exit 3): {REASON}" in line

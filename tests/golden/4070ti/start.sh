@@ -61,7 +61,8 @@ comfyui=$!
 (cd /opt/kiln/payload && exec "$PY" -m fleet --url http://127.0.0.1:8188 --port 9188 \
     --agent-port 9288 --ready "$READY" --failed "$FAILED" --drain "$DRAIN") &
 exporter=$!
-# wait's stderr holds only the shell's "Terminated" notices of the jobs killed here: the reason stays the last line
+# wait's stderr here holds only the shell's notice of how the ComfyUI it stops ended, so a failure's reason
+# stays the log's last line
 trap 'kill -TERM "$prefetch" "$preflight" "$comfyui" "$exporter" 2>/dev/null || true; wait "$comfyui" 2> /dev/null || true; exit 0' TERM INT
 trap 'echo "kiln: $(cat "$FAILED" 2> /dev/null || echo "warm-up failed (it wrote no reason)"); stopping ComfyUI" >&2; kill -TERM "$prefetch" "$comfyui" "$exporter" 2>/dev/null || true; wait "$comfyui" 2> /dev/null || true; exit 3' USR1
 if ! wait "$preflight"; then

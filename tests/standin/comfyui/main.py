@@ -327,7 +327,8 @@ def main():
     time.sleep(float(os.environ.get("STANDIN_START_DELAY", "0")))
     host = args.listen.split(",")[0]
     server = ThreadingHTTPServer((host, args.port), handler_for(State(args)))
-    print(f"To see the GUI go to: http://{host}:{args.port} (ComfyUI stand-in {__version__})", flush=True)
+    sys.stdout.write(f"To see the GUI go to: http://{host}:{args.port} (ComfyUI stand-in {__version__})\n")
+    sys.stdout.flush()
     server.serve_forever()
 
 
