@@ -76,12 +76,13 @@ def medians(results: dict) -> dict[str, list[float]]:
 def _summary(name: str, warm: list[float], rounds: dict[str, list[float]], reference: str | None) -> str:
     """One lever's start to warm against the goal and its reference, saying how many rounds each rests on."""
     mid = statistics.median(warm)
-    said = f"start to warm {' / '.join(f'{w:.2f}' for w in warm)} s" + (f", median {mid:.2f} s" if len(warm) > 1 else
-                                                                        " (one round)")
+    spread = f", median {mid:.2f} s" if len(warm) > 1 else " (one round)"
+    said = f"start to warm {' / '.join(f'{w:.2f}' for w in warm)} s{spread}"
     said += f" = {mid / GOAL['start_to_warm_s']:.2f}x the {GOAL['start_to_warm_s']:g} s goal"
     if reference and reference != name and rounds.get(reference):
         before = statistics.median(rounds[reference])
-        said += f", {mid / before:.2f}x {reference} ({len(rounds[reference])} round{'s' if len(rounds[reference]) > 1 else ''})"
+        count = len(rounds[reference])
+        said += f", {mid / before:.2f}x {reference} ({count} round{'s' if count > 1 else ''})"
     return said
 
 

@@ -63,8 +63,8 @@ BESIDE_THE_SERVER = ["serve", "fleet", "smoke/preflight.py"]
 
 def test_no_module_beside_the_server_prints():
     """print() would write the newline apart again; each line goes through lines.emit."""
-    files = [f for name in BESIDE_THE_SERVER
-             for f in ([payload_env.PAYLOAD / name] if name.endswith(".py") else (payload_env.PAYLOAD / name).rglob("*.py"))]
+    paths = [payload_env.PAYLOAD / name for name in BESIDE_THE_SERVER]
+    files = [f for path in paths for f in ([path] if path.suffix == ".py" else path.rglob("*.py"))]
     printing = [f"{f.relative_to(payload_env.PAYLOAD)}:{node.lineno}" for f in files
                 for node in ast.walk(ast.parse(f.read_text()))
                 if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print"]

@@ -31,8 +31,8 @@ from .warmup import say
 
 CHUNK = 8 << 20   # one buffer of this size per stream
 # Streams at once: a local NVMe disk or a network volume reaches its throughput only with several requests
-# in flight. On the H200 host's virtio disk one stream read as fast as 8 (1.43 against 1.37 GB/s); 8 did no
-# worse there and is kept for the disks where parallel reads pay (docs/cold-start.md, "Models read beside the start").
+# in flight. On the H200 host one stream read as fast as 8 (1.43 against 1.37 GB/s, one round each); 8 did no
+# worse and is kept; faster disks are not measured (docs/cold-start.md, "Models read beside the start").
 STREAMS = 8
 GB = 1e9
 
@@ -173,9 +173,10 @@ def prefetch(args: argparse.Namespace) -> None:
         say("prefetch", f"none: memory would not hold the model files ({', '.join(p.name for p in left)})")
         return
     size = sum(p.stat().st_size for p in taken)
+    streams = f"{args.streams} stream" + ("" if args.streams == 1 else "s")
+    passed = f"; left to the loader, memory would not hold them: {', '.join(p.name for p in left)}" if left else ""
     say("prefetch", f"reading {len(taken)} model file(s), {size / GB:.2f} GB, into the page cache beside the start "
-                    f"({args.streams} stream{'' if args.streams == 1 else 's'})" + (f"; left to the loader, memory would not hold them: "
-                                                   f"{', '.join(p.name for p in left)}" if left else ""))
+                    f"({streams}){passed}")
     started = time.monotonic()
     done, failed = read_ahead(taken, args.streams)
     seconds = time.monotonic() - started
