@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "provision" / "container")]
 
 from coldstart import install_kiln_nodes  # noqa: E402
+from kiln.engine.run import warmup_in  # noqa: E402
 from kiln.launch import profile_flags  # noqa: E402
 from kiln.project import Project  # noqa: E402
 from kiln.render.context import sized_workflow  # noqa: E402
@@ -51,7 +52,7 @@ def payload_warmup(url: str, work: Path, models: Path) -> dict:
         code = warmup.main(["--facts", str(work / "kiln.json"), "--url", url, "--marker", str(work / "ready.json"),
                             "--workflow", str(work / "warmup.json"), "--models", str(models)])
     lines = out.getvalue().splitlines()
-    logged = next((json.loads(line)["kiln_warmup"] for line in lines if line.startswith('{"kiln_warmup"')), None)
+    logged = warmup_in(lines) or None
     return {"exit_code": code, "phases": [line for line in lines if line.startswith("kiln: phase")], "result": logged}
 
 

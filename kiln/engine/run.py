@@ -121,55 +121,51 @@ def _wait_healthy(container, req: RunRequest, on_event: Listener) -> None:
     started, phases = time.monotonic(), 0
     while time.monotonic() - started < req.timeout_s:
         listed(container.reload)
-        phases = _new_phases(container, phases, on_event)
+        lines = _log_lines(container)   # after the reload: once it says exited, the log is whole
+        phases = _new_phases(lines, phases, on_event)
         state = container.attrs["State"]
         health = state.get("Health", {}).get("Status", "none")
         if state["Status"] == "exited":
-            failed = _failure(container)
+            failed = _failure(lines, container)
             if failed:
                 raise KilnError(f"the warm-up failed, so the container stopped (exit {state['ExitCode']}): {failed[:300]}",
                                 req.name, "check the warm-up workflow's models in the cache and the GPU, then run again")
             raise KilnError(f"the container exited with code {state['ExitCode']} before it was ready "
-                            f"({_last_line(container)})", req.name, "see `docker logs` of a manual run, fix, run again")
+                            f"({_last_line(lines)})", req.name, "see `docker logs` of a manual run, fix, run again")
         if health == "healthy":
             return
         waited = int(time.monotonic() - started)
         on_event(Event("wait", f"{health}: waiting for the warm-up ({waited} s)", current=waited))
         time.sleep(0.5)
-    raise KilnError(f"not healthy after {req.timeout_s:.0f} s ({_last_line(container)})", req.name,
+    raise KilnError(f"not healthy after {req.timeout_s:.0f} s ({_last_line(_log_lines(container))})", req.name,
                     "raise --timeout, or check the warm-up's models and the GPU")
 
 
 PHASE = "kiln: phase "
 
 
-def _new_phases(container, seen: int, on_event: Listener) -> int:
+def _new_phases(logs: list[str], seen: int, on_event: Listener) -> int:
     """Each phase line the container logged since the last look, as a phase event; how many there are now."""
-    try:
-        logs = container.logs().decode("utf-8", "replace").splitlines()
-    except docker.errors.DockerException:   # a log driver the engine cannot read back: the wait goes on unrelayed
-        return seen
     lines = [line[len(PHASE):] for line in logs if line.startswith(PHASE)]
     for line in lines[seen:]:
         on_event(Event("phase", f"  container: {line[:200]}"))
-    return len(lines)
+    return max(len(lines), seen)   # an unreadable log (no lines) relays nothing and forgets nothing
 
 
-def _last_line(container) -> str:
-    lines = container.logs(tail=20).decode("utf-8", "replace").strip().splitlines()
-    return lines[-1][:200] if lines else "no output"
+def _last_line(lines: list[str]) -> str:
+    said = [line for line in lines if line.strip()]
+    return said[-1][:200] if said else "no output"
 
 
 SCRIPT_FAILED = "kiln: warm-up failed: "   # the start script's line as it stops ComfyUI
 HEALTH_FAILED = "warm-up failed: "   # what serve.warmup writes where the healthcheck reads it
 
 
-def _failure(container) -> str | None:
+def _failure(lines: list[str], container) -> str | None:
     """Why the warm-up failed: its JSON line, else the start script's line, else the health log. In CI the
     JSON line of a failed warm-up was once unreadable while the script's later line was there (likely a line
     another process wrote between the JSON and its newline; the payload now writes lines whole). Each source
     says the same reason, so a log that loses one still names it."""
-    lines = _log_lines(container)
     reason = warmup_in(lines).get("error") or _script_reason(lines) or _health_reason(container)
     return " ".join(reason.split()) if reason else None
 
@@ -177,7 +173,7 @@ def _failure(container) -> str | None:
 def _log_lines(container) -> list[str]:
     try:
         return container.logs().decode("utf-8", "replace").splitlines()
-    except docker.errors.DockerException:   # a log driver the engine cannot read back: the health log remains
+    except docker.errors.DockerException:   # a log driver the engine cannot read back: the wait goes on unrelayed
         return []
 
 

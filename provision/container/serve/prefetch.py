@@ -5,10 +5,10 @@ With the page cache cold (a node restarted with its models on disk, a volume jus
 first run reads each model file only once ComfyUI has imported its modules and the workflow reaches that
 file's loader, one stream at a time. Read beside the start, in several streams, the same bytes arrive while
 Python imports. The files go in the order the image lists them, cut in chunks the streams take in turn (a
-chunk the page cache holds whole is not read again, so a warm node copies nothing), and only as many as memory can hold (MemAvailable, and the container's memory limit less what it uses): a file
-that does not fit is left to the loader, as it would be without this. One line when it starts, one when it
-ends. It never fails the start: a file it cannot read is named and skipped, and the warm-up's own check
-still says what is missing.
+chunk the page cache holds whole is not read again, so a warm node copies nothing), and only as many as memory
+can hold (MemAvailable, and the container's memory limit less what it uses): a file that does not fit is left
+to the loader, as it would be without this. One line when it starts, one when it ends. It never fails the
+start: a file it cannot read is named and skipped, and the warm-up's own check still says what is missing.
 Stdlib only; never imports the toolkit.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import json
 import mmap
 import os
@@ -93,6 +94,14 @@ def fitting(files: List[Path], space: int) -> Tuple[List[Path], List[Path]]:
     return taken, left
 
 
+@functools.lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype, libc.mmap.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+                                                              ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    return libc
+
+
 def resident_pages(fd: int, size: int) -> Optional[bytes]:
     """One byte per page of the file, bit 0 set where the page cache holds it (mincore over a read-only map), or
     None where the host cannot say (then every page is read). Linux answers truly only to the file's owner (or
@@ -102,9 +111,7 @@ def resident_pages(fd: int, size: int) -> Optional[bytes]:
         return b""
     if os.fstat(fd).st_uid != os.geteuid():
         return None
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype, libc.mmap.argtypes = ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
-                                                              ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc = _libc()
     address = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
     if address in (None, ctypes.c_void_p(-1).value):
         return None
